@@ -1,0 +1,24 @@
+// Package v2 contains the APIRule API of the gateway.apirule.io group, version v2.
+//
+// The spec is field-compatible with Kyma's APIRule v2 (gateway.kyma-project.io/v2): a Kyma
+// manifest is accepted after changing its apiVersion. Fields marked NEW extend it.
+//
+// +kubebuilder:object:generate=true
+// +groupName=gateway.apirule.io
+package v2
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version of every type in this package.
+	GroupVersion = schema.GroupVersion{Group: "gateway.apirule.io", Version: "v2"}
+
+	// SchemeBuilder registers the types of this package with a runtime.Scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds the types of this package to a runtime.Scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)

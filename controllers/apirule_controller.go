@@ -1,0 +1,181 @@
+// Package controllers holds the APIRule reconciler: a thin pipeline of named phases
+// (fetch, gather, translate, apply, prune, status) around the pure translator.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/apply"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/translate"
+)
+
+// Kinds of children, in the order stale ones are pruned: routes go before the policies that
+// protect them.
+var (
+	virtualServiceKind      = networkingclientv1.SchemeGroupVersion.WithKind("VirtualService")
+	authorizationPolicyKind = securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy")
+	pruneOrder              = []schema.GroupVersionKind{virtualServiceKind, authorizationPolicyKind}
+)
+
+// APIRuleReconciler reconciles APIRules into Istio objects.
+type APIRuleReconciler struct {
+	Client   client.Client
+	Recorder events.EventRecorder
+	Options  translate.Options
+	// MaxConcurrentReconciles is how many APIRules are reconciled at once.
+	MaxConcurrentReconciles int
+}
+
+// +kubebuilder:rbac:groups=gateway.apirule.io,resources=apirules,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=gateway.apirule.io,resources=apirules/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=gateway.apirule.io,resources=apirules/finalizers,verbs=update
+// +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=security.istio.io,resources=authorizationpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings the Istio objects of one APIRule in line with its spec and reports the
+// outcome in status.
+func (r *APIRuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	rule := &apiv2.APIRule{}
+	if err := r.Client.Get(ctx, req.NamespacedName, rule); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !rule.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, rule)
+	}
+
+	report := newReport(rule)
+	input, err := r.gather(ctx, rule)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	output := translate.Translate(input)
+	report.translated(output.Findings)
+	if len(output.Findings) == 0 {
+		if err := r.program(ctx, rule, output.Objects); err != nil {
+			report.programFailed(err)
+			// The apply error is returned, so the request is retried with backoff; the status
+			// still says why.
+			return ctrl.Result{}, errors.Join(err, r.writeStatus(ctx, rule, report))
+		}
+		report.programmed()
+	}
+	return ctrl.Result{}, r.writeStatus(ctx, rule, report)
+}
+
+// program applies the desired objects, policies before routes, then prunes stale children,
+// routes before policies. A finalizer is added first when a child lives in another namespace,
+// because only the finalizer can remove it.
+func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, objects translate.Objects) error {
+	ordered := applyOrder(objects)
+	if crossNamespace(rule, ordered) {
+		if err := r.ensureFinalizer(ctx, rule); err != nil {
+			return err
+		}
+	}
+	applier := apply.Applier{Client: r.Client}
+	if err := applier.Apply(ctx, ordered); err != nil {
+		return err
+	}
+	if err := applier.Prune(ctx, ownerOf(rule), pruneOrder, ordered); err != nil {
+		return err
+	}
+	if !crossNamespace(rule, ordered) {
+		return r.removeFinalizer(ctx, rule)
+	}
+	return nil
+}
+
+// applyOrder lists the objects so that every policy is written before any route.
+func applyOrder(objects translate.Objects) []client.Object {
+	ordered := make([]client.Object, 0, len(objects.AuthorizationPolicies)+len(objects.VirtualServices))
+	for _, ap := range objects.AuthorizationPolicies {
+		ordered = append(ordered, ap)
+	}
+	for _, vs := range objects.VirtualServices {
+		ordered = append(ordered, vs)
+	}
+	return ordered
+}
+
+func crossNamespace(rule *apiv2.APIRule, objects []client.Object) bool {
+	for _, obj := range objects {
+		if obj.GetNamespace() != rule.Namespace {
+			return true
+		}
+	}
+	return false
+}
+
+// finalize removes every child of a deleted APIRule, routes first, then lets it go.
+func (r *APIRuleReconciler) finalize(ctx context.Context, rule *apiv2.APIRule) error {
+	if !controllerutil.ContainsFinalizer(rule, ownership.Finalizer) {
+		return nil
+	}
+	applier := apply.Applier{Client: r.Client}
+	if err := applier.Prune(ctx, ownerOf(rule), pruneOrder, nil); err != nil {
+		return err
+	}
+	return r.removeFinalizer(ctx, rule)
+}
+
+func (r *APIRuleReconciler) ensureFinalizer(ctx context.Context, rule *apiv2.APIRule) error {
+	if controllerutil.ContainsFinalizer(rule, ownership.Finalizer) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(rule.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.AddFinalizer(rule, ownership.Finalizer)
+	if err := r.Client.Patch(ctx, rule, patch); err != nil {
+		return fmt.Errorf("adding finalizer: %w", err)
+	}
+	return nil
+}
+
+func (r *APIRuleReconciler) removeFinalizer(ctx context.Context, rule *apiv2.APIRule) error {
+	if !controllerutil.ContainsFinalizer(rule, ownership.Finalizer) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(rule.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(rule, ownership.Finalizer)
+	if err := r.Client.Patch(ctx, rule, patch); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("removing finalizer: %w", err)
+	}
+	return nil
+}
+
+// SetupWithManager registers the reconciler, its field indexes and its watches.
+func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := r.registerIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	children := handler.EnqueueRequestsFromMapFunc(requestForOwnerLabels)
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("apirule").
+		For(&apiv2.APIRule{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
+		Watches(&networkingclientv1.VirtualService{}, children).
+		Watches(&securityclientv1.AuthorizationPolicy{}, children).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(serviceIndex))).
+		Watches(&networkingclientv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(gatewayIndex))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).
+		Complete(r)
+}

@@ -1,0 +1,76 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/translate"
+)
+
+// gather reads everything the translation needs from the cache. It is the only phase that
+// reads the cluster; a missing object is left out of the input, for the translator to report.
+func (r *APIRuleReconciler) gather(ctx context.Context, rule *apiv2.APIRule) (translate.Input, error) {
+	in := translate.Input{
+		APIRule:  rule,
+		Services: map[types.NamespacedName]translate.Service{},
+		Options:  r.Options,
+	}
+
+	if ref, ok := translate.GatewayRef(rule, r.Options); ok {
+		gw := &networkingclientv1.Gateway{}
+		switch err := r.Client.Get(ctx, ref, gw); {
+		case err == nil:
+			in.Gateway = gatewayInput(gw)
+		case !apierrors.IsNotFound(err):
+			return in, fmt.Errorf("reading Gateway %s: %w", ref, err)
+		}
+	}
+
+	for i := range rule.Spec.Rules {
+		ref, _, ok := translate.BackendRef(rule, i)
+		if !ok {
+			continue
+		}
+		if _, seen := in.Services[ref]; seen {
+			continue
+		}
+		svc := &corev1.Service{}
+		switch err := r.Client.Get(ctx, ref, svc); {
+		case err == nil:
+			in.Services[ref] = serviceInput(svc)
+		case !apierrors.IsNotFound(err):
+			return in, fmt.Errorf("reading Service %s: %w", ref, err)
+		}
+	}
+	return in, nil
+}
+
+func gatewayInput(gw *networkingclientv1.Gateway) *translate.Gateway {
+	out := &translate.Gateway{Namespace: gw.Namespace, Name: gw.Name}
+	for _, server := range gw.Spec.Servers {
+		for _, host := range server.Hosts {
+			// A Gateway host may be written namespace/host; the namespace part only limits
+			// which VirtualServices may bind.
+			if i := strings.LastIndex(host, "/"); i >= 0 {
+				host = host[i+1:]
+			}
+			out.Hosts = append(out.Hosts, host)
+		}
+	}
+	return out
+}
+
+func serviceInput(svc *corev1.Service) translate.Service {
+	out := translate.Service{Namespace: svc.Namespace, Name: svc.Name, Selector: svc.Spec.Selector}
+	for _, p := range svc.Spec.Ports {
+		out.Ports = append(out.Ports, p.Port)
+	}
+	return out
+}

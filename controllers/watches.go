@@ -1,0 +1,87 @@
+package controllers
+
+import (
+	"context"
+
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/translate"
+)
+
+// Field indexes on APIRules, so an event on a referenced object finds the APIRules that
+// reference it without listing them all.
+const (
+	serviceIndex = "apirule.io/backend-services"
+	gatewayIndex = "apirule.io/gateway"
+)
+
+func (r *APIRuleReconciler) registerIndexes(ctx context.Context, indexer client.FieldIndexer) error {
+	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, serviceIndex, func(obj client.Object) []string {
+		rule := obj.(*apiv2.APIRule)
+		var keys []string
+		seen := map[string]bool{}
+		for i := range rule.Spec.Rules {
+			if ref, _, ok := translate.BackendRef(rule, i); ok && !seen[ref.String()] {
+				seen[ref.String()] = true
+				keys = append(keys, ref.String())
+			}
+		}
+		return keys
+	}); err != nil {
+		return err
+	}
+	return indexer.IndexField(ctx, &apiv2.APIRule{}, gatewayIndex, func(obj client.Object) []string {
+		if ref, ok := translate.GatewayRef(obj.(*apiv2.APIRule), r.Options); ok {
+			return []string{ref.String()}
+		}
+		return nil
+	})
+}
+
+// requestsForIndex maps an object to the APIRules whose index holds its namespace/name.
+func (r *APIRuleReconciler) requestsForIndex(index string) func(context.Context, client.Object) []reconcile.Request {
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		rules := &apiv2.APIRuleList{}
+		key := types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}.String()
+		if err := r.Client.List(ctx, rules, client.MatchingFields{index: key}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing APIRules by index", "index", index, "key", key)
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(rules.Items))
+		for _, rule := range rules.Items {
+			out = append(out, reconcile.Request{NamespacedName: ownerOf(&rule)})
+		}
+		return out
+	}
+}
+
+// requestForOwnerLabels maps a generated object to the APIRule named by its owner labels,
+// so an edited or deleted child is restored, in any namespace.
+func requestForOwnerLabels(_ context.Context, obj client.Object) []reconcile.Request {
+	labels := obj.GetLabels()
+	name, namespace := labels[ownership.LabelName], labels[ownership.LabelNamespace]
+	if name == "" || namespace == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: namespace, Name: name}}}
+}
+
+func ownerOf(rule *apiv2.APIRule) types.NamespacedName {
+	return types.NamespacedName{Namespace: rule.Namespace, Name: rule.Name}
+}
+
+// deletionPredicate lets through the update that marks an APIRule for deletion.
+type deletionPredicate struct {
+	predicate.Funcs
+}
+
+func (deletionPredicate) Update(e event.UpdateEvent) bool {
+	return e.ObjectNew != nil && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+}

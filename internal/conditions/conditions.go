@@ -1,0 +1,96 @@
+// Package conditions defines the APIRule condition types, their typed reasons, and how the
+// Kyma-compatible status.state is derived from them.
+package conditions
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+)
+
+// Type is an APIRule condition type.
+type Type string
+
+// The condition types, in the order they are evaluated.
+const (
+	// Accepted is true when the spec is valid and supported.
+	Accepted Type = "Accepted"
+	// ResolvedRefs is true when every referenced object exists and fits.
+	ResolvedRefs Type = "ResolvedRefs"
+	// Programmed is true when every desired Istio object is applied and stale ones pruned.
+	Programmed Type = "Programmed"
+	// Ready is true when all of the above are.
+	Ready Type = "Ready"
+)
+
+// Reason is the machine-readable cause of a condition's status.
+type Reason string
+
+// Reasons of Accepted.
+const (
+	ReasonAccepted           Reason = "Accepted"
+	ReasonInvalidSpec        Reason = "InvalidSpec"
+	ReasonUnsupportedFeature Reason = "UnsupportedFeature"
+	ReasonNoGateway          Reason = "NoGateway"
+)
+
+// Reasons of ResolvedRefs.
+const (
+	ReasonResolved          Reason = "Resolved"
+	ReasonGatewayNotFound   Reason = "GatewayNotFound"
+	ReasonHostNotResolvable Reason = "HostNotResolvable"
+	ReasonServiceNotFound   Reason = "ServiceNotFound"
+	ReasonPortNotFound      Reason = "PortNotFound"
+	ReasonNoSelector        Reason = "ServiceWithoutSelector"
+)
+
+// Reasons of Programmed.
+const (
+	ReasonProgrammed  Reason = "Programmed"
+	ReasonApplyFailed Reason = "ApplyFailed"
+	ReasonPruneFailed Reason = "PruneFailed"
+	ReasonNotApplied  Reason = "NotApplied"
+)
+
+// Reasons of Ready.
+const (
+	ReasonReady    Reason = "Ready"
+	ReasonNotReady Reason = "NotReady"
+)
+
+// Set sets a condition on the list with the given generation. It changes
+// lastTransitionTime only when the status flips, so repeating the same condition is a no-op.
+func Set(list *[]metav1.Condition, t Type, status metav1.ConditionStatus, reason Reason, message string, generation int64) {
+	meta.SetStatusCondition(list, metav1.Condition{
+		Type:               string(t),
+		Status:             status,
+		Reason:             string(reason),
+		Message:            message,
+		ObservedGeneration: generation,
+	})
+}
+
+// Find returns the condition of the given type, or nil.
+func Find(list []metav1.Condition, t Type) *metav1.Condition {
+	return meta.FindStatusCondition(list, string(t))
+}
+
+// State derives the Kyma-compatible status.state and description from the conditions:
+// Ready when Ready is true; Error when the spec is rejected, a reference is missing or
+// objects could not be applied; Processing otherwise.
+func State(list []metav1.Condition) (apiv2.State, string) {
+	if c := Find(list, Ready); c != nil && c.Status == metav1.ConditionTrue {
+		return apiv2.StateReady, c.Message
+	}
+	for _, t := range []Type{Accepted, ResolvedRefs, Programmed} {
+		c := Find(list, t)
+		if c == nil || c.Status == metav1.ConditionUnknown {
+			return apiv2.StateProcessing, "Waiting for the operator to process the APIRule."
+		}
+		if c.Status == metav1.ConditionFalse {
+			return apiv2.StateError, c.Message
+		}
+	}
+	return apiv2.StateProcessing, "Waiting for the operator to process the APIRule."
+}

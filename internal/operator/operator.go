@@ -1,0 +1,112 @@
+// Package operator assembles the manager: scheme, caches, the APIRule controller and health
+// checks. The manager binary, the demo and the integration tests all start it through here,
+// so they run the same operator.
+package operator
+
+import (
+	"fmt"
+
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/controllers"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/translate"
+)
+
+// Options configure the operator.
+type Options struct {
+	Translate translate.Options
+	// MaxConcurrentReconciles is how many APIRules are reconciled at once.
+	MaxConcurrentReconciles int
+	// LeaderElection makes only one replica reconcile at a time.
+	LeaderElection bool
+	// LeaderElectionNamespace holds the lease; required outside a cluster.
+	LeaderElectionNamespace string
+	// MetricsAddress serves Prometheus metrics; "0" disables it.
+	MetricsAddress string
+	// HealthProbeAddress serves /healthz and /readyz; "0" disables it.
+	HealthProbeAddress string
+}
+
+// DefaultOptions are the operator's defaults, shared by the manager's flags and the demo.
+func DefaultOptions() Options {
+	return Options{
+		Translate: translate.Options{
+			IngressGatewayPrincipal: "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
+		},
+		MaxConcurrentReconciles: 4,
+		LeaderElection:          true,
+		MetricsAddress:          ":8080",
+		HealthProbeAddress:      ":8081",
+	}
+}
+
+// NewScheme returns a scheme with every type the operator reads or writes.
+func NewScheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		clientgoscheme.AddToScheme,
+		apiv2.AddToScheme,
+		networkingclientv1.AddToScheme,
+		securityclientv1.AddToScheme,
+	} {
+		if err := add(scheme); err != nil {
+			return nil, err
+		}
+	}
+	return scheme, nil
+}
+
+// NewManager builds a manager running the APIRule controller.
+func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	scheme, err := NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	// Generated objects are cached by label only: the operator never needs to hold every
+	// VirtualService or AuthorizationPolicy of the cluster in memory.
+	generated := cache.ByObject{Label: ownership.ManagedSelector()}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: scheme,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&networkingclientv1.VirtualService{}:    generated,
+			&securityclientv1.AuthorizationPolicy{}: generated,
+		}},
+		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
+		HealthProbeBindAddress:  opts.HealthProbeAddress,
+		LeaderElection:          opts.LeaderElection,
+		LeaderElectionID:        "apirule-operator.gateway.apirule.io",
+		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	reconciler := &controllers.APIRuleReconciler{
+		Client:                  mgr.GetClient(),
+		Recorder:                mgr.GetEventRecorder("apirule-operator"),
+		Options:                 opts.Translate,
+		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
+	}
+	if err := reconciler.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the APIRule controller: %w", err)
+	}
+	if opts.HealthProbeAddress != "0" {
+		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+			return nil, err
+		}
+		if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+			return nil, err
+		}
+	}
+	return mgr, nil
+}

@@ -1,0 +1,73 @@
+// Package ownership defines how generated objects are tied to the APIRule they come from:
+// owner labels on every child, deterministic child names, and the field manager name.
+package ownership
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+const (
+	// FieldManager owns every field the operator writes with server-side apply.
+	FieldManager = "apirule-operator"
+
+	// LabelName and LabelNamespace name the APIRule a child belongs to. Children in another
+	// namespace cannot carry an ownerReference, so these labels are what finds them.
+	LabelName      = "apirule.io/name"
+	LabelNamespace = "apirule.io/namespace"
+
+	// LabelManagedBy marks every generated object so caches can select only those.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy.
+	ManagedByValue = "apirule-operator"
+
+	// Finalizer is set on an APIRule while it has children in other namespaces.
+	Finalizer = "gateway.apirule.io/cross-namespace-children"
+
+	// maxNameLength keeps generated names within the 63 characters of a DNS label so they are
+	// valid for every kind we emit and can be used as label values.
+	maxNameLength = 63
+	hashLength    = 10
+)
+
+// Labels returns the labels every child of the APIRule carries.
+func Labels(owner types.NamespacedName) map[string]string {
+	return map[string]string{
+		LabelName:      owner.Name,
+		LabelNamespace: owner.Namespace,
+		LabelManagedBy: ManagedByValue,
+	}
+}
+
+// Selector selects the children of the APIRule.
+func Selector(owner types.NamespacedName) labels.Selector {
+	return labels.SelectorFromSet(Labels(owner))
+}
+
+// ManagedSelector selects every object the operator generated.
+func ManagedSelector() labels.Selector {
+	return labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})
+}
+
+// ChildName returns <apirule>-<purpose>-<hash>. The hash covers the owner's namespace and name
+// and the parts that distinguish children of the same purpose, so names are stable across
+// reconciles, unique per owner even when the name had to be shortened, and distinct for two
+// APIRules of the same name in different namespaces that place children in one namespace.
+func ChildName(owner types.NamespacedName, purpose string, parts ...string) string {
+	h := sha256.New()
+	for _, p := range append([]string{owner.Namespace, owner.Name, purpose}, parts...) {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	sum := hex.EncodeToString(h.Sum(nil))[:hashLength]
+	suffix := "-" + purpose + "-" + sum
+	prefix := owner.Name
+	if room := maxNameLength - len(suffix); len(prefix) > room {
+		prefix = strings.TrimRight(prefix[:room], "-.")
+	}
+	return prefix + suffix
+}

@@ -1,0 +1,64 @@
+package translate
+
+import (
+	"regexp"
+	"testing"
+
+	networkingv1 "istio.io/api/networking/v1"
+)
+
+func TestURIMatchKinds(t *testing.T) {
+	cases := []struct {
+		path string
+		want *networkingv1.StringMatch
+	}{
+		{"/*", &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Prefix{Prefix: "/"}}},
+		{"/", &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Exact{Exact: "/"}}},
+		{"/a.b/(c)", &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Exact{Exact: "/a.b/(c)"}}},
+	}
+	for _, c := range cases {
+		if got := uriMatch(c.path); got.String() != c.want.String() {
+			t.Errorf("uriMatch(%q) = %v, want %v", c.path, got, c.want)
+		}
+	}
+}
+
+// The regex of a template path must match exactly the requests the template means, with the
+// literal characters taken literally.
+func TestURIMatchRegexSemantics(t *testing.T) {
+	cases := []struct {
+		path    string
+		matches []string
+		misses  []string
+	}{
+		{"/a.b/{*}", []string{"/a.b/x", "/a.b/x-y_z~1"}, []string{"/aXb/x", "/a.b/", "/a.b/x/y", "/a.b"}},
+		{"/v1/{*}/items", []string{"/v1/7/items"}, []string{"/v1//items", "/v1/7/8/items", "/v1/7/itemsX"}},
+		{"/files/{**}", []string{"/files/", "/files/a", "/files/a/b/c"}, []string{"/files", "/filesX/a", "/other/files/a"}},
+		{"/$(x)+/{**}", []string{"/$(x)+/q"}, []string{"/x+/q", "/$(x)/q", "/$(x)))/q"}},
+	}
+	for _, c := range cases {
+		m := uriMatch(c.path).GetRegex()
+		if m == "" {
+			t.Fatalf("uriMatch(%q) is not a regex", c.path)
+		}
+		re := regexp.MustCompile(m)
+		for _, p := range c.matches {
+			if !re.MatchString(p) {
+				t.Errorf("regex %q of %q does not match %q", m, c.path, p)
+			}
+		}
+		for _, p := range c.misses {
+			if re.MatchString(p) {
+				t.Errorf("regex %q of %q matches %q", m, c.path, p)
+			}
+		}
+	}
+}
+
+func TestPolicyPath(t *testing.T) {
+	for in, want := range map[string]string{"/*": "/{**}", "/": "/", "/a/{*}/b": "/a/{*}/b", "/a/{**}": "/a/{**}"} {
+		if got := policyPath(in); got != want {
+			t.Errorf("policyPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

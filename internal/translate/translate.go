@@ -1,0 +1,264 @@
+package translate
+
+import (
+	"slices"
+	"sort"
+	"strings"
+
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
+)
+
+// Output is the result of a translation.
+type Output struct {
+	// Objects are the desired Istio objects. They are empty whenever Findings is not: an
+	// APIRule that cannot be served exactly as written gets nothing new applied.
+	Objects Objects
+	// Findings are the problems that prevent serving the APIRule.
+	Findings Findings
+}
+
+// Objects are the desired Istio objects, each list sorted by namespace and name.
+type Objects struct {
+	AuthorizationPolicies []*securityclientv1.AuthorizationPolicy
+	VirtualServices       []*networkingclientv1.VirtualService
+}
+
+// rulePlan is one APIRule rule with its references resolved.
+type rulePlan struct {
+	index   int
+	rule    apiv2.Rule
+	backend Service
+	port    uint32
+}
+
+// Translate computes the Istio objects for the input.
+func Translate(in Input) Output {
+	var findings Findings
+	spec := &in.APIRule.Spec
+	specPath := field.NewPath("spec")
+
+	checkSupported(spec, specPath, &findings)
+	gatewayRef := resolveGateway(in, specPath, &findings)
+	hosts := expandHosts(spec.Hosts, in.Gateway, specPath.Child("hosts"), &findings)
+	plans := resolveRules(in, specPath, &findings)
+	if len(findings) > 0 {
+		return Output{Findings: findings}
+	}
+
+	return Output{Objects: Objects{
+		AuthorizationPolicies: authorizationPolicies(in, plans, hosts),
+		VirtualServices:       []*networkingclientv1.VirtualService{virtualService(in, gatewayRef, plans, hosts)},
+	}}
+}
+
+// checkSupported rejects the fields whose translation this version of the operator does not
+// implement yet. Rejecting them, rather than ignoring them, keeps a rule from being exposed
+// with weaker protection than its author asked for.
+func checkSupported(spec *apiv2.APIRuleSpec, specPath *field.Path, findings *Findings) {
+	unsupported := func(path *field.Path, what string) {
+		findings.add(conditions.Accepted, conditions.ReasonUnsupportedFeature, path,
+			"%s is not supported by this version of the operator; nothing is exposed until it is removed", what)
+	}
+	if spec.MTLS != nil {
+		unsupported(specPath.Child("mtls"), "mtls")
+	}
+	if spec.IPRestriction != nil {
+		unsupported(specPath.Child("ipRestriction"), "ipRestriction")
+	}
+	if it := spec.InternalTraffic; it != nil && ((it.Allow != nil && *it.Allow) || len(it.FromNamespaces) > 0 || len(it.FromServiceAccounts) > 0) {
+		unsupported(specPath.Child("internalTraffic"), "internalTraffic")
+	}
+	for i, rule := range spec.Rules {
+		rulePath := specPath.Child("rules").Index(i)
+		switch {
+		case rule.JWT != nil:
+			unsupported(rulePath.Child("jwt"), "the jwt access strategy")
+		case rule.ExtAuth != nil:
+			unsupported(rulePath.Child("extAuth"), "the extAuth access strategy")
+		}
+		if rule.IPRestriction != nil {
+			unsupported(rulePath.Child("ipRestriction"), "ipRestriction")
+		}
+	}
+}
+
+// GatewayRef returns the Gateway the APIRule binds to: spec.gateway, or the operator's default.
+func GatewayRef(rule *apiv2.APIRule, opts Options) (types.NamespacedName, bool) {
+	ref := opts.DefaultGateway
+	if rule.Spec.Gateway != nil {
+		ref = string(*rule.Spec.Gateway)
+	}
+	namespace, name, ok := strings.Cut(ref, "/")
+	if !ok || namespace == "" || name == "" {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: namespace, Name: name}, true
+}
+
+func resolveGateway(in Input, specPath *field.Path, findings *Findings) types.NamespacedName {
+	ref, ok := GatewayRef(in.APIRule, in.Options)
+	switch {
+	case !ok:
+		findings.add(conditions.Accepted, conditions.ReasonNoGateway, specPath.Child("gateway"),
+			"no gateway is set and the operator has no default gateway; set spec.gateway to namespace/name of an Istio Gateway")
+	case in.Gateway == nil || in.Gateway.Namespace != ref.Namespace || in.Gateway.Name != ref.Name:
+		findings.add(conditions.ResolvedRefs, conditions.ReasonGatewayNotFound, specPath.Child("gateway"),
+			"Gateway %s not found; create it or point spec.gateway at an existing Istio Gateway", ref)
+	}
+	return ref
+}
+
+// expandHosts completes short hosts with the domain of the Gateway. A short host needs a
+// Gateway whose servers all serve the single host *.<domain>.
+func expandHosts(hosts []apiv2.Host, gw *Gateway, hostsPath *field.Path, findings *Findings) []string {
+	out := make([]string, 0, len(hosts))
+	for i, h := range hosts {
+		host := string(h)
+		if strings.Contains(host, ".") {
+			out = append(out, host)
+			continue
+		}
+		if gw == nil {
+			continue // the missing Gateway is already reported
+		}
+		domain, ok := gatewayDomain(gw)
+		if !ok {
+			findings.add(conditions.ResolvedRefs, conditions.ReasonHostNotResolvable, hostsPath.Index(i),
+				"short host %q needs Gateway %s/%s to serve exactly one wildcard host *.<domain>, but it serves %v; use a fully qualified host",
+				host, gw.Namespace, gw.Name, gw.Hosts)
+			continue
+		}
+		out = append(out, host+"."+domain)
+	}
+	return out
+}
+
+func gatewayDomain(gw *Gateway) (string, bool) {
+	if len(gw.Hosts) == 0 {
+		return "", false
+	}
+	for _, h := range gw.Hosts {
+		if h != gw.Hosts[0] {
+			return "", false
+		}
+	}
+	domain, ok := strings.CutPrefix(gw.Hosts[0], "*.")
+	if !ok || domain == "" || strings.Contains(domain, "*") {
+		return "", false
+	}
+	return domain, true
+}
+
+// BackendRef returns the Service a rule sends its traffic to: the rule's service, else
+// spec.service. The namespace falls back from the rule's service to spec.service to the
+// APIRule's namespace. ok is false when neither the rule nor the spec names a service.
+func BackendRef(rule *apiv2.APIRule, index int) (ref types.NamespacedName, port uint32, ok bool) {
+	spec := &rule.Spec
+	svc := spec.Rules[index].Service
+	if svc == nil {
+		svc = spec.Service
+	}
+	if svc == nil {
+		return types.NamespacedName{}, 0, false
+	}
+	namespace := rule.Namespace
+	switch {
+	case svc.Namespace != nil:
+		namespace = *svc.Namespace
+	case spec.Service != nil && spec.Service.Namespace != nil:
+		namespace = *spec.Service.Namespace
+	}
+	return types.NamespacedName{Namespace: namespace, Name: svc.Name}, svc.Port, true
+}
+
+func resolveRules(in Input, specPath *field.Path, findings *Findings) []rulePlan {
+	plans := make([]rulePlan, 0, len(in.APIRule.Spec.Rules))
+	for i, rule := range in.APIRule.Spec.Rules {
+		rulePath := specPath.Child("rules").Index(i)
+		servicePath := rulePath.Child("service")
+		if rule.Service == nil {
+			servicePath = specPath.Child("service")
+		}
+		ref, port, ok := BackendRef(in.APIRule, i)
+		if !ok {
+			findings.add(conditions.Accepted, conditions.ReasonInvalidSpec, servicePath,
+				"no backend service: set spec.service or spec.rules[%d].service", i)
+			continue
+		}
+		svc, found := in.Services[ref]
+		switch {
+		case !found:
+			findings.add(conditions.ResolvedRefs, conditions.ReasonServiceNotFound, servicePath,
+				"Service %s not found; create it or correct the service name and namespace", ref)
+			continue
+		case !slices.Contains(svc.Ports, int32(port)):
+			findings.add(conditions.ResolvedRefs, conditions.ReasonPortNotFound, servicePath.Child("port"),
+				"Service %s has no port %d (it has %v); use one of its ports", ref, port, svc.Ports)
+			continue
+		case len(svc.Selector) == 0:
+			findings.add(conditions.ResolvedRefs, conditions.ReasonNoSelector, servicePath,
+				"Service %s has no selector, so no workload sidecar could enforce the policies; use a Service that selects its Pods", ref)
+			continue
+		}
+		plans = append(plans, rulePlan{index: i, rule: rule, backend: svc, port: port})
+	}
+	return plans
+}
+
+// methodOrder is the canonical order of HTTP methods in generated objects.
+var methodOrder = []apiv2.HTTPMethod{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+// sortedMethods returns the rule's methods in canonical order.
+func sortedMethods(methods []apiv2.HTTPMethod) []string {
+	out := make([]string, 0, len(methods))
+	for _, m := range methodOrder {
+		if slices.Contains(methods, m) {
+			out = append(out, string(m))
+		}
+	}
+	return out
+}
+
+// objectMeta returns the metadata of a child: owner labels always, and a controller
+// ownerReference when the child is in the APIRule's namespace (ownerReferences cannot cross
+// namespaces) and the APIRule has a UID (it has none when rendered offline).
+func objectMeta(in Input, name, namespace string) metav1.ObjectMeta {
+	meta := metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: ownership.Labels(in.Owner())}
+	if namespace == in.APIRule.Namespace && in.APIRule.UID != "" {
+		controller, block := true, true
+		meta.OwnerReferences = []metav1.OwnerReference{{
+			APIVersion:         apiv2.GroupVersion.String(),
+			Kind:               "APIRule",
+			Name:               in.APIRule.Name,
+			UID:                in.APIRule.UID,
+			Controller:         &controller,
+			BlockOwnerDeletion: &block,
+		}}
+	}
+	return meta
+}
+
+// selectorKey is a canonical string form of a label selector.
+func selectorKey(selector map[string]string) string {
+	keys := make([]string, 0, len(selector))
+	for k := range selector {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteString("=")
+		b.WriteString(selector[k])
+		b.WriteString(",")
+	}
+	return b.String()
+}

@@ -1,0 +1,144 @@
+package translate
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networkingv1 "istio.io/api/networking/v1"
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
+)
+
+// corsResponseHeaders are removed from every response, so the browser sees only the CORS
+// policy of the APIRule and never one the workload sends on its own.
+var corsResponseHeaders = []string{
+	"Access-Control-Allow-Credentials",
+	"Access-Control-Allow-Headers",
+	"Access-Control-Allow-Methods",
+	"Access-Control-Allow-Origin",
+	"Access-Control-Expose-Headers",
+	"Access-Control-Max-Age",
+}
+
+// virtualService builds the single VirtualService of the APIRule: one HTTP route per rule, in
+// rule order, so the first matching rule routes the request.
+func virtualService(in Input, gateway types.NamespacedName, plans []rulePlan, hosts []string) *networkingclientv1.VirtualService {
+	spec := &in.APIRule.Spec
+	routes := make([]*networkingv1.HTTPRoute, 0, len(plans))
+	for _, p := range plans {
+		routes = append(routes, httpRoute(spec, p, hosts))
+	}
+	return &networkingclientv1.VirtualService{
+		TypeMeta:   metav1.TypeMeta{APIVersion: networkingclientv1.SchemeGroupVersion.String(), Kind: "VirtualService"},
+		ObjectMeta: objectMeta(in, ownership.ChildName(in.Owner(), "route"), in.APIRule.Namespace),
+		Spec: networkingv1.VirtualService{
+			Hosts:    hosts,
+			Gateways: []string{gateway.String()},
+			Http:     routes,
+		},
+	}
+}
+
+func httpRoute(spec *apiv2.APIRuleSpec, p rulePlan, hosts []string) *networkingv1.HTTPRoute {
+	timeout := uint32(DefaultTimeoutSeconds)
+	switch {
+	case p.rule.Timeout != nil:
+		timeout = uint32(*p.rule.Timeout)
+	case spec.Timeout != nil:
+		timeout = uint32(*spec.Timeout)
+	}
+	return &networkingv1.HTTPRoute{
+		Name: fmt.Sprintf("rule-%d", p.index),
+		Match: []*networkingv1.HTTPMatchRequest{{
+			Uri:    uriMatch(p.rule.Path),
+			Method: methodMatch(p.rule.Methods),
+		}},
+		Route: []*networkingv1.HTTPRouteDestination{{
+			Destination: &networkingv1.Destination{
+				Host: fmt.Sprintf("%s.%s.svc.cluster.local", p.backend.Name, p.backend.Namespace),
+				Port: &networkingv1.PortSelector{Number: p.port},
+			},
+		}},
+		Timeout: durationpb.New(durationSeconds(timeout)),
+		Headers: &networkingv1.Headers{
+			Request:  &networkingv1.Headers_HeaderOperations{Set: requestHeaders(p.rule.Request, hosts)},
+			Response: &networkingv1.Headers_HeaderOperations{Remove: corsResponseHeaders},
+		},
+		CorsPolicy: corsPolicy(spec.CorsPolicy),
+	}
+}
+
+// methodMatch matches one method exactly, several by an anchored alternation.
+func methodMatch(methods []apiv2.HTTPMethod) *networkingv1.StringMatch {
+	sorted := sortedMethods(methods)
+	if len(sorted) == 1 {
+		return &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Exact{Exact: sorted[0]}}
+	}
+	return &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Regex{Regex: "^(" + strings.Join(sorted, "|") + ")$"}}
+}
+
+// requestHeaders returns the headers set on forwarded requests: x-forwarded-host, the rule's
+// headers, and a Cookie header built from the rule's cookies in name order.
+func requestHeaders(req *apiv2.Request, hosts []string) map[string]string {
+	forwardedHost := "%REQ(:AUTHORITY)%"
+	if len(hosts) == 1 && !strings.HasPrefix(hosts[0], "*") {
+		forwardedHost = hosts[0]
+	}
+	set := map[string]string{"x-forwarded-host": forwardedHost}
+	if req == nil {
+		return set
+	}
+	for name, value := range req.Headers {
+		set[name] = value
+	}
+	if len(req.Cookies) > 0 {
+		names := make([]string, 0, len(req.Cookies))
+		for name := range req.Cookies {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		pairs := make([]string, len(names))
+		for i, name := range names {
+			pairs[i] = name + "=" + req.Cookies[name]
+		}
+		set["Cookie"] = strings.Join(pairs, "; ")
+	}
+	return set
+}
+
+// corsPolicy translates the APIRule's CORS policy. Without allowOrigins there is no policy,
+// as in Kyma's APIRule.
+func corsPolicy(p *apiv2.CorsPolicy) *networkingv1.CorsPolicy {
+	if p == nil || len(p.AllowOrigins) == 0 {
+		return nil
+	}
+	out := &networkingv1.CorsPolicy{
+		AllowMethods:  p.AllowMethods,
+		AllowHeaders:  p.AllowHeaders,
+		ExposeHeaders: p.ExposeHeaders,
+	}
+	for _, o := range p.AllowOrigins {
+		switch {
+		case o.Exact != nil:
+			out.AllowOrigins = append(out.AllowOrigins, &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Exact{Exact: *o.Exact}})
+		case o.Prefix != nil:
+			out.AllowOrigins = append(out.AllowOrigins, &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Prefix{Prefix: *o.Prefix}})
+		case o.Regex != nil:
+			out.AllowOrigins = append(out.AllowOrigins, &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Regex{Regex: *o.Regex}})
+		}
+	}
+	if p.AllowCredentials != nil {
+		out.AllowCredentials = wrapperspb.Bool(*p.AllowCredentials)
+	}
+	if p.MaxAge != nil {
+		out.MaxAge = durationpb.New(durationSeconds(uint32(min(*p.MaxAge, uint64(^uint32(0))))))
+	}
+	return out
+}
