@@ -274,7 +274,7 @@ type JWTAuthentication struct {
 	// +optional
 	// +kubebuilder:validation:MinLength=2
 	// +kubebuilder:validation:MaxLength=65536
-	// +kubebuilder:validation:XValidation:rule="self.trim().startsWith('{') && self.trim().endsWith('}')",message="jwks must be a JSON Web Key Set object, for example {\"keys\": [...]}"
+	// +kubebuilder:validation:Pattern=`^\s*\{[\s\S]*\}\s*$`
 	JWKS *string `json:"jwks,omitempty"`
 
 	// fromHeaders are the request headers that may carry the token. Default: the
@@ -312,7 +312,7 @@ type JWTHeader struct {
 	// name of the header, for example X-Token.
 	// +required
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9!#$%&\\'*+.^_`|~-]+$')",message="header name must be an HTTP token such as X-Token"
 	Name string `json:"name"`
 
