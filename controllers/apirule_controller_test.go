@@ -1,0 +1,359 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	securityv1 "istio.io/api/security/v1"
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/fixtures"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
+)
+
+const (
+	timeout  = 20 * time.Second
+	interval = 100 * time.Millisecond
+)
+
+var ctx = context.Background()
+
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "apirule-test-"}}
+	Expect(k8s.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+// createBackend creates a Service app=<name> on port 8000 and one sidecar-carrying Pod.
+func createBackend(namespace, name string) *corev1.Service {
+	svc := fixtures.Service(namespace, name, 8000)
+	Expect(k8s.Create(ctx, svc)).To(Succeed())
+	Expect(k8s.Create(ctx, fixtures.SidecarPod(namespace, name+"-0", name))).To(Succeed())
+	return svc
+}
+
+func noAuth(path string, methods ...apiv2.HTTPMethod) apiv2.Rule {
+	yes := true
+	return apiv2.Rule{Path: path, Methods: methods, NoAuth: &yes}
+}
+
+func newAPIRule(namespace, name, service string, rules ...apiv2.Rule) *apiv2.APIRule {
+	gateway := apiv2.GatewayReference(gatewayNamespace + "/public-gateway")
+	return &apiv2.APIRule{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: apiv2.APIRuleSpec{
+			Hosts:   []apiv2.Host{apiv2.Host(name + ".example.com")},
+			Gateway: &gateway,
+			Service: &apiv2.Service{Name: service, Port: 8000},
+			Rules:   rules,
+		},
+	}
+}
+
+// settled waits until the status describes the current generation and returns the APIRule.
+func settled(key types.NamespacedName) *apiv2.APIRule {
+	rule := &apiv2.APIRule{}
+	EventuallyWithOffset(1, func(g Gomega) {
+		g.Expect(k8s.Get(ctx, key, rule)).To(Succeed())
+		g.Expect(rule.Status.ObservedGeneration).To(Equal(rule.Generation))
+		ready := conditions.Find(rule.Status.Conditions, conditions.Ready)
+		g.Expect(ready).NotTo(BeNil())
+		g.Expect(ready.ObservedGeneration).To(Equal(rule.Generation))
+	}, timeout, interval).Should(Succeed())
+	return rule
+}
+
+func expectReady(key types.NamespacedName) *apiv2.APIRule {
+	var rule *apiv2.APIRule
+	EventuallyWithOffset(1, func(g Gomega) {
+		rule = &apiv2.APIRule{}
+		g.Expect(k8s.Get(ctx, key, rule)).To(Succeed())
+		g.Expect(rule.Status.ObservedGeneration).To(Equal(rule.Generation))
+		g.Expect(rule.Status.State).To(Equal(apiv2.StateReady), "status: %+v", rule.Status)
+	}, timeout, interval).Should(Succeed())
+	return rule
+}
+
+func expectCondition(rule *apiv2.APIRule, t conditions.Type, status metav1.ConditionStatus, reason conditions.Reason) *metav1.Condition {
+	c := conditions.Find(rule.Status.Conditions, t)
+	ExpectWithOffset(1, c).NotTo(BeNil(), "condition %s missing: %+v", t, rule.Status.Conditions)
+	ExpectWithOffset(1, c.Status).To(Equal(status), "condition %s: %+v", t, c)
+	ExpectWithOffset(1, c.Reason).To(Equal(string(reason)), "condition %s: %+v", t, c)
+	ExpectWithOffset(1, c.ObservedGeneration).To(Equal(rule.Generation))
+	return c
+}
+
+// children lists the generated objects of an APIRule in every namespace.
+func children(key types.NamespacedName) ([]*networkingclientv1.VirtualService, []*securityclientv1.AuthorizationPolicy) {
+	selector := client.MatchingLabels(ownership.Labels(key))
+	vsList := &networkingclientv1.VirtualServiceList{}
+	ExpectWithOffset(1, k8s.List(ctx, vsList, selector)).To(Succeed())
+	apList := &securityclientv1.AuthorizationPolicyList{}
+	ExpectWithOffset(1, k8s.List(ctx, apList, selector)).To(Succeed())
+	return vsList.Items, apList.Items
+}
+
+func keyOf(obj client.Object) types.NamespacedName {
+	return types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}
+}
+
+var _ = Describe("APIRule reconciler", func() {
+	var namespace string
+
+	BeforeEach(func() {
+		namespace = newNamespace()
+	})
+
+	It("turns a noAuth APIRule into one VirtualService and one AuthorizationPolicy and reports Ready", func() {
+		createBackend(namespace, "httpbin")
+		rule := newAPIRule(namespace, "httpbin", "httpbin",
+			noAuth("/headers", "GET"), noAuth("/*", "GET", "POST"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+
+		rule = expectReady(key)
+		Expect(rule.Status.Description).NotTo(BeEmpty())
+		Expect(rule.Status.LastProcessedTime).NotTo(BeNil())
+		for _, t := range []conditions.Type{conditions.Accepted, conditions.ResolvedRefs, conditions.Programmed, conditions.Ready} {
+			Expect(conditions.Find(rule.Status.Conditions, t).Status).To(Equal(metav1.ConditionTrue), "condition %s", t)
+		}
+
+		vsList, apList := children(key)
+		Expect(vsList).To(HaveLen(1))
+		Expect(apList).To(HaveLen(1))
+		vs, ap := vsList[0], apList[0]
+
+		By("naming the children deterministically, labelling them and making the APIRule their controller")
+		Expect(vs.Name).To(Equal(ownership.ChildName(key, "route")))
+		Expect(ap.Name).To(HavePrefix("httpbin-authz-"))
+		for _, obj := range []metav1.Object{vs, ap} {
+			Expect(obj.GetNamespace()).To(Equal(namespace))
+			Expect(obj.GetLabels()).To(Equal(ownership.Labels(key)))
+			Expect(obj.GetOwnerReferences()).To(ConsistOf(HaveField("UID", rule.UID)))
+			Expect(*obj.GetOwnerReferences()[0].Controller).To(BeTrue())
+			Expect(obj.GetManagedFields()).To(ContainElement(And(
+				HaveField("Manager", ownership.FieldManager),
+				HaveField("Operation", metav1.ManagedFieldsOperationApply))))
+		}
+
+		By("routing each rule in order to the backend")
+		Expect(vs.Spec.Hosts).To(Equal([]string{"httpbin.example.com"}))
+		Expect(vs.Spec.Gateways).To(Equal([]string{"istio-system/public-gateway"}))
+		Expect(vs.Spec.Http).To(HaveLen(2))
+		Expect(vs.Spec.Http[0].Match[0].Uri.GetExact()).To(Equal("/headers"))
+		Expect(vs.Spec.Http[1].Match[0].Uri.GetPrefix()).To(Equal("/"))
+		Expect(vs.Spec.Http[1].Match[0].Method.GetRegex()).To(Equal("^(GET|POST)$"))
+		Expect(vs.Spec.Http[0].Route[0].Destination.Host).To(Equal(fmt.Sprintf("httpbin.%s.svc.cluster.local", namespace)))
+		Expect(vs.Spec.Http[0].Route[0].Destination.Port.Number).To(BeEquivalentTo(8000))
+
+		By("allowing only the ingress gateway, on the rule's hosts, methods and paths, in first-match order")
+		Expect(ap.Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "httpbin"}))
+		Expect(ap.Spec.Action).To(Equal(securityv1.AuthorizationPolicy_ALLOW))
+		Expect(ap.Spec.Rules).To(HaveLen(3))
+		for _, r := range ap.Spec.Rules {
+			Expect(r.From[0].Source.Principals).To(Equal([]string{opts.Translate.IngressGatewayPrincipal}))
+			Expect(r.To[0].Operation.Hosts).To(Equal([]string{"httpbin.example.com", "httpbin.example.com:*"}))
+		}
+		Expect(ap.Spec.Rules[0].To[0].Operation.Paths).To(Equal([]string{"/headers"}))
+		// GET on /* must not allow /headers again; POST was never routed to /headers' rule.
+		Expect(ap.Spec.Rules[1].To[0].Operation.Methods).To(Equal([]string{"GET"}))
+		Expect(ap.Spec.Rules[1].To[0].Operation.Paths).To(Equal([]string{"/{**}"}))
+		Expect(ap.Spec.Rules[1].To[0].Operation.NotPaths).To(Equal([]string{"/headers"}))
+		Expect(ap.Spec.Rules[2].To[0].Operation.Methods).To(Equal([]string{"POST"}))
+		Expect(ap.Spec.Rules[2].To[0].Operation.NotPaths).To(BeEmpty())
+	})
+
+	It("writes nothing when it reconciles a settled APIRule again", func() {
+		svc := createBackend(namespace, "settled")
+		rule := newAPIRule(namespace, "settled", "settled", noAuth("/*", "GET"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		rule = expectReady(key)
+		vs, ap := children(key)
+		versions := []string{rule.ResourceVersion, vs[0].ResourceVersion, ap[0].ResourceVersion}
+
+		By("triggering reconciles through the Service watch")
+		for i := 0; i < 3; i++ {
+			svc.Labels = map[string]string{"touch": fmt.Sprint(i)}
+			Expect(k8s.Update(ctx, svc)).To(Succeed())
+		}
+		Consistently(func(g Gomega) {
+			current := &apiv2.APIRule{}
+			g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
+			vs, ap := children(key)
+			g.Expect([]string{current.ResourceVersion, vs[0].ResourceVersion, ap[0].ResourceVersion}).To(Equal(versions))
+		}, 2*time.Second, interval).Should(Succeed())
+	})
+
+	It("reports a missing Service and becomes Ready once it appears", func() {
+		rule := newAPIRule(namespace, "late", "late", noAuth("/*", "GET"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+
+		rule = settled(key)
+		Expect(rule.Status.State).To(Equal(apiv2.StateError))
+		c := expectCondition(rule, conditions.ResolvedRefs, metav1.ConditionFalse, conditions.ReasonServiceNotFound)
+		Expect(c.Message).To(ContainSubstring("spec.service: Service %s/late not found", namespace))
+		Expect(rule.Status.Description).To(Equal(c.Message))
+		expectCondition(rule, conditions.Accepted, metav1.ConditionTrue, conditions.ReasonAccepted)
+		expectCondition(rule, conditions.Ready, metav1.ConditionFalse, conditions.ReasonNotReady)
+		vs, ap := children(key)
+		Expect(vs).To(BeEmpty())
+		Expect(ap).To(BeEmpty())
+
+		createBackend(namespace, "late")
+		expectReady(key)
+	})
+
+	It("reports a port the Service does not have", func() {
+		createBackend(namespace, "ports")
+		rule := newAPIRule(namespace, "ports", "ports", noAuth("/*", "GET"))
+		rule.Spec.Service.Port = 9999
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		rule = settled(keyOf(rule))
+		c := expectCondition(rule, conditions.ResolvedRefs, metav1.ConditionFalse, conditions.ReasonPortNotFound)
+		Expect(c.Message).To(ContainSubstring("spec.service.port: Service %s/ports has no port 9999", namespace))
+	})
+
+	It("refuses a strategy it cannot enforce yet instead of exposing the rule", func() {
+		createBackend(namespace, "jwt")
+		rule := newAPIRule(namespace, "jwt", "jwt", noAuth("/public", "GET"))
+		uri := "https://idp.example.com/jwks"
+		rule.Spec.Rules = append(rule.Spec.Rules, apiv2.Rule{Path: "/*", Methods: []apiv2.HTTPMethod{"GET"},
+			JWT: &apiv2.JWTConfig{Authentications: []apiv2.JWTAuthentication{{Issuer: "https://idp.example.com", JWKSURI: &uri}}}})
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		rule = settled(key)
+		Expect(rule.Status.State).To(Equal(apiv2.StateError))
+		c := expectCondition(rule, conditions.Accepted, metav1.ConditionFalse, conditions.ReasonUnsupportedFeature)
+		Expect(c.Message).To(ContainSubstring("spec.rules[1].jwt: the jwt access strategy is not supported"))
+		vs, ap := children(key)
+		Expect(vs).To(BeEmpty(), "the noAuth rule must not be exposed alone")
+		Expect(ap).To(BeEmpty())
+	})
+
+	It("keeps serving the last good objects when an edit breaks the APIRule", func() {
+		createBackend(namespace, "stable")
+		rule := newAPIRule(namespace, "stable", "stable", noAuth("/*", "GET"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		rule = expectReady(key)
+		vsBefore, apBefore := children(key)
+
+		rule.Spec.Service.Name = "does-not-exist"
+		Expect(k8s.Update(ctx, rule)).To(Succeed())
+		Eventually(func(g Gomega) {
+			current := &apiv2.APIRule{}
+			g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
+			g.Expect(current.Status.ObservedGeneration).To(Equal(current.Generation))
+			g.Expect(current.Status.State).To(Equal(apiv2.StateError))
+			programmed := conditions.Find(current.Status.Conditions, conditions.Programmed)
+			g.Expect(programmed.Reason).To(Equal(string(conditions.ReasonNotApplied)))
+		}, timeout, interval).Should(Succeed())
+
+		vsAfter, apAfter := children(key)
+		Expect(vsAfter).To(HaveLen(1))
+		Expect(apAfter).To(HaveLen(1))
+		Expect(vsAfter[0].ResourceVersion).To(Equal(vsBefore[0].ResourceVersion))
+		Expect(apAfter[0].ResourceVersion).To(Equal(apBefore[0].ResourceVersion))
+	})
+
+	It("restores a deleted or edited child", func() {
+		createBackend(namespace, "drift")
+		rule := newAPIRule(namespace, "drift", "drift", noAuth("/*", "GET"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		expectReady(key)
+		vs, ap := children(key)
+
+		Expect(k8s.Delete(ctx, vs[0])).To(Succeed())
+		edited := ap[0].DeepCopy()
+		edited.Spec.Rules[0].To[0].Operation.Paths = []string{"/admin"}
+		Expect(k8s.Update(ctx, edited)).To(Succeed())
+
+		Eventually(func(g Gomega) {
+			vs, ap := children(key)
+			g.Expect(vs).To(HaveLen(1))
+			g.Expect(ap).To(HaveLen(1))
+			g.Expect(ap[0].Spec.Rules[0].To[0].Operation.Paths).To(Equal([]string{"/{**}"}))
+		}, timeout, interval).Should(Succeed())
+	})
+
+	It("prunes the policy of a backend that is no longer used", func() {
+		createBackend(namespace, "old")
+		createBackend(namespace, "new")
+		rule := newAPIRule(namespace, "moving", "old", noAuth("/*", "GET"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		expectReady(key)
+		_, apBefore := children(key)
+		Expect(apBefore).To(HaveLen(1))
+		Expect(apBefore[0].Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "old"}))
+
+		Expect(k8s.Get(ctx, key, rule)).To(Succeed())
+		rule.Spec.Service.Name = "new"
+		Expect(k8s.Update(ctx, rule)).To(Succeed())
+		Eventually(func(g Gomega) {
+			_, ap := children(key)
+			g.Expect(ap).To(HaveLen(1))
+			g.Expect(ap[0].Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "new"}))
+		}, timeout, interval).Should(Succeed())
+		expectReady(key)
+	})
+
+	It("places policies in the backend's namespace and removes them through a finalizer", func() {
+		backendNamespace := newNamespace()
+		createBackend(backendNamespace, "remote")
+		rule := newAPIRule(namespace, "remote", "remote", noAuth("/*", "GET"))
+		rule.Spec.Service.Namespace = &backendNamespace
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		rule = expectReady(key)
+		Expect(rule.Finalizers).To(ContainElement(ownership.Finalizer))
+
+		vs, ap := children(key)
+		Expect(vs).To(HaveLen(1))
+		Expect(vs[0].Namespace).To(Equal(namespace))
+		Expect(ap).To(HaveLen(1))
+		Expect(ap[0].Namespace).To(Equal(backendNamespace))
+		Expect(ap[0].OwnerReferences).To(BeEmpty(), "an ownerReference cannot cross namespaces")
+
+		Expect(k8s.Delete(ctx, rule)).To(Succeed())
+		Eventually(func(g Gomega) {
+			err := k8s.Get(ctx, key, &apiv2.APIRule{})
+			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "APIRule still there: %v", err)
+			_, ap := children(key)
+			g.Expect(ap).To(BeEmpty())
+		}, timeout, interval).Should(Succeed())
+	})
+
+	It("adds no finalizer when every child can be garbage-collected through its ownerReference", func() {
+		createBackend(namespace, "local")
+		rule := newAPIRule(namespace, "local", "local", noAuth("/*", "GET"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		rule = expectReady(keyOf(rule))
+		Expect(rule.Finalizers).To(BeEmpty())
+	})
+
+	It("resolves a short host with the Gateway's domain", func() {
+		createBackend(namespace, "short")
+		rule := newAPIRule(namespace, "short", "short", noAuth("/*", "GET"))
+		rule.Spec.Hosts = []apiv2.Host{"short"}
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		expectReady(key)
+		vs, _ := children(key)
+		Expect(vs[0].Spec.Hosts).To(Equal([]string{"short.example.com"}))
+	})
+})
