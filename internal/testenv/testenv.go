@@ -62,7 +62,9 @@ func Start() (*Environment, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
-		return nil, fmt.Errorf("starting the control plane: %w", err)
+		// Start may fail after launching the processes (a CRD that does not install); stop
+		// them so that no etcd or kube-apiserver is left behind.
+		return nil, errors.Join(fmt.Errorf("starting the control plane: %w", err), env.Stop())
 	}
 	return &Environment{Environment: env, Config: cfg}, nil
 }

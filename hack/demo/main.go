@@ -1,0 +1,320 @@
+// Command demo runs apirule-operator on a local control plane (kube-apiserver and etcd, no
+// nodes), applies the sample APIRules and prints what the operator made of them. It then keeps
+// the control plane and the operator running for kubectl until Ctrl-C; with DEMO_EXIT=1 it
+// stops right after printing.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/apply"
+	"github.com/apirule-operator/apirule-operator/internal/fixtures"
+	"github.com/apirule-operator/apirule-operator/internal/operator"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/testenv"
+)
+
+const (
+	demoNamespace    = "demo"
+	gatewayNamespace = "istio-system"
+	gatewayName      = "public-gateway"
+	settleTimeout    = 60 * time.Second
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	workDir := filepath.Join(root, "bin", "demo")
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
+		return err
+	}
+	logPath := filepath.Join(workDir, "operator.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	ctrl.SetLogger(zap.New(zap.WriteTo(logFile)))
+
+	step("Starting a local control plane (kube-apiserver %s and etcd, built from source; no nodes, no kubelet)", kubeVersion(root))
+	env, err := testenv.Start()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		step("Stopping the operator and the control plane")
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
+		}
+	}()
+	fmt.Println("  CRDs installed: apirules.gateway.apirule.io and Istio's")
+
+	kubeconfig, err := writeKubeconfig(env, workDir)
+	if err != nil {
+		return err
+	}
+
+	step("Starting apirule-operator in-process (operator log: %s)", logPath)
+	opts := operator.DefaultOptions()
+	opts.LeaderElection = false
+	opts.MetricsAddress = "0"
+	opts.HealthProbeAddress = "0"
+	mgr, err := operator.NewManager(env.Config, opts)
+	if err != nil {
+		return err
+	}
+	mgrCtx, stopManager := context.WithCancel(ctx)
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(mgrCtx) }()
+	defer func() {
+		stopManager()
+		<-mgrDone
+	}()
+
+	c, err := client.New(env.Config, client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return err
+	}
+
+	step("Creating the Gateway %s/%s for *.example.com and the workload in namespace %q", gatewayNamespace, gatewayName, demoNamespace)
+	if err := createWorkload(ctx, c); err != nil {
+		return err
+	}
+	fmt.Println("  Service demo/httpbin (port 8000, selector app=httpbin)")
+	fmt.Println("  Pods demo/httpbin-0 and demo/httpbin-1 with an istio-proxy container, as sidecar injection")
+	fmt.Println("  would make them; no kubelet runs here, so they are API objects only and nothing serves traffic")
+
+	rules, err := applySamples(ctx, c, filepath.Join(root, "config", "samples"))
+	if err != nil {
+		return err
+	}
+
+	step("Waiting for the operator to process them")
+	settled, err := waitSettled(ctx, c, rules)
+	for _, rule := range settled {
+		if err := printAPIRule(ctx, c, rule); err != nil {
+			return err
+		}
+	}
+	if err != nil {
+		return err
+	}
+
+	step("Summary")
+	ready := 0
+	for _, rule := range settled {
+		fmt.Printf("  %-18s %-8s %s\n", rule.Name, rule.Status.State, rule.Status.Description)
+		if rule.Status.State == apiv2.StateReady {
+			ready++
+		}
+	}
+	fmt.Printf("  %d of %d sample APIRules are Ready\n", ready, len(settled))
+	if ready == 0 {
+		return errors.New("no sample APIRule became Ready")
+	}
+
+	if os.Getenv("DEMO_EXIT") == "1" {
+		return nil
+	}
+	step("The control plane and the operator keep running")
+	fmt.Printf("  export KUBECONFIG=%s\n", kubeconfig)
+	fmt.Printf("  kubectl -n %s get apirules\n", demoNamespace)
+	fmt.Printf("  kubectl -n %s apply -f my-apirule.yaml\n", demoNamespace)
+	fmt.Println("  Press Ctrl-C to stop everything.")
+	<-ctx.Done()
+	return nil
+}
+
+func step(format string, args ...any) {
+	fmt.Printf("\n==> "+format+"\n", args...)
+}
+
+func kubeVersion(root string) string {
+	raw, err := os.ReadFile(filepath.Join(root, "bin", "envtest", ".versions"))
+	if err != nil {
+		return ""
+	}
+	for _, field := range strings.Fields(string(raw)) {
+		if v, ok := strings.CutPrefix(field, "kube-apiserver="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func writeKubeconfig(env *testenv.Environment, dir string) (string, error) {
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", fmt.Errorf("creating the demo user: %w", err)
+	}
+	raw, err := user.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	return path, os.WriteFile(path, raw, 0o600)
+}
+
+func createWorkload(ctx context.Context, c client.Client) error {
+	objects := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayNamespace}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace}},
+		fixtures.Gateway(gatewayNamespace, gatewayName, "*.example.com"),
+		fixtures.Service(demoNamespace, "httpbin", 8000),
+		fixtures.SidecarPod(demoNamespace, "httpbin-0", "httpbin"),
+		fixtures.SidecarPod(demoNamespace, "httpbin-1", "httpbin"),
+	}
+	for _, obj := range objects {
+		if err := c.Create(ctx, obj); err != nil {
+			return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// applySamples creates every sample APIRule of config/samples in the demo namespace.
+func applySamples(ctx context.Context, c client.Client, dir string) ([]types.NamespacedName, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "gateway_v2_apirule_*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	step("Applying %d sample APIRules from config/samples", len(files))
+	var keys []types.NamespacedName
+	for _, file := range files {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		rule := &apiv2.APIRule{}
+		if err := yaml.UnmarshalStrict(raw, rule); err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		rule.Namespace = demoNamespace
+		if err := c.Create(ctx, rule); err != nil {
+			return nil, fmt.Errorf("applying %s: %w", file, err)
+		}
+		fmt.Printf("  %s -> apirule %s/%s\n", filepath.Base(file), rule.Namespace, rule.Name)
+		keys = append(keys, types.NamespacedName{Namespace: rule.Namespace, Name: rule.Name})
+	}
+	return keys, nil
+}
+
+// waitSettled waits until the status of every APIRule describes its current generation.
+func waitSettled(ctx context.Context, c client.Client, keys []types.NamespacedName) ([]*apiv2.APIRule, error) {
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		var out []*apiv2.APIRule
+		pending := ""
+		for _, key := range keys {
+			rule := &apiv2.APIRule{}
+			if err := c.Get(ctx, key, rule); err != nil {
+				return nil, err
+			}
+			if rule.Status.State == "" || rule.Status.State == apiv2.StateProcessing || rule.Status.ObservedGeneration != rule.Generation {
+				pending = key.String()
+			}
+			out = append(out, rule)
+		}
+		if pending == "" {
+			return out, nil
+		}
+		if time.Now().After(deadline) {
+			return out, fmt.Errorf("APIRule %s was not processed within %s; see the operator log", pending, settleTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func printAPIRule(ctx context.Context, c client.Client, rule *apiv2.APIRule) error {
+	step("APIRule %s/%s: %s", rule.Namespace, rule.Name, rule.Status.State)
+	if err := printYAML(map[string]any{"status": rule.Status}); err != nil {
+		return err
+	}
+	owner := types.NamespacedName{Namespace: rule.Namespace, Name: rule.Name}
+	selector := client.MatchingLabels(ownership.Labels(owner))
+	policies := &securityclientv1.AuthorizationPolicyList{}
+	if err := c.List(ctx, policies, selector); err != nil {
+		return err
+	}
+	routes := &networkingclientv1.VirtualServiceList{}
+	if err := c.List(ctx, routes, selector); err != nil {
+		return err
+	}
+	if len(policies.Items)+len(routes.Items) == 0 {
+		fmt.Println("  (no Istio objects generated)")
+		return nil
+	}
+	fmt.Printf("  Generated Istio objects:\n")
+	var objects []client.Object
+	for _, p := range policies.Items {
+		p.SetGroupVersionKind(securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"))
+		objects = append(objects, p)
+	}
+	for _, r := range routes.Items {
+		r.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"))
+		objects = append(objects, r)
+	}
+	for _, obj := range objects {
+		u, err := apply.ToUnstructured(obj)
+		if err != nil {
+			return err
+		}
+		// Server-written bookkeeping only distracts in a demo.
+		u.SetManagedFields(nil)
+		u.SetResourceVersion("")
+		u.SetUID("")
+		u.SetGeneration(0)
+		fmt.Println("---")
+		if err := printYAML(u.Object); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printYAML(v any) error {
+	raw, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(raw)
+	return err
+}
