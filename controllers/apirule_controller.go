@@ -43,14 +43,15 @@ type APIRuleReconciler struct {
 	MaxConcurrentReconciles int
 }
 
-// +kubebuilder:rbac:groups=gateway.apirule.io,resources=apirules,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=gateway.apirule.io,resources=apirules/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=gateway.apirule.io,resources=apirules,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=gateway.apirule.io,resources=apirules/status,verbs=get;patch
 // +kubebuilder:rbac:groups=gateway.apirule.io,resources=apirules/finalizers,verbs=update
-// +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=security.istio.io,resources=authorizationpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=security.istio.io,resources=authorizationpolicies,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=gateways,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile brings the Istio objects of one APIRule in line with its spec and reports the
 // outcome in status.

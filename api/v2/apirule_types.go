@@ -601,7 +601,3 @@ type APIRuleStatus struct {
 	// +patchMergeKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 }
-
-func init() {
-	SchemeBuilder.Register(&APIRule{}, &APIRuleList{})
-}

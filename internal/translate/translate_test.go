@@ -1,0 +1,247 @@
+package translate
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/conditions"
+)
+
+const principal = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+
+func noAuthRule(path string, methods ...apiv2.HTTPMethod) apiv2.Rule {
+	yes := true
+	return apiv2.Rule{Path: path, Methods: methods, NoAuth: &yes}
+}
+
+func input(rules ...apiv2.Rule) Input {
+	gateway := apiv2.GatewayReference("istio-system/public")
+	return Input{
+		APIRule: &apiv2.APIRule{
+			Spec: apiv2.APIRuleSpec{
+				Hosts:   []apiv2.Host{"api.example.com"},
+				Gateway: &gateway,
+				Service: &apiv2.Service{Name: "api", Port: 8000},
+				Rules:   rules,
+			},
+		},
+		Gateway: &Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}},
+		Services: map[types.NamespacedName]Service{
+			{Namespace: "shop", Name: "api"}: {Namespace: "shop", Name: "api", Selector: map[string]string{"app": "api", "tier": "web"}, Ports: []int32{8000}},
+		},
+		Options: Options{IngressGatewayPrincipal: principal},
+	}
+}
+
+func withMeta(in Input) Input {
+	in.APIRule.Namespace, in.APIRule.Name, in.APIRule.UID = "shop", "api", "uid-1"
+	return in
+}
+
+func render(t *testing.T, out Output) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	for _, ap := range out.Objects.AuthorizationPolicies {
+		raw, err := yaml.Marshal(ap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(raw)
+	}
+	for _, vs := range out.Objects.VirtualServices {
+		raw, err := yaml.Marshal(vs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(raw)
+	}
+	return b.Bytes()
+}
+
+func TestTranslateIsDeterministic(t *testing.T) {
+	rule := noAuthRule("/*", "POST", "GET")
+	rule.Request = &apiv2.Request{
+		Headers: map[string]string{"X-B": "2", "X-A": "1", "X-C": "3"},
+		Cookies: map[string]string{"z": "1", "a": "2", "m": "3"},
+	}
+	first := render(t, Translate(withMeta(input(noAuthRule("/a", "GET"), rule))))
+	if len(first) == 0 {
+		t.Fatal("nothing rendered")
+	}
+	for i := 0; i < 50; i++ {
+		if again := render(t, Translate(withMeta(input(noAuthRule("/a", "GET"), rule)))); !bytes.Equal(first, again) {
+			t.Fatalf("translation %d differs:\n%s\nvs\n%s", i, first, again)
+		}
+	}
+	if !strings.Contains(string(first), "Cookie: a=2; m=3; z=1") {
+		t.Errorf("cookies are not joined in name order:\n%s", first)
+	}
+}
+
+// Kyma's predecessor found "earlier rules" by comparing path strings: with an earlier rule on
+// the same path for another method, a later noAuth rule lost the exclusion of a jwt path in
+// between. Exclusions here go by rule index and by method.
+func TestNotPathsGoByRuleIndexAndMethod(t *testing.T) {
+	in := withMeta(input(
+		noAuthRule("/a/{*}", "POST"),
+		noAuthRule("/a/b", "GET"),
+		noAuthRule("/a/{*}", "GET"),
+		noAuthRule("/", "GET"),
+		noAuthRule("/*", "GET", "POST", "PUT"),
+	))
+	out := Translate(in)
+	if len(out.Findings) > 0 {
+		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
+	}
+	rules := out.Objects.AuthorizationPolicies[0].Spec.Rules
+	type entry struct{ methods, paths, notPaths string }
+	var got []entry
+	for _, r := range rules {
+		op := r.To[0].Operation
+		got = append(got, entry{strings.Join(op.Methods, ","), strings.Join(op.Paths, ","), strings.Join(op.NotPaths, ",")})
+		if len(r.From) != 1 || len(r.From[0].Source.Principals) != 1 || r.From[0].Source.Principals[0] != principal {
+			t.Errorf("rule %v does not require the ingress gateway principal", op)
+		}
+	}
+	want := []entry{
+		{"POST", "/a/{*}", ""},
+		{"GET", "/a/b", ""},
+		{"GET", "/a/{*}", "/a/b"},
+		{"GET", "/", "/a/b,/a/{*}"},
+		{"GET", "/{**}", "/a/b,/a/{*},/"},
+		{"POST", "/{**}", "/a/{*}"},
+		{"PUT", "/{**}", ""},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d policy rules %v, want %v", len(got), got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("policy rule %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestOneVirtualServiceRouteAndOnePolicyPerWorkload(t *testing.T) {
+	in := withMeta(input(noAuthRule("/a", "GET"), noAuthRule("/b", "GET")))
+	other := apiv2.Service{Name: "other", Port: 9000}
+	in.APIRule.Spec.Rules[1].Service = &other
+	in.Services[types.NamespacedName{Namespace: "shop", Name: "other"}] = Service{Namespace: "shop", Name: "other", Selector: map[string]string{"app": "other"}, Ports: []int32{9000}}
+	out := Translate(in)
+	if len(out.Findings) > 0 {
+		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
+	}
+	if n := len(out.Objects.VirtualServices); n != 1 {
+		t.Fatalf("%d VirtualServices, want 1", n)
+	}
+	vs := out.Objects.VirtualServices[0]
+	if got := vs.Spec.Http[1].Route[0].Destination.Host; got != "other.shop.svc.cluster.local" {
+		t.Errorf("rule 1 routes to %q", got)
+	}
+	aps := out.Objects.AuthorizationPolicies
+	if len(aps) != 2 {
+		t.Fatalf("%d AuthorizationPolicies, want one per workload", len(aps))
+	}
+	if aps[0].Name >= aps[1].Name {
+		t.Errorf("policies not sorted by name: %s, %s", aps[0].Name, aps[1].Name)
+	}
+	for _, ap := range aps {
+		if len(ap.OwnerReferences) != 1 || ap.OwnerReferences[0].UID != "uid-1" {
+			t.Errorf("policy %s has ownerReferences %v", ap.Name, ap.OwnerReferences)
+		}
+	}
+}
+
+func TestNoOwnerReferenceAcrossNamespaces(t *testing.T) {
+	in := withMeta(input(noAuthRule("/a", "GET")))
+	in.APIRule.Namespace = "gateway-team"
+	ns := "shop"
+	in.APIRule.Spec.Service.Namespace = &ns
+	out := Translate(in)
+	if len(out.Findings) > 0 {
+		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
+	}
+	ap := out.Objects.AuthorizationPolicies[0]
+	if ap.Namespace != "shop" || len(ap.OwnerReferences) != 0 {
+		t.Errorf("policy in %s with ownerReferences %v; want namespace shop and none", ap.Namespace, ap.OwnerReferences)
+	}
+	if vs := out.Objects.VirtualServices[0]; vs.Namespace != "gateway-team" || len(vs.OwnerReferences) != 1 {
+		t.Errorf("VirtualService in %s with ownerReferences %v", vs.Namespace, vs.OwnerReferences)
+	}
+}
+
+func TestFindingsBlockEveryObject(t *testing.T) {
+	cases := []struct {
+		name      string
+		change    func(*Input)
+		condition conditions.Type
+		reason    conditions.Reason
+		field     string
+	}{
+		{"no gateway and no default", func(in *Input) { in.APIRule.Spec.Gateway = nil },
+			conditions.Accepted, conditions.ReasonNoGateway, "spec.gateway"},
+		{"gateway missing", func(in *Input) { in.Gateway = nil },
+			conditions.ResolvedRefs, conditions.ReasonGatewayNotFound, "spec.gateway"},
+		{"service missing", func(in *Input) { in.Services = nil },
+			conditions.ResolvedRefs, conditions.ReasonServiceNotFound, "spec.service"},
+		{"port missing", func(in *Input) { in.APIRule.Spec.Service.Port = 1 },
+			conditions.ResolvedRefs, conditions.ReasonPortNotFound, "spec.service.port"},
+		{"service without selector", func(in *Input) {
+			in.Services[types.NamespacedName{Namespace: "shop", Name: "api"}] = Service{Namespace: "shop", Name: "api", Ports: []int32{8000}}
+		}, conditions.ResolvedRefs, conditions.ReasonNoSelector, "spec.service"},
+		{"short host on a gateway without a single wildcard", func(in *Input) {
+			in.APIRule.Spec.Hosts = []apiv2.Host{"api"}
+			in.Gateway.Hosts = []string{"*.example.com", "other.example.org"}
+		}, conditions.ResolvedRefs, conditions.ReasonHostNotResolvable, "spec.hosts[0]"},
+		{"jwt", func(in *Input) {
+			in.APIRule.Spec.Rules[0].NoAuth = nil
+			in.APIRule.Spec.Rules[0].JWT = &apiv2.JWTConfig{}
+		}, conditions.Accepted, conditions.ReasonUnsupportedFeature, "spec.rules[0].jwt"},
+		{"ipRestriction", func(in *Input) { in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{} },
+			conditions.Accepted, conditions.ReasonUnsupportedFeature, "spec.ipRestriction"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in := withMeta(input(noAuthRule("/a", "GET")))
+			c.change(&in)
+			out := Translate(in)
+			if len(out.Objects.AuthorizationPolicies)+len(out.Objects.VirtualServices) > 0 {
+				t.Errorf("objects generated despite findings")
+			}
+			if len(out.Findings) != 1 {
+				t.Fatalf("findings %v, want exactly one", out.Findings)
+			}
+			f := out.Findings[0]
+			if f.Condition != c.condition || f.Reason != c.reason || f.Field.String() != c.field {
+				t.Errorf("finding %+v, want %s/%s on %s", f, c.condition, c.reason, c.field)
+			}
+		})
+	}
+}
+
+func TestShortHostAndDefaultGateway(t *testing.T) {
+	in := withMeta(input(noAuthRule("/a", "GET")))
+	in.APIRule.Spec.Gateway = nil
+	in.Options.DefaultGateway = "istio-system/public"
+	in.APIRule.Spec.Hosts = []apiv2.Host{"api", "*.api.example.org"}
+	out := Translate(in)
+	if len(out.Findings) > 0 {
+		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
+	}
+	vs := out.Objects.VirtualServices[0]
+	if got := strings.Join(vs.Spec.Hosts, ","); got != "api.example.com,*.api.example.org" {
+		t.Errorf("hosts %s", got)
+	}
+	if got := vs.Spec.Http[0].Headers.Request.Set["x-forwarded-host"]; got != "%REQ(:AUTHORITY)%" {
+		t.Errorf("x-forwarded-host with several hosts = %q", got)
+	}
+	// A wildcard host cannot be combined with a port wildcard in an Istio policy host.
+	if got := strings.Join(out.Objects.AuthorizationPolicies[0].Spec.Rules[0].To[0].Operation.Hosts, ","); got != "api.example.com,api.example.com:*,*.api.example.org" {
+		t.Errorf("policy hosts %s", got)
+	}
+}
