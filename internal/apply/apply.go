@@ -93,4 +93,3 @@ func ToUnstructured(obj client.Object) (*unstructured.Unstructured, error) {
 	}
 	return &unstructured.Unstructured{Object: content}, nil
 }
-
