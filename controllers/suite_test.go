@@ -37,9 +37,7 @@ var _ = BeforeSuite(func() {
 	env, err = testenv.Start()
 	Expect(err).NotTo(HaveOccurred())
 
-	scheme, err := operator.NewScheme()
-	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(env.Config, client.Options{Scheme: scheme})
+	k8s, err = env.Client()
 	Expect(err).NotTo(HaveOccurred())
 
 	opts = operator.DefaultOptions()

@@ -12,7 +12,10 @@ import (
 	"path/filepath"
 
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/apirule-operator/apirule-operator/internal/operator"
 )
 
 // Environment is a running control plane.
@@ -74,4 +77,13 @@ func envOr(name, fallback string) string {
 		return v
 	}
 	return fallback
+}
+
+// Client returns a client that knows every type the operator uses.
+func (e *Environment) Client() (client.Client, error) {
+	scheme, err := operator.NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(e.Config, client.Options{Scheme: scheme})
 }

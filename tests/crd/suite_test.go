@@ -8,7 +8,6 @@ import (
 	. "github.com/onsi/gomega"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/apirule-operator/apirule-operator/internal/operator"
 	"github.com/apirule-operator/apirule-operator/internal/testenv"
 )
 
@@ -27,9 +26,7 @@ var _ = BeforeSuite(func() {
 	var err error
 	env, err = testenv.Start()
 	Expect(err).NotTo(HaveOccurred())
-	scheme, err := operator.NewScheme()
-	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(env.Config, client.Options{Scheme: scheme})
+	k8s, err = env.Client()
 	Expect(err).NotTo(HaveOccurred())
 })
 
