@@ -10,6 +10,7 @@ import (
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,19 +29,29 @@ import (
 
 // Kinds of children, in the order stale ones are pruned: routes go before the policies that
 // protect them.
-var (
-	virtualServiceKind      = networkingclientv1.SchemeGroupVersion.WithKind("VirtualService")
-	authorizationPolicyKind = securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy")
-	pruneOrder              = []schema.GroupVersionKind{virtualServiceKind, authorizationPolicyKind}
-)
+var pruneOrder = []schema.GroupVersionKind{
+	networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"),
+	securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"),
+	securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"),
+}
 
 // APIRuleReconciler reconciles APIRules into Istio objects.
 type APIRuleReconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
 	Options  translate.Options
+	// Mesh locates the Istio mesh config.
+	Mesh MeshLocation
 	// MaxConcurrentReconciles is how many APIRules are reconciled at once.
 	MaxConcurrentReconciles int
+}
+
+// MeshLocation says where the Istio mesh config ConfigMap is.
+type MeshLocation struct {
+	// Namespace is Istio's namespace, istio-system by default.
+	Namespace string
+	// Revision is the Istio revision; the ConfigMap is istio-<revision>, or istio without one.
+	Revision string
 }
 
 // +kubebuilder:rbac:groups=gateway.apirule.io,resources=apirules,verbs=get;list;watch;patch
@@ -48,6 +59,8 @@ type APIRuleReconciler struct {
 // +kubebuilder:rbac:groups=gateway.apirule.io,resources=apirules/finalizers,verbs=update
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=security.istio.io,resources=authorizationpolicies,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=security.istio.io,resources=requestauthentications,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.istio.io,resources=gateways,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -56,6 +69,16 @@ type APIRuleReconciler struct {
 // Reconcile brings the Istio objects of one APIRule in line with its spec and reports the
 // outcome in status.
 func (r *APIRuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	result, err := r.reconcile(ctx, req)
+	if apierrors.IsConflict(err) {
+		// The cached APIRule was stale; the newer version is already queued.
+		ctrl.LoggerFrom(ctx).V(1).Info("conflict, requeueing", "error", err.Error())
+		return ctrl.Result{Requeue: true}, nil
+	}
+	return result, err
+}
+
+func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	rule := &apiv2.APIRule{}
 	if err := r.Client.Get(ctx, req.NamespacedName, rule); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -71,7 +94,7 @@ func (r *APIRuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	output := translate.Translate(input)
 	report.translated(output.Findings)
-	if len(output.Findings) == 0 {
+	if len(output.Findings.Errors()) == 0 {
 		if err := r.program(ctx, rule, output.Objects); err != nil {
 			report.programFailed(err)
 			// The apply error is returned, so the request is retried with backoff; the status
@@ -87,7 +110,10 @@ func (r *APIRuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 // routes before policies. A finalizer is added first when a child lives in another namespace,
 // because only the finalizer can remove it.
 func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, objects translate.Objects) error {
-	ordered := applyOrder(objects)
+	ordered := make([]client.Object, 0, len(objects.InApplyOrder()))
+	for _, obj := range objects.InApplyOrder() {
+		ordered = append(ordered, obj)
+	}
 	if crossNamespace(rule, ordered) {
 		if err := r.ensureFinalizer(ctx, rule); err != nil {
 			return err
@@ -104,18 +130,6 @@ func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, ob
 		return r.removeFinalizer(ctx, rule)
 	}
 	return nil
-}
-
-// applyOrder lists the objects so that every policy is written before any route.
-func applyOrder(objects translate.Objects) []client.Object {
-	ordered := make([]client.Object, 0, len(objects.AuthorizationPolicies)+len(objects.VirtualServices))
-	for _, ap := range objects.AuthorizationPolicies {
-		ordered = append(ordered, ap)
-	}
-	for _, vs := range objects.VirtualServices {
-		ordered = append(ordered, vs)
-	}
-	return ordered
 }
 
 func crossNamespace(rule *apiv2.APIRule, objects []client.Object) bool {
@@ -175,8 +189,10 @@ func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
 		Watches(&networkingclientv1.VirtualService{}, children).
 		Watches(&securityclientv1.AuthorizationPolicy{}, children).
+		Watches(&securityclientv1.RequestAuthentication{}, children).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(serviceIndex))).
 		Watches(&networkingclientv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(gatewayIndex))).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(meshConfigIndex))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).
 		Complete(r)
 }

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
@@ -104,6 +105,19 @@ func children(key types.NamespacedName) ([]*networkingclientv1.VirtualService, [
 	return vsList.Items, apList.Items
 }
 
+// updateSpec changes the spec of an APIRule, retrying when the operator wrote its status in
+// between.
+func updateSpec(key types.NamespacedName, change func(*apiv2.APIRuleSpec)) {
+	ExpectWithOffset(1, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		rule := &apiv2.APIRule{}
+		if err := k8s.Get(ctx, key, rule); err != nil {
+			return err
+		}
+		change(&rule.Spec)
+		return k8s.Update(ctx, rule)
+	})).To(Succeed())
+}
+
 func keyOf(obj client.Object) types.NamespacedName {
 	return types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}
 }
@@ -160,18 +174,23 @@ var _ = Describe("APIRule reconciler", func() {
 		By("allowing only the ingress gateway, on the rule's hosts, methods and paths, in first-match order")
 		Expect(ap.Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "httpbin"}))
 		Expect(ap.Spec.Action).To(Equal(securityv1.AuthorizationPolicy_ALLOW))
-		Expect(ap.Spec.Rules).To(HaveLen(3))
+		Expect(ap.Spec.Rules).To(HaveLen(2), "one policy rule per APIRule rule")
 		for _, r := range ap.Spec.Rules {
 			Expect(r.From[0].Source.Principals).To(Equal([]string{opts.Translate.IngressGatewayPrincipal}))
-			Expect(r.To[0].Operation.Hosts).To(Equal([]string{"httpbin.example.com", "httpbin.example.com:*"}))
+			for _, to := range r.To {
+				Expect(to.Operation.Hosts).To(Equal([]string{"httpbin.example.com", "httpbin.example.com:*"}))
+			}
 		}
+		Expect(ap.Spec.Rules[0].To).To(HaveLen(1))
 		Expect(ap.Spec.Rules[0].To[0].Operation.Paths).To(Equal([]string{"/headers"}))
 		// GET on /* must not allow /headers again; POST was never routed to /headers' rule.
-		Expect(ap.Spec.Rules[1].To[0].Operation.Methods).To(Equal([]string{"GET"}))
-		Expect(ap.Spec.Rules[1].To[0].Operation.Paths).To(Equal([]string{"/{**}"}))
-		Expect(ap.Spec.Rules[1].To[0].Operation.NotPaths).To(Equal([]string{"/headers"}))
-		Expect(ap.Spec.Rules[2].To[0].Operation.Methods).To(Equal([]string{"POST"}))
-		Expect(ap.Spec.Rules[2].To[0].Operation.NotPaths).To(BeEmpty())
+		second := ap.Spec.Rules[1].To
+		Expect(second).To(HaveLen(2))
+		Expect(second[0].Operation.Methods).To(Equal([]string{"GET"}))
+		Expect(second[0].Operation.Paths).To(Equal([]string{"/{**}"}))
+		Expect(second[0].Operation.NotPaths).To(Equal([]string{"/headers"}))
+		Expect(second[1].Operation.Methods).To(Equal([]string{"POST"}))
+		Expect(second[1].Operation.NotPaths).To(BeEmpty())
 	})
 
 	It("writes nothing when it reconciles a settled APIRule again", func() {
@@ -226,20 +245,18 @@ var _ = Describe("APIRule reconciler", func() {
 		Expect(c.Message).To(ContainSubstring("spec.service.port: Service %s/ports has no port 9999", namespace))
 	})
 
-	It("refuses a strategy it cannot enforce yet instead of exposing the rule", func() {
-		createBackend(namespace, "jwt")
-		rule := newAPIRule(namespace, "jwt", "jwt", noAuth("/public", "GET"))
-		uri := "https://idp.example.com/jwks"
-		rule.Spec.Rules = append(rule.Spec.Rules, apiv2.Rule{Path: "/*", Methods: []apiv2.HTTPMethod{"GET"},
-			JWT: &apiv2.JWTConfig{Authentications: []apiv2.JWTAuthentication{{Issuer: "https://idp.example.com", JWKSURI: &uri}}}})
+	It("refuses a mode it cannot enforce yet instead of exposing the rules without it", func() {
+		createBackend(namespace, "mtls")
+		rule := newAPIRule(namespace, "mtls", "mtls", noAuth("/public", "GET"))
+		rule.Spec.MTLS = &apiv2.MTLS{CredentialName: "partner-tls", CASecretRef: apiv2.SecretKeyReference{Name: "partner-ca"}}
 		Expect(k8s.Create(ctx, rule)).To(Succeed())
 		key := keyOf(rule)
 		rule = settled(key)
 		Expect(rule.Status.State).To(Equal(apiv2.StateError))
 		c := expectCondition(rule, conditions.Accepted, metav1.ConditionFalse, conditions.ReasonUnsupportedFeature)
-		Expect(c.Message).To(ContainSubstring("spec.rules[1].jwt: the jwt access strategy is not supported"))
+		Expect(c.Message).To(ContainSubstring("spec.mtls: mtls is not supported"))
 		vs, ap := children(key)
-		Expect(vs).To(BeEmpty(), "the noAuth rule must not be exposed alone")
+		Expect(vs).To(BeEmpty(), "the rule must not be exposed without the client-certificate check")
 		Expect(ap).To(BeEmpty())
 	})
 
@@ -248,11 +265,10 @@ var _ = Describe("APIRule reconciler", func() {
 		rule := newAPIRule(namespace, "stable", "stable", noAuth("/*", "GET"))
 		Expect(k8s.Create(ctx, rule)).To(Succeed())
 		key := keyOf(rule)
-		rule = expectReady(key)
+		expectReady(key)
 		vsBefore, apBefore := children(key)
 
-		rule.Spec.Service.Name = "does-not-exist"
-		Expect(k8s.Update(ctx, rule)).To(Succeed())
+		updateSpec(key, func(spec *apiv2.APIRuleSpec) { spec.Service.Name = "does-not-exist" })
 		Eventually(func(g Gomega) {
 			current := &apiv2.APIRule{}
 			g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
@@ -301,9 +317,7 @@ var _ = Describe("APIRule reconciler", func() {
 		Expect(apBefore).To(HaveLen(1))
 		Expect(apBefore[0].Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "old"}))
 
-		Expect(k8s.Get(ctx, key, rule)).To(Succeed())
-		rule.Spec.Service.Name = "new"
-		Expect(k8s.Update(ctx, rule)).To(Succeed())
+		updateSpec(key, func(spec *apiv2.APIRuleSpec) { spec.Service.Name = "new" })
 		Eventually(func(g Gomega) {
 			_, ap := children(key)
 			g.Expect(ap).To(HaveLen(1))

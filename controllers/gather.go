@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
@@ -31,6 +32,14 @@ func (r *APIRuleReconciler) gather(ctx context.Context, rule *apiv2.APIRule) (tr
 		case !apierrors.IsNotFound(err):
 			return in, fmt.Errorf("reading Gateway %s: %w", ref, err)
 		}
+	}
+
+	if usesExtAuth(rule) {
+		mesh, err := r.meshConfig(ctx)
+		if err != nil {
+			return in, err
+		}
+		in.Mesh = mesh
 	}
 
 	for i := range rule.Spec.Rules {
@@ -73,4 +82,32 @@ func serviceInput(svc *corev1.Service) translate.Service {
 		out.Ports = append(out.Ports, p.Port)
 	}
 	return out
+}
+
+func usesExtAuth(rule *apiv2.APIRule) bool {
+	for _, r := range rule.Spec.Rules {
+		if r.ExtAuth != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// meshConfig reads the extension providers of the Istio mesh config, or nil when the
+// ConfigMap does not exist. A mesh config that does not parse is an error: guessing could
+// route requests to the wrong authorizer.
+func (r *APIRuleReconciler) meshConfig(ctx context.Context) (*translate.MeshConfig, error) {
+	key := r.meshConfigKey()
+	cm := &corev1.ConfigMap{}
+	switch err := r.Client.Get(ctx, key, cm); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading the mesh config %s: %w", key, err)
+	}
+	mesh, err := meshconfig.Parse(cm.Data[meshconfig.Key])
+	if err != nil {
+		return nil, fmt.Errorf("ConfigMap %s: %w", key, err)
+	}
+	return mesh, nil
 }

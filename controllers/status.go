@@ -34,10 +34,14 @@ func (r *report) set(t conditions.Type, status metav1.ConditionStatus, reason co
 // translated records Accepted and ResolvedRefs from the translation's findings. When there
 // are any, nothing is applied and the objects of the last good generation keep serving.
 func (r *report) translated(findings translate.Findings) {
-	r.fromFindings(conditions.Accepted, findings.For(conditions.Accepted), conditions.ReasonAccepted, "The spec is valid.")
-	r.fromFindings(conditions.ResolvedRefs, findings.For(conditions.ResolvedRefs), conditions.ReasonResolved,
-		"The Gateway and every backend Service were found.")
-	if len(findings) > 0 {
+	errs := findings.Errors()
+	r.fromFindings(conditions.Accepted, errs.For(conditions.Accepted), conditions.ReasonAccepted, "The spec is valid.")
+	r.fromFindings(conditions.ResolvedRefs, errs.For(conditions.ResolvedRefs), conditions.ReasonResolved,
+		"The Gateway, every backend Service and every extension provider were found.")
+	if warnings := findings.Warnings(); len(warnings) > 0 && len(errs.For(conditions.Accepted)) == 0 {
+		r.set(conditions.Accepted, metav1.ConditionTrue, conditions.ReasonAcceptedWithWarnings, warnings.Summary())
+	}
+	if len(errs) > 0 {
 		r.set(conditions.Programmed, metav1.ConditionFalse, conditions.ReasonNotApplied,
 			"Nothing was applied for this generation; objects applied for an earlier generation, if any, keep serving until the problems are fixed.")
 	}
@@ -96,7 +100,9 @@ func (r *APIRuleReconciler) writeStatus(ctx context.Context, rule *apiv2.APIRule
 	next.LastProcessedTime = &now
 
 	previousState := rule.Status.State
-	patch := client.MergeFrom(rule.DeepCopy())
+	// The optimistic lock makes a write based on a stale cached APIRule fail instead of
+	// repeating a status (and its event) that a previous reconcile already wrote.
+	patch := client.MergeFromWithOptions(rule.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	rule.Status = next
 	if err := r.Client.Status().Patch(ctx, rule, patch); err != nil {
 		return fmt.Errorf("writing status: %w", err)

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
@@ -18,8 +19,9 @@ import (
 // Field indexes on APIRules, so an event on a referenced object finds the APIRules that
 // reference it without listing them all.
 const (
-	serviceIndex = "apirule.io/backend-services"
-	gatewayIndex = "apirule.io/gateway"
+	serviceIndex    = "apirule.io/backend-services"
+	gatewayIndex    = "apirule.io/gateway"
+	meshConfigIndex = "apirule.io/mesh-config"
 )
 
 func (r *APIRuleReconciler) registerIndexes(ctx context.Context, indexer client.FieldIndexer) error {
@@ -37,12 +39,26 @@ func (r *APIRuleReconciler) registerIndexes(ctx context.Context, indexer client.
 	}); err != nil {
 		return err
 	}
-	return indexer.IndexField(ctx, &apiv2.APIRule{}, gatewayIndex, func(obj client.Object) []string {
+	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, gatewayIndex, func(obj client.Object) []string {
 		if ref, ok := translate.GatewayRef(obj.(*apiv2.APIRule), r.Options); ok {
 			return []string{ref.String()}
 		}
 		return nil
+	}); err != nil {
+		return err
+	}
+	// Only APIRules with extAuth rules depend on the mesh config; the cache holds only the
+	// mesh config ConfigMap, so its key is the one value of this index.
+	return indexer.IndexField(ctx, &apiv2.APIRule{}, meshConfigIndex, func(obj client.Object) []string {
+		if usesExtAuth(obj.(*apiv2.APIRule)) {
+			return []string{r.meshConfigKey().String()}
+		}
+		return nil
 	})
+}
+
+func (r *APIRuleReconciler) meshConfigKey() types.NamespacedName {
+	return types.NamespacedName{Namespace: r.Mesh.Namespace, Name: meshconfig.ConfigMapName(r.Mesh.Revision)}
 }
 
 // requestsForIndex maps an object to the APIRules whose index holds its namespace/name.

@@ -33,16 +33,24 @@ const (
 	ReasonInvalidSpec        Reason = "InvalidSpec"
 	ReasonUnsupportedFeature Reason = "UnsupportedFeature"
 	ReasonNoGateway          Reason = "NoGateway"
+	// ReasonAcceptedWithWarnings: the spec is served, but something about it deserves
+	// attention; the message says what.
+	ReasonAcceptedWithWarnings Reason = "AcceptedWithWarnings"
+	// ReasonMultipleAuthzProviders warns that Istio will not run every ext-authz provider.
+	ReasonMultipleAuthzProviders Reason = "MultipleAuthzProviders"
 )
 
 // Reasons of ResolvedRefs.
 const (
-	ReasonResolved          Reason = "Resolved"
-	ReasonGatewayNotFound   Reason = "GatewayNotFound"
-	ReasonHostNotResolvable Reason = "HostNotResolvable"
-	ReasonServiceNotFound   Reason = "ServiceNotFound"
-	ReasonPortNotFound      Reason = "PortNotFound"
-	ReasonNoSelector        Reason = "ServiceWithoutSelector"
+	ReasonResolved            Reason = "Resolved"
+	ReasonGatewayNotFound     Reason = "GatewayNotFound"
+	ReasonHostNotResolvable   Reason = "HostNotResolvable"
+	ReasonServiceNotFound     Reason = "ServiceNotFound"
+	ReasonPortNotFound        Reason = "PortNotFound"
+	ReasonNoSelector          Reason = "ServiceWithoutSelector"
+	ReasonMeshConfigNotFound  Reason = "MeshConfigNotFound"
+	ReasonProviderNotFound    Reason = "ExtensionProviderNotFound"
+	ReasonProviderNotExtAuthz Reason = "ExtensionProviderNotExtAuthz"
 )
 
 // Reasons of Programmed.
@@ -77,10 +85,14 @@ func Find(list []metav1.Condition, t Type) *metav1.Condition {
 }
 
 // State derives the Kyma-compatible status.state and description from the conditions:
-// Ready when Ready is true; Error when the spec is rejected, a reference is missing or
-// objects could not be applied; Processing otherwise.
+// Ready when Ready is true, or Warning when it is but the spec was accepted with warnings;
+// Error when the spec is rejected, a reference is missing or objects could not be applied;
+// Processing otherwise.
 func State(list []metav1.Condition) (apiv2.State, string) {
 	if c := Find(list, Ready); c != nil && c.Status == metav1.ConditionTrue {
+		if accepted := Find(list, Accepted); accepted != nil && accepted.Reason == string(ReasonAcceptedWithWarnings) {
+			return apiv2.StateWarning, accepted.Message
+		}
 		return apiv2.StateReady, c.Message
 	}
 	for _, t := range []Type{Accepted, ResolvedRefs, Programmed} {

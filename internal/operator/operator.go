@@ -8,6 +8,8 @@ import (
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -19,6 +21,7 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/controllers"
+	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
@@ -26,6 +29,8 @@ import (
 // Options configure the operator.
 type Options struct {
 	Translate translate.Options
+	// Mesh locates Istio's mesh config.
+	Mesh controllers.MeshLocation
 	// MaxConcurrentReconciles is how many APIRules are reconciled at once.
 	MaxConcurrentReconciles int
 	// LeaderElection makes only one replica reconcile at a time.
@@ -44,6 +49,7 @@ func DefaultOptions() Options {
 		Translate: translate.Options{
 			IngressGatewayPrincipal: "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
 		},
+		Mesh:                    controllers.MeshLocation{Namespace: "istio-system"},
 		MaxConcurrentReconciles: 4,
 		LeaderElection:          true,
 		MetricsAddress:          ":8080",
@@ -76,11 +82,18 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	// Generated objects are cached by label only: the operator never needs to hold every
 	// VirtualService or AuthorizationPolicy of the cluster in memory.
 	generated := cache.ByObject{Label: ownership.ManagedSelector()}
+	// Of all ConfigMaps only the mesh config is needed.
+	meshConfig := cache.ByObject{
+		Namespaces: map[string]cache.Config{opts.Mesh.Namespace: {}},
+		Field:      fields.OneTermEqualSelector("metadata.name", meshconfig.ConfigMapName(opts.Mesh.Revision)),
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&networkingclientv1.VirtualService{}:    generated,
-			&securityclientv1.AuthorizationPolicy{}: generated,
+			&networkingclientv1.VirtualService{}:      generated,
+			&securityclientv1.AuthorizationPolicy{}:   generated,
+			&securityclientv1.RequestAuthentication{}: generated,
+			&corev1.ConfigMap{}:                       meshConfig,
 		}},
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:  opts.HealthProbeAddress,
@@ -95,6 +108,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Client:                  mgr.GetClient(),
 		Recorder:                mgr.GetEventRecorder("apirule-operator"),
 		Options:                 opts.Translate,
+		Mesh:                    opts.Mesh,
 		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {

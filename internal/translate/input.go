@@ -22,9 +22,27 @@ type Input struct {
 	// Services are the backend Services that exist, by namespace/name. A backend that is
 	// referenced but missing here is reported as unresolved.
 	Services map[types.NamespacedName]Service
+	// Mesh is what was read of the Istio mesh config, or nil when it was not found.
+	Mesh *MeshConfig
 	// Options are the operator's settings.
 	Options Options
 }
+
+// MeshConfig is what the translation needs of the Istio mesh config.
+type MeshConfig struct {
+	// ExtensionProviders are the declared extension providers by name.
+	ExtensionProviders map[string]ProviderKind
+}
+
+// ProviderKind is the kind of a mesh-config extension provider.
+type ProviderKind string
+
+// The provider kinds. Only the ext-authz kinds can serve an extAuth rule.
+const (
+	ProviderExtAuthzHTTP ProviderKind = "envoyExtAuthzHttp"
+	ProviderExtAuthzGRPC ProviderKind = "envoyExtAuthzGrpc"
+	ProviderOther        ProviderKind = "other"
+)
 
 // Options are operator-wide settings that shape the generated objects.
 type Options struct {
@@ -34,6 +52,10 @@ type Options struct {
 	IngressGatewayPrincipal string
 	// DefaultGateway, as namespace/name, is used when an APIRule sets no gateway.
 	DefaultGateway string
+	// MultipleCustomProviders says istiod runs with PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS,
+	// so one workload may use several ext-authz providers. Without it Istio enforces one
+	// provider per workload and turns the others into deny rules.
+	MultipleCustomProviders bool
 }
 
 // Gateway is what the translation needs of an Istio Gateway.

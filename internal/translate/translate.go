@@ -8,6 +8,7 @@ import (
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -18,17 +19,41 @@ import (
 
 // Output is the result of a translation.
 type Output struct {
-	// Objects are the desired Istio objects. They are empty whenever Findings is not: an
-	// APIRule that cannot be served exactly as written gets nothing new applied.
+	// Objects are the desired Istio objects. They are empty whenever Findings holds an error:
+	// an APIRule that cannot be served exactly as written gets nothing new applied.
 	Objects Objects
-	// Findings are the problems that prevent serving the APIRule.
+	// Findings are the problems found; errors block the output, warnings do not.
 	Findings Findings
+}
+
+// Object is a Kubernetes object with metadata, as every generated object is.
+type Object interface {
+	metav1.Object
+	runtime.Object
 }
 
 // Objects are the desired Istio objects, each list sorted by namespace and name.
 type Objects struct {
-	AuthorizationPolicies []*securityclientv1.AuthorizationPolicy
-	VirtualServices       []*networkingclientv1.VirtualService
+	RequestAuthentications []*securityclientv1.RequestAuthentication
+	AuthorizationPolicies  []*securityclientv1.AuthorizationPolicy
+	VirtualServices        []*networkingclientv1.VirtualService
+}
+
+// InApplyOrder lists the objects in the order they must be written: a route must never be
+// live before the policies that protect it, and a policy requiring a token never before the
+// RequestAuthentication that validates it.
+func (o Objects) InApplyOrder() []Object {
+	out := make([]Object, 0, len(o.RequestAuthentications)+len(o.AuthorizationPolicies)+len(o.VirtualServices))
+	for _, ra := range o.RequestAuthentications {
+		out = append(out, ra)
+	}
+	for _, ap := range o.AuthorizationPolicies {
+		out = append(out, ap)
+	}
+	for _, vs := range o.VirtualServices {
+		out = append(out, vs)
+	}
+	return out
 }
 
 // rulePlan is one APIRule rule with its references resolved.
@@ -46,17 +71,24 @@ func Translate(in Input) Output {
 	specPath := field.NewPath("spec")
 
 	checkSupported(spec, specPath, &findings)
+	checkIssuers(spec, specPath, &findings)
+	checkProviders(in, specPath, &findings)
 	gatewayRef := resolveGateway(in, specPath, &findings)
 	hosts := expandHosts(spec.Hosts, in.Gateway, specPath.Child("hosts"), &findings)
 	plans := resolveRules(in, specPath, &findings)
-	if len(findings) > 0 {
+	if len(findings.Errors()) > 0 {
 		return Output{Findings: findings}
 	}
 
-	return Output{Objects: Objects{
-		AuthorizationPolicies: authorizationPolicies(in, plans, hosts),
-		VirtualServices:       []*networkingclientv1.VirtualService{virtualService(in, gatewayRef, plans, hosts)},
-	}}
+	policies := buildPolicies(in, plans, hosts, &findings)
+	return Output{
+		Findings: findings,
+		Objects: Objects{
+			RequestAuthentications: policies.requestAuthentications(in),
+			AuthorizationPolicies:  policies.authorizationPolicies(in),
+			VirtualServices:        []*networkingclientv1.VirtualService{virtualService(in, gatewayRef, plans, hosts)},
+		},
+	}
 }
 
 // checkSupported rejects the fields whose translation this version of the operator does not
@@ -73,19 +105,9 @@ func checkSupported(spec *apiv2.APIRuleSpec, specPath *field.Path, findings *Fin
 	if spec.IPRestriction != nil {
 		unsupported(specPath.Child("ipRestriction"), "ipRestriction")
 	}
-	if it := spec.InternalTraffic; it != nil && ((it.Allow != nil && *it.Allow) || len(it.FromNamespaces) > 0 || len(it.FromServiceAccounts) > 0) {
-		unsupported(specPath.Child("internalTraffic"), "internalTraffic")
-	}
 	for i, rule := range spec.Rules {
-		rulePath := specPath.Child("rules").Index(i)
-		switch {
-		case rule.JWT != nil:
-			unsupported(rulePath.Child("jwt"), "the jwt access strategy")
-		case rule.ExtAuth != nil:
-			unsupported(rulePath.Child("extAuth"), "the extAuth access strategy")
-		}
 		if rule.IPRestriction != nil {
-			unsupported(rulePath.Child("ipRestriction"), "ipRestriction")
+			unsupported(specPath.Child("rules").Index(i).Child("ipRestriction"), "ipRestriction")
 		}
 	}
 }

@@ -102,10 +102,12 @@ func TestNotPathsGoByRuleIndexAndMethod(t *testing.T) {
 	type entry struct{ methods, paths, notPaths string }
 	var got []entry
 	for _, r := range rules {
-		op := r.To[0].Operation
-		got = append(got, entry{strings.Join(op.Methods, ","), strings.Join(op.Paths, ","), strings.Join(op.NotPaths, ",")})
 		if len(r.From) != 1 || len(r.From[0].Source.Principals) != 1 || r.From[0].Source.Principals[0] != principal {
-			t.Errorf("rule %v does not require the ingress gateway principal", op)
+			t.Errorf("rule %v does not require the ingress gateway principal", r)
+		}
+		for _, to := range r.To {
+			op := to.Operation
+			got = append(got, entry{strings.Join(op.Methods, ","), strings.Join(op.Paths, ","), strings.Join(op.NotPaths, ",")})
 		}
 	}
 	want := []entry{
@@ -198,10 +200,8 @@ func TestFindingsBlockEveryObject(t *testing.T) {
 			in.APIRule.Spec.Hosts = []apiv2.Host{"api"}
 			in.Gateway.Hosts = []string{"*.example.com", "other.example.org"}
 		}, conditions.ResolvedRefs, conditions.ReasonHostNotResolvable, "spec.hosts[0]"},
-		{"jwt", func(in *Input) {
-			in.APIRule.Spec.Rules[0].NoAuth = nil
-			in.APIRule.Spec.Rules[0].JWT = &apiv2.JWTConfig{}
-		}, conditions.Accepted, conditions.ReasonUnsupportedFeature, "spec.rules[0].jwt"},
+		{"mtls", func(in *Input) { in.APIRule.Spec.MTLS = &apiv2.MTLS{} },
+			conditions.Accepted, conditions.ReasonUnsupportedFeature, "spec.mtls"},
 		{"ipRestriction", func(in *Input) { in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{} },
 			conditions.Accepted, conditions.ReasonUnsupportedFeature, "spec.ipRestriction"},
 	}

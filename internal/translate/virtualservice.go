@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -142,3 +143,5 @@ func corsPolicy(p *apiv2.CorsPolicy) *networkingv1.CorsPolicy {
 	}
 	return out
 }
+
+func durationSeconds(s uint32) time.Duration { return time.Duration(s) * time.Second }

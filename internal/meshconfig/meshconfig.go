@@ -1,0 +1,50 @@
+// Package meshconfig reads what the operator needs from Istio's mesh config: the ConfigMap
+// istio (or istio-<revision>) in the Istio namespace, key "mesh".
+package meshconfig
+
+import (
+	"fmt"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/apirule-operator/apirule-operator/internal/translate"
+)
+
+// Key is the ConfigMap key that holds the mesh config.
+const Key = "mesh"
+
+// ConfigMapName is the name of the mesh config ConfigMap of an Istio revision.
+func ConfigMapName(revision string) string {
+	if revision == "" || revision == "default" {
+		return "istio"
+	}
+	return "istio-" + revision
+}
+
+type meshConfig struct {
+	ExtensionProviders []map[string]any `json:"extensionProviders"`
+}
+
+// Parse reads the extension providers of a mesh config document.
+func Parse(mesh string) (*translate.MeshConfig, error) {
+	var raw meshConfig
+	if err := yaml.Unmarshal([]byte(mesh), &raw); err != nil {
+		return nil, fmt.Errorf("parsing the mesh config: %w", err)
+	}
+	out := &translate.MeshConfig{ExtensionProviders: map[string]translate.ProviderKind{}}
+	for i, p := range raw.ExtensionProviders {
+		name, _ := p["name"].(string)
+		if name == "" {
+			return nil, fmt.Errorf("parsing the mesh config: extensionProviders[%d] has no name", i)
+		}
+		kind := translate.ProviderOther
+		switch {
+		case p[string(translate.ProviderExtAuthzHTTP)] != nil:
+			kind = translate.ProviderExtAuthzHTTP
+		case p[string(translate.ProviderExtAuthzGRPC)] != nil:
+			kind = translate.ProviderExtAuthzGRPC
+		}
+		out.ExtensionProviders[name] = kind
+	}
+	return out, nil
+}

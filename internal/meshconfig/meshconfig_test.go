@@ -1,0 +1,49 @@
+package meshconfig
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/apirule-operator/apirule-operator/internal/translate"
+)
+
+func TestParse(t *testing.T) {
+	got, err := Parse(`
+defaultConfig:
+  gatewayTopology: {numTrustedProxies: 1}
+extensionProviders:
+- name: oauth2-proxy
+  envoyExtAuthzHttp: {service: oauth2-proxy.auth.svc.cluster.local, port: 4180}
+- name: opa
+  envoyExtAuthzGrpc: {service: opa.opa.svc.cluster.local, port: 9191}
+- name: tracing
+  zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]translate.ProviderKind{
+		"oauth2-proxy": translate.ProviderExtAuthzHTTP,
+		"opa":          translate.ProviderExtAuthzGRPC,
+		"tracing":      translate.ProviderOther,
+	}
+	if !reflect.DeepEqual(got.ExtensionProviders, want) {
+		t.Errorf("providers = %v, want %v", got.ExtensionProviders, want)
+	}
+}
+
+func TestParseRejectsBrokenConfig(t *testing.T) {
+	for _, mesh := range []string{"extensionProviders: {", "extensionProviders:\n- envoyExtAuthzHttp: {}\n"} {
+		if _, err := Parse(mesh); err == nil {
+			t.Errorf("Parse(%q) succeeded", mesh)
+		}
+	}
+}
+
+func TestConfigMapName(t *testing.T) {
+	for rev, want := range map[string]string{"": "istio", "default": "istio", "1-31": "istio-1-31"} {
+		if got := ConfigMapName(rev); got != want {
+			t.Errorf("ConfigMapName(%q) = %q, want %q", rev, got, want)
+		}
+	}
+}

@@ -1,0 +1,467 @@
+package translate
+
+import (
+	"slices"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	securityv1 "istio.io/api/security/v1"
+	typev1beta1 "istio.io/api/type/v1beta1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
+)
+
+// Authorization is enforced at the backend workload's sidecar, so the gateway cannot be
+// bypassed from inside the mesh. Each workload gets:
+//   - one ALLOW policy with a rule per APIRule rule: noAuth and extAuth rules require the
+//     ingress gateway's principal; jwt rules (and extAuth restrictions) also require a request
+//     principal from the listed issuers and the authorization conditions;
+//   - one CUSTOM policy per ext-authz provider, naming the paths of the rules that use it
+//     (Istio rejects principals and JWT conditions in CUSTOM policies, so they stay in ALLOW);
+//   - one RequestAuthentication per set of issuers that a rule accepts.
+//
+// Istio ORs the rules of ALLOW policies, with no order. To keep first-match order, the
+// operations of APIRule rule i exclude (notPaths) the paths of the earlier rules that match
+// the same method, found by rule index: a request the VirtualService routes by an earlier rule
+// is never allowed, or sent to an authorizer, by a later rule's policy.
+
+const (
+	claimScp    = "request.auth.claims[scp]"
+	claimScope  = "request.auth.claims[scope]"
+	claimScopes = "request.auth.claims[scopes]"
+	claimAud    = "request.auth.claims[aud]"
+)
+
+// workloadPolicies collects what one backend workload gets.
+type workloadPolicies struct {
+	key       string
+	namespace string
+	selector  map[string]string
+	allow     []*securityv1.Rule
+	// custom holds the rules of each ext-authz provider, in order of first use.
+	custom        map[string][]*securityv1.Rule
+	customOrder   []string
+	customPath    *field.Path
+	issuerSets    map[string][]*securityv1.JWTRule
+	issuerSetKeys []string
+}
+
+// policySet is the authorization of one APIRule, by workload.
+type policySet struct {
+	workloads map[string]*workloadPolicies
+	keys      []string
+}
+
+func (ps *policySet) workload(svc Service) *workloadPolicies {
+	key := svc.Namespace + "/" + selectorKey(svc.Selector)
+	if w, ok := ps.workloads[key]; ok {
+		return w
+	}
+	w := &workloadPolicies{key: key, namespace: svc.Namespace, selector: svc.Selector,
+		custom: map[string][]*securityv1.Rule{}, issuerSets: map[string][]*securityv1.JWTRule{}}
+	ps.workloads[key] = w
+	ps.keys = append(ps.keys, key)
+	return w
+}
+
+func buildPolicies(in Input, plans []rulePlan, hosts []string, findings *Findings) *policySet {
+	ps := &policySet{workloads: map[string]*workloadPolicies{}}
+	policyHosts := hostsWithPorts(hosts)
+	gateway := in.Options.IngressGatewayPrincipal
+	rulesPath := field.NewPath("spec", "rules")
+
+	for _, p := range plans {
+		w := ps.workload(p.backend)
+		to := operations(in, p.index, policyHosts)
+		switch {
+		case p.rule.JWT != nil:
+			w.allow = append(w.allow, tokenRules(gateway, p.rule.JWT, to)...)
+			w.addIssuers(p.rule.JWT)
+		case p.rule.ExtAuth != nil:
+			for _, provider := range p.rule.ExtAuth.Authorizers {
+				if _, used := w.custom[provider]; !used {
+					w.customOrder = append(w.customOrder, provider)
+				}
+				w.custom[provider] = append(w.custom[provider], &securityv1.Rule{To: to})
+			}
+			if len(w.customOrder) > 1 && w.customPath == nil {
+				w.customPath = rulesPath.Index(p.index).Child("extAuth", "authorizers")
+			}
+			if restrictions := p.rule.ExtAuth.Restrictions; restrictions != nil {
+				w.allow = append(w.allow, tokenRules(gateway, restrictions, to)...)
+				w.addIssuers(restrictions)
+			} else {
+				w.allow = append(w.allow, gatewayRule(gateway, to))
+			}
+		default:
+			w.allow = append(w.allow, gatewayRule(gateway, to))
+		}
+	}
+
+	internal := internalTrafficRule(in)
+	for _, key := range ps.keys {
+		w := ps.workloads[key]
+		if internal != nil {
+			w.allow = append(w.allow, internal)
+		}
+		if len(w.customOrder) > 1 && !in.Options.MultipleCustomProviders {
+			findings.warn(conditions.Accepted, conditions.ReasonMultipleAuthzProviders, w.customPath,
+				"workload %s {%s} would use %d ext-authz providers (%s), but Istio enforces one per workload unless istiod runs with "+
+					"PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS=true; requests for the other providers' rules are denied. Use one provider "+
+					"per backend, or enable the flag in istiod and start the operator with --multiple-custom-authz-providers",
+				w.namespace, strings.TrimSuffix(selectorKey(w.selector), ","), len(w.customOrder), strings.Join(w.customOrder, ", "))
+		}
+	}
+	return ps
+}
+
+// operations returns the policy operations of rule i: one per group of methods that share
+// the same excluded paths.
+func operations(in Input, i int, hosts []string) []*securityv1.Rule_To {
+	rule := in.APIRule.Spec.Rules[i]
+	var out []*securityv1.Rule_To
+	for _, group := range methodGroups(in, i) {
+		out = append(out, &securityv1.Rule_To{Operation: &securityv1.Operation{
+			Hosts:    hosts,
+			Methods:  group.methods,
+			Paths:    []string{policyPath(rule.Path)},
+			NotPaths: group.notPaths,
+		}})
+	}
+	return out
+}
+
+// gatewayRule allows the operations to requests that came through the ingress gateway.
+func gatewayRule(gateway string, to []*securityv1.Rule_To) *securityv1.Rule {
+	return &securityv1.Rule{
+		From: []*securityv1.Rule_From{{Source: &securityv1.Source{Principals: []string{gateway}}}},
+		To:   to,
+	}
+}
+
+// tokenRules allows the operations to requests through the ingress gateway that carry a valid
+// token from one of the issuers and satisfy one of the authorizations. Policy rules are ORed,
+// so each authorization (and each claim that may hold the scopes) becomes its own rule; the
+// conditions inside one rule are ANDed.
+func tokenRules(gateway string, cfg *apiv2.JWTConfig, to []*securityv1.Rule_To) []*securityv1.Rule {
+	var requestPrincipals []string
+	for _, a := range cfg.Authentications {
+		if p := a.Issuer + "/*"; !slices.Contains(requestPrincipals, p) {
+			requestPrincipals = append(requestPrincipals, p)
+		}
+	}
+	from := []*securityv1.Rule_From{{Source: &securityv1.Source{
+		Principals:        []string{gateway},
+		RequestPrincipals: requestPrincipals,
+	}}}
+	if len(cfg.Authorizations) == 0 {
+		return []*securityv1.Rule{{From: from, To: to}}
+	}
+	var out []*securityv1.Rule
+	for _, authz := range cfg.Authorizations {
+		for _, when := range authorizationConditions(authz) {
+			out = append(out, &securityv1.Rule{From: from, To: to, When: when})
+		}
+	}
+	return out
+}
+
+// authorizationConditions returns the alternatives of one authorization, each a list of
+// conditions that must all hold. Required scopes may be in the scp, scope or scopes claim,
+// which makes three alternatives.
+func authorizationConditions(authz apiv2.JWTAuthorization) [][]*securityv1.Condition {
+	var common []*securityv1.Condition
+	for _, aud := range authz.Audiences {
+		common = append(common, &securityv1.Condition{Key: claimAud, Values: []string{aud}})
+	}
+	names := make([]string, 0, len(authz.Claims))
+	for name := range authz.Claims {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		common = append(common, &securityv1.Condition{Key: "request.auth.claims[" + name + "]", Values: authz.Claims[name]})
+	}
+	if len(authz.RequiredScopes) == 0 {
+		return [][]*securityv1.Condition{common}
+	}
+	var out [][]*securityv1.Condition
+	for _, key := range []string{claimScp, claimScope, claimScopes} {
+		var when []*securityv1.Condition
+		for _, scope := range authz.RequiredScopes {
+			when = append(when, &securityv1.Condition{Key: key, Values: []string{scope}})
+		}
+		out = append(out, append(when, common...))
+	}
+	return out
+}
+
+// internalTrafficRule returns the rule that lets in-mesh callers other than the ingress
+// gateway call the workload directly, or nil when the APIRule does not allow them.
+func internalTrafficRule(in Input) *securityv1.Rule {
+	it := in.APIRule.Spec.InternalTraffic
+	if it == nil {
+		return nil
+	}
+	if it.Allow != nil && *it.Allow {
+		return &securityv1.Rule{From: []*securityv1.Rule_From{{Source: &securityv1.Source{
+			NotPrincipals: []string{in.Options.IngressGatewayPrincipal},
+		}}}}
+	}
+	var from []*securityv1.Rule_From
+	if len(it.FromNamespaces) > 0 {
+		namespaces := slices.Clone(it.FromNamespaces)
+		slices.Sort(namespaces)
+		from = append(from, &securityv1.Rule_From{Source: &securityv1.Source{Namespaces: namespaces}})
+	}
+	if len(it.FromServiceAccounts) > 0 {
+		trustDomain, _, _ := strings.Cut(in.Options.IngressGatewayPrincipal, "/ns/")
+		var principals []string
+		for _, sa := range it.FromServiceAccounts {
+			namespace, name, _ := strings.Cut(sa, "/")
+			principals = append(principals, trustDomain+"/ns/"+namespace+"/sa/"+name)
+		}
+		slices.Sort(principals)
+		from = append(from, &securityv1.Rule_From{Source: &securityv1.Source{Principals: principals}})
+	}
+	if len(from) == 0 {
+		return nil
+	}
+	return &securityv1.Rule{From: from}
+}
+
+// addIssuers records the set of issuers a rule accepts, once per set.
+func (w *workloadPolicies) addIssuers(cfg *apiv2.JWTConfig) {
+	var jwtRules []*securityv1.JWTRule
+	for _, a := range cfg.Authentications {
+		if !slices.ContainsFunc(jwtRules, func(r *securityv1.JWTRule) bool { return r.Issuer == a.Issuer }) {
+			jwtRules = append(jwtRules, jwtRule(a, cfg.OutputClaimToHeaders))
+		}
+	}
+	slices.SortFunc(jwtRules, func(a, b *securityv1.JWTRule) int { return strings.Compare(a.Issuer, b.Issuer) })
+	issuers := make([]string, len(jwtRules))
+	for i, r := range jwtRules {
+		issuers[i] = r.Issuer
+	}
+	key := strings.Join(issuers, "\n")
+	if _, ok := w.issuerSets[key]; !ok {
+		w.issuerSets[key] = jwtRules
+		w.issuerSetKeys = append(w.issuerSetKeys, key)
+	}
+}
+
+// jwtRule is how Istio validates tokens of one issuer.
+func jwtRule(a apiv2.JWTAuthentication, claimsToHeaders []apiv2.ClaimToHeader) *securityv1.JWTRule {
+	r := &securityv1.JWTRule{
+		Issuer:               a.Issuer,
+		FromParams:           a.FromParams,
+		FromCookies:          a.FromCookies,
+		ForwardOriginalToken: a.ForwardOriginalToken == nil || *a.ForwardOriginalToken,
+	}
+	if a.JWKSURI != nil {
+		r.JwksUri = *a.JWKSURI
+	}
+	if a.JWKS != nil {
+		r.Jwks = *a.JWKS
+	}
+	for _, h := range a.FromHeaders {
+		r.FromHeaders = append(r.FromHeaders, &securityv1.JWTHeader{Name: h.Name, Prefix: h.Prefix})
+	}
+	for _, c := range claimsToHeaders {
+		r.OutputClaimToHeaders = append(r.OutputClaimToHeaders, &securityv1.ClaimToHeader{Header: c.Header, Claim: c.Claim})
+	}
+	return r
+}
+
+// checkIssuers rejects an issuer that is configured differently in two places: Istio merges
+// the RequestAuthentications of a workload, so one issuer can have only one configuration.
+func checkIssuers(spec *apiv2.APIRuleSpec, specPath *field.Path, findings *Findings) {
+	type seen struct {
+		rule *securityv1.JWTRule
+		path *field.Path
+	}
+	first := map[string]seen{}
+	for i, rule := range spec.Rules {
+		rulePath := specPath.Child("rules").Index(i)
+		var cfg *apiv2.JWTConfig
+		switch {
+		case rule.JWT != nil:
+			cfg, rulePath = rule.JWT, rulePath.Child("jwt")
+		case rule.ExtAuth != nil && rule.ExtAuth.Restrictions != nil:
+			cfg, rulePath = rule.ExtAuth.Restrictions, rulePath.Child("extAuth", "restrictions")
+		default:
+			continue
+		}
+		for j, a := range cfg.Authentications {
+			path := rulePath.Child("authentications").Index(j)
+			r := jwtRule(a, cfg.OutputClaimToHeaders)
+			prev, ok := first[a.Issuer]
+			if !ok {
+				first[a.Issuer] = seen{rule: r, path: path}
+				continue
+			}
+			if !proto.Equal(prev.rule, r) {
+				findings.add(conditions.Accepted, conditions.ReasonInvalidSpec, path,
+					"issuer %q is configured differently here and in %s; Istio keeps one configuration per issuer, so use the same "+
+						"jwksUri or jwks, token locations, forwardOriginalToken and outputClaimToHeaders everywhere", a.Issuer, prev.path)
+			}
+		}
+	}
+}
+
+// checkProviders requires every authorizer to be an ext-authz provider of the mesh config.
+func checkProviders(in Input, specPath *field.Path, findings *Findings) {
+	missingMesh := false
+	for i, rule := range in.APIRule.Spec.Rules {
+		if rule.ExtAuth == nil {
+			continue
+		}
+		for j, name := range rule.ExtAuth.Authorizers {
+			path := specPath.Child("rules").Index(i).Child("extAuth", "authorizers").Index(j)
+			if in.Mesh == nil {
+				if !missingMesh {
+					findings.add(conditions.ResolvedRefs, conditions.ReasonMeshConfigNotFound, path,
+						"the Istio mesh config was not found, so extension provider %q cannot be resolved; check the operator's "+
+							"--istio-namespace and --istio-revision", name)
+					missingMesh = true
+				}
+				continue
+			}
+			switch kind, ok := in.Mesh.ExtensionProviders[name]; {
+			case !ok:
+				findings.add(conditions.ResolvedRefs, conditions.ReasonProviderNotFound, path,
+					"extension provider %q is not declared in the Istio mesh config (meshConfig.extensionProviders); declare it or use one of %s",
+					name, providerNames(in.Mesh))
+			case kind != ProviderExtAuthzHTTP && kind != ProviderExtAuthzGRPC:
+				findings.add(conditions.ResolvedRefs, conditions.ReasonProviderNotExtAuthz, path,
+					"extension provider %q is not an ext-authz provider (envoyExtAuthzHttp or envoyExtAuthzGrpc)", name)
+			}
+		}
+	}
+}
+
+func providerNames(mesh *MeshConfig) string {
+	var names []string
+	for name, kind := range mesh.ExtensionProviders {
+		if kind == ProviderExtAuthzHTTP || kind == ProviderExtAuthzGRPC {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return "none (the mesh config declares no ext-authz provider)"
+	}
+	sort.Strings(names)
+	return "[" + strings.Join(names, ", ") + "]"
+}
+
+// authorizationPolicies returns the ALLOW and CUSTOM policies of every workload, sorted.
+func (ps *policySet) authorizationPolicies(in Input) []*securityclientv1.AuthorizationPolicy {
+	var out []*securityclientv1.AuthorizationPolicy
+	for _, key := range ps.keys {
+		w := ps.workloads[key]
+		if len(w.allow) > 0 {
+			out = append(out, authorizationPolicy(in, w, ownership.ChildName(in.Owner(), "authz", key),
+				securityv1.AuthorizationPolicy_ALLOW, "", w.allow))
+		}
+		for _, provider := range w.customOrder {
+			out = append(out, authorizationPolicy(in, w, ownership.ChildName(in.Owner(), "extauth", key, provider),
+				securityv1.AuthorizationPolicy_CUSTOM, provider, w.custom[provider]))
+		}
+	}
+	sortObjects(out)
+	return out
+}
+
+// authorizationPolicy builds a policy on the workload with the given action and rules.
+func authorizationPolicy(in Input, w *workloadPolicies, name string, action securityv1.AuthorizationPolicy_Action,
+	provider string, rules []*securityv1.Rule) *securityclientv1.AuthorizationPolicy {
+	ap := &securityclientv1.AuthorizationPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: securityclientv1.SchemeGroupVersion.String(), Kind: "AuthorizationPolicy"},
+		ObjectMeta: objectMeta(in, name, w.namespace),
+	}
+	ap.Spec.Selector = &typev1beta1.WorkloadSelector{MatchLabels: w.selector}
+	ap.Spec.Action = action
+	ap.Spec.Rules = rules
+	if provider != "" {
+		ap.Spec.ActionDetail = &securityv1.AuthorizationPolicy_Provider{Provider: &securityv1.AuthorizationPolicy_ExtensionProvider{Name: provider}}
+	}
+	return ap
+}
+
+// requestAuthentications returns one RequestAuthentication per workload and issuer set.
+func (ps *policySet) requestAuthentications(in Input) []*securityclientv1.RequestAuthentication {
+	var out []*securityclientv1.RequestAuthentication
+	for _, key := range ps.keys {
+		w := ps.workloads[key]
+		for _, set := range w.issuerSetKeys {
+			out = append(out, &securityclientv1.RequestAuthentication{
+				TypeMeta:   metav1.TypeMeta{APIVersion: securityclientv1.SchemeGroupVersion.String(), Kind: "RequestAuthentication"},
+				ObjectMeta: objectMeta(in, ownership.ChildName(in.Owner(), "jwt", key, set), w.namespace),
+				Spec: securityv1.RequestAuthentication{
+					Selector: &typev1beta1.WorkloadSelector{MatchLabels: w.selector},
+					JwtRules: w.issuerSets[set],
+				},
+			})
+		}
+	}
+	sortObjects(out)
+	return out
+}
+
+// sortObjects sorts objects by namespace and name.
+func sortObjects[T metav1.Object](objects []T) {
+	slices.SortFunc(objects, func(a, b T) int {
+		return strings.Compare(a.GetNamespace()+"/"+a.GetName(), b.GetNamespace()+"/"+b.GetName())
+	})
+}
+
+// methodGroup is a set of methods of one rule that share the same excluded paths.
+type methodGroup struct {
+	methods  []string
+	notPaths []string
+}
+
+// methodGroups splits the methods of rule i by the paths of earlier rules that match each
+// method. A method no earlier rule uses gets no exclusions, so a rule sharing only GET with an
+// earlier rule still allows POST on the earlier rule's path, exactly as it is routed.
+func methodGroups(in Input, i int) []methodGroup {
+	rules := in.APIRule.Spec.Rules
+	var groups []methodGroup
+	for _, method := range sortedMethods(rules[i].Methods) {
+		var notPaths []string
+		for j := 0; j < i; j++ {
+			if slices.Contains(rules[j].Methods, apiv2.HTTPMethod(method)) {
+				p := policyPath(rules[j].Path)
+				if !slices.Contains(notPaths, p) {
+					notPaths = append(notPaths, p)
+				}
+			}
+		}
+		if k := slices.IndexFunc(groups, func(g methodGroup) bool { return slices.Equal(g.notPaths, notPaths) }); k >= 0 {
+			groups[k].methods = append(groups[k].methods, method)
+			continue
+		}
+		groups = append(groups, methodGroup{methods: []string{method}, notPaths: notPaths})
+	}
+	return groups
+}
+
+// hostsWithPorts returns each host and, for non-wildcard hosts, the same host with any port:
+// a Host header may carry a port, and Istio matches policy hosts against it literally. Istio
+// cannot express a wildcard host with a port, so such requests are denied (fail closed).
+func hostsWithPorts(hosts []string) []string {
+	out := make([]string, 0, 2*len(hosts))
+	for _, h := range hosts {
+		out = append(out, h)
+		if !strings.HasPrefix(h, "*") {
+			out = append(out, h+":*")
+		}
+	}
+	return out
+}
