@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -28,7 +27,7 @@ func (r *APIRuleReconciler) gather(ctx context.Context, rule *apiv2.APIRule) (tr
 		gw := &networkingclientv1.Gateway{}
 		switch err := r.Client.Get(ctx, ref, gw); {
 		case err == nil:
-			in.Gateway = gatewayInput(gw)
+			in.Gateway = translate.GatewayFromIstio(gw)
 		case !apierrors.IsNotFound(err):
 			return in, fmt.Errorf("reading Gateway %s: %w", ref, err)
 		}
@@ -53,35 +52,12 @@ func (r *APIRuleReconciler) gather(ctx context.Context, rule *apiv2.APIRule) (tr
 		svc := &corev1.Service{}
 		switch err := r.Client.Get(ctx, ref, svc); {
 		case err == nil:
-			in.Services[ref] = serviceInput(svc)
+			in.Services[ref] = translate.ServiceFromCore(svc)
 		case !apierrors.IsNotFound(err):
 			return in, fmt.Errorf("reading Service %s: %w", ref, err)
 		}
 	}
 	return in, nil
-}
-
-func gatewayInput(gw *networkingclientv1.Gateway) *translate.Gateway {
-	out := &translate.Gateway{Namespace: gw.Namespace, Name: gw.Name}
-	for _, server := range gw.Spec.Servers {
-		for _, host := range server.Hosts {
-			// A Gateway host may be written namespace/host; the namespace part only limits
-			// which VirtualServices may bind.
-			if i := strings.LastIndex(host, "/"); i >= 0 {
-				host = host[i+1:]
-			}
-			out.Hosts = append(out.Hosts, host)
-		}
-	}
-	return out
-}
-
-func serviceInput(svc *corev1.Service) translate.Service {
-	out := translate.Service{Namespace: svc.Namespace, Name: svc.Name, Selector: svc.Spec.Selector}
-	for _, p := range svc.Spec.Ports {
-		out.Ports = append(out.Ports, p.Port)
-	}
-	return out
 }
 
 func usesExtAuth(rule *apiv2.APIRule) bool {

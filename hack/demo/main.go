@@ -28,8 +28,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
-	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
+	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/operator"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/testenv"
@@ -293,7 +293,7 @@ func printAPIRule(ctx context.Context, c client.Client, rule *apiv2.APIRule) err
 		objects = append(objects, r)
 	}
 	for _, obj := range objects {
-		u, err := apply.ToUnstructured(obj)
+		u, err := manifest.ToUnstructured(obj)
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,6 @@ package apply
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -13,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
 
@@ -26,7 +26,7 @@ type Applier struct {
 // not.
 func (a *Applier) Apply(ctx context.Context, objects []client.Object) error {
 	for _, obj := range objects {
-		u, err := ToUnstructured(obj)
+		u, err := manifest.ToUnstructured(obj)
 		if err != nil {
 			return err
 		}
@@ -70,26 +70,3 @@ func key(gvk schema.GroupVersionKind, namespace, name string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// ToUnstructured converts a typed object into the unstructured form server-side apply sends.
-// Istio specs are protobuf messages with their own JSON encoding, so the conversion goes
-// through JSON. Status and creationTimestamp are dropped: the operator does not own them.
-func ToUnstructured(obj client.Object) (*unstructured.Unstructured, error) {
-	gvk := obj.GetObjectKind().GroupVersionKind()
-	if gvk.Empty() {
-		return nil, fmt.Errorf("object %s/%s has no apiVersion and kind", obj.GetNamespace(), obj.GetName())
-	}
-	raw, err := json.Marshal(obj)
-	if err != nil {
-		return nil, fmt.Errorf("encoding %s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
-	}
-	content := map[string]any{}
-	if err := json.Unmarshal(raw, &content); err != nil {
-		return nil, fmt.Errorf("decoding %s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
-	}
-	delete(content, "status")
-	if m, ok := content["metadata"].(map[string]any); ok {
-		delete(m, "creationTimestamp")
-	}
-	return &unstructured.Unstructured{Object: content}, nil
-}
