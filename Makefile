@@ -80,6 +80,7 @@ demo: envtest-assets ## Start a local control plane, run the operator on the sam
 .PHONY: build
 build: ## Build the manager and apirulectl binaries into bin/.
 	go build -o $(LOCALBIN)/manager ./cmd/manager
+	go build -o $(LOCALBIN)/apirulectl ./cmd/apirulectl
 
 .PHONY: run
 run: manifests ## Run the manager against the cluster in the current kubeconfig.

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+)
+
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// render prints exactly what the golden files hold after their header: the bytes the operator
+// applies.
+func TestRenderMatchesGoldenOutputs(t *testing.T) {
+	inputs, err := filepath.Glob(filepath.Join("..", "..", "internal", "translate", "testdata", "*.in.yaml"))
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no golden inputs: %v", err)
+	}
+	for _, input := range inputs {
+		golden, err := os.ReadFile(strings.TrimSuffix(input, ".in.yaml") + ".out.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var objects strings.Builder
+		for _, line := range strings.SplitAfter(string(golden), "\n") {
+			if !strings.HasPrefix(line, "#") {
+				objects.WriteString(line)
+			}
+		}
+		code, stdout, stderr := runCLI(t, "", "render", "-f", input)
+		wantCode := 0
+		if strings.Contains(string(golden), "#   Error ") {
+			wantCode = 1
+		}
+		if code != wantCode {
+			t.Errorf("%s: exit %d, want %d; stderr:\n%s", input, code, wantCode, stderr)
+		}
+		if stdout != objects.String() {
+			t.Errorf("%s: render output differs from the golden objects:\n%s", input, stdout)
+		}
+	}
+}
+
+func TestRenderSamplesWithTheirContext(t *testing.T) {
+	samples, _ := filepath.Glob(filepath.Join("..", "..", "config", "samples", "gateway_v2_apirule_*.yaml"))
+	if len(samples) < 3 {
+		t.Fatalf("found %d samples", len(samples))
+	}
+	context := filepath.Join("..", "..", "config", "samples", "context.yaml")
+	for _, sample := range samples {
+		code, stdout, stderr := runCLI(t, "", "render", "-f", context, "-f", sample)
+		if code != 0 || !strings.Contains(stdout, "kind: VirtualService") || !strings.Contains(stdout, "kind: AuthorizationPolicy") {
+			t.Errorf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", sample, code, stdout, stderr)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	rule := `apiVersion: gateway.apirule.io/v2
+kind: APIRule
+metadata: {name: api, namespace: shop}
+spec:
+  hosts: [api.example.com]
+  gateway: istio-system/public
+  service: {name: api, port: 8000}
+  rules:
+  - {path: /*, methods: [GET], noAuth: true}
+`
+	context := `---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: istio-system}
+spec:
+  servers: [{port: {number: 443, name: https, protocol: HTTPS}, hosts: ["*.example.com"]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec: {selector: {app: api}, ports: [{port: 8000}]}
+`
+	code, stdout, _ := runCLI(t, rule+context, "validate", "-f", "-")
+	if code != 0 || !strings.Contains(stdout, "1 APIRules valid") {
+		t.Errorf("valid input: exit %d, stdout %q", code, stdout)
+	}
+
+	code, stdout, _ = runCLI(t, rule, "validate", "-f", "-")
+	if code != 1 {
+		t.Errorf("missing context: exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		"Error shop/api: spec.gateway: Gateway istio-system/public not found",
+		"(offline: add the Gateway to the input)",
+		"Error shop/api: spec.service: Service shop/api not found",
+		"(offline: add the Service to the input)",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("validate output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestFlagsOverrideRenderOptions(t *testing.T) {
+	input := filepath.Join("..", "..", "internal", "translate", "testdata", "default-gateway.in.yaml")
+	code, stdout, stderr := runCLI(t, "", "render", "-f", input, "-ingress-gateway-principal", "example.org/ns/gw/sa/gw")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "- example.org/ns/gw/sa/gw") || strings.Contains(stdout, "istio-ingressgateway-service-account") {
+		t.Errorf("the principal flag did not override the default:\n%s", stdout)
+	}
+	// The input's RenderOptions still sets the default gateway.
+	if !strings.Contains(stdout, "- istio-system/public-gateway") {
+		t.Errorf("the RenderOptions document was ignored:\n%s", stdout)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	cases := map[string]struct {
+		stdin string
+		args  []string
+		want  string
+	}{
+		"no command":      {"", nil, "Usage:"},
+		"no file":         {"", []string{"render"}, "-f FILE is required"},
+		"unknown kind":    {"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n", []string{"render", "-f", "-"}, "unsupported object apps/v1 Deployment"},
+		"unknown field":   {"apiVersion: gateway.apirule.io/v2\nkind: APIRule\nmetadata: {name: x}\nspec: {hostz: [a]}\n", []string{"render", "-f", "-"}, `unknown field "hostz"`},
+		"no APIRule":      {"apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", []string{"validate", "-f", "-"}, "holds no APIRule"},
+		"missing file":    {"", []string{"render", "-f", "does-not-exist.yaml"}, "no such file"},
+		"broken mesh":     {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata: {mesh: 'extensionProviders: {'}\n---\napiVersion: gateway.apirule.io/v2\nkind: APIRule\nmetadata: {name: x}\nspec: {hosts: [a.b], rules: []}\n", []string{"render", "-f", "-"}, "parsing the mesh config"},
+	}
+	for name, c := range cases {
+		code, _, stderr := runCLI(t, c.stdin, c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%s: exit %d, stderr %q; want exit 2 and %q", name, code, stderr, c.want)
+		}
+	}
+}
+
