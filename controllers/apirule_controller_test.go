@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -116,6 +117,14 @@ func updateSpec(key types.NamespacedName, change func(*apiv2.APIRuleSpec)) {
 		change(&rule.Spec)
 		return k8s.Update(ctx, rule)
 	})).To(Succeed())
+}
+
+// writeOrder is the resource version of an object written once: on etcd it grows with every
+// write, so it orders creations.
+func writeOrder(obj client.Object) int64 {
+	rv, err := strconv.ParseInt(obj.GetResourceVersion(), 10, 64)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return rv
 }
 
 func keyOf(obj client.Object) types.NamespacedName {
@@ -369,5 +378,78 @@ var _ = Describe("APIRule reconciler", func() {
 		expectReady(key)
 		vs, _ := children(key)
 		Expect(vs[0].Spec.Hosts).To(Equal([]string{"short.example.com"}))
+	})
+
+	It("turns a jwt rule into a RequestAuthentication and a policy requiring its token, applied before the route", func() {
+		createBackend(namespace, "jwt")
+		uri := "https://idp.example.com/jwks"
+		rule := newAPIRule(namespace, "jwt", "jwt", apiv2.Rule{Path: "/*", Methods: []apiv2.HTTPMethod{"GET"},
+			JWT: &apiv2.JWTConfig{
+				Authentications: []apiv2.JWTAuthentication{{Issuer: "https://idp.example.com", JWKSURI: &uri}},
+				Authorizations:  []apiv2.JWTAuthorization{{Audiences: []string{"shop"}}},
+			}})
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		expectReady(key)
+
+		ras := &securityclientv1.RequestAuthenticationList{}
+		Expect(k8s.List(ctx, ras, client.MatchingLabels(ownership.Labels(key)))).To(Succeed())
+		Expect(ras.Items).To(HaveLen(1))
+		ra := ras.Items[0]
+		Expect(ra.Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "jwt"}))
+		Expect(ra.Spec.JwtRules).To(HaveLen(1))
+		Expect(ra.Spec.JwtRules[0].Issuer).To(Equal("https://idp.example.com"))
+		Expect(ra.Spec.JwtRules[0].ForwardOriginalToken).To(BeTrue())
+
+		vs, ap := children(key)
+		Expect(ap).To(HaveLen(1))
+		Expect(ap[0].Spec.Rules[0].From[0].Source.RequestPrincipals).To(Equal([]string{"https://idp.example.com/*"}))
+		Expect(ap[0].Spec.Rules[0].When[0].Key).To(Equal("request.auth.claims[aud]"))
+
+		By("having written the token check and the policy before the route that depends on them")
+		// etcd resource versions grow with every write, so they order the creations.
+		Expect(writeOrder(ra)).To(BeNumerically("<", writeOrder(ap[0])))
+		Expect(writeOrder(ap[0])).To(BeNumerically("<", writeOrder(vs[0])))
+	})
+
+	It("resolves extAuth providers from the mesh config, and warns when a workload needs two", func() {
+		createBackend(namespace, "guarded")
+		rule := newAPIRule(namespace, "guarded", "guarded", apiv2.Rule{Path: "/*", Methods: []apiv2.HTTPMethod{"GET"},
+			ExtAuth: &apiv2.ExtAuth{Authorizers: []string{"oauth2-proxy"}}})
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+
+		By("reporting the missing mesh config")
+		rule = settled(key)
+		expectCondition(rule, conditions.ResolvedRefs, metav1.ConditionFalse, conditions.ReasonMeshConfigNotFound)
+
+		By("picking the mesh config up when it is created")
+		Expect(k8s.Create(ctx, fixtures.MeshConfig(gatewayNamespace, "oauth2-proxy", "opa"))).To(Succeed())
+		expectReady(key)
+		_, ap := children(key)
+		Expect(ap).To(HaveLen(2))
+		var custom *securityclientv1.AuthorizationPolicy
+		for _, p := range ap {
+			if p.Spec.Action == securityv1.AuthorizationPolicy_CUSTOM {
+				custom = p
+			}
+		}
+		Expect(custom).NotTo(BeNil())
+		Expect(custom.Spec.GetProvider().GetName()).To(Equal("oauth2-proxy"))
+		Expect(custom.Spec.Rules[0].From).To(BeEmpty())
+
+		By("warning, not failing, when one workload would need two providers")
+		updateSpec(key, func(spec *apiv2.APIRuleSpec) { spec.Rules[0].ExtAuth.Authorizers = []string{"oauth2-proxy", "opa"} })
+		Eventually(func(g Gomega) {
+			current := &apiv2.APIRule{}
+			g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
+			g.Expect(current.Status.ObservedGeneration).To(Equal(current.Generation))
+			g.Expect(current.Status.State).To(Equal(apiv2.StateWarning))
+			g.Expect(current.Status.Description).To(ContainSubstring("PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS"))
+			accepted := conditions.Find(current.Status.Conditions, conditions.Accepted)
+			g.Expect(accepted.Reason).To(Equal(string(conditions.ReasonAcceptedWithWarnings)))
+		}, timeout, interval).Should(Succeed())
+		_, ap = children(key)
+		Expect(ap).To(HaveLen(3), "the ALLOW policy and one CUSTOM policy per provider")
 	})
 })

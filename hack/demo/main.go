@@ -109,7 +109,8 @@ func run() error {
 		return err
 	}
 
-	step("Creating the Gateway %s/%s for *.example.com and the workload in namespace %q", gatewayNamespace, gatewayName, demoNamespace)
+	step("Creating the Gateway %s/%s for *.example.com, Istio's mesh config with the ext-authz provider oauth2-proxy, "+
+		"and the workload in namespace %q", gatewayNamespace, gatewayName, demoNamespace)
 	if err := createWorkload(ctx, c); err != nil {
 		return err
 	}
@@ -193,6 +194,7 @@ func createWorkload(ctx context.Context, c client.Client) error {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayNamespace}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace}},
 		fixtures.Gateway(gatewayNamespace, gatewayName, "*.example.com"),
+		fixtures.MeshConfig(gatewayNamespace, "oauth2-proxy"),
 		fixtures.Service(demoNamespace, "httpbin", 8000),
 		fixtures.SidecarPod(demoNamespace, "httpbin-0", "httpbin"),
 		fixtures.SidecarPod(demoNamespace, "httpbin-1", "httpbin"),
@@ -284,6 +286,14 @@ func printAPIRule(ctx context.Context, c client.Client, rule *apiv2.APIRule) err
 	}
 	fmt.Printf("  Generated Istio objects:\n")
 	var objects []client.Object
+	authentications := &securityclientv1.RequestAuthenticationList{}
+	if err := c.List(ctx, authentications, selector); err != nil {
+		return err
+	}
+	for _, ra := range authentications.Items {
+		ra.SetGroupVersionKind(securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"))
+		objects = append(objects, ra)
+	}
 	for _, p := range policies.Items {
 		p.SetGroupVersionKind(securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"))
 		objects = append(objects, p)
