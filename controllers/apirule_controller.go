@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -40,18 +41,10 @@ type APIRuleReconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
 	Options  translate.Options
-	// Mesh locates the Istio mesh config.
-	Mesh MeshLocation
+	// MeshConfig is the namespace/name of Istio's mesh config ConfigMap.
+	MeshConfig types.NamespacedName
 	// MaxConcurrentReconciles is how many APIRules are reconciled at once.
 	MaxConcurrentReconciles int
-}
-
-// MeshLocation says where the Istio mesh config ConfigMap is.
-type MeshLocation struct {
-	// Namespace is Istio's namespace, istio-system by default.
-	Namespace string
-	// Revision is the Istio revision; the ConfigMap is istio-<revision>, or istio without one.
-	Revision string
 }
 
 // +kubebuilder:rbac:groups=gateway.apirule.io,resources=apirules,verbs=get;list;watch;patch

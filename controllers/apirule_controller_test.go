@@ -185,7 +185,7 @@ var _ = Describe("APIRule reconciler", func() {
 		Expect(ap.Spec.Action).To(Equal(securityv1.AuthorizationPolicy_ALLOW))
 		Expect(ap.Spec.Rules).To(HaveLen(2), "one policy rule per APIRule rule")
 		for _, r := range ap.Spec.Rules {
-			Expect(r.From[0].Source.Principals).To(Equal([]string{opts.Translate.IngressGatewayPrincipal}))
+			Expect(r.From[0].Source.Principals).To(Equal([]string{opts.Settings.IngressGatewayPrincipal}))
 			for _, to := range r.To {
 				Expect(to.Operation.Hosts).To(Equal([]string{"httpbin.example.com", "httpbin.example.com:*"}))
 			}

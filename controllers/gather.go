@@ -73,7 +73,7 @@ func usesExtAuth(rule *apiv2.APIRule) bool {
 // ConfigMap does not exist. A mesh config that does not parse is an error: guessing could
 // route requests to the wrong authorizer.
 func (r *APIRuleReconciler) meshConfig(ctx context.Context) (*translate.MeshConfig, error) {
-	key := r.meshConfigKey()
+	key := r.MeshConfig
 	cm := &corev1.ConfigMap{}
 	switch err := r.Client.Get(ctx, key, cm); {
 	case apierrors.IsNotFound(err):

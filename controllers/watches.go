@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
-	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
@@ -51,14 +50,10 @@ func (r *APIRuleReconciler) registerIndexes(ctx context.Context, indexer client.
 	// mesh config ConfigMap, so its key is the one value of this index.
 	return indexer.IndexField(ctx, &apiv2.APIRule{}, meshConfigIndex, func(obj client.Object) []string {
 		if usesExtAuth(obj.(*apiv2.APIRule)) {
-			return []string{r.meshConfigKey().String()}
+			return []string{r.MeshConfig.String()}
 		}
 		return nil
 	})
-}
-
-func (r *APIRuleReconciler) meshConfigKey() types.NamespacedName {
-	return types.NamespacedName{Namespace: r.Mesh.Namespace, Name: meshconfig.ConfigMapName(r.Mesh.Revision)}
 }
 
 // requestsForIndex maps an object to the APIRules whose index holds its namespace/name.

@@ -45,10 +45,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	command := args[0]
+	// The flags are parsed twice: first for the files, then, once the input's RenderOptions
+	// are known, on top of them, so that flags override the input.
 	opts := render.DefaultOptions()
 	var files fileList
-	flags := newFlags(stderr, &opts, &files)
-	if err := flags.Parse(args[1:]); err != nil {
+	if err := newFlags(stderr, &opts, &files).Parse(args[1:]); err != nil {
 		return 2
 	}
 	if len(files) == 0 {
@@ -79,7 +80,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "apirulectl: %s holds no APIRule\n", files.String())
 		return 2
 	}
-	effective := mergeOptions(bundle.Options, opts, flags)
+	effective := render.DefaultOptions()
+	if bundle.Options != nil {
+		effective = *bundle.Options
+	}
+	if err := newFlags(io.Discard, &effective, &fileList{}).Parse(args[1:]); err != nil {
+		return 2
+	}
 	results, err := render.Render(bundle, effective)
 	if err != nil {
 		fmt.Fprintf(stderr, "apirulectl: %s: %v\n", files.String(), err)
@@ -129,37 +136,6 @@ func newFlags(stderr io.Writer, opts *render.Options, files *fileList) *flag.Fla
 	flags := flag.NewFlagSet("apirulectl", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	flags.Var(files, "f", "input file, or - for standard input; repeat to combine files (APIRules and their context)")
-	flags.StringVar(&opts.IngressGatewayPrincipal, "ingress-gateway-principal", opts.IngressGatewayPrincipal,
-		"mTLS principal of the ingress gateway's service account")
-	flags.StringVar(&opts.DefaultGateway, "default-gateway", opts.DefaultGateway,
-		"Gateway (namespace/name) for APIRules without spec.gateway")
-	flags.BoolVar(&opts.MultipleCustomAuthzProviders, "multiple-custom-authz-providers", opts.MultipleCustomAuthzProviders,
-		"istiod runs with PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS=true")
-	flags.StringVar(&opts.IstioNamespace, "istio-namespace", opts.IstioNamespace, "namespace of the mesh config ConfigMap")
-	flags.StringVar(&opts.IstioRevision, "istio-revision", opts.IstioRevision, "Istio revision (mesh config ConfigMap istio-<revision>)")
+	opts.Settings.BindFlags(flags)
 	return flags
-}
-
-// mergeOptions starts from the input's RenderOptions document, if any, and applies the flags
-// that were set on the command line.
-func mergeOptions(fromInput *render.Options, fromFlags render.Options, flags *flag.FlagSet) render.Options {
-	if fromInput == nil {
-		return fromFlags
-	}
-	out := *fromInput
-	flags.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "ingress-gateway-principal":
-			out.IngressGatewayPrincipal = fromFlags.IngressGatewayPrincipal
-		case "default-gateway":
-			out.DefaultGateway = fromFlags.DefaultGateway
-		case "multiple-custom-authz-providers":
-			out.MultipleCustomAuthzProviders = fromFlags.MultipleCustomAuthzProviders
-		case "istio-namespace":
-			out.IstioNamespace = fromFlags.IstioNamespace
-		case "istio-revision":
-			out.IstioRevision = fromFlags.IstioRevision
-		}
-	})
-	return out
 }

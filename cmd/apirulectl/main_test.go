@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
 )
 
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -127,13 +126,13 @@ func TestBadInput(t *testing.T) {
 		args  []string
 		want  string
 	}{
-		"no command":      {"", nil, "Usage:"},
-		"no file":         {"", []string{"render"}, "-f FILE is required"},
-		"unknown kind":    {"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n", []string{"render", "-f", "-"}, "unsupported object apps/v1 Deployment"},
-		"unknown field":   {"apiVersion: gateway.apirule.io/v2\nkind: APIRule\nmetadata: {name: x}\nspec: {hostz: [a]}\n", []string{"render", "-f", "-"}, `unknown field "hostz"`},
-		"no APIRule":      {"apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", []string{"validate", "-f", "-"}, "holds no APIRule"},
-		"missing file":    {"", []string{"render", "-f", "does-not-exist.yaml"}, "no such file"},
-		"broken mesh":     {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata: {mesh: 'extensionProviders: {'}\n---\napiVersion: gateway.apirule.io/v2\nkind: APIRule\nmetadata: {name: x}\nspec: {hosts: [a.b], rules: []}\n", []string{"render", "-f", "-"}, "parsing the mesh config"},
+		"no command":    {"", nil, "Usage:"},
+		"no file":       {"", []string{"render"}, "-f FILE is required"},
+		"unknown kind":  {"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n", []string{"render", "-f", "-"}, "unsupported object apps/v1 Deployment"},
+		"unknown field": {"apiVersion: gateway.apirule.io/v2\nkind: APIRule\nmetadata: {name: x}\nspec: {hostz: [a]}\n", []string{"render", "-f", "-"}, `unknown field "hostz"`},
+		"no APIRule":    {"apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", []string{"validate", "-f", "-"}, "holds no APIRule"},
+		"missing file":  {"", []string{"render", "-f", "does-not-exist.yaml"}, "no such file"},
+		"broken mesh":   {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata: {mesh: 'extensionProviders: {'}\n---\napiVersion: gateway.apirule.io/v2\nkind: APIRule\nmetadata: {name: x}\nspec: {hosts: [a.b], rules: []}\n", []string{"render", "-f", "-"}, "parsing the mesh config"},
 	}
 	for name, c := range cases {
 		code, _, stderr := runCLI(t, c.stdin, c.args...)
@@ -142,4 +141,3 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 }
-

@@ -13,15 +13,7 @@ import (
 
 func main() {
 	opts := operator.DefaultOptions()
-	flag.StringVar(&opts.Translate.IngressGatewayPrincipal, "ingress-gateway-principal", opts.Translate.IngressGatewayPrincipal,
-		"mTLS principal of the ingress gateway's service account; workload policies admit only requests through it")
-	flag.StringVar(&opts.Translate.DefaultGateway, "default-gateway", opts.Translate.DefaultGateway,
-		"Istio Gateway (namespace/name) for APIRules that set no spec.gateway; empty means spec.gateway is required")
-	flag.BoolVar(&opts.Translate.MultipleCustomProviders, "multiple-custom-authz-providers", opts.Translate.MultipleCustomProviders,
-		"istiod runs with PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS=true, so one workload may use several ext-authz providers")
-	flag.StringVar(&opts.Mesh.Namespace, "istio-namespace", opts.Mesh.Namespace, "namespace of Istio's mesh config ConfigMap")
-	flag.StringVar(&opts.Mesh.Revision, "istio-revision", opts.Mesh.Revision,
-		"Istio revision whose mesh config to read (ConfigMap istio-<revision>); empty for the default ConfigMap istio")
+	opts.Settings.BindFlags(flag.CommandLine)
 	flag.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", opts.MaxConcurrentReconciles,
 		"how many APIRules are reconciled at once")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", opts.LeaderElection,

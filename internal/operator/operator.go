@@ -21,16 +21,14 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/controllers"
-	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
+	"github.com/apirule-operator/apirule-operator/internal/config"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
-	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
 // Options configure the operator.
 type Options struct {
-	Translate translate.Options
-	// Mesh locates Istio's mesh config.
-	Mesh controllers.MeshLocation
+	// Settings shape the generated objects.
+	Settings config.Settings
 	// MaxConcurrentReconciles is how many APIRules are reconciled at once.
 	MaxConcurrentReconciles int
 	// LeaderElection makes only one replica reconcile at a time.
@@ -46,10 +44,7 @@ type Options struct {
 // DefaultOptions are the operator's defaults, shared by the manager's flags and the demo.
 func DefaultOptions() Options {
 	return Options{
-		Translate: translate.Options{
-			IngressGatewayPrincipal: "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
-		},
-		Mesh:                    controllers.MeshLocation{Namespace: "istio-system"},
+		Settings:                config.Defaults(),
 		MaxConcurrentReconciles: 4,
 		LeaderElection:          true,
 		MetricsAddress:          ":8080",
@@ -84,8 +79,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	generated := cache.ByObject{Label: ownership.ManagedSelector()}
 	// Of all ConfigMaps only the mesh config is needed.
 	meshConfig := cache.ByObject{
-		Namespaces: map[string]cache.Config{opts.Mesh.Namespace: {}},
-		Field:      fields.OneTermEqualSelector("metadata.name", meshconfig.ConfigMapName(opts.Mesh.Revision)),
+		Namespaces: map[string]cache.Config{opts.Settings.MeshConfigKey().Namespace: {}},
+		Field:      fields.OneTermEqualSelector("metadata.name", opts.Settings.MeshConfigKey().Name),
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme,
@@ -107,8 +102,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	reconciler := &controllers.APIRuleReconciler{
 		Client:                  mgr.GetClient(),
 		Recorder:                mgr.GetEventRecorder("apirule-operator"),
-		Options:                 opts.Translate,
-		Mesh:                    opts.Mesh,
+		Options:                 opts.Settings.Translate(),
+		MeshConfig:              opts.Settings.MeshConfigKey(),
 		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/config"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
@@ -32,30 +33,17 @@ const (
 	OptionsKind       = "RenderOptions"
 )
 
-// Options are the operator options a rendering uses. A RenderOptions document in the input
+// Options are the operator settings a rendering uses. A RenderOptions document in the input
 // sets them; command-line flags override it.
 type Options struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	// IngressGatewayPrincipal is the ingress gateway's mTLS principal.
-	IngressGatewayPrincipal string `json:"ingressGatewayPrincipal,omitempty"`
-	// DefaultGateway is the Gateway (namespace/name) of APIRules without spec.gateway.
-	DefaultGateway string `json:"defaultGateway,omitempty"`
-	// MultipleCustomAuthzProviders says istiod allows several ext-authz providers per workload.
-	MultipleCustomAuthzProviders bool `json:"multipleCustomAuthzProviders,omitempty"`
-	// IstioNamespace and IstioRevision say which ConfigMap is the mesh config.
-	IstioNamespace string `json:"istioNamespace,omitempty"`
-	IstioRevision  string `json:"istioRevision,omitempty"`
+	APIVersion      string `json:"apiVersion"`
+	Kind            string `json:"kind"`
+	config.Settings `json:",inline"`
 }
 
 // DefaultOptions are the operator's defaults.
 func DefaultOptions() Options {
-	return Options{
-		APIVersion:              OptionsAPIVersion,
-		Kind:                    OptionsKind,
-		IngressGatewayPrincipal: "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
-		IstioNamespace:          "istio-system",
-	}
+	return Options{APIVersion: OptionsAPIVersion, Kind: OptionsKind, Settings: config.Defaults()}
 }
 
 // Bundle is a decoded input.
@@ -182,11 +170,7 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 	slices.SortFunc(rules, func(x, y *apiv2.APIRule) int {
 		return strings.Compare(x.Namespace+"/"+x.Name, y.Namespace+"/"+y.Name)
 	})
-	translateOpts := translate.Options{
-		IngressGatewayPrincipal: opts.IngressGatewayPrincipal,
-		DefaultGateway:          opts.DefaultGateway,
-		MultipleCustomProviders: opts.MultipleCustomAuthzProviders,
-	}
+	translateOpts := opts.Translate()
 	var out []Result
 	for _, rule := range rules {
 		in := translate.Input{APIRule: rule, Services: b.Services, Mesh: mesh, Options: translateOpts}
@@ -202,7 +186,7 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 // mesh returns the extension providers of the mesh config ConfigMap in the input, or nil when
 // the input has none.
 func (b *Bundle) mesh(opts Options) (*translate.MeshConfig, error) {
-	key := types.NamespacedName{Namespace: opts.IstioNamespace, Name: meshconfig.ConfigMapName(opts.IstioRevision)}
+	key := opts.MeshConfigKey()
 	cm, ok := b.ConfigMaps[key]
 	if !ok {
 		return nil, nil
