@@ -261,6 +261,7 @@ type JWTAuthentication struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="!self.matches('\\\\s')",message="issuer must not contain white space"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('*')",message="issuer must not contain '*': Istio would read it as a wildcard and trust other issuers"
 	Issuer string `json:"issuer"`
 
 	// jwksUri is the http or https URL of the issuer's JSON Web Key Set.
@@ -330,6 +331,7 @@ type JWTAuthorization struct {
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.all(v, !v.startsWith('*') && !v.endsWith('*'))",message="values must not start or end with '*': Istio would read it as a wildcard"
 	RequiredScopes []string `json:"requiredScopes,omitempty"`
 
 	// audiences must all be present in the token's aud claim.
@@ -338,6 +340,7 @@ type JWTAuthorization struct {
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.all(v, !v.startsWith('*') && !v.endsWith('*'))",message="values must not start or end with '*': Istio would read it as a wildcard"
 	Audiences []string `json:"audiences,omitempty"`
 
 	// claims maps a claim name to its allowed values; the token's claim must have one of
@@ -356,6 +359,7 @@ type JWTAuthorization struct {
 // +kubebuilder:validation:MaxItems=32
 // +kubebuilder:validation:items:MinLength=1
 // +kubebuilder:validation:items:MaxLength=256
+// +kubebuilder:validation:XValidation:rule="self.all(v, !v.startsWith('*') && !v.endsWith('*'))",message="values must not start or end with '*': Istio would read it as a wildcard"
 type ClaimValues []string
 
 // ClaimToHeader copies a token claim into a request header.

@@ -36,6 +36,7 @@ const (
 	claimScope  = "request.auth.claims[scope]"
 	claimScopes = "request.auth.claims[scopes]"
 	claimAud    = "request.auth.claims[aud]"
+	claimIss    = "request.auth.claims[iss]"
 )
 
 // workloadPolicies collects what one backend workload gets.
@@ -149,24 +150,31 @@ func gatewayRule(gateway string, to []*securityv1.Rule_To) *securityv1.Rule {
 // token from one of the issuers and satisfy one of the authorizations. Policy rules are ORed,
 // so each authorization (and each claim that may hold the scopes) becomes its own rule; the
 // conditions inside one rule are ANDed.
+//
+// Istio matches a request principal "<iss>/<sub>" against "<issuer>/*" by prefix, so a token
+// of an issuer whose name extends a trusted one ("https://idp.example.com/tenant" for
+// "https://idp.example.com") would match when another rule on the workload trusts it. Every
+// rule therefore also requires the iss claim to equal one of the issuers exactly.
 func tokenRules(gateway string, cfg *apiv2.JWTConfig, to []*securityv1.Rule_To) []*securityv1.Rule {
-	var requestPrincipals []string
+	var requestPrincipals, issuers []string
 	for _, a := range cfg.Authentications {
-		if p := a.Issuer + "/*"; !slices.Contains(requestPrincipals, p) {
-			requestPrincipals = append(requestPrincipals, p)
+		if !slices.Contains(issuers, a.Issuer) {
+			issuers = append(issuers, a.Issuer)
+			requestPrincipals = append(requestPrincipals, a.Issuer+"/*")
 		}
 	}
 	from := []*securityv1.Rule_From{{Source: &securityv1.Source{
 		Principals:        []string{gateway},
 		RequestPrincipals: requestPrincipals,
 	}}}
+	issuer := &securityv1.Condition{Key: claimIss, Values: issuers}
 	if len(cfg.Authorizations) == 0 {
-		return []*securityv1.Rule{{From: from, To: to}}
+		return []*securityv1.Rule{{From: from, To: to, When: []*securityv1.Condition{issuer}}}
 	}
 	var out []*securityv1.Rule
 	for _, authz := range cfg.Authorizations {
 		for _, when := range authorizationConditions(authz) {
-			out = append(out, &securityv1.Rule{From: from, To: to, When: when})
+			out = append(out, &securityv1.Rule{From: from, To: to, When: append([]*securityv1.Condition{issuer}, when...)})
 		}
 	}
 	return out

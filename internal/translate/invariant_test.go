@@ -45,9 +45,11 @@ const (
 	gatewayPrincipal = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 	issuerA          = "https://a.example.com"
 	issuerB          = "https://b.example.com"
-	issuerUnknown    = "https://unknown.example.com"
-	providerName     = "authz"
-	meshNamespace    = "shop"
+	// issuerNested extends issuerA's string: a request principal of it starts with issuerA + "/".
+	issuerNested  = "https://a.example.com/tenant"
+	issuerUnknown = "https://unknown.example.com"
+	providerName  = "authz"
+	meshNamespace = "shop"
 )
 
 // scenario is one or two APIRules over a shared set of backends.
@@ -431,6 +433,8 @@ func conditionMatches(c *securityv1.Condition, req request, requestPrincipal str
 	}
 	var values []string
 	switch c.Key {
+	case "request.auth.claims[iss]":
+		values = []string{req.issuer}
 	case "request.auth.claims[scp]":
 		values = req.scopes
 	case "request.auth.claims[aud]":
@@ -573,13 +577,15 @@ func generatePath(rng *rand.Rand) string {
 }
 
 func generateJWT(rng *rand.Rand) *apiv2.JWTConfig {
-	uriA, uriB := "https://a.example.com/jwks", "https://b.example.com/jwks"
+	uriA, uriB, uriNested := "https://a.example.com/jwks", "https://b.example.com/jwks", "https://a.example.com/tenant/jwks"
 	cfg := &apiv2.JWTConfig{}
-	switch rng.IntN(3) {
+	switch rng.IntN(4) {
 	case 0:
 		cfg.Authentications = []apiv2.JWTAuthentication{{Issuer: issuerA, JWKSURI: &uriA}}
 	case 1:
 		cfg.Authentications = []apiv2.JWTAuthentication{{Issuer: issuerB, JWKSURI: &uriB}}
+	case 2:
+		cfg.Authentications = []apiv2.JWTAuthentication{{Issuer: issuerNested, JWKSURI: &uriNested}}
 	default:
 		cfg.Authentications = []apiv2.JWTAuthentication{{Issuer: issuerB, JWKSURI: &uriB}, {Issuer: issuerA, JWKSURI: &uriA}}
 	}
@@ -621,12 +627,14 @@ func sampleRequest(rng *rand.Rand, sc scenario) request {
 	case k < 2:
 		req.principal = "cluster.local/ns/other/sa/client"
 	}
-	switch k := rng.IntN(10); {
+	switch k := rng.IntN(12); {
 	case k < 3:
 	case k < 6:
 		req.issuer = issuerA
 	case k < 9:
 		req.issuer = issuerB
+	case k < 11:
+		req.issuer = issuerNested
 	default:
 		req.issuer = issuerUnknown
 	}
