@@ -14,7 +14,6 @@ LOCALBIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 ENVTEST_ASSETS := $(LOCALBIN)/envtest
 ISTIO_CRDS := $(LOCALBIN)/crds/istio.yaml
-ISTIO_API_DIR = $(shell go list -m -f '{{.Dir}}' istio.io/api)
 
 # Tests find the control plane and the Istio CRDs through these variables.
 export KUBEBUILDER_ASSETS := $(ENVTEST_ASSETS)
@@ -67,9 +66,10 @@ envtest-assets: istio-crds ## Build kube-apiserver and etcd into bin/envtest (ca
 .PHONY: istio-crds
 istio-crds: ## Copy the Istio CRDs of the istio.io/api version in go.mod into bin/crds.
 	@mkdir -p $(dir $(ISTIO_CRDS))
-	@go mod download istio.io/api
-	@cmp -s $(ISTIO_API_DIR)/kubernetes/customresourcedefinitions.gen.yaml $(ISTIO_CRDS) || \
-		install -m 0644 $(ISTIO_API_DIR)/kubernetes/customresourcedefinitions.gen.yaml $(ISTIO_CRDS)
+	@# One shell line: the module directory is known only after the download.
+	@go mod download istio.io/api && \
+		src="$$(go list -m -f '{{.Dir}}' istio.io/api)/kubernetes/customresourcedefinitions.gen.yaml" && \
+		{ cmp -s "$$src" $(ISTIO_CRDS) || install -m 0644 "$$src" $(ISTIO_CRDS); }
 
 ##@ Run
 
