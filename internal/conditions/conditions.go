@@ -45,6 +45,7 @@ const (
 	ReasonResolved            Reason = "Resolved"
 	ReasonGatewayNotFound     Reason = "GatewayNotFound"
 	ReasonHostNotResolvable   Reason = "HostNotResolvable"
+	ReasonHostNotServed       Reason = "HostNotServedByGateway"
 	ReasonServiceNotFound     Reason = "ServiceNotFound"
 	ReasonPortNotFound        Reason = "PortNotFound"
 	ReasonNoSelector          Reason = "ServiceWithoutSelector"

@@ -1,8 +1,6 @@
 package translate
 
 import (
-	"strings"
-
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -11,14 +9,7 @@ import (
 func GatewayFromIstio(gw *networkingclientv1.Gateway) *Gateway {
 	out := &Gateway{Namespace: gw.Namespace, Name: gw.Name}
 	for _, server := range gw.Spec.Servers {
-		for _, host := range server.Hosts {
-			// A Gateway host may be written namespace/host; the namespace part only limits
-			// which VirtualServices may bind.
-			if i := strings.LastIndex(host, "/"); i >= 0 {
-				host = host[i+1:]
-			}
-			out.Hosts = append(out.Hosts, host)
-		}
+		out.Hosts = append(out.Hosts, server.Hosts...)
 	}
 	return out
 }

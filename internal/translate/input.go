@@ -62,7 +62,8 @@ type Options struct {
 type Gateway struct {
 	Namespace string
 	Name      string
-	// Hosts are the hosts of all its servers, without any namespace/ prefix.
+	// Hosts are the hosts of all its servers as written, possibly with a namespace/ prefix
+	// that limits which namespaces' VirtualServices may use them.
 	Hosts []string
 }
 

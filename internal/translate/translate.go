@@ -74,7 +74,7 @@ func Translate(in Input) Output {
 	checkIssuers(spec, specPath, &findings)
 	checkProviders(in, specPath, &findings)
 	gatewayRef := resolveGateway(in, specPath, &findings)
-	hosts := expandHosts(spec.Hosts, in.Gateway, specPath.Child("hosts"), &findings)
+	hosts := expandHosts(spec.Hosts, in.Gateway, in.APIRule.Namespace, specPath.Child("hosts"), &findings)
 	plans := resolveRules(in, specPath, &findings)
 	if len(findings.Errors()) > 0 {
 		return Output{Findings: findings}
@@ -138,41 +138,82 @@ func resolveGateway(in Input, specPath *field.Path, findings *Findings) types.Na
 	return ref
 }
 
-// expandHosts completes short hosts with the domain of the Gateway. A short host needs a
-// Gateway whose servers all serve the single host *.<domain>.
-func expandHosts(hosts []apiv2.Host, gw *Gateway, hostsPath *field.Path, findings *Findings) []string {
+// expandHosts completes short hosts with the domain of the Gateway, and requires the Gateway
+// to serve every host to VirtualServices of the APIRule's namespace: otherwise the route would
+// never be used and requests would fail with 404 without a word. A short host needs a Gateway
+// whose servers all serve the single host *.<domain>.
+func expandHosts(hosts []apiv2.Host, gw *Gateway, namespace string, hostsPath *field.Path, findings *Findings) []string {
 	out := make([]string, 0, len(hosts))
+	if gw == nil {
+		for _, h := range hosts {
+			out = append(out, string(h)) // the missing Gateway is already reported
+		}
+		return out
+	}
+	served := gatewayHosts(gw, namespace)
 	for i, h := range hosts {
 		host := string(h)
-		if strings.Contains(host, ".") {
-			out = append(out, host)
+		if !strings.Contains(host, ".") {
+			domain, ok := gatewayDomain(served)
+			if !ok {
+				findings.add(conditions.ResolvedRefs, conditions.ReasonHostNotResolvable, hostsPath.Index(i),
+					"short host %q needs Gateway %s/%s to serve exactly one wildcard host *.<domain>, but it serves %v; use a fully qualified host",
+					host, gw.Namespace, gw.Name, served)
+				continue
+			}
+			host += "." + domain
+		}
+		if !slices.ContainsFunc(served, func(pattern string) bool { return gatewayServes(pattern, host) }) {
+			findings.add(conditions.ResolvedRefs, conditions.ReasonHostNotServed, hostsPath.Index(i),
+				"host %q is not served by Gateway %s/%s to namespace %s (it serves %v); add the host to a server of the Gateway or use a Gateway that serves it",
+				host, gw.Namespace, gw.Name, namespace, served)
 			continue
 		}
-		if gw == nil {
-			continue // the missing Gateway is already reported
-		}
-		domain, ok := gatewayDomain(gw)
-		if !ok {
-			findings.add(conditions.ResolvedRefs, conditions.ReasonHostNotResolvable, hostsPath.Index(i),
-				"short host %q needs Gateway %s/%s to serve exactly one wildcard host *.<domain>, but it serves %v; use a fully qualified host",
-				host, gw.Namespace, gw.Name, gw.Hosts)
-			continue
-		}
-		out = append(out, host+"."+domain)
+		out = append(out, host)
 	}
 	return out
 }
 
-func gatewayDomain(gw *Gateway) (string, bool) {
-	if len(gw.Hosts) == 0 {
+// gatewayHosts returns the hosts the Gateway offers to VirtualServices in the namespace: a
+// host written namespace/host is offered to that namespace only, ./host to the Gateway's own
+// namespace, */host and a plain host to every namespace.
+func gatewayHosts(gw *Gateway, namespace string) []string {
+	var out []string
+	for _, h := range gw.Hosts {
+		ns, host, scoped := strings.Cut(h, "/")
+		if !scoped {
+			out = append(out, h)
+			continue
+		}
+		if ns == "*" || ns == namespace || (ns == "." && gw.Namespace == namespace) {
+			out = append(out, host)
+		}
+	}
+	return out
+}
+
+// gatewayServes says whether a Gateway host pattern covers an APIRule host: "*" covers all,
+// "*.d" covers every name under d (a wildcard APIRule host too), others only themselves.
+func gatewayServes(pattern, host string) bool {
+	switch {
+	case pattern == "*" || pattern == host:
+		return true
+	case strings.HasPrefix(pattern, "*."):
+		return strings.HasSuffix(host, pattern[1:])
+	}
+	return false
+}
+
+func gatewayDomain(hosts []string) (string, bool) {
+	if len(hosts) == 0 {
 		return "", false
 	}
-	for _, h := range gw.Hosts {
-		if h != gw.Hosts[0] {
+	for _, h := range hosts {
+		if h != hosts[0] {
 			return "", false
 		}
 	}
-	domain, ok := strings.CutPrefix(gw.Hosts[0], "*.")
+	domain, ok := strings.CutPrefix(hosts[0], "*.")
 	if !ok || domain == "" || strings.Contains(domain, "*") {
 		return "", false
 	}

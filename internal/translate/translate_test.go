@@ -228,20 +228,20 @@ func TestShortHostAndDefaultGateway(t *testing.T) {
 	in := withMeta(input(noAuthRule("/a", "GET")))
 	in.APIRule.Spec.Gateway = nil
 	in.Options.DefaultGateway = "istio-system/public"
-	in.APIRule.Spec.Hosts = []apiv2.Host{"api", "*.api.example.org"}
+	in.APIRule.Spec.Hosts = []apiv2.Host{"api", "*.api.example.com"}
 	out := Translate(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
 	vs := out.Objects.VirtualServices[0]
-	if got := strings.Join(vs.Spec.Hosts, ","); got != "api.example.com,*.api.example.org" {
+	if got := strings.Join(vs.Spec.Hosts, ","); got != "api.example.com,*.api.example.com" {
 		t.Errorf("hosts %s", got)
 	}
 	if got := vs.Spec.Http[0].Headers.Request.Set["x-forwarded-host"]; got != "%REQ(:AUTHORITY)%" {
 		t.Errorf("x-forwarded-host with several hosts = %q", got)
 	}
 	// A wildcard host cannot be combined with a port wildcard in an Istio policy host.
-	if got := strings.Join(out.Objects.AuthorizationPolicies[0].Spec.Rules[0].To[0].Operation.Hosts, ","); got != "api.example.com,api.example.com:*,*.api.example.org" {
+	if got := strings.Join(out.Objects.AuthorizationPolicies[0].Spec.Rules[0].To[0].Operation.Hosts, ","); got != "api.example.com,api.example.com:*,*.api.example.com" {
 		t.Errorf("policy hosts %s", got)
 	}
 }
