@@ -404,7 +404,11 @@ var _ = Describe("APIRule reconciler", func() {
 		vs, ap := children(key)
 		Expect(ap).To(HaveLen(1))
 		Expect(ap[0].Spec.Rules[0].From[0].Source.RequestPrincipals).To(Equal([]string{"https://idp.example.com/*"}))
-		Expect(ap[0].Spec.Rules[0].When[0].Key).To(Equal("request.auth.claims[aud]"))
+		when := ap[0].Spec.Rules[0].When
+		Expect(when).To(HaveLen(2))
+		Expect(when[0].Key).To(Equal("request.auth.claims[iss]"))
+		Expect(when[0].Values).To(Equal([]string{"https://idp.example.com"}))
+		Expect(when[1].Key).To(Equal("request.auth.claims[aud]"))
 
 		By("having written the token check and the policy before the route that depends on them")
 		// etcd resource versions grow with every write, so they order the creations.
