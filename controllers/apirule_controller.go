@@ -11,7 +11,6 @@ import (
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,10 +29,10 @@ import (
 
 // Kinds of children, in the order stale ones are pruned: routes go before the policies that
 // protect them.
-var pruneOrder = []schema.GroupVersionKind{
-	networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"),
-	securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"),
-	securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"),
+var pruneOrder = []client.ObjectList{
+	&networkingclientv1.VirtualServiceList{},
+	&securityclientv1.AuthorizationPolicyList{},
+	&securityclientv1.RequestAuthenticationList{},
 }
 
 // APIRuleReconciler reconciles APIRules into Istio objects.
@@ -113,10 +112,10 @@ func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, ob
 		}
 	}
 	applier := apply.Applier{Client: r.Client}
-	if err := applier.Apply(ctx, ordered); err != nil {
+	if _, err := applier.Apply(ctx, ordered); err != nil {
 		return err
 	}
-	if err := applier.Prune(ctx, ownerOf(rule), pruneOrder, ordered); err != nil {
+	if _, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, ordered); err != nil {
 		return err
 	}
 	if !crossNamespace(rule, ordered) {
@@ -140,7 +139,7 @@ func (r *APIRuleReconciler) finalize(ctx context.Context, rule *apiv2.APIRule) e
 		return nil
 	}
 	applier := apply.Applier{Client: r.Client}
-	if err := applier.Prune(ctx, ownerOf(rule), pruneOrder, nil); err != nil {
+	if _, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, nil); err != nil {
 		return err
 	}
 	return r.removeFinalizer(ctx, rule)

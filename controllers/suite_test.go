@@ -2,15 +2,19 @@ package controllers_test
 
 import (
 	"context"
+	"net/http"
+	"sync"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 	"github.com/apirule-operator/apirule-operator/internal/operator"
@@ -20,10 +24,11 @@ import (
 const gatewayNamespace = "istio-system"
 
 var (
-	env    *testenv.Environment
-	k8s    client.Client
-	opts   operator.Options
-	cancel context.CancelFunc
+	env  *testenv.Environment
+	k8s  client.Client
+	opts operator.Options
+	// running is the operator the specs talk to; specs that restart it replace it.
+	running *runningOperator
 )
 
 func TestControllers(t *testing.T) {
@@ -36,7 +41,6 @@ var _ = BeforeSuite(func() {
 	var err error
 	env, err = testenv.Start()
 	Expect(err).NotTo(HaveOccurred())
-
 	k8s, err = env.Client()
 	Expect(err).NotTo(HaveOccurred())
 
@@ -44,24 +48,96 @@ var _ = BeforeSuite(func() {
 	opts.LeaderElection = false
 	opts.MetricsAddress = "0"
 	opts.HealthProbeAddress = "0"
-	mgr, err := operator.NewManager(env.Config, opts)
-	Expect(err).NotTo(HaveOccurred())
-	var ctx context.Context
-	ctx, cancel = context.WithCancel(context.Background())
-	go func() {
-		defer GinkgoRecover()
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
+	opts.RestartableInProcess = true
+	running = startOperator()
 
+	ctx := context.Background()
 	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayNamespace}})).To(Succeed())
 	Expect(k8s.Create(ctx, fixtures.Gateway(gatewayNamespace, "public-gateway", "*.example.com"))).To(Succeed())
 })
 
 var _ = AfterSuite(func() {
-	if cancel != nil {
-		cancel()
+	if running != nil {
+		running.stop()
 	}
 	if env != nil {
 		Expect(env.Stop()).To(Succeed())
 	}
 })
+
+// runningOperator is an operator started in-process, with a count of the API requests it
+// sends.
+type runningOperator struct {
+	requests *requestCounter
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// startOperator starts the operator with the test options and a client that counts its API
+// requests.
+func startOperator() *runningOperator {
+	counter := &requestCounter{byVerb: map[string]int{}}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WrapTransport = counter.wrap
+	mgr, err := operator.NewManager(cfg, opts)
+	Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	return &runningOperator{requests: counter, cancel: cancel, done: done}
+}
+
+func (o *runningOperator) stop() {
+	o.cancel()
+	<-o.done
+}
+
+// requestCounter counts API requests by HTTP method.
+type requestCounter struct {
+	mu     sync.Mutex
+	byVerb map[string]int
+}
+
+func (c *requestCounter) wrap(next http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		c.mu.Lock()
+		c.byVerb[req.Method]++
+		c.mu.Unlock()
+		return next.RoundTrip(req)
+	})
+}
+
+// writes is the number of requests that change something.
+func (c *requestCounter) writes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byVerb[http.MethodPost] + c.byVerb[http.MethodPut] + c.byVerb[http.MethodPatch] + c.byVerb[http.MethodDelete]
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// reconciles is how many reconciles the APIRule controller has finished in this process.
+func reconciles() float64 {
+	families, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == "apirule" {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}

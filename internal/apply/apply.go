@@ -6,9 +6,11 @@ package apply
 import (
 	"context"
 	"fmt"
+	"reflect"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -16,57 +18,143 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
 
-// Applier applies and prunes the children of APIRules.
+// Applier applies and prunes the children of APIRules. Its client reads from the cache.
 type Applier struct {
 	Client client.Client
 }
 
+// Result counts what a call changed.
+type Result struct {
+	// Applied and Pruned count objects by kind.
+	Applied map[string]int
+	Pruned  map[string]int
+}
+
+func (r *Result) count(into *map[string]int, kind string) {
+	if *into == nil {
+		*into = map[string]int{}
+	}
+	(*into)[kind]++
+}
+
 // Apply server-side-applies the objects in the given order and stops at the first failure, so
 // an object later in the list (a route) is never written when one before it (its policy) was
-// not.
-func (a *Applier) Apply(ctx context.Context, objects []client.Object) error {
+// not. An object whose cached version already has the desired labels, owner references and
+// spec is not sent at all: a settled APIRule costs no API request.
+func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, error) {
+	var result Result
 	for _, obj := range objects {
-		u, err := manifest.ToUnstructured(obj)
+		desired, err := manifest.ToUnstructured(obj)
 		if err != nil {
-			return err
+			return result, err
 		}
-		if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
-			client.FieldOwner(ownership.FieldManager), client.ForceOwnership); err != nil {
-			return fmt.Errorf("applying %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
-		}
-	}
-	return nil
-}
-
-// Prune deletes the children of owner of each listed kind that are not in keep, kind by kind
-// in the given order (routes first, then their policies). Children are found by owner labels
-// in every namespace.
-func (a *Applier) Prune(ctx context.Context, owner types.NamespacedName, kinds []schema.GroupVersionKind, keep []client.Object) error {
-	wanted := map[string]bool{}
-	for _, obj := range keep {
-		wanted[key(obj.GetObjectKind().GroupVersionKind(), obj.GetNamespace(), obj.GetName())] = true
-	}
-	for _, gvk := range kinds {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := a.Client.List(ctx, list, client.MatchingLabelsSelector{Selector: ownership.Selector(owner)}); err != nil {
-			return fmt.Errorf("listing %s of %s: %w", gvk.Kind, owner, err)
-		}
-		for i := range list.Items {
-			item := &list.Items[i]
-			if wanted[key(gvk, item.GetNamespace(), item.GetName())] {
+		current := obj.DeepCopyObject().(client.Object)
+		switch err := a.Client.Get(ctx, client.ObjectKeyFromObject(obj), current); {
+		case err == nil:
+			upToDate, err := matches(desired.Object, current)
+			if err != nil {
+				return result, err
+			}
+			if upToDate {
 				continue
 			}
-			if err := a.Client.Delete(ctx, item, client.Preconditions{UID: ptr(item.GetUID())}); client.IgnoreNotFound(err) != nil {
-				return fmt.Errorf("deleting stale %s %s/%s: %w", gvk.Kind, item.GetNamespace(), item.GetName(), err)
-			}
+		case !apierrors.IsNotFound(err):
+			return result, fmt.Errorf("reading %s %s/%s: %w", desired.GetKind(), desired.GetNamespace(), desired.GetName(), err)
+		}
+		if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(desired),
+			client.FieldOwner(ownership.FieldManager), client.ForceOwnership); err != nil {
+			return result, fmt.Errorf("applying %s %s/%s: %w", desired.GetKind(), desired.GetNamespace(), desired.GetName(), err)
+		}
+		result.count(&result.Applied, desired.GetKind())
+	}
+	return result, nil
+}
+
+// matches says whether the current object carries everything desired: every desired label
+// and owner reference, and exactly the desired spec.
+func matches(desired map[string]any, current client.Object) (bool, error) {
+	actual, err := manifest.ToUnstructured(current)
+	if err != nil {
+		return false, err
+	}
+	if !equality.Semantic.DeepEqual(desired["spec"], actual.Object["spec"]) {
+		return false, nil
+	}
+	want, have := metaOf(desired), metaOf(actual.Object)
+	for k, v := range want.labels {
+		if have.labels[k] != v {
+			return false, nil
 		}
 	}
-	return nil
+	for _, ref := range want.ownerRefs {
+		if !containsRef(have.ownerRefs, ref) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
-func key(gvk schema.GroupVersionKind, namespace, name string) string {
-	return gvk.GroupKind().String() + "/" + namespace + "/" + name
+// ownedMeta is the metadata the operator sets on a child.
+type ownedMeta struct {
+	labels    map[string]any
+	ownerRefs []any
 }
 
-func ptr[T any](v T) *T { return &v }
+func metaOf(obj map[string]any) ownedMeta {
+	md, _ := obj["metadata"].(map[string]any)
+	labels, _ := md["labels"].(map[string]any)
+	refs, _ := md["ownerReferences"].([]any)
+	return ownedMeta{labels: labels, ownerRefs: refs}
+}
+
+func containsRef(refs []any, ref any) bool {
+	for _, r := range refs {
+		if reflect.DeepEqual(r, ref) {
+			return true
+		}
+	}
+	return false
+}
+
+// Prune deletes the children of owner that are not in keep, list by list in the given order
+// (routes first, then their policies). Children are found by owner labels in every namespace.
+func (a *Applier) Prune(ctx context.Context, owner types.NamespacedName, lists []client.ObjectList, keep []client.Object) (Result, error) {
+	var result Result
+	wanted := map[string]bool{}
+	for _, obj := range keep {
+		wanted[key(obj.GetObjectKind().GroupVersionKind().Kind, obj.GetNamespace(), obj.GetName())] = true
+	}
+	for _, prototype := range lists {
+		list := prototype.DeepCopyObject().(client.ObjectList)
+		if err := a.Client.List(ctx, list, client.MatchingLabelsSelector{Selector: ownership.Selector(owner)}); err != nil {
+			return result, fmt.Errorf("listing children of %s: %w", owner, err)
+		}
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			return result, err
+		}
+		kind := listKind(list)
+		for _, item := range items {
+			obj := item.(client.Object)
+			if wanted[key(kind, obj.GetNamespace(), obj.GetName())] {
+				continue
+			}
+			uid := obj.GetUID()
+			if err := a.Client.Delete(ctx, obj, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+				return result, fmt.Errorf("deleting stale %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
+			}
+			result.count(&result.Pruned, kind)
+		}
+	}
+	return result, nil
+}
+
+// listKind is the kind of a typed list's items: the list type's name without "List".
+func listKind(list client.ObjectList) string {
+	name := reflect.TypeOf(list).Elem().Name()
+	return name[:len(name)-len("List")]
+}
+
+func key(kind, namespace, name string) string {
+	return kind + "/" + namespace + "/" + name
+}

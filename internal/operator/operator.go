@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -39,6 +40,9 @@ type Options struct {
 	MetricsAddress string
 	// HealthProbeAddress serves /healthz and /readyz; "0" disables it.
 	HealthProbeAddress string
+	// RestartableInProcess lets one process start the operator more than once (tests that
+	// restart it); controller-runtime otherwise refuses a second controller of the same name.
+	RestartableInProcess bool
 }
 
 // DefaultOptions are the operator's defaults, shared by the manager's flags and the demo.
@@ -95,6 +99,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        "apirule-operator.gateway.apirule.io",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+		Controller:              ctrlconfig.Controller{SkipNameValidation: &opts.RestartableInProcess},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
