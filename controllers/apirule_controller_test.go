@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -460,5 +461,118 @@ var _ = Describe("APIRule reconciler", func() {
 		}, timeout, interval).Should(Succeed())
 		_, ap = children(key)
 		Expect(ap).To(HaveLen(3), "the ALLOW policy and one CUSTOM policy per provider")
+	})
+
+	It("refuses to route to Pods without the sidecar, and follows when they are replaced", func() {
+		svc := fixtures.Service(namespace, "plain", 8000)
+		Expect(k8s.Create(ctx, svc)).To(Succeed())
+		bare := fixtures.SidecarPod(namespace, "plain-0", "plain")
+		bare.Spec.Containers = bare.Spec.Containers[:1]
+		Expect(k8s.Create(ctx, bare)).To(Succeed())
+		rule := newAPIRule(namespace, "plain", "plain", noAuth("/*", "GET"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+
+		rule = settled(key)
+		c := expectCondition(rule, conditions.ResolvedRefs, metav1.ConditionFalse, conditions.ReasonSidecarMissing)
+		Expect(c.Message).To(ContainSubstring("Pod plain-0 selected by Service %s/plain has no istio-proxy sidecar", namespace))
+		vs, _ := children(key)
+		Expect(vs).To(BeEmpty())
+
+		By("replacing the Pod by an injected one")
+		Expect(k8s.Delete(ctx, bare)).To(Succeed())
+		Expect(k8s.Create(ctx, fixtures.SidecarPod(namespace, "plain-1", "plain"))).To(Succeed())
+		expectReady(key)
+	})
+
+	It("warns while the Service selects no Pods", func() {
+		Expect(k8s.Create(ctx, fixtures.Service(namespace, "empty", 8000))).To(Succeed())
+		rule := newAPIRule(namespace, "empty", "empty", noAuth("/*", "GET"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		Eventually(func(g Gomega) {
+			current := &apiv2.APIRule{}
+			g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
+			g.Expect(current.Status.State).To(Equal(apiv2.StateWarning))
+			g.Expect(current.Status.Description).To(ContainSubstring("selects no Pods yet"))
+		}, timeout, interval).Should(Succeed())
+		vs, ap := children(key)
+		Expect(vs).To(HaveLen(1))
+		Expect(ap).To(HaveLen(1))
+	})
+
+	It("moves the policy when the Service's selector changes", func() {
+		svc := createBackend(namespace, "moving-selector")
+		rule := newAPIRule(namespace, "selector", "moving-selector", noAuth("/*", "GET"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		expectReady(key)
+		Expect(k8s.Create(ctx, fixtures.SidecarPod(namespace, "v2-0", "v2"))).To(Succeed())
+
+		svc.Spec.Selector = map[string]string{"app": "v2"}
+		Expect(k8s.Update(ctx, svc)).To(Succeed())
+		Eventually(func(g Gomega) {
+			_, ap := children(key)
+			g.Expect(ap).To(HaveLen(1))
+			g.Expect(ap[0].Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "v2"}))
+		}, timeout, interval).Should(Succeed())
+	})
+
+	It("becomes Ready when its Gateway appears", func() {
+		createBackend(namespace, "late-gateway")
+		rule := newAPIRule(namespace, "late-gateway", "late-gateway", noAuth("/*", "GET"))
+		gateway := apiv2.GatewayReference(namespace + "/own-gateway")
+		rule.Spec.Gateway = &gateway
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		rule = settled(key)
+		expectCondition(rule, conditions.ResolvedRefs, metav1.ConditionFalse, conditions.ReasonGatewayNotFound)
+
+		Expect(k8s.Create(ctx, fixtures.Gateway(namespace, "own-gateway", "*.example.com"))).To(Succeed())
+		expectReady(key)
+	})
+
+	It("removes a deleted rule's route before its policy", func() {
+		createBackend(namespace, "first")
+		createBackend(namespace, "second")
+		rule := newAPIRule(namespace, "shrinking", "first", noAuth("/first", "GET"), noAuth("/second", "GET"))
+		rule.Spec.Rules[1].Service = &apiv2.Service{Name: "second", Port: 8000}
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		expectReady(key)
+		_, before := children(key)
+		Expect(before).To(HaveLen(2))
+
+		By("watching the writes while the second rule is removed")
+		watching, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		routeEvents, err := watching.Watch(ctx, &networkingclientv1.VirtualServiceList{}, client.InNamespace(namespace))
+		Expect(err).NotTo(HaveOccurred())
+		defer routeEvents.Stop()
+		policyEvents, err := watching.Watch(ctx, &securityclientv1.AuthorizationPolicyList{}, client.InNamespace(namespace))
+		Expect(err).NotTo(HaveOccurred())
+		defer policyEvents.Stop()
+
+		updateSpec(key, func(spec *apiv2.APIRuleSpec) { spec.Rules = spec.Rules[:1] })
+		var routeModified, policyDeleted int64
+		Eventually(func() bool {
+			select {
+			case e := <-routeEvents.ResultChan():
+				if e.Type == watch.Modified && e.Object.(client.Object).GetLabels()[ownership.LabelName] == "shrinking" {
+					routeModified = writeOrder(e.Object.(client.Object))
+				}
+			case e := <-policyEvents.ResultChan():
+				if e.Type == watch.Deleted {
+					policyDeleted = writeOrder(e.Object.(client.Object))
+				}
+			case <-time.After(interval):
+			}
+			return routeModified > 0 && policyDeleted > 0
+		}, timeout, time.Millisecond).Should(BeTrue())
+		Expect(routeModified).To(BeNumerically("<", policyDeleted),
+			"the route of the removed rule must be gone before its policy is deleted")
+		_, after := children(key)
+		Expect(after).To(HaveLen(1))
+		Expect(after[0].Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "first"}))
 	})
 })

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
@@ -52,7 +53,12 @@ func (r *APIRuleReconciler) gather(ctx context.Context, rule *apiv2.APIRule) (tr
 		svc := &corev1.Service{}
 		switch err := r.Client.Get(ctx, ref, svc); {
 		case err == nil:
-			in.Services[ref] = translate.ServiceFromCore(svc)
+			backend := translate.ServiceFromCore(svc)
+			if backend.Pods, err = r.backendPods(ctx, svc); err != nil {
+				return in, err
+			}
+			backend.PodsKnown = true
+			in.Services[ref] = backend
 		case !apierrors.IsNotFound(err):
 			return in, fmt.Errorf("reading Service %s: %w", ref, err)
 		}
@@ -86,4 +92,35 @@ func (r *APIRuleReconciler) meshConfig(ctx context.Context) (*translate.MeshConf
 		return nil, fmt.Errorf("ConfigMap %s: %w", key, err)
 	}
 	return mesh, nil
+}
+
+// backendPods reads the Pods a Service selects, and whether each runs the Istio sidecar.
+func (r *APIRuleReconciler) backendPods(ctx context.Context, svc *corev1.Service) ([]translate.Pod, error) {
+	if len(svc.Spec.Selector) == 0 {
+		return nil, nil
+	}
+	pods := &corev1.PodList{}
+	if err := r.Client.List(ctx, pods, client.InNamespace(svc.Namespace), client.MatchingLabels(svc.Spec.Selector)); err != nil {
+		return nil, fmt.Errorf("listing the Pods of Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	out := make([]translate.Pod, 0, len(pods.Items))
+	for i := range pods.Items {
+		out = append(out, translate.Pod{Name: pods.Items[i].Name, Sidecar: hasSidecar(&pods.Items[i])})
+	}
+	return out, nil
+}
+
+// sidecarContainer is the name of the Istio proxy container that sidecar injection adds, as
+// a container or, in native sidecar mode, as an init container.
+const sidecarContainer = "istio-proxy"
+
+func hasSidecar(pod *corev1.Pod) bool {
+	for _, containers := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+		for _, c := range containers {
+			if c.Name == sidecarContainer {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -3,6 +3,9 @@ package controllers
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -95,4 +98,51 @@ type deletionPredicate struct {
 
 func (deletionPredicate) Update(e event.UpdateEvent) bool {
 	return e.ObjectNew != nil && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+}
+
+// requestsForPod maps a Pod to the APIRules whose backend Services select it: a Pod that
+// appears, changes labels or goes away can change the sidecar check.
+func (r *APIRuleReconciler) requestsForPod(ctx context.Context, obj client.Object) []reconcile.Request {
+	services := &corev1.ServiceList{}
+	if err := r.Client.List(ctx, services, client.InNamespace(obj.GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing Services for a Pod", "pod", obj.GetName())
+		return nil
+	}
+	var out []reconcile.Request
+	podLabels := labels.Set(obj.GetLabels())
+	for i := range services.Items {
+		svc := &services.Items[i]
+		if len(svc.Spec.Selector) > 0 && labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
+			out = append(out, r.requestsForIndex(serviceIndex)(ctx, svc)...)
+		}
+	}
+	return out
+}
+
+// podChanges lets through the Pod events that can change a sidecar check: creation,
+// deletion, and label changes (containers cannot change).
+var podChanges = predicate.Or(predicate.LabelChangedPredicate{}, predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return true },
+	DeleteFunc:  func(event.DeleteEvent) bool { return true },
+	UpdateFunc:  func(event.UpdateEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+})
+
+// SlimPod keeps in the cache only what the sidecar check reads of a Pod.
+func SlimPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	slim := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Name: pod.Name, Namespace: pod.Namespace, Labels: pod.Labels, UID: pod.UID,
+		ResourceVersion: pod.ResourceVersion, DeletionTimestamp: pod.DeletionTimestamp,
+	}}
+	for _, c := range pod.Spec.Containers {
+		slim.Spec.Containers = append(slim.Spec.Containers, corev1.Container{Name: c.Name})
+	}
+	for _, c := range pod.Spec.InitContainers {
+		slim.Spec.InitContainers = append(slim.Spec.InitContainers, corev1.Container{Name: c.Name})
+	}
+	return slim, nil
 }

@@ -42,13 +42,16 @@ const (
 
 // Reasons of ResolvedRefs.
 const (
-	ReasonResolved            Reason = "Resolved"
-	ReasonGatewayNotFound     Reason = "GatewayNotFound"
-	ReasonHostNotResolvable   Reason = "HostNotResolvable"
-	ReasonHostNotServed       Reason = "HostNotServedByGateway"
-	ReasonServiceNotFound     Reason = "ServiceNotFound"
-	ReasonPortNotFound        Reason = "PortNotFound"
-	ReasonNoSelector          Reason = "ServiceWithoutSelector"
+	ReasonResolved          Reason = "Resolved"
+	ReasonGatewayNotFound   Reason = "GatewayNotFound"
+	ReasonHostNotResolvable Reason = "HostNotResolvable"
+	ReasonHostNotServed     Reason = "HostNotServedByGateway"
+	ReasonServiceNotFound   Reason = "ServiceNotFound"
+	ReasonPortNotFound      Reason = "PortNotFound"
+	ReasonNoSelector        Reason = "ServiceWithoutSelector"
+	ReasonSidecarMissing    Reason = "SidecarMissing"
+	// ReasonNoPods warns that a backend Service selects no Pods yet.
+	ReasonNoPods              Reason = "NoPods"
 	ReasonMeshConfigNotFound  Reason = "MeshConfigNotFound"
 	ReasonProviderNotFound    Reason = "ExtensionProviderNotFound"
 	ReasonProviderNotExtAuthz Reason = "ExtensionProviderNotExtAuthz"

@@ -76,6 +76,18 @@ type Service struct {
 	Selector map[string]string
 	// Ports are the Service's port numbers.
 	Ports []int32
+	// PodsKnown says Pods were read: the operator reads them, offline rendering does not.
+	PodsKnown bool
+	// Pods are the Pods the selector selects.
+	Pods []Pod
+}
+
+// Pod is what the translation needs of a backend Pod.
+type Pod struct {
+	Name string
+	// Sidecar says the Pod has an istio-proxy container (or native sidecar init container),
+	// the proxy that enforces the policies.
+	Sidecar bool
 }
 
 // Owner returns the namespace/name of the APIRule being translated.

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -244,6 +245,7 @@ func BackendRef(rule *apiv2.APIRule, index int) (ref types.NamespacedName, port 
 
 func resolveRules(in Input, specPath *field.Path, findings *Findings) []rulePlan {
 	plans := make([]rulePlan, 0, len(in.APIRule.Spec.Rules))
+	reported := map[types.NamespacedName]bool{}
 	for i, rule := range in.APIRule.Spec.Rules {
 		rulePath := specPath.Child("rules").Index(i)
 		servicePath := rulePath.Child("service")
@@ -271,9 +273,54 @@ func resolveRules(in Input, specPath *field.Path, findings *Findings) []rulePlan
 				"Service %s has no selector, so no workload sidecar could enforce the policies; use a Service that selects its Pods", ref)
 			continue
 		}
+		if !checkSidecars(svc, servicePath, reported, findings) {
+			continue
+		}
 		plans = append(plans, rulePlan{index: i, rule: rule, backend: svc, port: port})
 	}
 	return plans
+}
+
+// checkSidecars requires every Pod of the backend to run the istio-proxy sidecar: without it
+// nothing enforces the policies, and a route to the Pod would expose it unprotected. A
+// Service without Pods is only a warning: there is nothing to expose yet. Each Service is
+// reported once; the result says whether the rule can be served.
+func checkSidecars(svc Service, servicePath *field.Path, reported map[types.NamespacedName]bool, findings *Findings) bool {
+	if !svc.PodsKnown {
+		return true
+	}
+	key := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
+	first := !reported[key]
+	reported[key] = true
+	if len(svc.Pods) == 0 {
+		if first {
+			findings.warn(conditions.ResolvedRefs, conditions.ReasonNoPods, servicePath,
+				"Service %s selects no Pods yet; requests fail until Pods with an istio-proxy sidecar run", key)
+		}
+		return true
+	}
+	var missing []string
+	for _, p := range svc.Pods {
+		if !p.Sidecar {
+			missing = append(missing, p.Name)
+		}
+	}
+	if len(missing) == 0 {
+		return true
+	}
+	if first {
+		sort.Strings(missing)
+		more := ""
+		if len(missing) > 3 {
+			more = fmt.Sprintf(" and %d more", len(missing)-3)
+			missing = missing[:3]
+		}
+		findings.add(conditions.ResolvedRefs, conditions.ReasonSidecarMissing, servicePath,
+			"Pod %s%s selected by Service %s has no istio-proxy sidecar, so nothing would enforce the policies and the route is not "+
+				"published; enable sidecar injection for the namespace (label istio-injection=enabled or istio.io/rev) and restart the Pods",
+			strings.Join(missing, ", "), more, key)
+	}
+	return false
 }
 
 // methodOrder is the canonical order of HTTP methods in generated objects.
