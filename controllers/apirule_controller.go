@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -44,6 +46,14 @@ type APIRuleReconciler struct {
 	MeshConfig types.NamespacedName
 	// MaxConcurrentReconciles is how many APIRules are reconciled at once.
 	MaxConcurrentReconciles int
+
+	hostsOnce sync.Once
+	hosts     *hostRegistry
+}
+
+func (r *APIRuleReconciler) registry() *hostRegistry {
+	r.hostsOnce.Do(func() { r.hosts = newHostRegistry() })
+	return r.hosts
 }
 
 // +kubebuilder:rbac:groups=gateway.apirule.io,resources=apirules,verbs=get;list;watch;patch
@@ -73,8 +83,11 @@ func (r *APIRuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 
 func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	rule := &apiv2.APIRule{}
-	if err := r.Client.Get(ctx, req.NamespacedName, rule); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	if err := r.Client.Get(ctx, req.NamespacedName, rule); apierrors.IsNotFound(err) {
+		r.registry().set(req.NamespacedName, nil)
+		return ctrl.Result{}, nil
+	} else if err != nil {
+		return ctrl.Result{}, err
 	}
 	if !rule.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, rule)
@@ -87,7 +100,22 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	output := translate.Translate(input)
 	report.translated(output.Findings)
+	if hosts := translate.ConflictingHosts(output.Findings, input); len(hosts) > 0 {
+		withdrawn, err := r.withdraw(ctx, rule, hosts)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if withdrawn {
+			r.registry().set(ownerOf(rule), nil)
+			report.withdrawn(hosts)
+		}
+	}
 	if len(output.Findings.Errors()) == 0 {
+		if held := r.registry().claim(ownerOf(rule), translate.ResolvedHosts(input)); len(held) > 0 {
+			// Another APIRule claimed a host since gather read the claims; the next
+			// reconcile sees it and reports the conflict.
+			return ctrl.Result{Requeue: true}, nil
+		}
 		if err := r.program(ctx, rule, output.Objects); err != nil {
 			report.programFailed(err)
 			// The apply error is returned, so the request is retried with backoff; the status
@@ -134,8 +162,28 @@ func crossNamespace(rule *apiv2.APIRule, objects []client.Object) bool {
 	return false
 }
 
+// withdraw removes every child of an APIRule whose route claims a host that an older owner
+// holds. This is the one case where objects of an earlier generation do not keep serving: two
+// routes for one host would be merged by Istio, and two APIRules' policies for one host would
+// widen each other. The route goes first.
+func (r *APIRuleReconciler) withdraw(ctx context.Context, rule *apiv2.APIRule, hosts []string) (bool, error) {
+	routes := &networkingclientv1.VirtualServiceList{}
+	if err := r.Client.List(ctx, routes, client.MatchingLabelsSelector{Selector: ownership.Selector(ownerOf(rule))}); err != nil {
+		return false, fmt.Errorf("listing the routes of %s: %w", ownerOf(rule), err)
+	}
+	for _, vs := range routes.Items {
+		if slices.ContainsFunc(vs.Spec.Hosts, func(h string) bool { return slices.Contains(hosts, h) }) {
+			applier := apply.Applier{Client: r.Client}
+			_, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, nil)
+			return err == nil, err
+		}
+	}
+	return false, nil
+}
+
 // finalize removes every child of a deleted APIRule, routes first, then lets it go.
 func (r *APIRuleReconciler) finalize(ctx context.Context, rule *apiv2.APIRule) error {
+	r.registry().set(ownerOf(rule), nil)
 	if !controllerutil.ContainsFinalizer(rule, ownership.Finalizer) {
 		return nil
 	}
@@ -180,7 +228,7 @@ func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("apirule").
 		For(&apiv2.APIRule{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
-		Watches(&networkingclientv1.VirtualService{}, children).
+		Watches(&networkingclientv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(r.requestsForVirtualService)).
 		Watches(&securityclientv1.AuthorizationPolicy{}, children).
 		Watches(&securityclientv1.RequestAuthentication{}, children).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(serviceIndex))).

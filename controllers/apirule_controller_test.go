@@ -8,6 +8,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	networkingv1 "istio.io/api/networking/v1"
 	securityv1 "istio.io/api/security/v1"
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -574,5 +575,68 @@ var _ = Describe("APIRule reconciler", func() {
 		_, after := children(key)
 		Expect(after).To(HaveLen(1))
 		Expect(after[0].Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "first"}))
+	})
+
+	It("refuses a second APIRule for a host another APIRule serves; the first keeps serving", func() {
+		createBackend(namespace, "owner")
+		createBackend(namespace, "intruder")
+		first := newAPIRule(namespace, "owner", "owner", noAuth("/*", "GET"))
+		first.Spec.Hosts = []apiv2.Host{"contested.example.com"}
+		Expect(k8s.Create(ctx, first)).To(Succeed())
+		firstKey := keyOf(first)
+		expectReady(firstKey)
+		vsBefore, apBefore := children(firstKey)
+
+		second := newAPIRule(namespace, "intruder", "intruder", noAuth("/*", "GET", "POST"))
+		second.Spec.Hosts = []apiv2.Host{"other.example.com", "contested"}
+		Expect(k8s.Create(ctx, second)).To(Succeed())
+		secondKey := keyOf(second)
+		second = settled(secondKey)
+		c := expectCondition(second, conditions.Accepted, metav1.ConditionFalse, conditions.ReasonHostConflict)
+		Expect(c.Message).To(ContainSubstring(`spec.hosts[1]: host "contested.example.com" is already served by APIRule %s/owner`, namespace))
+		vs, ap := children(secondKey)
+		Expect(vs).To(BeEmpty())
+		Expect(ap).To(BeEmpty())
+
+		vsAfter, apAfter := children(firstKey)
+		Expect(vsAfter[0].ResourceVersion).To(Equal(vsBefore[0].ResourceVersion))
+		Expect(apAfter[0].ResourceVersion).To(Equal(apBefore[0].ResourceVersion))
+		Expect(settled(firstKey).Status.State).To(Equal(apiv2.StateReady))
+
+		By("serving the second APIRule once the first lets the host go")
+		Expect(k8s.Delete(ctx, first)).To(Succeed())
+		Expect(k8s.Delete(ctx, vsAfter[0])).To(Succeed()) // no garbage collector in envtest
+		expectReady(secondKey)
+	})
+
+	It("refuses a host that a VirtualService it does not manage routes through the same Gateway", func() {
+		createBackend(namespace, "managed")
+		foreign := &networkingclientv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "hand-written"}}
+		foreign.Spec.Hosts = []string{"legacy.example.com"}
+		foreign.Spec.Gateways = []string{gatewayNamespace + "/public-gateway"}
+		foreign.Spec.Http = []*networkingv1.HTTPRoute{{Route: []*networkingv1.HTTPRouteDestination{{
+			Destination: &networkingv1.Destination{Host: "legacy.example.svc.cluster.local"}}}}}
+		Expect(k8s.Create(ctx, foreign)).To(Succeed())
+
+		rule := newAPIRule(namespace, "managed", "managed", noAuth("/*", "GET"))
+		rule.Spec.Hosts = []apiv2.Host{"legacy.example.com"}
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		// The VirtualService may reach the operator's cache after the APIRule: then the APIRule
+		// is served at first and withdrawn when the older route shows up.
+		Eventually(func(g Gomega) {
+			current := &apiv2.APIRule{}
+			g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
+			accepted := conditions.Find(current.Status.Conditions, conditions.Accepted)
+			g.Expect(accepted).NotTo(BeNil())
+			g.Expect(accepted.Reason).To(Equal(string(conditions.ReasonHostConflict)))
+			g.Expect(accepted.Message).To(ContainSubstring("already routed through this Gateway by VirtualService %s/hand-written", namespace))
+			vs, _ := children(key)
+			g.Expect(vs).To(BeEmpty())
+		}, timeout, interval).Should(Succeed())
+
+		By("serving it once the hand-written route is gone")
+		Expect(k8s.Delete(ctx, foreign)).To(Succeed())
+		expectReady(key)
 	})
 })

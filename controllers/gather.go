@@ -12,6 +12,7 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
@@ -32,6 +33,20 @@ func (r *APIRuleReconciler) gather(ctx context.Context, rule *apiv2.APIRule) (tr
 		case !apierrors.IsNotFound(err):
 			return in, fmt.Errorf("reading Gateway %s: %w", ref, err)
 		}
+	}
+
+	served, err := r.servedHosts(ctx, rule)
+	if err != nil {
+		return in, err
+	}
+	in.ServedHosts = served
+	r.registry().set(ownerOf(rule), served)
+	if in.Gateway != nil {
+		claims, err := r.hostClaims(ctx, in)
+		if err != nil {
+			return in, err
+		}
+		in.HostClaims = claims
 	}
 
 	if usesExtAuth(rule) {
@@ -120,6 +135,82 @@ func hasSidecar(pod *corev1.Pod) bool {
 			if c.Name == sidecarContainer {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// servedHosts returns the hosts the APIRule's VirtualService routes now.
+func (r *APIRuleReconciler) servedHosts(ctx context.Context, rule *apiv2.APIRule) ([]string, error) {
+	vs := &networkingclientv1.VirtualService{}
+	key := types.NamespacedName{Namespace: rule.Namespace, Name: ownership.ChildName(ownerOf(rule), "route")}
+	switch err := r.Client.Get(ctx, key, vs); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading VirtualService %s: %w", key, err)
+	}
+	return vs.Spec.Hosts, nil
+}
+
+// hostClaims finds who else routes one of the APIRule's hosts: other APIRules (from the cache,
+// and from the claims this process made that the cache may not show yet), and unmanaged
+// VirtualServices bound to the same Gateway.
+func (r *APIRuleReconciler) hostClaims(ctx context.Context, in translate.Input) (map[string][]translate.HostClaim, error) {
+	gateway, _ := translate.GatewayRef(in.APIRule, r.Options)
+	self := ownerOf(in.APIRule)
+	claims := map[string][]translate.HostClaim{}
+	claimedBy := func(host string, owner types.NamespacedName, vs types.NamespacedName) error {
+		for _, c := range claims[host] {
+			if c.APIRule != nil && *c.APIRule == owner {
+				return nil
+			}
+		}
+		other := &apiv2.APIRule{}
+		if err := r.Client.Get(ctx, owner, other); apierrors.IsNotFound(err) {
+			return nil // an orphan its owner's deletion is removing
+		} else if err != nil {
+			return fmt.Errorf("reading APIRule %s: %w", owner, err)
+		}
+		claims[host] = append(claims[host], translate.HostClaim{APIRule: &owner, VirtualService: vs, Since: other.CreationTimestamp})
+		return nil
+	}
+	for _, host := range translate.ResolvedHosts(in) {
+		routes := &networkingclientv1.VirtualServiceList{}
+		if err := r.Client.List(ctx, routes, client.MatchingFields{virtualServiceHostIndex: host}); err != nil {
+			return nil, fmt.Errorf("looking up VirtualServices of host %s: %w", host, err)
+		}
+		for _, vs := range routes.Items {
+			owner, managed := ownerFromLabels(vs)
+			switch {
+			case managed && owner == self:
+				continue
+			case managed:
+				if err := claimedBy(host, owner, client.ObjectKeyFromObject(vs)); err != nil {
+					return nil, err
+				}
+			case bindsTo(vs, gateway):
+				claims[host] = append(claims[host], translate.HostClaim{
+					VirtualService: client.ObjectKeyFromObject(vs), Since: vs.CreationTimestamp,
+				})
+			}
+		}
+		if owner, held := r.registry().holder(host, self); held {
+			vs := types.NamespacedName{Namespace: owner.Namespace, Name: ownership.ChildName(owner, "route")}
+			if err := claimedBy(host, owner, vs); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return claims, nil
+}
+
+// bindsTo says whether a VirtualService is bound to the Gateway (written namespace/name, or
+// name alone for a Gateway in the VirtualService's namespace).
+func bindsTo(vs *networkingclientv1.VirtualService, gateway types.NamespacedName) bool {
+	for _, g := range vs.Spec.Gateways {
+		if g == gateway.String() || (g == gateway.Name && vs.Namespace == gateway.Namespace) {
+			return true
 		}
 	}
 	return false

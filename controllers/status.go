@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -53,6 +54,13 @@ func (r *report) fromFindings(t conditions.Type, findings translate.Findings, ok
 		return
 	}
 	r.set(t, metav1.ConditionFalse, findings[0].Reason, findings.Summary())
+}
+
+// withdrawn records that the APIRule's objects were removed because an older owner holds
+// some of its hosts.
+func (r *report) withdrawn(hosts []string) {
+	r.set(conditions.Programmed, metav1.ConditionFalse, conditions.ReasonWithdrawn,
+		fmt.Sprintf("The routes and policies of this APIRule were removed: %s are held by an older owner.", strings.Join(hosts, ", ")))
 }
 
 func (r *report) programFailed(err error) {

@@ -2,7 +2,9 @@ package controllers
 
 import (
 	"context"
+	"strings"
 
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -21,12 +23,35 @@ import (
 // Field indexes on APIRules, so an event on a referenced object finds the APIRules that
 // reference it without listing them all.
 const (
+	hostIndex       = "apirule.io/hosts"
 	serviceIndex    = "apirule.io/backend-services"
 	gatewayIndex    = "apirule.io/gateway"
 	meshConfigIndex = "apirule.io/mesh-config"
+	// virtualServiceHostIndex indexes every VirtualService of the cluster by host.
+	virtualServiceHostIndex = "spec.hosts"
 )
 
 func (r *APIRuleReconciler) registerIndexes(ctx context.Context, indexer client.FieldIndexer) error {
+	if err := indexer.IndexField(ctx, &networkingclientv1.VirtualService{}, virtualServiceHostIndex, func(obj client.Object) []string {
+		return obj.(*networkingclientv1.VirtualService).Spec.Hosts
+	}); err != nil {
+		return err
+	}
+	// Hosts as written; a short host is indexed as short:<name>, which is what a
+	// VirtualService host's first label is looked up as.
+	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, hostIndex, func(obj client.Object) []string {
+		var keys []string
+		for _, h := range obj.(*apiv2.APIRule).Spec.Hosts {
+			if strings.Contains(string(h), ".") {
+				keys = append(keys, string(h))
+			} else {
+				keys = append(keys, shortHostKey(string(h)))
+			}
+		}
+		return keys
+	}); err != nil {
+		return err
+	}
 	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, serviceIndex, func(obj client.Object) []string {
 		rule := obj.(*apiv2.APIRule)
 		var keys []string
@@ -79,12 +104,61 @@ func (r *APIRuleReconciler) requestsForIndex(index string) func(context.Context,
 // requestForOwnerLabels maps a generated object to the APIRule named by its owner labels,
 // so an edited or deleted child is restored, in any namespace.
 func requestForOwnerLabels(_ context.Context, obj client.Object) []reconcile.Request {
+	if owner, ok := ownerFromLabels(obj); ok {
+		return []reconcile.Request{{NamespacedName: owner}}
+	}
+	return nil
+}
+
+// ownerFromLabels returns the APIRule a generated object belongs to.
+func ownerFromLabels(obj client.Object) (types.NamespacedName, bool) {
 	labels := obj.GetLabels()
 	name, namespace := labels[ownership.LabelName], labels[ownership.LabelNamespace]
-	if name == "" || namespace == "" {
-		return nil
+	if name == "" || namespace == "" || labels[ownership.LabelManagedBy] != ownership.ManagedByValue {
+		return types.NamespacedName{}, false
 	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: namespace, Name: name}}}
+	return types.NamespacedName{Namespace: namespace, Name: name}, true
+}
+
+// requestsForVirtualService maps a VirtualService to its owner, if it is generated, and to
+// every APIRule that claims one of its hosts: a route appearing or going away can start or
+// end a host conflict.
+func (r *APIRuleReconciler) requestsForVirtualService(ctx context.Context, obj client.Object) []reconcile.Request {
+	out := requestForOwnerLabels(ctx, obj)
+	for _, host := range obj.(*networkingclientv1.VirtualService).Spec.Hosts {
+		for _, key := range []string{host, shortHostKey(strings.SplitN(host, ".", 2)[0])} {
+			rules := &apiv2.APIRuleList{}
+			if err := r.Client.List(ctx, rules, client.MatchingFields{hostIndex: key}); err != nil {
+				ctrl.LoggerFrom(ctx).Error(err, "listing APIRules by host", "host", key)
+				continue
+			}
+			for i := range rules.Items {
+				out = append(out, reconcile.Request{NamespacedName: ownerOf(&rules.Items[i])})
+			}
+		}
+	}
+	return out
+}
+
+func shortHostKey(name string) string { return "short:" + name }
+
+// SlimVirtualService keeps in the cache whole VirtualServices the operator generated and, of
+// all others, only what the host-conflict check reads: hosts and gateways.
+func SlimVirtualService(obj any) (any, error) {
+	vs, ok := obj.(*networkingclientv1.VirtualService)
+	if !ok {
+		return obj, nil
+	}
+	if _, managed := ownerFromLabels(vs); managed {
+		return vs, nil
+	}
+	slim := &networkingclientv1.VirtualService{ObjectMeta: metav1.ObjectMeta{
+		Name: vs.Name, Namespace: vs.Namespace, Labels: vs.Labels, UID: vs.UID,
+		ResourceVersion: vs.ResourceVersion, CreationTimestamp: vs.CreationTimestamp,
+	}}
+	slim.Spec.Hosts = vs.Spec.Hosts
+	slim.Spec.Gateways = vs.Spec.Gateways
+	return slim, nil
 }
 
 func ownerOf(rule *apiv2.APIRule) types.NamespacedName {

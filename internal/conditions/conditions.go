@@ -38,6 +38,10 @@ const (
 	ReasonAcceptedWithWarnings Reason = "AcceptedWithWarnings"
 	// ReasonMultipleAuthzProviders warns that Istio will not run every ext-authz provider.
 	ReasonMultipleAuthzProviders Reason = "MultipleAuthzProviders"
+	// ReasonHostConflict: another owner routes one of the hosts through the Gateway.
+	ReasonHostConflict Reason = "HostConflict"
+	// ReasonHostShared warns that an unmanaged VirtualService also routes a host.
+	ReasonHostShared Reason = "HostShared"
 )
 
 // Reasons of ResolvedRefs.
@@ -63,6 +67,7 @@ const (
 	ReasonApplyFailed Reason = "ApplyFailed"
 	ReasonPruneFailed Reason = "PruneFailed"
 	ReasonNotApplied  Reason = "NotApplied"
+	ReasonWithdrawn   Reason = "Withdrawn"
 )
 
 // Reasons of Ready.

@@ -89,7 +89,9 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&networkingclientv1.VirtualService{}:      generated,
+			// All VirtualServices are cached, for host conflicts; those the operator does not
+			// manage only as hosts and gateways.
+			&networkingclientv1.VirtualService{}:      {Transform: controllers.SlimVirtualService},
 			&securityclientv1.AuthorizationPolicy{}:   generated,
 			&securityclientv1.RequestAuthentication{}: generated,
 			&corev1.ConfigMap{}:                       meshConfig,

@@ -24,6 +24,11 @@ type Input struct {
 	Services map[types.NamespacedName]Service
 	// Mesh is what was read of the Istio mesh config, or nil when it was not found.
 	Mesh *MeshConfig
+	// HostClaims are the other VirtualServices that route one of the APIRule's hosts through
+	// its Gateway, by host.
+	HostClaims map[string][]HostClaim
+	// ServedHosts are the hosts this APIRule's VirtualService routes now.
+	ServedHosts []string
 	// Options are the operator's settings.
 	Options Options
 }

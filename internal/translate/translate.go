@@ -76,6 +76,7 @@ func Translate(in Input) Output {
 	checkProviders(in, specPath, &findings)
 	gatewayRef := resolveGateway(in, specPath, &findings)
 	hosts := expandHosts(spec.Hosts, in.Gateway, in.APIRule.Namespace, specPath.Child("hosts"), &findings)
+	checkHostClaims(in, specPath.Child("hosts"), &findings)
 	plans := resolveRules(in, specPath, &findings)
 	if len(findings.Errors()) > 0 {
 		return Output{Findings: findings}

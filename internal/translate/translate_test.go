@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
@@ -243,5 +245,51 @@ func TestShortHostAndDefaultGateway(t *testing.T) {
 	// A wildcard host cannot be combined with a port wildcard in an Istio policy host.
 	if got := strings.Join(out.Objects.AuthorizationPolicies[0].Spec.Rules[0].To[0].Operation.Hosts, ","); got != "api.example.com,api.example.com:*,*.api.example.com" {
 		t.Errorf("policy hosts %s", got)
+	}
+}
+
+func TestHostClaims(t *testing.T) {
+	other := types.NamespacedName{Namespace: "shop", Name: "other"}
+	earlier := metav1.NewTime(time.Unix(1000, 0))
+	later := metav1.NewTime(time.Unix(3000, 0))
+	cases := []struct {
+		name     string
+		served   []string
+		claim    HostClaim
+		severity Severity
+		reason   conditions.Reason
+	}{
+		{"another APIRule serves the host", nil,
+			HostClaim{APIRule: &other, Since: later}, Error, conditions.ReasonHostConflict},
+		{"both serve it; the older one wins", []string{"api.example.com"},
+			HostClaim{APIRule: &other, Since: earlier}, Error, conditions.ReasonHostConflict},
+		{"both serve it; this one is older", []string{"api.example.com"},
+			HostClaim{APIRule: &other, Since: later}, "", ""},
+		{"an unmanaged route serves the host", nil,
+			HostClaim{VirtualService: other, Since: later}, Error, conditions.ReasonHostConflict},
+		{"an unmanaged route came later", []string{"api.example.com"},
+			HostClaim{VirtualService: other, Since: later}, Warning, conditions.ReasonHostShared},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in := withMeta(input(noAuthRule("/a", "GET")))
+			in.APIRule.CreationTimestamp = metav1.NewTime(time.Unix(2000, 0))
+			in.ServedHosts = c.served
+			in.HostClaims = map[string][]HostClaim{"api.example.com": {c.claim}}
+			out := Translate(in)
+			if c.severity == "" {
+				if len(out.Findings) > 0 {
+					t.Fatalf("unexpected findings: %s", out.Findings.Summary())
+				}
+				return
+			}
+			if len(out.Findings) != 1 || out.Findings[0].Severity != c.severity || out.Findings[0].Reason != c.reason ||
+				out.Findings[0].Field.String() != "spec.hosts[0]" {
+				t.Fatalf("findings %+v, want one %s %s on spec.hosts[0]", out.Findings, c.severity, c.reason)
+			}
+			if (c.severity == Error) != (len(out.Objects.VirtualServices) == 0) {
+				t.Errorf("objects generated: %d VirtualServices", len(out.Objects.VirtualServices))
+			}
+		})
 	}
 }
