@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -25,6 +26,7 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/apply"
+	"github.com/apirule-operator/apirule-operator/internal/metrics"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
@@ -72,12 +74,21 @@ func (r *APIRuleReconciler) registry() *hostRegistry {
 // Reconcile brings the Istio objects of one APIRule in line with its spec and reports the
 // outcome in status.
 func (r *APIRuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	start := time.Now()
 	result, err := r.reconcile(ctx, req)
 	if apierrors.IsConflict(err) {
 		// The cached APIRule was stale; the newer version is already queued.
 		ctrl.LoggerFrom(ctx).V(1).Info("conflict, requeueing", "error", err.Error())
-		return ctrl.Result{Requeue: true}, nil
+		result, err = ctrl.Result{Requeue: true}, nil
 	}
+	outcome := "success"
+	switch {
+	case err != nil:
+		outcome = "error"
+	case result.Requeue || result.RequeueAfter > 0:
+		outcome = "requeue"
+	}
+	metrics.ObserveReconcile(outcome, time.Since(start))
 	return result, err
 }
 
@@ -85,6 +96,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ct
 	rule := &apiv2.APIRule{}
 	if err := r.Client.Get(ctx, req.NamespacedName, rule); apierrors.IsNotFound(err) {
 		r.registry().set(req.NamespacedName, nil)
+		metrics.SetState(req.NamespacedName, "")
 		return ctrl.Result{}, nil
 	} else if err != nil {
 		return ctrl.Result{}, err
@@ -141,10 +153,14 @@ func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, ob
 		}
 	}
 	applier := apply.Applier{Client: r.Client}
-	if _, err := applier.Apply(ctx, ordered); err != nil {
+	applied, err := applier.Apply(ctx, ordered)
+	metrics.CountApplied(applied.Applied)
+	if err != nil {
 		return err
 	}
-	if _, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, ordered); err != nil {
+	pruned, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, ordered)
+	metrics.CountPruned(pruned.Pruned)
+	if err != nil {
 		return err
 	}
 	if !crossNamespace(rule, ordered) {
@@ -174,7 +190,8 @@ func (r *APIRuleReconciler) withdraw(ctx context.Context, rule *apiv2.APIRule, h
 	for _, vs := range routes.Items {
 		if slices.ContainsFunc(vs.Spec.Hosts, func(h string) bool { return slices.Contains(hosts, h) }) {
 			applier := apply.Applier{Client: r.Client}
-			_, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, nil)
+			pruned, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, nil)
+			metrics.CountPruned(pruned.Pruned)
 			return err == nil, err
 		}
 	}
@@ -188,7 +205,9 @@ func (r *APIRuleReconciler) finalize(ctx context.Context, rule *apiv2.APIRule) e
 		return nil
 	}
 	applier := apply.Applier{Client: r.Client}
-	if _, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, nil); err != nil {
+	pruned, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, nil)
+	metrics.CountPruned(pruned.Pruned)
+	if err != nil {
 		return err
 	}
 	return r.removeFinalizer(ctx, rule)

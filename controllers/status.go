@@ -12,6 +12,7 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/metrics"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
@@ -101,6 +102,7 @@ func (r *report) status(previous apiv2.APIRuleStatus) apiv2.APIRuleStatus {
 // writeStatus writes the status only when it changed, and emits an event when the state does.
 func (r *APIRuleReconciler) writeStatus(ctx context.Context, rule *apiv2.APIRule, rep *report) error {
 	next := rep.status(rule.Status)
+	metrics.SetState(ownerOf(rule), string(next.State))
 	if equality.Semantic.DeepEqual(next, rule.Status) {
 		return nil
 	}
