@@ -140,17 +140,17 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ct
 }
 
 // program applies the desired objects, policies before routes, then prunes stale children,
-// routes before policies. A finalizer is added first when a child lives in another namespace,
-// because only the finalizer can remove it.
+// routes before policies. The finalizer is added before the first child is written: it is
+// what removes the children when the APIRule is deleted, routes first. The garbage collector
+// would delete the children in no particular order, leaving a moment in which a route is
+// live without its policy; and it cannot reach children in other namespaces at all.
 func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, objects translate.Objects) error {
 	ordered := make([]client.Object, 0, len(objects.InApplyOrder()))
 	for _, obj := range objects.InApplyOrder() {
 		ordered = append(ordered, obj)
 	}
-	if crossNamespace(rule, ordered) {
-		if err := r.ensureFinalizer(ctx, rule); err != nil {
-			return err
-		}
+	if err := r.ensureFinalizer(ctx, rule); err != nil {
+		return err
 	}
 	applier := apply.Applier{Client: r.Client}
 	applied, err := applier.Apply(ctx, ordered)
@@ -160,22 +160,7 @@ func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, ob
 	}
 	pruned, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, ordered)
 	metrics.CountPruned(pruned.Pruned)
-	if err != nil {
-		return err
-	}
-	if !crossNamespace(rule, ordered) {
-		return r.removeFinalizer(ctx, rule)
-	}
-	return nil
-}
-
-func crossNamespace(rule *apiv2.APIRule, objects []client.Object) bool {
-	for _, obj := range objects {
-		if obj.GetNamespace() != rule.Namespace {
-			return true
-		}
-	}
-	return false
+	return err
 }
 
 // withdraw removes every child of an APIRule whose route claims a host that an older owner

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -120,6 +121,68 @@ func updateSpec(key types.NamespacedName, change func(*apiv2.APIRuleSpec)) {
 		return k8s.Update(ctx, rule)
 	})).To(Succeed())
 }
+
+// writeLog records the writes to VirtualServices and AuthorizationPolicies of a namespace,
+// as the API server's watch reports them, with their resource versions.
+type writeLog struct {
+	mu     sync.Mutex
+	events []writeEvent
+	cancel context.CancelFunc
+}
+
+type writeEvent struct {
+	kind    string
+	typ     watch.EventType
+	version int64
+}
+
+func recordWrites(namespace string) *writeLog {
+	watching, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	watchCtx, cancel := context.WithCancel(ctx)
+	log := &writeLog{cancel: cancel}
+	for kind, list := range map[string]client.ObjectList{
+		"VirtualService":      &networkingclientv1.VirtualServiceList{},
+		"AuthorizationPolicy": &securityclientv1.AuthorizationPolicyList{},
+	} {
+		w, err := watching.Watch(watchCtx, list, client.InNamespace(namespace))
+		ExpectWithOffset(1, err).NotTo(HaveOccurred())
+		go func() {
+			defer GinkgoRecover()
+			defer w.Stop()
+			for {
+				select {
+				case <-watchCtx.Done():
+					return
+				case e, ok := <-w.ResultChan():
+					if !ok {
+						return
+					}
+					if obj, isObject := e.Object.(client.Object); isObject {
+						log.mu.Lock()
+						log.events = append(log.events, writeEvent{kind: kind, typ: e.Type, version: writeOrder(obj)})
+						log.mu.Unlock()
+					}
+				}
+			}
+		}()
+	}
+	return log
+}
+
+// first returns the resource version of the first event of that kind and type, or 0.
+func (l *writeLog) first(kind string, typ watch.EventType) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.events {
+		if e.kind == kind && e.typ == typ {
+			return e.version
+		}
+	}
+	return 0
+}
+
+func (l *writeLog) stop() { l.cancel() }
 
 // writeOrder is the resource version of an object written once: on etcd it grows with every
 // write, so it orders creations.
@@ -368,12 +431,25 @@ var _ = Describe("APIRule reconciler", func() {
 		}, timeout, interval).Should(Succeed())
 	})
 
-	It("adds no finalizer when every child can be garbage-collected through its ownerReference", func() {
-		createBackend(namespace, "local")
-		rule := newAPIRule(namespace, "local", "local", noAuth("/*", "GET"))
+	It("removes the route before the policies when the APIRule is deleted", func() {
+		createBackend(namespace, "deleted")
+		rule := newAPIRule(namespace, "deleted", "deleted", noAuth("/*", "GET"))
 		Expect(k8s.Create(ctx, rule)).To(Succeed())
-		rule = expectReady(keyOf(rule))
-		Expect(rule.Finalizers).To(BeEmpty())
+		key := keyOf(rule)
+		rule = expectReady(key)
+		Expect(rule.Finalizers).To(ContainElement(ownership.Finalizer))
+
+		writes := recordWrites(namespace)
+		defer writes.stop()
+		Expect(k8s.Delete(ctx, rule)).To(Succeed())
+		var routeDeleted, policyDeleted int64
+		Eventually(func() bool {
+			routeDeleted = writes.first("VirtualService", watch.Deleted)
+			policyDeleted = writes.first("AuthorizationPolicy", watch.Deleted)
+			return routeDeleted > 0 && policyDeleted > 0
+		}, timeout, interval).Should(BeTrue())
+		Expect(routeDeleted).To(BeNumerically("<", policyDeleted))
+		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, key, &apiv2.APIRule{})) }, timeout, interval).Should(BeTrue())
 	})
 
 	It("resolves a short host with the Gateway's domain", func() {
@@ -545,31 +621,15 @@ var _ = Describe("APIRule reconciler", func() {
 		Expect(before).To(HaveLen(2))
 
 		By("watching the writes while the second rule is removed")
-		watching, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
-		Expect(err).NotTo(HaveOccurred())
-		routeEvents, err := watching.Watch(ctx, &networkingclientv1.VirtualServiceList{}, client.InNamespace(namespace))
-		Expect(err).NotTo(HaveOccurred())
-		defer routeEvents.Stop()
-		policyEvents, err := watching.Watch(ctx, &securityclientv1.AuthorizationPolicyList{}, client.InNamespace(namespace))
-		Expect(err).NotTo(HaveOccurred())
-		defer policyEvents.Stop()
-
+		writes := recordWrites(namespace)
+		defer writes.stop()
 		updateSpec(key, func(spec *apiv2.APIRuleSpec) { spec.Rules = spec.Rules[:1] })
 		var routeModified, policyDeleted int64
 		Eventually(func() bool {
-			select {
-			case e := <-routeEvents.ResultChan():
-				if e.Type == watch.Modified && e.Object.(client.Object).GetLabels()[ownership.LabelName] == "shrinking" {
-					routeModified = writeOrder(e.Object.(client.Object))
-				}
-			case e := <-policyEvents.ResultChan():
-				if e.Type == watch.Deleted {
-					policyDeleted = writeOrder(e.Object.(client.Object))
-				}
-			case <-time.After(interval):
-			}
+			routeModified = writes.first("VirtualService", watch.Modified)
+			policyDeleted = writes.first("AuthorizationPolicy", watch.Deleted)
 			return routeModified > 0 && policyDeleted > 0
-		}, timeout, time.Millisecond).Should(BeTrue())
+		}, timeout, interval).Should(BeTrue())
 		Expect(routeModified).To(BeNumerically("<", policyDeleted),
 			"the route of the removed rule must be gone before its policy is deleted")
 		_, after := children(key)
@@ -605,7 +665,6 @@ var _ = Describe("APIRule reconciler", func() {
 
 		By("serving the second APIRule once the first lets the host go")
 		Expect(k8s.Delete(ctx, first)).To(Succeed())
-		Expect(k8s.Delete(ctx, vsAfter[0])).To(Succeed()) // no garbage collector in envtest
 		expectReady(secondKey)
 	})
 

@@ -25,8 +25,9 @@ const (
 	// ManagedByValue is the value of LabelManagedBy.
 	ManagedByValue = "apirule-operator"
 
-	// Finalizer is set on an APIRule while it has children in other namespaces.
-	Finalizer = "gateway.apirule.io/cross-namespace-children"
+	// Finalizer is set on an APIRule before its first child is written; it removes the
+	// children, routes first, when the APIRule is deleted.
+	Finalizer = "gateway.apirule.io/children"
 
 	// maxNameLength keeps generated names within the 63 characters of a DNS label so they are
 	// valid for every kind we emit and can be used as label values.
