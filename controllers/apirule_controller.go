@@ -123,7 +123,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 	}
 	if len(output.Findings.Errors()) == 0 {
-		if held := r.registry().claim(ownerOf(rule), translate.ResolvedHosts(input)); len(held) > 0 {
+		if held := r.registry().claim(ownerOf(rule), output.Objects.VirtualServices[0].Spec.Hosts); len(held) > 0 {
 			// Another APIRule claimed a host since gather read the claims; the next
 			// reconcile sees it and reports the conflict.
 			return ctrl.Result{Requeue: true}, nil
@@ -145,8 +145,9 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ct
 // would delete the children in no particular order, leaving a moment in which a route is
 // live without its policy; and it cannot reach children in other namespaces at all.
 func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, objects translate.Objects) error {
-	ordered := make([]client.Object, 0, len(objects.InApplyOrder()))
-	for _, obj := range objects.InApplyOrder() {
+	inOrder := objects.InApplyOrder()
+	ordered := make([]client.Object, 0, len(inOrder))
+	for _, obj := range inOrder {
 		ordered = append(ordered, obj)
 	}
 	if err := r.ensureFinalizer(ctx, rule); err != nil {
