@@ -77,6 +77,10 @@ istio-crds: ## Copy the Istio CRDs of the istio.io/api version in go.mod into bi
 demo: envtest-assets ## Start a local control plane, run the operator on the samples and print the result.
 	go run ./hack/demo
 
+.PHONY: bench
+bench: envtest-assets ## Scale benchmark (BENCH_N=1000 by default; BENCH_WRITE_DOCS=1 writes docs/performance.md).
+	go run ./tests/bench/cmd
+
 .PHONY: build
 build: ## Build the manager and apirulectl binaries into bin/.
 	go build -o $(LOCALBIN)/manager ./cmd/manager

@@ -233,9 +233,10 @@ func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("apirule").
 		For(&apiv2.APIRule{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
-		Watches(&networkingclientv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(r.requestsForVirtualService)).
-		Watches(&securityclientv1.AuthorizationPolicy{}, children).
-		Watches(&securityclientv1.RequestAuthentication{}, children).
+		Watches(&networkingclientv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(r.requestsForVirtualService),
+			builder.WithPredicates(notOwnCreation)).
+		Watches(&securityclientv1.AuthorizationPolicy{}, children, builder.WithPredicates(notOwnCreation)).
+		Watches(&securityclientv1.RequestAuthentication{}, children, builder.WithPredicates(notOwnCreation)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(serviceIndex))).
 		Watches(&networkingclientv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(gatewayIndex))).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(meshConfigIndex))).

@@ -220,3 +220,14 @@ func SlimPod(obj any) (any, error) {
 	}
 	return slim, nil
 }
+
+// notOwnCreation drops the creation events of generated objects: the reconcile that wrote
+// them is done with them, and another reconcile would only find the APIRule in the cache as
+// it was before that reconcile wrote its status. Changes and deletions (drift) still pass, as
+// do creations of VirtualServices the operator does not manage (host conflicts).
+var notOwnCreation = predicate.Funcs{
+	CreateFunc: func(e event.CreateEvent) bool {
+		_, generated := ownerFromLabels(e.Object)
+		return !generated
+	},
+}

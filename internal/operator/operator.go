@@ -102,7 +102,9 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        "apirule-operator.gateway.apirule.io",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
-		Controller:              ctrlconfig.Controller{SkipNameValidation: &opts.RestartableInProcess},
+		// Hand the lease over at once on shutdown instead of letting it expire.
+		LeaderElectionReleaseOnCancel: true,
+		Controller:                    ctrlconfig.Controller{SkipNameValidation: &opts.RestartableInProcess},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)

@@ -1,0 +1,680 @@
+// Package bench measures the operator on a real kube-apiserver and etcd: how fast N APIRules
+// become Ready, against the write ceiling of the same API server, what the operator sends,
+// what a resync costs, latency under a steady load, and the process's CPU and memory.
+//
+// The workload is the one of DESIGN.md section 8, so figures compare over time: one namespace;
+// per APIRule a Service (selector app: ar-<i>) and one Pod with an istio-proxy container; host
+// ar-<i>.example.com on a Gateway serving *.example.com; rules GET /public noAuth,
+// GET,POST /api/{**} jwt, GET /health noAuth.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/fixtures"
+	"github.com/apirule-operator/apirule-operator/internal/operator"
+	"github.com/apirule-operator/apirule-operator/internal/testenv"
+	"github.com/apirule-operator/apirule-operator/internal/translate"
+)
+
+// Config sets the size of a run.
+type Config struct {
+	// N is the number of APIRules of the bulk run.
+	N int
+	// SteadyRate APIRules per second are created for SteadyFor after the bulk run; a zero
+	// rate skips the steady run.
+	SteadyRate int
+	SteadyFor  time.Duration
+	// CeilingWorkers are the concurrencies the plain client tries; the best one is the ceiling.
+	CeilingWorkers []int
+	// Logf reports progress.
+	Logf func(format string, args ...any)
+}
+
+// Report holds the figures of a run.
+type Report struct {
+	N                 int
+	ObjectsPerAPIRule int
+	ReadyAfter        time.Duration
+	Throughput        float64 // APIRules per second
+	Latency           Percentiles
+	Requests          map[string]int // "VERB resource" -> count, issued by the operator
+	Writes            int
+	ResyncReconciles  int
+	ResyncWrites      int
+	ResyncRequests    map[string]int
+	CeilingObjects    int
+	CeilingWorkers    int
+	CeilingDuration   time.Duration
+	CeilingThroughput float64 // APIRules' worth of child objects per second
+	Ratio             float64
+	SteadyRate        int
+	SteadyFor         time.Duration
+	SteadyCount       int
+	SteadyLatency     Percentiles
+	CPUSeconds        float64
+	PeakHeapMiB       float64
+	PeakRSSMiB        float64
+}
+
+// Percentiles of a latency distribution.
+type Percentiles struct{ P50, P95, P99, Max time.Duration }
+
+const (
+	namespace        = "bench"
+	ceilingNamespace = "bench-ceiling"
+	gatewayNamespace = "istio-system"
+	gatewayName      = "bench-gateway"
+	clientWorkers    = 16
+)
+
+// Run performs a benchmark on the environment's API server.
+func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, error) {
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	driverCfg := rest.CopyConfig(env.Config)
+	driverCfg.QPS, driverCfg.Burst = 500, 1000
+	scheme, err := operator.NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.NewWithWatch(driverCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	report := &Report{N: cfg.N, Requests: map[string]int{}}
+
+	logf("creating the Gateway, %d Services and %d Pods", cfg.N, cfg.N)
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayNamespace}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ceilingNamespace}},
+		fixtures.Gateway(gatewayNamespace, gatewayName, "*.example.com"),
+	} {
+		if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, err
+		}
+	}
+	total := cfg.N + cfg.SteadyRate*int(cfg.SteadyFor/time.Second)
+	if err := parallel(total, clientWorkers, func(i int) error {
+		name := fmt.Sprintf("ar-%d", i)
+		if err := c.Create(ctx, fixtures.Service(namespace, name, 8000)); err != nil {
+			return err
+		}
+		return c.Create(ctx, fixtures.SidecarPod(namespace, name+"-0", name))
+	}); err != nil {
+		return nil, err
+	}
+
+	if err := measureCeiling(ctx, c, cfg, report, logf); err != nil {
+		return nil, err
+	}
+
+	ready := newReadyWatch()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if err := ready.start(watchCtx, c); err != nil {
+		return nil, err
+	}
+
+	sampler := startSampler()
+	cpuBefore := cpuSeconds()
+	op, err := startOperator(env.Config)
+	if err != nil {
+		return nil, err
+	}
+
+	logf("creating %d APIRules", cfg.N)
+	start := time.Now()
+	if err := parallel(cfg.N, clientWorkers, func(i int) error {
+		return createAPIRule(ctx, c, i, ready)
+	}); err != nil {
+		op.stop()
+		return nil, err
+	}
+	if err := ready.waitAll(ctx, cfg.N, 30*time.Minute); err != nil {
+		op.stop()
+		return nil, err
+	}
+	report.ReadyAfter = ready.last().Sub(start)
+	report.Throughput = float64(cfg.N) / report.ReadyAfter.Seconds()
+	report.Latency = percentiles(ready.latencies())
+	report.Ratio = report.Throughput / report.CeilingThroughput
+	op.waitQuiet()
+	report.Requests, report.Writes = op.requests.snapshot()
+	logf("%d APIRules Ready after %s", cfg.N, report.ReadyAfter.Round(time.Millisecond))
+
+	logf("restarting the operator over %d settled APIRules", cfg.N)
+	op.stop()
+	before := reconciles()
+	op, err = startOperator(env.Config)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitFor(ctx, 10*time.Minute, func() bool { return reconciles()-before >= float64(cfg.N) }); err != nil {
+		op.stop()
+		return nil, fmt.Errorf("waiting for the resync: %w", err)
+	}
+	op.waitQuiet()
+	report.ResyncReconciles = int(reconciles() - before)
+	report.ResyncRequests, report.ResyncWrites = op.requests.snapshot()
+
+	if cfg.SteadyRate > 0 {
+		logf("steady load: %d APIRules/s for %s", cfg.SteadyRate, cfg.SteadyFor)
+		steady := newReadyWatch()
+		steadyCtx, stopSteady := context.WithCancel(ctx)
+		if err := steady.start(steadyCtx, c); err != nil {
+			stopSteady()
+			op.stop()
+			return nil, err
+		}
+		count := cfg.SteadyRate * int(cfg.SteadyFor/time.Second)
+		tick := time.NewTicker(time.Second / time.Duration(cfg.SteadyRate))
+		var creates sync.WaitGroup
+		var createErr error
+		var errOnce sync.Once
+		for i := 0; i < count; i++ {
+			<-tick.C
+			creates.Add(1)
+			go func(i int) {
+				defer creates.Done()
+				if err := createAPIRule(ctx, c, cfg.N+i, steady); err != nil {
+					errOnce.Do(func() { createErr = err })
+				}
+			}(i)
+		}
+		tick.Stop()
+		creates.Wait()
+		err := createErr
+		if err == nil {
+			err = steady.waitAll(ctx, count, 10*time.Minute)
+		}
+		stopSteady()
+		if err != nil {
+			op.stop()
+			return nil, err
+		}
+		report.SteadyRate, report.SteadyFor, report.SteadyCount = cfg.SteadyRate, cfg.SteadyFor, count
+		report.SteadyLatency = percentiles(steady.latencies())
+	}
+	op.stop()
+	report.CPUSeconds = cpuSeconds() - cpuBefore
+	report.PeakHeapMiB, report.PeakRSSMiB = sampler.stop()
+	return report, nil
+}
+
+// measureCeiling creates, with a plain client and no operator, the child objects the
+// operator would write for N APIRules (translated by the operator's own code), at several
+// concurrencies, and keeps the best rate.
+func measureCeiling(ctx context.Context, c client.Client, cfg Config, report *Report, logf func(string, ...any)) error {
+	workers := cfg.CeilingWorkers
+	if len(workers) == 0 {
+		workers = []int{4, 16, 32}
+	}
+	for round, w := range workers {
+		var objects []client.Object
+		for i := 0; i < cfg.N; i++ {
+			for _, obj := range ceilingObjects(i, round) {
+				objects = append(objects, obj)
+			}
+		}
+		report.ObjectsPerAPIRule = len(objects) / cfg.N
+		start := time.Now()
+		if err := parallel(len(objects), w, func(i int) error { return c.Create(ctx, objects[i]) }); err != nil {
+			return fmt.Errorf("ceiling: %w", err)
+		}
+		took := time.Since(start)
+		rate := float64(cfg.N) / took.Seconds()
+		logf("ceiling with %d workers: %d objects in %s (%.0f objects/s)", w, len(objects), took.Round(time.Millisecond), float64(len(objects))/took.Seconds())
+		if rate > report.CeilingThroughput {
+			report.CeilingThroughput, report.CeilingWorkers, report.CeilingDuration, report.CeilingObjects = rate, w, took, len(objects)
+		}
+	}
+	return nil
+}
+
+// ceilingObjects are the objects the operator generates for APIRule i, renamed into the
+// ceiling namespace and stripped of what would tie them to an APIRule.
+func ceilingObjects(i, round int) []client.Object {
+	rule := benchAPIRule(i)
+	out := translate.Translate(translate.Input{
+		APIRule: rule,
+		Gateway: &translate.Gateway{Namespace: gatewayNamespace, Name: gatewayName, Hosts: []string{"*.example.com"}},
+		Services: map[types.NamespacedName]translate.Service{{Namespace: namespace, Name: rule.Spec.Service.Name}: {
+			Namespace: namespace, Name: rule.Spec.Service.Name, Selector: map[string]string{"app": rule.Spec.Service.Name}, Ports: []int32{8000},
+		}},
+		Options: operator.DefaultOptions().Settings.Translate(),
+	})
+	// The routes get other hosts: the operator would rightly refuse APIRules whose hosts an
+	// unmanaged VirtualService already routes.
+	for _, vs := range out.Objects.VirtualServices {
+		for h := range vs.Spec.Hosts {
+			vs.Spec.Hosts[h] = fmt.Sprintf("ceiling-%d-%s", round, vs.Spec.Hosts[h])
+		}
+	}
+	var objects []client.Object
+	for _, obj := range out.Objects.InApplyOrder() {
+		o := obj.(client.Object)
+		o.SetNamespace(ceilingNamespace)
+		o.SetName(fmt.Sprintf("%s-r%d", o.GetName(), round))
+		o.SetLabels(nil)
+		o.SetOwnerReferences(nil)
+		objects = append(objects, o)
+	}
+	return objects
+}
+
+// benchAPIRule is APIRule i of the fixed workload.
+func benchAPIRule(i int) *apiv2.APIRule {
+	name := fmt.Sprintf("ar-%d", i)
+	yes := true
+	jwksURI := "https://idp.example.com/jwks"
+	gateway := apiv2.GatewayReference(gatewayNamespace + "/" + gatewayName)
+	return &apiv2.APIRule{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: apiv2.APIRuleSpec{
+			Hosts:   []apiv2.Host{apiv2.Host(name + ".example.com")},
+			Gateway: &gateway,
+			Service: &apiv2.Service{Name: name, Port: 8000},
+			Rules: []apiv2.Rule{
+				{Path: "/public", Methods: []apiv2.HTTPMethod{"GET"}, NoAuth: &yes},
+				{Path: "/api/{**}", Methods: []apiv2.HTTPMethod{"GET", "POST"}, JWT: &apiv2.JWTConfig{
+					Authentications: []apiv2.JWTAuthentication{{Issuer: "https://idp.example.com", JWKSURI: &jwksURI}},
+				}},
+				{Path: "/health", Methods: []apiv2.HTTPMethod{"GET"}, NoAuth: &yes},
+			},
+		},
+	}
+}
+
+func createAPIRule(ctx context.Context, c client.Client, i int, ready *readyWatch) error {
+	rule := benchAPIRule(i)
+	ready.created(rule.Name, time.Now())
+	return c.Create(ctx, rule)
+}
+
+// readyWatch records when each APIRule was created and when it first reported Ready.
+type readyWatch struct {
+	mu        sync.Mutex
+	createdAt map[string]time.Time
+	readyAt   map[string]time.Time
+	changed   chan struct{}
+}
+
+func newReadyWatch() *readyWatch {
+	return &readyWatch{createdAt: map[string]time.Time{}, readyAt: map[string]time.Time{}, changed: make(chan struct{}, 1)}
+}
+
+func (w *readyWatch) created(name string, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.createdAt[name] = at
+}
+
+func (w *readyWatch) start(ctx context.Context, c client.WithWatch) error {
+	events, err := c.Watch(ctx, &apiv2.APIRuleList{}, client.InNamespace(namespace))
+	if err != nil {
+		return err
+	}
+	go func() {
+		defer events.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-events.ResultChan():
+				if !ok {
+					return
+				}
+				rule, isRule := e.Object.(*apiv2.APIRule)
+				if !isRule || e.Type == watch.Deleted || rule.Status.State != apiv2.StateReady || rule.Status.ObservedGeneration != rule.Generation {
+					continue
+				}
+				now := time.Now()
+				w.mu.Lock()
+				if _, seen := w.readyAt[rule.Name]; !seen {
+					if _, ours := w.createdAt[rule.Name]; ours {
+						w.readyAt[rule.Name] = now
+					}
+				}
+				w.mu.Unlock()
+				select {
+				case w.changed <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+func (w *readyWatch) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.readyAt)
+}
+
+func (w *readyWatch) waitAll(ctx context.Context, n int, limit time.Duration) error {
+	deadline := time.After(limit)
+	for w.count() < n {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return fmt.Errorf("only %d of %d APIRules Ready after %s", w.count(), n, limit)
+		case <-w.changed:
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}
+
+func (w *readyWatch) last() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var last time.Time
+	for _, t := range w.readyAt {
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last
+}
+
+func (w *readyWatch) latencies() []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]time.Duration, 0, len(w.readyAt))
+	for name, at := range w.readyAt {
+		out = append(out, at.Sub(w.createdAt[name]))
+	}
+	return out
+}
+
+func percentiles(d []time.Duration) Percentiles {
+	if len(d) == 0 {
+		return Percentiles{}
+	}
+	slices.Sort(d)
+	at := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), Max: d[len(d)-1]}
+}
+
+// runningOperator is the operator started in-process with production options and a client
+// that counts its requests.
+type runningOperator struct {
+	requests *requestCounter
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+func startOperator(base *rest.Config) (*runningOperator, error) {
+	counter := &requestCounter{byKey: map[string]int{}}
+	cfg := rest.CopyConfig(base)
+	// Production: no client-side rate limit (the manager's config loader sets none either;
+	// the API server's priority and fairness applies).
+	cfg.QPS, cfg.Burst = -1, 0
+	cfg.WrapTransport = counter.wrap
+	opts := operator.DefaultOptions()
+	opts.LeaderElectionNamespace = "default"
+	opts.MetricsAddress = "0"
+	opts.HealthProbeAddress = "0"
+	opts.RestartableInProcess = true
+	mgr, err := operator.NewManager(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return &runningOperator{requests: counter, cancel: cancel, done: done}, nil
+}
+
+func (o *runningOperator) stop() {
+	o.cancel()
+	<-o.done
+}
+
+// waitQuiet waits until the operator has sent no write (leases aside) for a second.
+func (o *runningOperator) waitQuiet() {
+	for {
+		_, before := o.requests.snapshot()
+		time.Sleep(time.Second)
+		if _, after := o.requests.snapshot(); after == before {
+			return
+		}
+	}
+}
+
+// requestCounter counts API requests by verb and resource.
+type requestCounter struct {
+	mu    sync.Mutex
+	byKey map[string]int
+}
+
+func (c *requestCounter) wrap(next http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		key := verb(req) + " " + resource(req.URL.Path)
+		if strings.HasSuffix(key, " events") && req.GetBody != nil {
+			// Leader election records an event about its lease: count it with the leases.
+			if body, err := req.GetBody(); err == nil {
+				raw, _ := io.ReadAll(body)
+				if strings.Contains(string(raw), `"kind":"Lease"`) {
+					key += "(Lease)"
+				}
+			}
+		}
+		c.mu.Lock()
+		c.byKey[key]++
+		c.mu.Unlock()
+		return next.RoundTrip(req)
+	})
+}
+
+// snapshot returns the counts and the number of writes, leader-election leases left out:
+// they are renewed every few seconds whatever the APIRules do.
+func (c *requestCounter) snapshot() (map[string]int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.byKey))
+	writes := 0
+	for k, v := range c.byKey {
+		out[k] = v
+		v0, res, _ := strings.Cut(k, " ")
+		if res != "leases" && res != "events(Lease)" && v0 != "GET" && v0 != "LIST" && v0 != "WATCH" {
+			writes += v
+		}
+	}
+	return out, writes
+}
+
+func verb(req *http.Request) string {
+	if req.Method != http.MethodGet {
+		return req.Method
+	}
+	switch {
+	case req.URL.Query().Get("watch") == "true":
+		return "WATCH"
+	case isCollection(req.URL.Path):
+		return "LIST"
+	}
+	return "GET"
+}
+
+// resource is the resource of an API path, /api/v1/namespaces/x/pods/y -> pods, with a
+// subresource as resource/subresource; discovery paths are "discovery".
+func resource(path string) string {
+	parts := resourceParts(path)
+	switch len(parts) {
+	case 0:
+		return "discovery"
+	case 1, 2:
+		return parts[0]
+	default:
+		return parts[0] + "/" + parts[2]
+	}
+}
+
+func isCollection(path string) bool { return len(resourceParts(path)) == 1 }
+
+// resourceParts strips the API prefix and the namespace from a path: what is left is
+// resource[/name[/subresource]].
+func resourceParts(path string) []string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case len(parts) > 3 && parts[0] == "apis":
+		parts = parts[3:]
+	case len(parts) > 2 && parts[0] == "api":
+		parts = parts[2:]
+	default:
+		return nil
+	}
+	if len(parts) > 2 && parts[0] == "namespaces" {
+		parts = parts[2:]
+	}
+	return parts
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// parallel runs work(0..n-1) on the given number of workers and returns the first error.
+func parallel(n, workers int, work func(i int) error) error {
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	var first error
+	var once sync.Once
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if err := work(i); err != nil {
+					once.Do(func() { first = err })
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return first
+}
+
+func waitFor(ctx context.Context, limit time.Duration, done func() bool) error {
+	deadline := time.Now().Add(limit)
+	for !done() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not done after %s", limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// reconciles is how many reconciles the APIRule controller finished in this process.
+func reconciles() float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		return 0
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == "apirule" {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
+
+// cpuSeconds is the user and system CPU time of this process.
+func cpuSeconds() float64 {
+	var u syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
+		return 0
+	}
+	return float64(u.Utime.Sec+u.Stime.Sec) + float64(u.Utime.Usec+u.Stime.Usec)/1e6
+}
+
+// memorySampler records the peak Go heap while it runs; the peak RSS comes from the kernel.
+type memorySampler struct {
+	stopCh   chan struct{}
+	done     chan struct{}
+	peakHeap uint64
+}
+
+func startSampler() *memorySampler {
+	s := &memorySampler{stopCh: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			s.peakHeap = max(s.peakHeap, m.HeapAlloc)
+			select {
+			case <-s.stopCh:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	return s
+}
+
+func (s *memorySampler) stop() (heapMiB, rssMiB float64) {
+	close(s.stopCh)
+	<-s.done
+	return float64(s.peakHeap) / (1 << 20), peakRSSMiB()
+}
+
+// peakRSSMiB reads VmHWM, the peak resident set size, from /proc/self/status.
+func peakRSSMiB() float64 {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}

@@ -1,0 +1,67 @@
+// Command bench runs the scale benchmark: make bench [BENCH_N=10000] [BENCH_WRITE_DOCS=1].
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/apirule-operator/apirule-operator/internal/testenv"
+	"github.com/apirule-operator/apirule-operator/tests/bench"
+)
+
+func main() {
+	n := flag.Int("n", envInt("BENCH_N", 1000), "number of APIRules (BENCH_N)")
+	rate := flag.Int("steady-rate", 50, "APIRules per second in the steady-load run; 0 skips it")
+	steadyFor := flag.Duration("steady-for", 60*time.Second, "length of the steady-load run")
+	docs := flag.String("write-docs", os.Getenv("BENCH_WRITE_DOCS"), "write the figures into this Markdown file (BENCH_WRITE_DOCS; 1 means docs/performance.md)")
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
+
+	env, err := testenv.Start()
+	if err != nil {
+		fail(err)
+	}
+	defer env.Stop()
+	report, err := bench.Run(context.Background(), env, bench.Config{
+		N: *n, SteadyRate: *rate, SteadyFor: *steadyFor,
+		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) },
+	})
+	if err != nil {
+		env.Stop()
+		fail(err)
+	}
+	fmt.Printf("\nMachine: %s\n\n%s", bench.Machine(), report.Table())
+	if *docs != "" {
+		path := *docs
+		if path == "1" {
+			path = "docs/performance.md"
+		}
+		command := fmt.Sprintf("make bench BENCH_N=%d", *n)
+		version, _ := os.ReadFile("bin/envtest/.versions")
+		if err := bench.WriteSection(path, report, command, strings.TrimSpace(string(version))); err != nil {
+			fail(err)
+		}
+		fmt.Printf("\nwritten into %s\n", path)
+	}
+}
+
+func envInt(name string, fallback int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return fallback
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
