@@ -3,10 +3,12 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -114,13 +116,20 @@ func (r *APIRuleReconciler) backendPods(ctx context.Context, svc *corev1.Service
 	if len(svc.Spec.Selector) == 0 {
 		return nil, nil
 	}
+	// Look up by one selector pair through the index, then keep the Pods the whole selector
+	// matches: a label selector alone would scan every Pod of the namespace.
+	pairs := labelPairs(svc.Spec.Selector)
+	slices.Sort(pairs)
 	pods := &corev1.PodList{}
-	if err := r.Client.List(ctx, pods, client.InNamespace(svc.Namespace), client.MatchingLabels(svc.Spec.Selector)); err != nil {
+	if err := r.Client.List(ctx, pods, client.InNamespace(svc.Namespace), client.MatchingFields{podLabelIndex: pairs[0]}); err != nil {
 		return nil, fmt.Errorf("listing the Pods of Service %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
+	selector := labels.SelectorFromSet(svc.Spec.Selector)
 	out := make([]translate.Pod, 0, len(pods.Items))
 	for i := range pods.Items {
-		out = append(out, translate.Pod{Name: pods.Items[i].Name, Sidecar: hasSidecar(&pods.Items[i])})
+		if selector.Matches(labels.Set(pods.Items[i].Labels)) {
+			out = append(out, translate.Pod{Name: pods.Items[i].Name, Sidecar: hasSidecar(&pods.Items[i])})
+		}
 	}
 	return out, nil
 }

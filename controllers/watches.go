@@ -29,9 +29,32 @@ const (
 	meshConfigIndex = "apirule.io/mesh-config"
 	// virtualServiceHostIndex indexes every VirtualService of the cluster by host.
 	virtualServiceHostIndex = "spec.hosts"
+	// podLabelIndex indexes Pods by their labels and serviceSelectorIndex Services by their
+	// selector, both as key=value pairs, so Pods and the Services that select them find each
+	// other without scanning a namespace.
+	podLabelIndex        = "apirule.io/labels"
+	serviceSelectorIndex = "apirule.io/selector"
 )
 
+func labelPairs(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
 func (r *APIRuleReconciler) registerIndexes(ctx context.Context, indexer client.FieldIndexer) error {
+	if err := indexer.IndexField(ctx, &corev1.Pod{}, podLabelIndex, func(obj client.Object) []string {
+		return labelPairs(obj.GetLabels())
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &corev1.Service{}, serviceSelectorIndex, func(obj client.Object) []string {
+		return labelPairs(obj.(*corev1.Service).Spec.Selector)
+	}); err != nil {
+		return err
+	}
 	if err := indexer.IndexField(ctx, &networkingclientv1.VirtualService{}, virtualServiceHostIndex, func(obj client.Object) []string {
 		return obj.(*networkingclientv1.VirtualService).Spec.Hosts
 	}); err != nil {
@@ -177,16 +200,21 @@ func (deletionPredicate) Update(e event.UpdateEvent) bool {
 // requestsForPod maps a Pod to the APIRules whose backend Services select it: a Pod that
 // appears, changes labels or goes away can change the sidecar check.
 func (r *APIRuleReconciler) requestsForPod(ctx context.Context, obj client.Object) []reconcile.Request {
-	services := &corev1.ServiceList{}
-	if err := r.Client.List(ctx, services, client.InNamespace(obj.GetNamespace())); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing Services for a Pod", "pod", obj.GetName())
-		return nil
-	}
-	var out []reconcile.Request
 	podLabels := labels.Set(obj.GetLabels())
-	for i := range services.Items {
-		svc := &services.Items[i]
-		if len(svc.Spec.Selector) > 0 && labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
+	seen := map[string]bool{}
+	var out []reconcile.Request
+	for _, pair := range labelPairs(podLabels) {
+		services := &corev1.ServiceList{}
+		if err := r.Client.List(ctx, services, client.InNamespace(obj.GetNamespace()), client.MatchingFields{serviceSelectorIndex: pair}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing Services for a Pod", "pod", obj.GetName())
+			return nil
+		}
+		for i := range services.Items {
+			svc := &services.Items[i]
+			if seen[svc.Name] || !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
+				continue
+			}
+			seen[svc.Name] = true
 			out = append(out, r.requestsForIndex(serviceIndex)(ctx, svc)...)
 		}
 	}

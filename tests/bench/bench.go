@@ -47,6 +47,8 @@ type Config struct {
 	SteadyFor  time.Duration
 	// CeilingWorkers are the concurrencies the plain client tries; the best one is the ceiling.
 	CeilingWorkers []int
+	// Workers overrides the operator's concurrent reconciles; 0 keeps the default.
+	Workers int
 	// Logf reports progress.
 	Logf func(format string, args ...any)
 }
@@ -120,7 +122,10 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 	total := cfg.N + cfg.SteadyRate*int(cfg.SteadyFor/time.Second)
 	if err := parallel(total, clientWorkers, func(i int) error {
 		name := fmt.Sprintf("ar-%d", i)
-		if err := c.Create(ctx, fixtures.Service(namespace, name, 8000)); err != nil {
+		svc := fixtures.Service(namespace, name, 8000)
+		// Headless: the local API server's service range holds only 254 addresses.
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+		if err := c.Create(ctx, svc); err != nil {
 			return err
 		}
 		return c.Create(ctx, fixtures.SidecarPod(namespace, name+"-0", name))
@@ -141,7 +146,7 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 
 	sampler := startSampler()
 	cpuBefore := cpuSeconds()
-	op, err := startOperator(env.Config)
+	op, err := startOperator(env.Config, cfg.Workers)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +174,7 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 	logf("restarting the operator over %d settled APIRules", cfg.N)
 	op.stop()
 	before := reconciles()
-	op, err = startOperator(env.Config)
+	op, err = startOperator(env.Config, cfg.Workers)
 	if err != nil {
 		return nil, err
 	}
@@ -430,7 +435,7 @@ type runningOperator struct {
 	done     chan error
 }
 
-func startOperator(base *rest.Config) (*runningOperator, error) {
+func startOperator(base *rest.Config, workers int) (*runningOperator, error) {
 	counter := &requestCounter{byKey: map[string]int{}}
 	cfg := rest.CopyConfig(base)
 	// Production: no client-side rate limit (the manager's config loader sets none either;
@@ -442,6 +447,9 @@ func startOperator(base *rest.Config) (*runningOperator, error) {
 	opts.MetricsAddress = "0"
 	opts.HealthProbeAddress = "0"
 	opts.RestartableInProcess = true
+	if workers > 0 {
+		opts.MaxConcurrentReconciles = workers
+	}
 	mgr, err := operator.NewManager(cfg, opts)
 	if err != nil {
 		return nil, err

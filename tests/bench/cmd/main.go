@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,20 @@ func main() {
 	rate := flag.Int("steady-rate", 50, "APIRules per second in the steady-load run; 0 skips it")
 	steadyFor := flag.Duration("steady-for", 60*time.Second, "length of the steady-load run")
 	docs := flag.String("write-docs", os.Getenv("BENCH_WRITE_DOCS"), "write the figures into this Markdown file (BENCH_WRITE_DOCS; 1 means docs/performance.md)")
+	ceilingWorkers := flag.String("ceiling-workers", "4,16,32", "comma-separated client concurrencies tried for the write ceiling")
+	workers := flag.Int("workers", 0, "concurrent reconciles of the operator; 0 keeps its default")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fail(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 
 	env, err := testenv.Start()
@@ -32,7 +46,7 @@ func main() {
 	}
 	defer env.Stop()
 	report, err := bench.Run(context.Background(), env, bench.Config{
-		N: *n, SteadyRate: *rate, SteadyFor: *steadyFor,
+		N: *n, SteadyRate: *rate, SteadyFor: *steadyFor, Workers: *workers, CeilingWorkers: parseInts(*ceilingWorkers),
 		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) },
 	})
 	if err != nil {
@@ -46,12 +60,25 @@ func main() {
 			path = "docs/performance.md"
 		}
 		command := fmt.Sprintf("make bench BENCH_N=%d", *n)
+		if extra := strings.Join(os.Args[1:], " "); extra != "" {
+			command = "go run ./tests/bench/cmd " + extra
+		}
 		version, _ := os.ReadFile("bin/envtest/.versions")
 		if err := bench.WriteSection(path, report, command, strings.TrimSpace(string(version))); err != nil {
 			fail(err)
 		}
 		fmt.Printf("\nwritten into %s\n", path)
 	}
+}
+
+func parseInts(list string) []int {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		if v, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && v > 0 {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func envInt(name string, fallback int) int {
