@@ -79,7 +79,7 @@ demo: envtest-assets ## Start a local control plane, run the operator on the sam
 
 .PHONY: bench
 bench: envtest-assets ## Scale benchmark (BENCH_N=1000 by default; BENCH_WRITE_DOCS=1 writes docs/performance.md; BENCH_ARGS for flags).
-	go run ./tests/bench/cmd $(BENCH_ARGS)
+	BENCH_ARGS="$(BENCH_ARGS)" go run ./tests/bench/cmd $(BENCH_ARGS)
 
 .PHONY: build
 build: ## Build the manager and apirulectl binaries into bin/.

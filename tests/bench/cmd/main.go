@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap/zapcore"
@@ -44,6 +46,14 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	// Stop the control plane on Ctrl-C or SIGTERM too, so no kube-apiserver or etcd is left.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-signals
+		env.Stop()
+		os.Exit(130)
+	}()
 	defer env.Stop()
 	report, err := bench.Run(context.Background(), env, bench.Config{
 		N: *n, SteadyRate: *rate, SteadyFor: *steadyFor, Workers: *workers, CeilingWorkers: parseInts(*ceilingWorkers),
@@ -59,9 +69,9 @@ func main() {
 		if path == "1" {
 			path = "docs/performance.md"
 		}
-		command := fmt.Sprintf("make bench BENCH_N=%d", *n)
-		if extra := strings.Join(os.Args[1:], " "); extra != "" {
-			command = "go run ./tests/bench/cmd " + extra
+		command := fmt.Sprintf("make bench BENCH_N=%d BENCH_WRITE_DOCS=1", *n)
+		if args := os.Getenv("BENCH_ARGS"); args != "" {
+			command += fmt.Sprintf(" BENCH_ARGS=%q", args)
 		}
 		version, _ := os.ReadFile("bin/envtest/.versions")
 		if err := bench.WriteSection(path, report, command, strings.TrimSpace(string(version))); err != nil {
