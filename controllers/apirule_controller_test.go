@@ -25,6 +25,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/testenv"
 )
 
 const (
@@ -193,11 +194,11 @@ func writeOrder(obj client.Object) int64 {
 }
 
 // waitQuiet waits until the operator has sent no write for half a second.
-func waitQuiet(counter *requestCounter) {
+func waitQuiet(counter *testenv.RequestCounter) {
 	EventuallyWithOffset(1, func() bool {
-		before := counter.writes()
+		before := counter.Writes()
 		time.Sleep(500 * time.Millisecond)
-		return counter.writes() == before
+		return counter.Writes() == before
 	}, timeout, interval).Should(BeTrue(), "the operator keeps writing")
 }
 
@@ -283,7 +284,7 @@ var _ = Describe("APIRule reconciler", func() {
 		key := keyOf(rule)
 		expectReady(key)
 		waitQuiet(running.requests)
-		writes, before := running.requests.writes(), reconciles()
+		writes, before := running.requests.Writes(), reconciles()
 
 		By("triggering reconciles through the Service watch")
 		for i := 0; i < 3; i++ {
@@ -291,7 +292,7 @@ var _ = Describe("APIRule reconciler", func() {
 			Expect(k8s.Update(ctx, svc)).To(Succeed())
 		}
 		Eventually(reconciles, timeout, interval).Should(BeNumerically(">=", before+1))
-		Consistently(func() int { return running.requests.writes() }, time.Second, interval).Should(Equal(writes))
+		Consistently(func() int { return running.requests.Writes() }, time.Second, interval).Should(Equal(writes))
 	})
 
 	It("reports a missing Service and becomes Ready once it appears", func() {

@@ -68,7 +68,8 @@ var _ = Describe("operator restarts", Ordered, func() {
 		Eventually(reconciles, 4*timeout, interval).Should(BeNumerically(">=", before+count),
 			"every APIRule is reconciled after a restart")
 		waitQuiet(running.requests)
-		Expect(running.requests.writes()).To(BeZero(), "requests by verb: %v", running.requests.byVerb)
+		requests, writes := running.requests.Snapshot()
+		Expect(writes).To(BeZero(), "requests: %v", requests)
 	})
 })
 

@@ -2,8 +2,6 @@ package controllers_test
 
 import (
 	"context"
-	"net/http"
-	"sync"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -67,7 +65,7 @@ var _ = AfterSuite(func() {
 // runningOperator is an operator started in-process, with a count of the API requests it
 // sends.
 type runningOperator struct {
-	requests *requestCounter
+	requests *testenv.RequestCounter
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
@@ -75,9 +73,9 @@ type runningOperator struct {
 // startOperator starts the operator with the test options and a client that counts its API
 // requests.
 func startOperator() *runningOperator {
-	counter := &requestCounter{byVerb: map[string]int{}}
+	counter := testenv.NewRequestCounter()
 	cfg := rest.CopyConfig(env.Config)
-	cfg.WrapTransport = counter.wrap
+	cfg.WrapTransport = counter.Wrap
 	mgr, err := operator.NewManager(cfg, opts)
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -95,33 +93,5 @@ func (o *runningOperator) stop() {
 	<-o.done
 }
 
-// requestCounter counts API requests by HTTP method.
-type requestCounter struct {
-	mu     sync.Mutex
-	byVerb map[string]int
-}
-
-func (c *requestCounter) wrap(next http.RoundTripper) http.RoundTripper {
-	return roundTripper(func(req *http.Request) (*http.Response, error) {
-		c.mu.Lock()
-		c.byVerb[req.Method]++
-		c.mu.Unlock()
-		return next.RoundTrip(req)
-	})
-}
-
-// writes is the number of requests that change something.
-func (c *requestCounter) writes() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.byVerb[http.MethodPost] + c.byVerb[http.MethodPut] + c.byVerb[http.MethodPatch] + c.byVerb[http.MethodDelete]
-}
-
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
-
 // reconciles is how many reconciles the APIRule controller has finished in this process.
-func reconciles() float64 {
-	return metricValue("controller_runtime_reconcile_total", map[string]string{"controller": "apirule"})
-}
+func reconciles() float64 { return testenv.ReconcileCount("apirule") }

@@ -11,8 +11,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -29,7 +27,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
@@ -168,23 +165,23 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 	report.Latency = percentiles(ready.latencies())
 	report.Ratio = report.Throughput / report.CeilingThroughput
 	op.waitQuiet()
-	report.Requests, report.Writes = op.requests.snapshot()
+	report.Requests, report.Writes = op.requests.Snapshot()
 	logf("%d APIRules Ready after %s", cfg.N, report.ReadyAfter.Round(time.Millisecond))
 
 	logf("restarting the operator over %d settled APIRules", cfg.N)
 	op.stop()
-	before := reconciles()
+	before := testenv.ReconcileCount("apirule")
 	op, err = startOperator(env.Config, cfg.Workers)
 	if err != nil {
 		return nil, err
 	}
-	if err := waitFor(ctx, 10*time.Minute, func() bool { return reconciles()-before >= float64(cfg.N) }); err != nil {
+	if err := waitFor(ctx, 10*time.Minute, func() bool { return testenv.ReconcileCount("apirule")-before >= float64(cfg.N) }); err != nil {
 		op.stop()
 		return nil, fmt.Errorf("waiting for the resync: %w", err)
 	}
 	op.waitQuiet()
-	report.ResyncReconciles = int(reconciles() - before)
-	report.ResyncRequests, report.ResyncWrites = op.requests.snapshot()
+	report.ResyncReconciles = int(testenv.ReconcileCount("apirule") - before)
+	report.ResyncRequests, report.ResyncWrites = op.requests.Snapshot()
 
 	if cfg.SteadyRate > 0 {
 		logf("steady load: %d APIRules/s for %s", cfg.SteadyRate, cfg.SteadyFor)
@@ -445,18 +442,18 @@ func percentiles(d []time.Duration) Percentiles {
 // runningOperator is the operator started in-process with production options and a client
 // that counts its requests.
 type runningOperator struct {
-	requests *requestCounter
+	requests *testenv.RequestCounter
 	cancel   context.CancelFunc
 	done     chan error
 }
 
 func startOperator(base *rest.Config, workers int) (*runningOperator, error) {
-	counter := &requestCounter{byKey: map[string]int{}}
+	counter := testenv.NewRequestCounter()
 	cfg := rest.CopyConfig(base)
 	// Production: no client-side rate limit (the manager's config loader sets none either;
 	// the API server's priority and fairness applies).
 	cfg.QPS, cfg.Burst = -1, 0
-	cfg.WrapTransport = counter.wrap
+	cfg.WrapTransport = counter.Wrap
 	opts := operator.DefaultOptions()
 	opts.LeaderElectionNamespace = "default"
 	opts.MetricsAddress = "0"
@@ -483,106 +480,13 @@ func (o *runningOperator) stop() {
 // waitQuiet waits until the operator has sent no write (leases aside) for a second.
 func (o *runningOperator) waitQuiet() {
 	for {
-		_, before := o.requests.snapshot()
+		_, before := o.requests.Snapshot()
 		time.Sleep(time.Second)
-		if _, after := o.requests.snapshot(); after == before {
+		if _, after := o.requests.Snapshot(); after == before {
 			return
 		}
 	}
 }
-
-// requestCounter counts API requests by verb and resource.
-type requestCounter struct {
-	mu    sync.Mutex
-	byKey map[string]int
-}
-
-func (c *requestCounter) wrap(next http.RoundTripper) http.RoundTripper {
-	return roundTripper(func(req *http.Request) (*http.Response, error) {
-		key := verb(req) + " " + resource(req.URL.Path)
-		if strings.HasSuffix(key, " events") && req.GetBody != nil {
-			// Leader election records an event about its lease: count it with the leases.
-			if body, err := req.GetBody(); err == nil {
-				raw, _ := io.ReadAll(body)
-				if strings.Contains(string(raw), `"kind":"Lease"`) {
-					key += "(Lease)"
-				}
-			}
-		}
-		c.mu.Lock()
-		c.byKey[key]++
-		c.mu.Unlock()
-		return next.RoundTrip(req)
-	})
-}
-
-// snapshot returns the counts and the number of writes, leader-election leases left out:
-// they are renewed every few seconds whatever the APIRules do.
-func (c *requestCounter) snapshot() (map[string]int, int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]int, len(c.byKey))
-	writes := 0
-	for k, v := range c.byKey {
-		out[k] = v
-		v0, res, _ := strings.Cut(k, " ")
-		if res != "leases" && res != "events(Lease)" && v0 != "GET" && v0 != "LIST" && v0 != "WATCH" {
-			writes += v
-		}
-	}
-	return out, writes
-}
-
-func verb(req *http.Request) string {
-	if req.Method != http.MethodGet {
-		return req.Method
-	}
-	switch {
-	case req.URL.Query().Get("watch") == "true":
-		return "WATCH"
-	case isCollection(req.URL.Path):
-		return "LIST"
-	}
-	return "GET"
-}
-
-// resource is the resource of an API path, /api/v1/namespaces/x/pods/y -> pods, with a
-// subresource as resource/subresource; discovery paths are "discovery".
-func resource(path string) string {
-	parts := resourceParts(path)
-	switch len(parts) {
-	case 0:
-		return "discovery"
-	case 1, 2:
-		return parts[0]
-	default:
-		return parts[0] + "/" + parts[2]
-	}
-}
-
-func isCollection(path string) bool { return len(resourceParts(path)) == 1 }
-
-// resourceParts strips the API prefix and the namespace from a path: what is left is
-// resource[/name[/subresource]].
-func resourceParts(path string) []string {
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	switch {
-	case len(parts) > 3 && parts[0] == "apis":
-		parts = parts[3:]
-	case len(parts) > 2 && parts[0] == "api":
-		parts = parts[2:]
-	default:
-		return nil
-	}
-	if len(parts) > 2 && parts[0] == "namespaces" {
-		parts = parts[2:]
-	}
-	return parts
-}
-
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // parallel runs work(0..n-1) on the given number of workers and returns the first error.
 func parallel(n, workers int, work func(i int) error) error {
@@ -622,28 +526,6 @@ func waitFor(ctx context.Context, limit time.Duration, done func() bool) error {
 		}
 	}
 	return nil
-}
-
-// reconciles is how many reconciles the APIRule controller finished in this process.
-func reconciles() float64 {
-	families, err := ctrlmetrics.Registry.Gather()
-	if err != nil {
-		return 0
-	}
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() != "controller_runtime_reconcile_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == "apirule" {
-					total += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return total
 }
 
 // cpuSeconds is the user and system CPU time of this process.

@@ -43,18 +43,3 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("table lacks the ratio:\n%s", report.Table())
 	}
 }
-
-func TestResourceOfPath(t *testing.T) {
-	for path, want := range map[string]string{
-		"/api/v1/namespaces/bench/pods":                                                  "pods",
-		"/api/v1/namespaces/bench/services/ar-1":                                         "services",
-		"/apis/gateway.apirule.io/v2/namespaces/bench/apirules/ar-1/status":              "apirules/status",
-		"/apis/networking.istio.io/v1/virtualservices":                                   "virtualservices",
-		"/apis/coordination.k8s.io/v1/namespaces/default/leases/apirule-operator":        "leases",
-		"/apis/security.istio.io/v1/namespaces/bench/authorizationpolicies/ar-1-authz-x": "authorizationpolicies",
-	} {
-		if got := resource(path); got != want {
-			t.Errorf("resource(%q) = %q, want %q", path, got, want)
-		}
-	}
-}

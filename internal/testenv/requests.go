@@ -1,0 +1,135 @@
+package testenv
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// RequestCounter counts the API requests of a client by verb and resource.
+type RequestCounter struct {
+	mu    sync.Mutex
+	byKey map[string]int
+}
+
+// Wrap is a rest.Config WrapTransport that counts every request.
+func (c *RequestCounter) Wrap(next http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		key := verb(req) + " " + resource(req.URL.Path)
+		if strings.HasSuffix(key, " events") && req.GetBody != nil {
+			// Leader election records an event about its lease: count it with the leases.
+			if body, err := req.GetBody(); err == nil {
+				raw, _ := io.ReadAll(body)
+				if strings.Contains(string(raw), `"kind":"Lease"`) {
+					key += "(Lease)"
+				}
+			}
+		}
+		c.mu.Lock()
+		c.byKey[key]++
+		c.mu.Unlock()
+		return next.RoundTrip(req)
+	})
+}
+
+// Snapshot returns the counts and the number of writes, leader-election leases left out:
+// they are renewed every few seconds whatever the APIRules do.
+func (c *RequestCounter) Snapshot() (map[string]int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.byKey))
+	writes := 0
+	for k, v := range c.byKey {
+		out[k] = v
+		v0, res, _ := strings.Cut(k, " ")
+		if res != "leases" && res != "events(Lease)" && v0 != "GET" && v0 != "LIST" && v0 != "WATCH" {
+			writes += v
+		}
+	}
+	return out, writes
+}
+
+func verb(req *http.Request) string {
+	if req.Method != http.MethodGet {
+		return req.Method
+	}
+	switch {
+	case req.URL.Query().Get("watch") == "true":
+		return "WATCH"
+	case isCollection(req.URL.Path):
+		return "LIST"
+	}
+	return "GET"
+}
+
+// resource is the resource of an API path, /api/v1/namespaces/x/pods/y -> pods, with a
+// subresource as resource/subresource; discovery paths are "discovery".
+func resource(path string) string {
+	parts := resourceParts(path)
+	switch len(parts) {
+	case 0:
+		return "discovery"
+	case 1, 2:
+		return parts[0]
+	default:
+		return parts[0] + "/" + parts[2]
+	}
+}
+
+func isCollection(path string) bool { return len(resourceParts(path)) == 1 }
+
+// resourceParts strips the API prefix and the namespace from a path: what is left is
+// resource[/name[/subresource]].
+func resourceParts(path string) []string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case len(parts) > 3 && parts[0] == "apis":
+		parts = parts[3:]
+	case len(parts) > 2 && parts[0] == "api":
+		parts = parts[2:]
+	default:
+		return nil
+	}
+	if len(parts) > 2 && parts[0] == "namespaces" {
+		parts = parts[2:]
+	}
+	return parts
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// Writes is the number of requests that changed something, leases left out.
+func (c *RequestCounter) Writes() int {
+	_, writes := c.Snapshot()
+	return writes
+}
+
+// NewRequestCounter returns an empty counter.
+func NewRequestCounter() *RequestCounter { return &RequestCounter{byKey: map[string]int{}} }
+
+// ReconcileCount is how many reconciles the named controller has finished in this process.
+func ReconcileCount(controller string) float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		return 0
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == controller {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
