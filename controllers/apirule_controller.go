@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	securityv1 "istio.io/api/security/v1"
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -154,6 +156,9 @@ func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, ob
 		return err
 	}
 	applier := apply.Applier{Client: r.Client}
+	if err := r.takeDownRouteIfPoliciesNarrow(ctx, rule, objects); err != nil {
+		return err
+	}
 	applied, err := applier.Apply(ctx, ordered)
 	metrics.CountApplied(applied.Applied)
 	if err != nil {
@@ -162,6 +167,42 @@ func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, ob
 	pruned, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, ordered)
 	metrics.CountPruned(pruned.Pruned)
 	return err
+}
+
+// takeDownRouteIfPoliciesNarrow deletes the current route before policies are written that
+// drop a rule the current policies have. Policies go before routes so a new route is never
+// live without its policy; but a policy that loses a rule (a rule removed, reordered or
+// changed) can leave the old route, still live, decided by a different rule: removing a jwt
+// rule also removes its path from a later noAuth rule's exclusions. Policies that only gain
+// rules cannot change what the old route's requests get, because a new rule's operations
+// exclude the paths of every rule before it. The route comes back with the new policies in
+// place; until then its requests get 404, never an unchecked 200.
+func (r *APIRuleReconciler) takeDownRouteIfPoliciesNarrow(ctx context.Context, rule *apiv2.APIRule, objects translate.Objects) error {
+	narrows := false
+	for _, desired := range objects.AuthorizationPolicies {
+		current := &securityclientv1.AuthorizationPolicy{}
+		switch err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), current); {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return fmt.Errorf("reading AuthorizationPolicy %s/%s: %w", desired.Namespace, desired.Name, err)
+		}
+		for _, had := range current.Spec.Rules {
+			if !slices.ContainsFunc(desired.Spec.Rules, func(want *securityv1.Rule) bool { return proto.Equal(had, want) }) {
+				narrows = true
+			}
+		}
+	}
+	if !narrows {
+		return nil
+	}
+	route := &networkingclientv1.VirtualService{}
+	route.Namespace, route.Name = rule.Namespace, ownership.ChildName(ownerOf(rule), "route")
+	if err := r.Client.Delete(ctx, route); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("taking down route %s/%s before narrowing its policies: %w", route.Namespace, route.Name, err)
+	}
+	metrics.CountPruned(map[string]int{"VirtualService": 1})
+	return nil
 }
 
 // withdraw removes every child of an APIRule whose route claims a host that an older owner

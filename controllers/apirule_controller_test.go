@@ -699,4 +699,35 @@ var _ = Describe("APIRule reconciler", func() {
 		Expect(k8s.Delete(ctx, foreign)).To(Succeed())
 		expectReady(key)
 	})
+
+	It("takes the route down before it narrows a policy the old route still relies on", func() {
+		createBackend(namespace, "narrowing")
+		uri := "https://idp.example.com/jwks"
+		rule := newAPIRule(namespace, "narrowing", "narrowing",
+			apiv2.Rule{Path: "/admin", Methods: []apiv2.HTTPMethod{"GET"}, JWT: &apiv2.JWTConfig{
+				Authentications: []apiv2.JWTAuthentication{{Issuer: "https://idp.example.com", JWKSURI: &uri}}}},
+			noAuth("/*", "GET"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		expectReady(key)
+
+		// Without the jwt rule, the noAuth policy no longer excludes /admin. Were it written
+		// while the old route still sent /admin to the jwt rule's backend, GET /admin would be
+		// open without a token until the route caught up.
+		writes := recordWrites(namespace)
+		defer writes.stop()
+		updateSpec(key, func(spec *apiv2.APIRuleSpec) { spec.Rules = spec.Rules[1:] })
+		var policyModified int64
+		Eventually(func() int64 {
+			policyModified = writes.first("AuthorizationPolicy", watch.Modified)
+			return policyModified
+		}, timeout, interval).Should(BeNumerically(">", 0))
+		routeDown := writes.first("VirtualService", watch.Deleted)
+		Expect(routeDown).To(BeNumerically(">", 0), "the old route must be taken down")
+		Expect(routeDown).To(BeNumerically("<", policyModified))
+		rule = expectReady(key)
+		vs, _ := children(key)
+		Expect(vs).To(HaveLen(1))
+		Expect(vs[0].Spec.Http).To(HaveLen(1))
+	})
 })
