@@ -110,6 +110,17 @@ func children(key types.NamespacedName) ([]*networkingclientv1.VirtualService, [
 	return vsList.Items, apList.Items
 }
 
+// createReady creates a backend and an APIRule of the same name routing to it, and waits until
+// the APIRule is Ready.
+func createReady(namespace, name string, rules ...apiv2.Rule) types.NamespacedName {
+	createBackend(namespace, name)
+	rule := newAPIRule(namespace, name, name, rules...)
+	ExpectWithOffset(1, k8s.Create(ctx, rule)).To(Succeed())
+	key := keyOf(rule)
+	expectReady(key)
+	return key
+}
+
 // updateSpec changes the spec of an APIRule, retrying when the operator wrote its status in
 // between.
 func updateSpec(key types.NamespacedName, change func(*apiv2.APIRuleSpec)) {
@@ -341,11 +352,7 @@ var _ = Describe("APIRule reconciler", func() {
 	})
 
 	It("keeps serving the last good objects when an edit breaks the APIRule", func() {
-		createBackend(namespace, "stable")
-		rule := newAPIRule(namespace, "stable", "stable", noAuth("/*", "GET"))
-		Expect(k8s.Create(ctx, rule)).To(Succeed())
-		key := keyOf(rule)
-		expectReady(key)
+		key := createReady(namespace, "stable", noAuth("/*", "GET"))
 		vsBefore, apBefore := children(key)
 
 		updateSpec(key, func(spec *apiv2.APIRuleSpec) { spec.Service.Name = "does-not-exist" })
@@ -366,11 +373,7 @@ var _ = Describe("APIRule reconciler", func() {
 	})
 
 	It("restores a deleted or edited child", func() {
-		createBackend(namespace, "drift")
-		rule := newAPIRule(namespace, "drift", "drift", noAuth("/*", "GET"))
-		Expect(k8s.Create(ctx, rule)).To(Succeed())
-		key := keyOf(rule)
-		expectReady(key)
+		key := createReady(namespace, "drift", noAuth("/*", "GET"))
 		vs, ap := children(key)
 
 		Expect(k8s.Delete(ctx, vs[0])).To(Succeed())

@@ -3,9 +3,11 @@ package testenv
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
+	dto "github.com/prometheus/client_model/go"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
@@ -114,20 +116,35 @@ func NewRequestCounter() *RequestCounter { return &RequestCounter{byKey: map[str
 
 // ReconcileCount is how many reconciles the named controller has finished in this process.
 func ReconcileCount(controller string) float64 {
+	return MetricValue("controller_runtime_reconcile_total", map[string]string{"controller": controller})
+}
+
+// MetricValue sums the samples of a metric in controller-runtime's registry whose labels
+// include the given ones: counter and gauge values, histogram sample counts.
+func MetricValue(name string, labels map[string]string) float64 {
 	families, err := ctrlmetrics.Registry.Gather()
 	if err != nil {
 		return 0
 	}
 	total := 0.0
 	for _, f := range families {
-		if f.GetName() != "controller_runtime_reconcile_total" {
+		if f.GetName() != name {
 			continue
 		}
+	samples:
 		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == controller {
-					total += m.GetCounter().GetValue()
+			for k, v := range labels {
+				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == k && l.GetValue() == v }) {
+					continue samples
 				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				total += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				total += m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				total += float64(m.GetHistogram().GetSampleCount())
 			}
 		}
 	}
