@@ -43,6 +43,8 @@ type APIRuleList struct {
 // APIRuleSpec is the desired exposure of a workload.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.service) || self.rules.all(r, has(r.service))",message="spec.service is required unless every rule sets its own service: add spec.service or rules[].service"
+// +kubebuilder:validation:XValidation:rule="!has(self.mtls) || !has(self.gateway)",message="spec.gateway cannot be set together with spec.mtls: the operator serves mTLS hosts on a Gateway of its own in the ingress gateway namespace; remove spec.gateway"
+// +kubebuilder:validation:XValidation:rule="!has(self.mtls) || self.hosts.all(h, h.contains('.'))",message="with spec.mtls every host must be fully qualified, such as partner.example.com: a short host has no Gateway domain to complete it"
 type APIRuleSpec struct {
 	// hosts are the host names under which the rules are reachable (1 to 16). Each is a fully
 	// qualified domain name (httpbin.example.com), a wildcard name (*.example.com) or a short
@@ -482,6 +484,8 @@ type InternalTraffic struct {
 }
 
 // MTLS requires client certificates.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.forwardClientCert) || self.forwardClientCert || (!has(self.allowedSubjects) && !has(self.allowedSANs))",message="allowedSubjects and allowedSANs are enforced by the backend's sidecar on the forwarded client identity; remove forwardClientCert: false or the allowed lists"
 type MTLS struct {
 	// credentialName is the Secret with the server certificate and key, in the ingress
 	// gateway's namespace.
@@ -503,6 +507,7 @@ type MTLS struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.all(v, !v.startsWith('*') && !v.endsWith('*'))",message="values must not start or end with '*': Istio would read it as a wildcard"
 	AllowedSubjects []string `json:"allowedSubjects,omitempty"`
 
 	// allowedSANs, when set, admit only client certificates with one of these URI SANs, for
@@ -512,6 +517,7 @@ type MTLS struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.all(v, !v.startsWith('*') && !v.endsWith('*'))",message="values must not start or end with '*': Istio would read it as a wildcard"
 	AllowedSANs []string `json:"allowedSANs,omitempty"`
 
 	// forwardClientCert passes the client certificate's identity (subject, URI SAN, issuer,

@@ -341,6 +341,27 @@ var _ = Describe("APIRule validation by the API server", func() {
 		reject("empty allowed subject", rejection{func(s object) {
 			s["mtls"] = object{"credentialName": "partner-tls", "caSecretRef": object{"name": "partner-ca"}, "allowedSubjects": []any{""}}
 		}, "spec.mtls.allowedSubjects[0]", "should be at least 1 chars long"}),
+		reject("mtls together with gateway", rejection{func(s object) {
+			s["mtls"] = object{"credentialName": "partner-tls", "caSecretRef": object{"name": "partner-ca"}}
+		}, "spec", "spec.gateway cannot be set together with spec.mtls: the operator serves mTLS hosts on a Gateway of its own in the ingress gateway namespace; remove spec.gateway"}),
+		reject("mtls with a short host", rejection{func(s object) {
+			delete(s, "gateway")
+			s["hosts"] = []any{"partner"}
+			s["mtls"] = object{"credentialName": "partner-tls", "caSecretRef": object{"name": "partner-ca"}}
+		}, "spec", "with spec.mtls every host must be fully qualified, such as partner.example.com: a short host has no Gateway domain to complete it"}),
+		reject("allowed subjects without forwarding the identity", rejection{func(s object) {
+			delete(s, "gateway")
+			s["mtls"] = object{"credentialName": "partner-tls", "caSecretRef": object{"name": "partner-ca"},
+				"allowedSubjects": []any{"CN=partner-a"}, "forwardClientCert": false}
+		}, "spec.mtls", "allowedSubjects and allowedSANs are enforced by the backend's sidecar on the forwarded client identity; remove forwardClientCert: false or the allowed lists"}),
+		reject("wildcard allowed subject", rejection{func(s object) {
+			delete(s, "gateway")
+			s["mtls"] = object{"credentialName": "partner-tls", "caSecretRef": object{"name": "partner-ca"}, "allowedSubjects": []any{"CN=partner-*"}}
+		}, "spec.mtls.allowedSubjects", "values must not start or end with '*': Istio would read it as a wildcard"}),
+		reject("wildcard allowed SAN", rejection{func(s object) {
+			delete(s, "gateway")
+			s["mtls"] = object{"credentialName": "partner-tls", "caSecretRef": object{"name": "partner-ca"}, "allowedSANs": []any{"*.partner.example"}}
+		}, "spec.mtls.allowedSANs", "values must not start or end with '*'"}),
 
 		// ipRestriction
 		reject("ipRestriction without lists", rejection{func(s object) { s["ipRestriction"] = object{} }, "spec.ipRestriction",
@@ -433,6 +454,7 @@ var _ = Describe("APIRule validation by the API server", func() {
 			s["corsPolicy"] = object{"allowOrigins": []any{object{"exact": "https://a.example"}, object{"regex": ".*"}},
 				"allowMethods": []any{"GET"}, "allowCredentials": true, "maxAge": int64(600)}
 			s["internalTraffic"] = object{"fromNamespaces": []any{"monitoring"}, "fromServiceAccounts": []any{"monitoring/prometheus"}}
+			delete(s, "gateway")
 			s["mtls"] = object{"credentialName": "partner-tls", "caSecretRef": object{"name": "partner-ca", "key": "ca.crt"},
 				"allowedSubjects": []any{"CN=partner-a,O=Acme"}, "allowedSANs": []any{"spiffe://partner/a"}, "forwardClientCert": true}
 			s["ipRestriction"] = object{"allow": []any{"203.0.113.0/24", "2001:db8::/32", "198.51.100.7"}, "deny": []any{"203.0.113.128/25"}}
