@@ -42,6 +42,18 @@ const (
 	ReasonHostConflict Reason = "HostConflict"
 	// ReasonHostShared warns that an unmanaged VirtualService also routes a host.
 	ReasonHostShared Reason = "HostShared"
+	// ReasonGatewayConflict: another Gateway of the same ingress gateway serves an mTLS host
+	// on the same port, so Istio would pick one of the two servers.
+	ReasonGatewayConflict Reason = "GatewayConflict"
+	// ReasonSecretConflict: the Secret the operator would write already exists and is not
+	// this APIRule's.
+	ReasonSecretConflict Reason = "SecretConflict"
+	// ReasonNoTrustedProxies warns that IP restriction sees the address of the closest proxy
+	// because the gateway trusts no X-Forwarded-For entries.
+	ReasonNoTrustedProxies Reason = "NoTrustedProxies"
+	// ReasonNotIngressGateway: IP restriction is enforced at the operator's ingress gateway,
+	// but the APIRule's Gateway is served by other Pods.
+	ReasonNotIngressGateway Reason = "GatewayNotIngressGateway"
 )
 
 // Reasons of ResolvedRefs.
@@ -59,6 +71,13 @@ const (
 	ReasonMeshConfigNotFound  Reason = "MeshConfigNotFound"
 	ReasonProviderNotFound    Reason = "ExtensionProviderNotFound"
 	ReasonProviderNotExtAuthz Reason = "ExtensionProviderNotExtAuthz"
+	ReasonSecretNotFound      Reason = "SecretNotFound"
+	// ReasonInvalidCertificate: a CA bundle or server certificate does not parse as PEM X.509.
+	ReasonInvalidCertificate Reason = "InvalidCertificate"
+	// ReasonCertificateHostMismatch warns that the server certificate does not name a host.
+	ReasonCertificateHostMismatch Reason = "CertificateHostMismatch"
+	// ReasonCertificateExpiring warns that the server certificate expires soon or has expired.
+	ReasonCertificateExpiring Reason = "CertificateExpiring"
 )
 
 // Reasons of Programmed.

@@ -5,6 +5,9 @@ package config
 
 import (
 	"flag"
+	"fmt"
+	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -24,6 +27,18 @@ type Settings struct {
 	// IstioNamespace and IstioRevision locate the mesh config ConfigMap.
 	IstioNamespace string `json:"istioNamespace,omitempty"`
 	IstioRevision  string `json:"istioRevision,omitempty"`
+	// IngressGatewayNamespace is where the ingress gateway's Pods run; the operator's own
+	// Gateways, CA copies and gateway-level policies go there.
+	IngressGatewayNamespace string `json:"ingressGatewayNamespace,omitempty"`
+	// IngressGatewaySelector selects the ingress gateway's Pods, as key=value[,key=value].
+	IngressGatewaySelector string `json:"ingressGatewaySelector,omitempty"`
+	// ManageDefaultGateway makes the operator create and keep DefaultGateway.
+	ManageDefaultGateway bool `json:"manageDefaultGateway,omitempty"`
+	// DefaultGatewayDomain is the domain of the managed default Gateway: it serves *.<domain>.
+	DefaultGatewayDomain string `json:"defaultGatewayDomain,omitempty"`
+	// DefaultGatewayCredential is the TLS Secret, in the ingress gateway namespace, of the
+	// managed default Gateway's HTTPS server.
+	DefaultGatewayCredential string `json:"defaultGatewayCredential,omitempty"`
 }
 
 // Defaults are the settings of a default Istio installation.
@@ -31,6 +46,8 @@ func Defaults() Settings {
 	return Settings{
 		IngressGatewayPrincipal: "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
 		IstioNamespace:          "istio-system",
+		IngressGatewayNamespace: "istio-system",
+		IngressGatewaySelector:  "istio=ingressgateway",
 	}
 }
 
@@ -45,6 +62,61 @@ func (s *Settings) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&s.IstioNamespace, "istio-namespace", s.IstioNamespace, "namespace of Istio's mesh config ConfigMap")
 	fs.StringVar(&s.IstioRevision, "istio-revision", s.IstioRevision,
 		"Istio revision whose mesh config to read (ConfigMap istio-<revision>); empty for the ConfigMap istio")
+	fs.StringVar(&s.IngressGatewayNamespace, "ingress-gateway-namespace", s.IngressGatewayNamespace,
+		"namespace of the ingress gateway's Pods: mTLS Gateways, CA copies and IP-restriction policies are created there")
+	fs.StringVar(&s.IngressGatewaySelector, "ingress-gateway-selector", s.IngressGatewaySelector,
+		"labels of the ingress gateway's Pods, as key=value[,key=value]")
+	fs.BoolVar(&s.ManageDefaultGateway, "manage-default-gateway", s.ManageDefaultGateway,
+		"create and keep the Gateway named by --default-gateway: HTTPS on *.<--default-gateway-domain> with --default-gateway-credential, HTTP redirected to HTTPS")
+	fs.StringVar(&s.DefaultGatewayDomain, "default-gateway-domain", s.DefaultGatewayDomain,
+		"domain of the managed default Gateway, which serves *.<domain>")
+	fs.StringVar(&s.DefaultGatewayCredential, "default-gateway-credential", s.DefaultGatewayCredential,
+		"TLS Secret, in the ingress gateway namespace, with the managed default Gateway's certificate for *.<domain>")
+}
+
+// Validate reports settings that cannot work, naming the flag to fix.
+func (s Settings) Validate() error {
+	if _, err := ParseSelector(s.IngressGatewaySelector); err != nil {
+		return fmt.Errorf("--ingress-gateway-selector: %w", err)
+	}
+	if s.IngressGatewayNamespace == "" {
+		return fmt.Errorf("--ingress-gateway-namespace must not be empty")
+	}
+	if s.ManageDefaultGateway {
+		if _, _, ok := strings.Cut(s.DefaultGateway, "/"); !ok {
+			return fmt.Errorf("--manage-default-gateway needs --default-gateway as namespace/name")
+		}
+		if s.DefaultGatewayDomain == "" || strings.Contains(s.DefaultGatewayDomain, "*") || !strings.Contains(s.DefaultGatewayDomain, ".") {
+			return fmt.Errorf("--manage-default-gateway needs --default-gateway-domain, a domain such as example.com")
+		}
+		if s.DefaultGatewayCredential == "" {
+			return fmt.Errorf("--manage-default-gateway needs --default-gateway-credential, the TLS Secret for *.%s", s.DefaultGatewayDomain)
+		}
+	}
+	return nil
+}
+
+// ParseSelector reads key=value[,key=value] into labels.
+func ParseSelector(selector string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, pair := range strings.Split(selector, ",") {
+		key, value, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || key == "" || value == "" {
+			return nil, fmt.Errorf("%q is not key=value[,key=value]", selector)
+		}
+		out[key] = value
+	}
+	return out, nil
+}
+
+// FormatSelector writes labels as key=value[,key=value], keys sorted.
+func FormatSelector(labels map[string]string) string {
+	pairs := make([]string, 0, len(labels))
+	for k, v := range labels {
+		pairs = append(pairs, k+"="+v)
+	}
+	sort.Strings(pairs)
+	return strings.Join(pairs, ",")
 }
 
 // Translate returns the translation options.
@@ -53,7 +125,15 @@ func (s Settings) Translate() translate.Options {
 		IngressGatewayPrincipal: s.IngressGatewayPrincipal,
 		DefaultGateway:          s.DefaultGateway,
 		MultipleCustomProviders: s.MultipleCustomAuthzProviders,
+		IngressGatewayNamespace: s.IngressGatewayNamespace,
+		IngressGatewaySelector:  s.ingressSelector(),
 	}
+}
+
+// ingressSelector returns the ingress gateway selector; Validate reports a malformed one.
+func (s Settings) ingressSelector() map[string]string {
+	selector, _ := ParseSelector(s.IngressGatewaySelector)
+	return selector
 }
 
 // MeshConfigKey is the namespace/name of the mesh config ConfigMap.

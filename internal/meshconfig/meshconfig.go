@@ -21,17 +21,48 @@ func ConfigMapName(revision string) string {
 	return "istio-" + revision
 }
 
+// ProxyConfigAnnotation is the Pod annotation that overrides the mesh's default proxy config.
+const ProxyConfigAnnotation = "proxy.istio.io/config"
+
 type meshConfig struct {
 	ExtensionProviders []map[string]any `json:"extensionProviders"`
+	DefaultConfig      proxyConfig      `json:"defaultConfig"`
 }
 
-// Parse reads the extension providers of a mesh config document.
+type proxyConfig struct {
+	GatewayTopology *struct {
+		NumTrustedProxies *uint32 `json:"numTrustedProxies"`
+	} `json:"gatewayTopology"`
+}
+
+func (p proxyConfig) numTrustedProxies() *uint32 {
+	if p.GatewayTopology == nil {
+		return nil
+	}
+	return p.GatewayTopology.NumTrustedProxies
+}
+
+// NumTrustedProxies reads gatewayTopology.numTrustedProxies from a Pod's proxy config
+// annotation; nil when the annotation does not set it.
+func NumTrustedProxies(annotation string) (*uint32, error) {
+	var p proxyConfig
+	if err := yaml.Unmarshal([]byte(annotation), &p); err != nil {
+		return nil, fmt.Errorf("parsing the %s annotation: %w", ProxyConfigAnnotation, err)
+	}
+	return p.numTrustedProxies(), nil
+}
+
+// Parse reads the extension providers and the gateways' number of trusted proxies of a mesh
+// config document.
 func Parse(mesh string) (*translate.MeshConfig, error) {
 	var raw meshConfig
 	if err := yaml.Unmarshal([]byte(mesh), &raw); err != nil {
 		return nil, fmt.Errorf("parsing the mesh config: %w", err)
 	}
 	out := &translate.MeshConfig{ExtensionProviders: map[string]translate.ProviderKind{}}
+	if n := raw.DefaultConfig.numTrustedProxies(); n != nil {
+		out.NumTrustedProxies = *n
+	}
 	for i, p := range raw.ExtensionProviders {
 		name, _ := p["name"].(string)
 		if name == "" {

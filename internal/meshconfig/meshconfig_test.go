@@ -1,6 +1,7 @@
 package meshconfig
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -29,6 +30,32 @@ extensionProviders:
 	}
 	if !reflect.DeepEqual(got.ExtensionProviders, want) {
 		t.Errorf("providers = %v, want %v", got.ExtensionProviders, want)
+	}
+	if got.NumTrustedProxies != 1 {
+		t.Errorf("numTrustedProxies = %d, want 1", got.NumTrustedProxies)
+	}
+}
+
+func TestNumTrustedProxiesAnnotation(t *testing.T) {
+	for annotation, want := range map[string]string{
+		"gatewayTopology:\n  numTrustedProxies: 2\n":    "2",
+		`{"gatewayTopology": {"numTrustedProxies": 0}}`: "0",
+		"concurrency: 2\n": "unset",
+	} {
+		got, err := NumTrustedProxies(annotation)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := "unset"
+		if got != nil {
+			text = fmt.Sprint(*got)
+		}
+		if text != want {
+			t.Errorf("NumTrustedProxies(%q) = %s, want %s", annotation, text, want)
+		}
+	}
+	if _, err := NumTrustedProxies("gatewayTopology: ["); err == nil {
+		t.Error("a broken annotation parsed")
 	}
 }
 

@@ -12,9 +12,11 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -39,6 +41,8 @@ type Options struct {
 	APIVersion      string `json:"apiVersion"`
 	Kind            string `json:"kind"`
 	config.Settings `json:",inline"`
+	// Now is the time certificates are checked against; the current time when unset.
+	Now *metav1.Time `json:"now,omitempty"`
 }
 
 // DefaultOptions are the operator's defaults.
@@ -52,6 +56,7 @@ type Bundle struct {
 	Gateways   map[types.NamespacedName]*translate.Gateway
 	Services   map[types.NamespacedName]translate.Service
 	ConfigMaps map[types.NamespacedName]*corev1.ConfigMap
+	Secrets    map[types.NamespacedName]*translate.Secret
 	// Options is the RenderOptions document, if the input has one.
 	Options *Options
 }
@@ -66,6 +71,7 @@ func Load(r io.Reader) (*Bundle, error) {
 		Gateways:   map[types.NamespacedName]*translate.Gateway{},
 		Services:   map[types.NamespacedName]translate.Service{},
 		ConfigMaps: map[types.NamespacedName]*corev1.ConfigMap{},
+		Secrets:    map[types.NamespacedName]*translate.Secret{},
 	}
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
 	for n := 1; ; n++ {
@@ -133,6 +139,19 @@ func (b *Bundle) add(doc []byte) error {
 		}
 		defaultNamespace(&cm.Namespace)
 		b.ConfigMaps[types.NamespacedName{Namespace: cm.Namespace, Name: cm.Name}] = cm
+	case "v1 Secret":
+		secret := &corev1.Secret{}
+		if err := yaml.UnmarshalStrict(doc, secret); err != nil {
+			return fmt.Errorf("Secret: %w", err)
+		}
+		defaultNamespace(&secret.Namespace)
+		for k, v := range secret.StringData {
+			if secret.Data == nil {
+				secret.Data = map[string][]byte{}
+			}
+			secret.Data[k] = []byte(v)
+		}
+		b.Secrets[types.NamespacedName{Namespace: secret.Namespace, Name: secret.Name}] = translate.SecretFromCore(secret)
 	case OptionsAPIVersion + " " + OptionsKind:
 		opts := DefaultOptions()
 		if err := yaml.UnmarshalStrict(doc, &opts); err != nil {
@@ -141,7 +160,7 @@ func (b *Bundle) add(doc []byte) error {
 		b.Options = &opts
 	default:
 		return fmt.Errorf("unsupported object %s %s: the input may hold APIRules (%s), Services (v1), Gateways (%s), "+
-			"the mesh config ConfigMap (v1) and RenderOptions (%s)",
+			"the mesh config ConfigMap (v1), the Secrets of mTLS APIRules (v1) and RenderOptions (%s)",
 			meta.APIVersion, meta.Kind, apiv2.GroupVersion, networkingclientv1.SchemeGroupVersion, OptionsAPIVersion)
 	}
 	return nil
@@ -162,6 +181,13 @@ type Result struct {
 
 // Render translates every APIRule of the bundle, sorted by namespace and name.
 func Render(b *Bundle, opts Options) ([]Result, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if opts.Now != nil {
+		now = opts.Now.Time
+	}
 	mesh, err := b.mesh(opts)
 	if err != nil {
 		return nil, err
@@ -173,9 +199,19 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 	translateOpts := opts.Translate()
 	var out []Result
 	for _, rule := range rules {
-		in := translate.Input{APIRule: rule, Services: b.Services, Mesh: mesh, Options: translateOpts}
+		in := translate.Input{APIRule: rule, Services: b.Services, Mesh: mesh, Options: translateOpts, Now: now}
 		if ref, ok := translate.GatewayRef(rule, translateOpts); ok {
 			in.Gateway = b.Gateways[ref]
+		}
+		if rule.Spec.MTLS != nil {
+			credential, ca, caCopy := translate.MTLSSecretRefs(rule, translateOpts)
+			in.MTLS = &translate.MTLSSecrets{Credential: b.Secrets[credential], CA: b.Secrets[ca], CACopy: b.Secrets[caCopy]}
+			for _, gw := range b.Gateways {
+				in.OtherGateways = append(in.OtherGateways, *gw)
+			}
+			slices.SortFunc(in.OtherGateways, func(x, y translate.Gateway) int {
+				return strings.Compare(x.Namespace+"/"+x.Name, y.Namespace+"/"+y.Name)
+			})
 		}
 		result := translate.Translate(in)
 		out = append(out, Result{APIRule: rule, Objects: result.Objects.InApplyOrder(), Findings: explainMissing(result.Findings)})
@@ -213,6 +249,8 @@ func explainMissing(findings translate.Findings) translate.Findings {
 			out[i].Message += " (offline: add the Service to the input)"
 		case conditions.ReasonMeshConfigNotFound:
 			out[i].Message += " (offline: add the mesh config ConfigMap to the input)"
+		case conditions.ReasonSecretNotFound:
+			out[i].Message += " (offline: add the Secret to the input)"
 		}
 	}
 	return out

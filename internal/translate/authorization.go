@@ -74,7 +74,7 @@ func (ps *policySet) workload(svc Service) *workloadPolicies {
 func buildPolicies(in Input, plans []rulePlan, hosts []string, findings *Findings) *policySet {
 	ps := &policySet{workloads: map[string]*workloadPolicies{}}
 	policyHosts := hostsWithPorts(hosts)
-	gateway := in.Options.IngressGatewayPrincipal
+	gateway := gatewaySource{principal: in.Options.IngressGatewayPrincipal, when: clientIdentityConditions(&in.APIRule.Spec)}
 	rulesPath := field.NewPath("spec", "rules")
 
 	for _, p := range plans {
@@ -138,11 +138,19 @@ func operations(in Input, i int, hosts []string) []*securityv1.Rule_To {
 	return out
 }
 
+// gatewaySource is how requests through the ingress gateway are recognized: its principal,
+// and for an mTLS APIRule with allowed identities, the identity headers it set.
+type gatewaySource struct {
+	principal string
+	when      []*securityv1.Condition
+}
+
 // gatewayRule allows the operations to requests that came through the ingress gateway.
-func gatewayRule(gateway string, to []*securityv1.Rule_To) *securityv1.Rule {
+func gatewayRule(gateway gatewaySource, to []*securityv1.Rule_To) *securityv1.Rule {
 	return &securityv1.Rule{
-		From: []*securityv1.Rule_From{{Source: &securityv1.Source{Principals: []string{gateway}}}},
+		From: []*securityv1.Rule_From{{Source: &securityv1.Source{Principals: []string{gateway.principal}}}},
 		To:   to,
+		When: gateway.when,
 	}
 }
 
@@ -155,7 +163,7 @@ func gatewayRule(gateway string, to []*securityv1.Rule_To) *securityv1.Rule {
 // of an issuer whose name extends a trusted one ("https://idp.example.com/tenant" for
 // "https://idp.example.com") would match when another rule on the workload trusts it. Every
 // rule therefore also requires the iss claim to equal one of the issuers exactly.
-func tokenRules(gateway string, cfg *apiv2.JWTConfig, to []*securityv1.Rule_To) []*securityv1.Rule {
+func tokenRules(gateway gatewaySource, cfg *apiv2.JWTConfig, to []*securityv1.Rule_To) []*securityv1.Rule {
 	var requestPrincipals, issuers []string
 	for _, a := range cfg.Authentications {
 		if !slices.Contains(issuers, a.Issuer) {
@@ -164,17 +172,17 @@ func tokenRules(gateway string, cfg *apiv2.JWTConfig, to []*securityv1.Rule_To) 
 		}
 	}
 	from := []*securityv1.Rule_From{{Source: &securityv1.Source{
-		Principals:        []string{gateway},
+		Principals:        []string{gateway.principal},
 		RequestPrincipals: requestPrincipals,
 	}}}
-	issuer := &securityv1.Condition{Key: claimIss, Values: issuers}
+	common := append([]*securityv1.Condition{{Key: claimIss, Values: issuers}}, gateway.when...)
 	if len(cfg.Authorizations) == 0 {
-		return []*securityv1.Rule{{From: from, To: to, When: []*securityv1.Condition{issuer}}}
+		return []*securityv1.Rule{{From: from, To: to, When: common}}
 	}
 	var out []*securityv1.Rule
 	for _, authz := range cfg.Authorizations {
 		for _, when := range authorizationConditions(authz) {
-			out = append(out, &securityv1.Rule{From: from, To: to, When: append([]*securityv1.Condition{issuer}, when...)})
+			out = append(out, &securityv1.Rule{From: from, To: to, When: append(slices.Clone(common), when...)})
 		}
 	}
 	return out

@@ -26,6 +26,9 @@ type HostClaim struct {
 // leaving out those that cannot be resolved. The gatherer uses it to look up claims.
 func ResolvedHosts(in Input) []string {
 	var ignored Findings
+	if gw := MTLSGateway(in.APIRule, in.Options); gw != nil {
+		in.Gateway = gw
+	}
 	return expandHosts(in.APIRule.Spec.Hosts, in.Gateway, in.APIRule.Namespace, field.NewPath("spec", "hosts"), &ignored)
 }
 

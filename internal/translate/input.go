@@ -4,6 +4,8 @@
 package translate
 
 import (
+	"time"
+
 	"k8s.io/apimachinery/pkg/types"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
@@ -29,14 +31,54 @@ type Input struct {
 	HostClaims map[string][]HostClaim
 	// ServedHosts are the hosts this APIRule's VirtualService routes now.
 	ServedHosts []string
+	// MTLS is what was read of the Secrets that spec.mtls names; nil when it is not set.
+	MTLS *MTLSSecrets
+	// OtherGateways are the Gateways, other than the operator's own, that serve one of the
+	// APIRule's hosts: an mTLS APIRule's Gateway must not share a host and port with them.
+	OtherGateways []Gateway
+	// IngressPods are the ingress gateway's Pods, read for their proxy settings.
+	IngressPods []IngressPod
+	// Now is the time certificates are checked against.
+	Now time.Time
 	// Options are the operator's settings.
 	Options Options
+}
+
+// MTLSSecrets are the Secrets of an mTLS APIRule. A Secret that does not exist is nil.
+type MTLSSecrets struct {
+	// Credential is the server certificate Secret (spec.mtls.credentialName) in the ingress
+	// gateway namespace.
+	Credential *Secret
+	// CA is the CA bundle Secret (spec.mtls.caSecretRef) in the APIRule's namespace.
+	CA *Secret
+	// CACopy is the Secret in the ingress gateway namespace that the CA bundle is copied to.
+	CACopy *Secret
+}
+
+// Secret is what the translation needs of a Secret: its labels and its public data. The
+// operator never keeps private keys.
+type Secret struct {
+	Namespace string
+	Name      string
+	Labels    map[string]string
+	Data      map[string][]byte
+}
+
+// IngressPod is an ingress gateway Pod.
+type IngressPod struct {
+	Name string
+	// NumTrustedProxies is set when the Pod's proxy.istio.io/config annotation sets
+	// gatewayTopology.numTrustedProxies, which overrides the mesh config.
+	NumTrustedProxies *uint32
 }
 
 // MeshConfig is what the translation needs of the Istio mesh config.
 type MeshConfig struct {
 	// ExtensionProviders are the declared extension providers by name.
 	ExtensionProviders map[string]ProviderKind
+	// NumTrustedProxies is defaultConfig.gatewayTopology.numTrustedProxies: how many proxies in
+	// front of the ingress gateway append to X-Forwarded-For.
+	NumTrustedProxies uint32
 }
 
 // ProviderKind is the kind of a mesh-config extension provider.
@@ -61,6 +103,11 @@ type Options struct {
 	// so one workload may use several ext-authz providers. Without it Istio enforces one
 	// provider per workload and turns the others into deny rules.
 	MultipleCustomProviders bool
+	// IngressGatewayNamespace is the namespace of the ingress gateway's Pods: the operator's
+	// own Gateways, CA copies and gateway-level policies go there.
+	IngressGatewayNamespace string
+	// IngressGatewaySelector selects the ingress gateway's Pods.
+	IngressGatewaySelector map[string]string
 }
 
 // Gateway is what the translation needs of an Istio Gateway.
@@ -69,6 +116,17 @@ type Gateway struct {
 	Name      string
 	// Hosts are the hosts of all its servers as written, possibly with a namespace/ prefix
 	// that limits which namespaces' VirtualServices may use them.
+	Hosts []string
+	// Selector selects the gateway Pods that serve it.
+	Selector map[string]string
+	// Servers are its servers' ports and hosts.
+	Servers []GatewayServer
+}
+
+// GatewayServer is one server of a Gateway.
+type GatewayServer struct {
+	Port uint32
+	// Hosts as written, possibly with a namespace/ prefix.
 	Hosts []string
 }
 

@@ -5,9 +5,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,6 +27,9 @@ type Output struct {
 	Objects Objects
 	// Findings are the problems found; errors block the output, warnings do not.
 	Findings Findings
+	// RecheckAt, when set, is when the findings change by the passing of time alone (a
+	// certificate comes close to its expiry): translate again then.
+	RecheckAt time.Time
 }
 
 // Object is a Kubernetes object with metadata, as every generated object is.
@@ -37,22 +42,29 @@ type Object interface {
 type Objects struct {
 	RequestAuthentications []*securityclientv1.RequestAuthentication
 	AuthorizationPolicies  []*securityclientv1.AuthorizationPolicy
-	VirtualServices        []*networkingclientv1.VirtualService
+	// Secrets are CA bundles copied to the ingress gateway namespace.
+	Secrets []*corev1.Secret
+	// Gateways are the operator's own Gateways, in the ingress gateway namespace.
+	Gateways        []*networkingclientv1.Gateway
+	VirtualServices []*networkingclientv1.VirtualService
 }
 
 // InApplyOrder lists the objects in the order they must be written: a route must never be
-// live before the policies that protect it, and a policy requiring a token never before the
-// RequestAuthentication that validates it.
+// live before the policies that protect it, a policy requiring a token never before the
+// RequestAuthentication that validates it, and a Gateway asking for client certificates
+// never before the CA bundle it verifies them with.
 func (o Objects) InApplyOrder() []Object {
-	out := make([]Object, 0, len(o.RequestAuthentications)+len(o.AuthorizationPolicies)+len(o.VirtualServices))
-	for _, ra := range o.RequestAuthentications {
-		out = append(out, ra)
-	}
-	for _, ap := range o.AuthorizationPolicies {
-		out = append(out, ap)
-	}
-	for _, vs := range o.VirtualServices {
-		out = append(out, vs)
+	var out []Object
+	out = appendObjects(out, o.RequestAuthentications)
+	out = appendObjects(out, o.AuthorizationPolicies)
+	out = appendObjects(out, o.Secrets)
+	out = appendObjects(out, o.Gateways)
+	return appendObjects(out, o.VirtualServices)
+}
+
+func appendObjects[T Object](out []Object, objects []T) []Object {
+	for _, obj := range objects {
+		out = append(out, obj)
 	}
 	return out
 }
@@ -70,52 +82,49 @@ func Translate(in Input) Output {
 	var findings Findings
 	spec := &in.APIRule.Spec
 	specPath := field.NewPath("spec")
+	if gw := MTLSGateway(in.APIRule, in.Options); gw != nil {
+		in.Gateway = gw
+	}
 
-	checkSupported(spec, specPath, &findings)
 	checkIssuers(spec, specPath, &findings)
 	checkProviders(in, specPath, &findings)
+	checkReservedHeaders(spec, specPath, &findings)
 	gatewayRef := resolveGateway(in, specPath, &findings)
 	hosts := expandHosts(spec.Hosts, in.Gateway, in.APIRule.Namespace, specPath.Child("hosts"), &findings)
 	checkHostClaims(in, specPath.Child("hosts"), &findings)
+	mtls := checkMTLS(in, specPath, &findings)
+	checkIPRestriction(in, &findings)
 	plans := resolveRules(in, specPath, &findings)
 	if len(findings.Errors()) > 0 {
-		return Output{Findings: findings}
+		return Output{Findings: findings, RecheckAt: mtls.recheckAt}
 	}
 
 	policies := buildPolicies(in, plans, hosts, &findings)
+	gateways, secrets := mtlsObjects(in, mtls, hosts)
+	authorizationPolicies := policies.authorizationPolicies(in)
+	if deny := ipRestrictionPolicy(in, plans, hostsWithPorts(hosts)); deny != nil {
+		authorizationPolicies = append(authorizationPolicies, deny)
+		sortObjects(authorizationPolicies)
+	}
 	return Output{
-		Findings: findings,
+		Findings:  findings,
+		RecheckAt: mtls.recheckAt,
 		Objects: Objects{
 			RequestAuthentications: policies.requestAuthentications(in),
-			AuthorizationPolicies:  policies.authorizationPolicies(in),
+			AuthorizationPolicies:  authorizationPolicies,
+			Secrets:                secrets,
+			Gateways:               gateways,
 			VirtualServices:        []*networkingclientv1.VirtualService{virtualService(in, gatewayRef, plans, hosts)},
 		},
 	}
 }
 
-// checkSupported rejects the fields whose translation this version of the operator does not
-// implement yet. Rejecting them, rather than ignoring them, keeps a rule from being exposed
-// with weaker protection than its author asked for.
-func checkSupported(spec *apiv2.APIRuleSpec, specPath *field.Path, findings *Findings) {
-	unsupported := func(path *field.Path, what string) {
-		findings.add(conditions.Accepted, conditions.ReasonUnsupportedFeature, path,
-			"%s is not supported by this version of the operator; nothing is exposed until it is removed", what)
-	}
-	if spec.MTLS != nil {
-		unsupported(specPath.Child("mtls"), "mtls")
-	}
-	if spec.IPRestriction != nil {
-		unsupported(specPath.Child("ipRestriction"), "ipRestriction")
-	}
-	for i, rule := range spec.Rules {
-		if rule.IPRestriction != nil {
-			unsupported(specPath.Child("rules").Index(i).Child("ipRestriction"), "ipRestriction")
-		}
-	}
-}
-
-// GatewayRef returns the Gateway the APIRule binds to: spec.gateway, or the operator's default.
+// GatewayRef returns the Gateway the APIRule binds to: the operator's own Gateway for an mTLS
+// APIRule, else spec.gateway, else the operator's default.
 func GatewayRef(rule *apiv2.APIRule, opts Options) (types.NamespacedName, bool) {
+	if gw := MTLSGateway(rule, opts); gw != nil {
+		return types.NamespacedName{Namespace: gw.Namespace, Name: gw.Name}, gw.Namespace != ""
+	}
 	ref := opts.DefaultGateway
 	if rule.Spec.Gateway != nil {
 		ref = string(*rule.Spec.Gateway)

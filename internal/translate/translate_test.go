@@ -32,13 +32,15 @@ func input(rules ...apiv2.Rule) Input {
 				Rules:   rules,
 			},
 		},
-		Gateway: &Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}},
+		Gateway: &Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}, Selector: ingressSelector},
 		Services: map[types.NamespacedName]Service{
 			{Namespace: "shop", Name: "api"}: {Namespace: "shop", Name: "api", Selector: map[string]string{"app": "api", "tier": "web"}, Ports: []int32{8000}},
 		},
-		Options: Options{IngressGatewayPrincipal: principal},
+		Options: Options{IngressGatewayPrincipal: principal, IngressGatewayNamespace: "istio-system", IngressGatewaySelector: ingressSelector},
 	}
 }
+
+var ingressSelector = map[string]string{"istio": "ingressgateway"}
 
 func withMeta(in Input) Input {
 	in.APIRule.Namespace, in.APIRule.Name, in.APIRule.UID = "shop", "api", "uid-1"
@@ -202,10 +204,13 @@ func TestFindingsBlockEveryObject(t *testing.T) {
 			in.APIRule.Spec.Hosts = []apiv2.Host{"api"}
 			in.Gateway.Hosts = []string{"*.example.com", "other.example.org"}
 		}, conditions.ResolvedRefs, conditions.ReasonHostNotResolvable, "spec.hosts[0]"},
-		{"mtls", func(in *Input) { in.APIRule.Spec.MTLS = &apiv2.MTLS{} },
-			conditions.Accepted, conditions.ReasonUnsupportedFeature, "spec.mtls"},
-		{"ipRestriction", func(in *Input) { in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{} },
-			conditions.Accepted, conditions.ReasonUnsupportedFeature, "spec.ipRestriction"},
+		{"ipRestriction on a Gateway of another ingress gateway", func(in *Input) {
+			in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
+			in.Gateway.Selector = map[string]string{"istio": "partner-gateway"}
+		}, conditions.Accepted, conditions.ReasonNotIngressGateway, "spec.ipRestriction"},
+		{"reserved identity header", func(in *Input) {
+			in.APIRule.Spec.Rules[0].Request = &apiv2.Request{Headers: map[string]string{"X-Client-Cert-Subject": "CN=admin"}}
+		}, conditions.Accepted, conditions.ReasonInvalidSpec, "spec.rules[0].request.headers[X-Client-Cert-Subject]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

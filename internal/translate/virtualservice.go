@@ -69,7 +69,7 @@ func httpRoute(spec *apiv2.APIRuleSpec, p rulePlan, hosts []string) *networkingv
 		}},
 		Timeout: durationpb.New(durationSeconds(timeout)),
 		Headers: &networkingv1.Headers{
-			Request:  &networkingv1.Headers_HeaderOperations{Set: requestHeaders(p.rule.Request, hosts)},
+			Request:  requestHeaderOperations(spec, p.rule.Request, hosts),
 			Response: &networkingv1.Headers_HeaderOperations{Remove: corsResponseHeaders},
 		},
 		CorsPolicy: corsPolicy(spec.CorsPolicy),
@@ -83,6 +83,29 @@ func methodMatch(methods []apiv2.HTTPMethod) *networkingv1.StringMatch {
 		return &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Exact{Exact: sorted[0]}}
 	}
 	return &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Regex{Regex: "^(" + strings.Join(sorted, "|") + ")$"}}
+}
+
+// requestHeaderOperations sets the forwarded request's headers. With spec.mtls it also sets
+// the client identity headers from the TLS session, or removes them when the identity is not
+// forwarded: either way the backend never sees a value the client wrote.
+func requestHeaderOperations(spec *apiv2.APIRuleSpec, req *apiv2.Request, hosts []string) *networkingv1.Headers_HeaderOperations {
+	ops := &networkingv1.Headers_HeaderOperations{Set: requestHeaders(req, hosts)}
+	if spec.MTLS == nil {
+		return ops
+	}
+	names := make([]string, 0, len(clientIdentityHeaders))
+	for name := range clientIdentityHeaders {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if forwardsClientIdentity(spec.MTLS) {
+			ops.Set[name] = clientIdentityHeaders[name]
+		} else {
+			ops.Remove = append(ops.Remove, name)
+		}
+	}
+	return ops
 }
 
 // requestHeaders returns the headers set on forwarded requests: x-forwarded-host, the rule's

@@ -1,0 +1,149 @@
+package translate
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	securityv1 "istio.io/api/security/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/conditions"
+)
+
+// denyPolicy returns the one DENY policy of an output, failing the test otherwise.
+func denyPolicy(t *testing.T, out Output) *securityclientv1.AuthorizationPolicy {
+	t.Helper()
+	var found []*securityclientv1.AuthorizationPolicy
+	for _, ap := range out.Objects.AuthorizationPolicies {
+		if ap.Spec.Action == securityv1.AuthorizationPolicy_DENY {
+			found = append(found, ap)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d DENY policies (findings: %s), want one", len(found), out.Findings.Summary())
+	}
+	return found[0]
+}
+
+func trusting(in Input, proxies uint32) Input {
+	in.Mesh = &MeshConfig{NumTrustedProxies: proxies}
+	return in
+}
+
+func TestAPIRuleWideIPRestriction(t *testing.T) {
+	in := trusting(withMeta(input(noAuthRule("/a", "GET"), noAuthRule("/b", "POST"))), 1)
+	in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24", "2001:db8::/32"}, Deny: []apiv2.IPBlock{"203.0.113.128/25"}}
+	out := Translate(in)
+	if len(out.Findings) > 0 {
+		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
+	}
+	ap := denyPolicy(t, out)
+	if ap.Namespace != "istio-system" || !maps.Equal(ap.Spec.Selector.MatchLabels, ingressSelector) || len(ap.OwnerReferences) != 0 {
+		t.Errorf("DENY policy %s/%s selector %v ownerReferences %v; want it on the ingress gateway", ap.Namespace, ap.Name,
+			ap.Spec.Selector, ap.OwnerReferences)
+	}
+	if len(ap.Spec.Rules) != 2 {
+		t.Fatalf("rules %v, want one for the allow list and one for the deny list", ap.Spec.Rules)
+	}
+	allow, deny := ap.Spec.Rules[0], ap.Spec.Rules[1]
+	if !slices.Equal(allow.From[0].Source.NotRemoteIpBlocks, []string{"203.0.113.0/24", "2001:db8::/32"}) ||
+		!slices.Equal(deny.From[0].Source.RemoteIpBlocks, []string{"203.0.113.128/25"}) {
+		t.Errorf("sources %v / %v", allow.From[0].Source, deny.From[0].Source)
+	}
+	for _, r := range ap.Spec.Rules {
+		op := r.To[0].Operation
+		if len(r.To) != 1 || !slices.Equal(op.Hosts, []string{"api.example.com", "api.example.com:*"}) || len(op.Paths)+len(op.Methods) > 0 {
+			t.Errorf("operation %v, want every request for the APIRule's hosts", op)
+		}
+	}
+}
+
+func TestRuleIPRestrictionFollowsRouteOrder(t *testing.T) {
+	restricted := noAuthRule("/api/{**}", "GET", "POST")
+	restricted.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"10.0.0.0/8"}}
+	in := trusting(withMeta(input(noAuthRule("/api/public", "GET"), restricted, noAuthRule("/*", "GET"))), 2)
+	in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Deny: []apiv2.IPBlock{"192.0.2.1"}}
+	out := Translate(in)
+	ap := denyPolicy(t, out)
+	// Rule 1 has its own restriction, rules 0 and 2 keep the APIRule's.
+	if len(ap.Spec.Rules) != 3 {
+		t.Fatalf("%d rules, want one per rule: %v", len(ap.Spec.Rules), ap.Spec.Rules)
+	}
+	type want struct {
+		remote, notRemote []string
+		ops               []string
+	}
+	describe := func(r *securityv1.Rule) want {
+		var ops []string
+		for _, to := range r.To {
+			op := to.Operation
+			ops = append(ops, strings.Join(op.Methods, "|")+" "+strings.Join(op.Paths, "|")+" -"+strings.Join(op.NotPaths, "|"))
+		}
+		return want{r.From[0].Source.RemoteIpBlocks, r.From[0].Source.NotRemoteIpBlocks, ops}
+	}
+	wants := []want{
+		{remote: []string{"192.0.2.1"}, ops: []string{"GET /api/public -"}},
+		// GET on /api/public is routed by rule 0, so rule 1's restriction excludes it for GET only.
+		{notRemote: []string{"10.0.0.0/8"}, ops: []string{"GET /api/{**} -/api/public", "POST /api/{**} -"}},
+		{remote: []string{"192.0.2.1"}, ops: []string{"GET /{**} -/api/public|/api/{**}"}},
+	}
+	for i, r := range ap.Spec.Rules {
+		got := describe(r)
+		if !slices.Equal(got.remote, wants[i].remote) || !slices.Equal(got.notRemote, wants[i].notRemote) || !slices.Equal(got.ops, wants[i].ops) {
+			t.Errorf("rule %d = %+v, want %+v", i, got, wants[i])
+		}
+	}
+}
+
+func TestUnrestrictedRulesGetNoDenyRule(t *testing.T) {
+	restricted := noAuthRule("/admin", "GET")
+	restricted.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"10.0.0.0/8"}}
+	out := Translate(trusting(withMeta(input(noAuthRule("/public", "GET"), restricted)), 1))
+	ap := denyPolicy(t, out)
+	if len(ap.Spec.Rules) != 1 || ap.Spec.Rules[0].To[0].Operation.Paths[0] != "/admin" {
+		t.Errorf("DENY rules %v, want only /admin's", ap.Spec.Rules)
+	}
+	if out := Translate(trusting(withMeta(input(noAuthRule("/public", "GET"))), 1)); len(out.Objects.AuthorizationPolicies) != 1 {
+		t.Errorf("%d policies without any IP restriction, want only the workload's", len(out.Objects.AuthorizationPolicies))
+	}
+}
+
+func TestTrustedProxiesWarning(t *testing.T) {
+	one, zero := uint32(1), uint32(0)
+	cases := []struct {
+		name    string
+		mesh    *MeshConfig
+		pods    []IngressPod
+		warning string
+	}{
+		{"mesh trusts one proxy", &MeshConfig{NumTrustedProxies: 1}, nil, ""},
+		{"mesh trusts none", &MeshConfig{}, nil, "the mesh config trusts no proxies"},
+		{"mesh config unknown", nil, nil, "the mesh config trusts no proxies"},
+		{"Pod annotation overrides the mesh", &MeshConfig{}, []IngressPod{{Name: "gw-1", NumTrustedProxies: &one}}, ""},
+		{"one Pod trusts none", &MeshConfig{NumTrustedProxies: 2}, []IngressPod{{Name: "gw-1"}, {Name: "gw-2", NumTrustedProxies: &zero}},
+			"ingress gateway Pod gw-2 trusts no proxies"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in := withMeta(input(noAuthRule("/a", "GET")))
+			in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"10.0.0.0/8"}}
+			in.Mesh, in.IngressPods = c.mesh, c.pods
+			out := Translate(in)
+			warnings := out.Findings.Warnings()
+			if c.warning == "" {
+				if len(warnings) > 0 {
+					t.Errorf("warnings %v, want none", warnings)
+				}
+				return
+			}
+			if len(warnings) != 1 || warnings[0].Reason != conditions.ReasonNoTrustedProxies || !strings.HasPrefix(warnings[0].Message, c.warning) ||
+				warnings[0].Field.String() != "spec.ipRestriction" {
+				t.Errorf("warnings %v, want one %s starting %q", warnings, conditions.ReasonNoTrustedProxies, c.warning)
+			}
+			denyPolicy(t, out)
+		})
+	}
+}
