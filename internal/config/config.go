@@ -6,7 +6,6 @@ package config
 import (
 	"flag"
 	"fmt"
-	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -109,15 +108,6 @@ func ParseSelector(selector string) (map[string]string, error) {
 	return out, nil
 }
 
-// FormatSelector writes labels as key=value[,key=value], keys sorted.
-func FormatSelector(labels map[string]string) string {
-	pairs := make([]string, 0, len(labels))
-	for k, v := range labels {
-		pairs = append(pairs, k+"="+v)
-	}
-	sort.Strings(pairs)
-	return strings.Join(pairs, ",")
-}
 
 // Translate returns the translation options.
 func (s Settings) Translate() translate.Options {
