@@ -37,8 +37,10 @@ import (
 // protect them.
 var pruneOrder = []client.ObjectList{
 	&networkingclientv1.VirtualServiceList{},
+	&networkingclientv1.GatewayList{},
 	&securityclientv1.AuthorizationPolicyList{},
 	&securityclientv1.RequestAuthenticationList{},
+	&corev1.SecretList{},
 }
 
 // APIRuleReconciler reconciles APIRules into Istio objects.
@@ -68,7 +70,8 @@ func (r *APIRuleReconciler) registry() *hostRegistry {
 // +kubebuilder:rbac:groups=security.istio.io,resources=requestauthentications,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
-// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways,verbs=get;list;watch
+// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
@@ -138,7 +141,13 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 		report.programmed()
 	}
-	return ctrl.Result{}, r.writeStatus(ctx, rule, report)
+	var result ctrl.Result
+	if !output.RecheckAt.IsZero() {
+		// A certificate comes close to its expiry then; the status must say so without waiting
+		// for an unrelated event.
+		result.RequeueAfter = max(time.Until(output.RecheckAt), time.Second)
+	}
+	return result, r.writeStatus(ctx, rule, report)
 }
 
 // program applies the desired objects, policies before routes, then prunes stale children,
@@ -279,7 +288,8 @@ func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&securityclientv1.AuthorizationPolicy{}, children, builder.WithPredicates(notOwnCreation)).
 		Watches(&securityclientv1.RequestAuthentication{}, children, builder.WithPredicates(notOwnCreation)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(serviceIndex))).
-		Watches(&networkingclientv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(gatewayIndex))).
+		Watches(&networkingclientv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.requestsForGateway), builder.WithPredicates(notOwnCreation)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.WithPredicates(notOwnCreation)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(meshConfigIndex))).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.requestsForPod), builder.WithPredicates(podChanges)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).

@@ -336,21 +336,6 @@ var _ = Describe("APIRule reconciler", func() {
 		Expect(c.Message).To(ContainSubstring("spec.service.port: Service %s/ports has no port 9999", namespace))
 	})
 
-	It("refuses a mode it cannot enforce yet instead of exposing the rules without it", func() {
-		createBackend(namespace, "mtls")
-		rule := newAPIRule(namespace, "mtls", "mtls", noAuth("/public", "GET"))
-		rule.Spec.MTLS = &apiv2.MTLS{CredentialName: "partner-tls", CASecretRef: apiv2.SecretKeyReference{Name: "partner-ca"}}
-		Expect(k8s.Create(ctx, rule)).To(Succeed())
-		key := keyOf(rule)
-		rule = settled(key)
-		Expect(rule.Status.State).To(Equal(apiv2.StateError))
-		c := expectCondition(rule, conditions.Accepted, metav1.ConditionFalse, conditions.ReasonUnsupportedFeature)
-		Expect(c.Message).To(ContainSubstring("spec.mtls: mtls is not supported"))
-		vs, ap := children(key)
-		Expect(vs).To(BeEmpty(), "the rule must not be exposed without the client-certificate check")
-		Expect(ap).To(BeEmpty())
-	})
-
 	It("keeps serving the last good objects when an edit breaks the APIRule", func() {
 		key := createReady(namespace, "stable", noAuth("/*", "GET"))
 		vsBefore, apBefore := children(key)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -25,9 +27,15 @@ func (r *APIRuleReconciler) gather(ctx context.Context, rule *apiv2.APIRule) (tr
 		APIRule:  rule,
 		Services: map[types.NamespacedName]translate.Service{},
 		Options:  r.Options,
+		Now:      time.Now(),
 	}
 
-	if ref, ok := translate.GatewayRef(rule, r.Options); ok {
+	if gw := translate.MTLSGateway(rule, r.Options); gw != nil {
+		in.Gateway = gw
+		if err := r.gatherMTLS(ctx, &in); err != nil {
+			return in, err
+		}
+	} else if ref, ok := translate.GatewayRef(rule, r.Options); ok {
 		gw := &networkingclientv1.Gateway{}
 		switch err := r.Client.Get(ctx, ref, gw); {
 		case err == nil:
@@ -51,12 +59,17 @@ func (r *APIRuleReconciler) gather(ctx context.Context, rule *apiv2.APIRule) (tr
 		in.HostClaims = claims
 	}
 
-	if usesExtAuth(rule) {
+	if readsMeshConfig(rule) {
 		mesh, err := r.meshConfig(ctx)
 		if err != nil {
 			return in, err
 		}
 		in.Mesh = mesh
+	}
+	if translate.UsesIPRestriction(rule) {
+		if in.IngressPods, err = r.ingressPods(ctx); err != nil {
+			return in, err
+		}
 	}
 
 	for i := range rule.Spec.Rules {
@@ -81,6 +94,12 @@ func (r *APIRuleReconciler) gather(ctx context.Context, rule *apiv2.APIRule) (tr
 		}
 	}
 	return in, nil
+}
+
+// readsMeshConfig says whether the translation of the APIRule reads the mesh config: for its
+// ext-authz providers or its gateways' number of trusted proxies.
+func readsMeshConfig(rule *apiv2.APIRule) bool {
+	return usesExtAuth(rule) || translate.UsesIPRestriction(rule)
 }
 
 func usesExtAuth(rule *apiv2.APIRule) bool {
@@ -223,4 +242,69 @@ func bindsTo(vs *networkingclientv1.VirtualService, gateway types.NamespacedName
 		}
 	}
 	return false
+}
+
+// gatherMTLS reads the Secrets of an mTLS APIRule and the other Gateways that serve its hosts.
+func (r *APIRuleReconciler) gatherMTLS(ctx context.Context, in *translate.Input) error {
+	credential, ca, caCopy := translate.MTLSSecretRefs(in.APIRule, r.Options)
+	in.MTLS = &translate.MTLSSecrets{}
+	for _, s := range []struct {
+		key  types.NamespacedName
+		into **translate.Secret
+	}{{credential, &in.MTLS.Credential}, {ca, &in.MTLS.CA}, {caCopy, &in.MTLS.CACopy}} {
+		secret := &corev1.Secret{}
+		switch err := r.Client.Get(ctx, s.key, secret); {
+		case err == nil:
+			*s.into = translate.SecretFromCore(secret)
+		case !apierrors.IsNotFound(err):
+			return fmt.Errorf("reading Secret %s: %w", s.key, err)
+		}
+	}
+	seen := map[types.NamespacedName]bool{}
+	for _, host := range in.APIRule.Spec.Hosts {
+		gateways := &networkingclientv1.GatewayList{}
+		if err := r.Client.List(ctx, gateways, client.MatchingFields{gatewayServerHostIndex: string(host)}); err != nil {
+			return fmt.Errorf("looking up Gateways of host %s: %w", host, err)
+		}
+		for _, gw := range gateways.Items {
+			key := client.ObjectKeyFromObject(gw)
+			if owner, managed := ownerFromLabels(gw); seen[key] || (managed && owner == ownerOf(in.APIRule)) {
+				continue
+			}
+			seen[key] = true
+			in.OtherGateways = append(in.OtherGateways, *translate.GatewayFromIstio(gw))
+		}
+	}
+	slices.SortFunc(in.OtherGateways, func(a, b translate.Gateway) int {
+		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
+	return nil
+}
+
+// ingressPods reads the ingress gateway's Pods and their proxy config overrides. An annotation
+// that does not parse counts as not set: istiod rejects it too and the mesh config applies.
+func (r *APIRuleReconciler) ingressPods(ctx context.Context) ([]translate.IngressPod, error) {
+	selector := r.Options.IngressGatewaySelector
+	if len(selector) == 0 {
+		return nil, nil
+	}
+	pairs := labelPairs(selector)
+	slices.Sort(pairs)
+	pods := &corev1.PodList{}
+	if err := r.Client.List(ctx, pods, client.InNamespace(r.Options.IngressGatewayNamespace), client.MatchingFields{podLabelIndex: pairs[0]}); err != nil {
+		return nil, fmt.Errorf("listing the ingress gateway Pods: %w", err)
+	}
+	var out []translate.IngressPod
+	for _, pod := range pods.Items {
+		if !labels.SelectorFromSet(selector).Matches(labels.Set(pod.Labels)) {
+			continue
+		}
+		p := translate.IngressPod{Name: pod.Name}
+		if annotation, ok := pod.Annotations[meshconfig.ProxyConfigAnnotation]; ok {
+			p.NumTrustedProxies, _ = meshconfig.NumTrustedProxies(annotation)
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b translate.IngressPod) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }

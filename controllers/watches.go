@@ -1,7 +1,9 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
+	"slices"
 	"strings"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -16,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
@@ -27,6 +30,13 @@ const (
 	serviceIndex    = "apirule.io/backend-services"
 	gatewayIndex    = "apirule.io/gateway"
 	meshConfigIndex = "apirule.io/mesh-config"
+	// secretIndex holds the Secrets an mTLS APIRule reads; ipRestrictedIndex marks the
+	// APIRules with an IP restriction, which read the ingress gateway Pods.
+	secretIndex       = "apirule.io/secrets"
+	ipRestrictedIndex = "apirule.io/ip-restricted"
+	// gatewayServerHostIndex indexes every Gateway by the hosts of its servers, without
+	// the namespace/ prefix, for the mTLS host conflict check.
+	gatewayServerHostIndex = "apirule.io/server-hosts"
 	// virtualServiceHostIndex indexes every VirtualService of the cluster by host.
 	virtualServiceHostIndex = "spec.hosts"
 	// podLabelIndex indexes Pods by their labels and serviceSelectorIndex Services by their
@@ -97,31 +107,90 @@ func (r *APIRuleReconciler) registerIndexes(ctx context.Context, indexer client.
 	}); err != nil {
 		return err
 	}
-	// Only APIRules with extAuth rules depend on the mesh config; the cache holds only the
-	// mesh config ConfigMap, so its key is the one value of this index.
-	return indexer.IndexField(ctx, &apiv2.APIRule{}, meshConfigIndex, func(obj client.Object) []string {
-		if usesExtAuth(obj.(*apiv2.APIRule)) {
+	// Only APIRules with extAuth rules or IP restrictions depend on the mesh config; the cache
+	// holds only the mesh config ConfigMap, so its key is the one value of this index.
+	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, meshConfigIndex, func(obj client.Object) []string {
+		if readsMeshConfig(obj.(*apiv2.APIRule)) {
 			return []string{r.MeshConfig.String()}
 		}
 		return nil
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, ipRestrictedIndex, func(obj client.Object) []string {
+		if translate.UsesIPRestriction(obj.(*apiv2.APIRule)) {
+			return []string{"true"}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, secretIndex, func(obj client.Object) []string {
+		rule := obj.(*apiv2.APIRule)
+		if rule.Spec.MTLS == nil {
+			return nil
+		}
+		credential, ca, caCopy := translate.MTLSSecretRefs(rule, r.Options)
+		return []string{credential.String(), ca.String(), caCopy.String()}
+	}); err != nil {
+		return err
+	}
+	return indexer.IndexField(ctx, &networkingclientv1.Gateway{}, gatewayServerHostIndex, func(obj client.Object) []string {
+		var hosts []string
+		for _, server := range obj.(*networkingclientv1.Gateway).Spec.Servers {
+			for _, h := range server.Hosts {
+				if _, host, scoped := strings.Cut(h, "/"); scoped {
+					h = host
+				}
+				if !slices.Contains(hosts, h) {
+					hosts = append(hosts, h)
+				}
+			}
+		}
+		return hosts
 	})
+}
+
+// requestsForGateway maps a Gateway to the APIRules bound to it and to the mTLS APIRules
+// whose hosts it serves, for which it may start or end a conflict.
+func (r *APIRuleReconciler) requestsForGateway(ctx context.Context, obj client.Object) []reconcile.Request {
+	out := r.requestsForIndex(gatewayIndex)(ctx, obj)
+	for _, server := range obj.(*networkingclientv1.Gateway).Spec.Servers {
+		for _, h := range server.Hosts {
+			if _, host, scoped := strings.Cut(h, "/"); scoped {
+				h = host
+			}
+			out = append(out, r.requestsForKey(ctx, hostIndex, h)...)
+		}
+	}
+	return out
+}
+
+// requestsForSecret maps a Secret to the mTLS APIRules that read it, and a CA copy to its
+// owner, so a changed or deleted copy is restored.
+func (r *APIRuleReconciler) requestsForSecret(ctx context.Context, obj client.Object) []reconcile.Request {
+	return append(requestForOwnerLabels(ctx, obj), r.requestsForIndex(secretIndex)(ctx, obj)...)
 }
 
 // requestsForIndex maps an object to the APIRules whose index holds its namespace/name.
 func (r *APIRuleReconciler) requestsForIndex(index string) func(context.Context, client.Object) []reconcile.Request {
 	return func(ctx context.Context, obj client.Object) []reconcile.Request {
-		rules := &apiv2.APIRuleList{}
-		key := types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}.String()
-		if err := r.Client.List(ctx, rules, client.MatchingFields{index: key}); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "listing APIRules by index", "index", index, "key", key)
-			return nil
-		}
-		out := make([]reconcile.Request, 0, len(rules.Items))
-		for _, rule := range rules.Items {
-			out = append(out, reconcile.Request{NamespacedName: ownerOf(&rule)})
-		}
-		return out
+		return r.requestsForKey(ctx, index, types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}.String())
 	}
+}
+
+// requestsForKey maps an index key to the APIRules that hold it.
+func (r *APIRuleReconciler) requestsForKey(ctx context.Context, index, key string) []reconcile.Request {
+	rules := &apiv2.APIRuleList{}
+	if err := r.Client.List(ctx, rules, client.MatchingFields{index: key}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing APIRules by index", "index", index, "key", key)
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(rules.Items))
+	for _, rule := range rules.Items {
+		out = append(out, reconcile.Request{NamespacedName: ownerOf(&rule)})
+	}
+	return out
 }
 
 // requestForOwnerLabels maps a generated object to the APIRule named by its owner labels,
@@ -150,14 +219,7 @@ func (r *APIRuleReconciler) requestsForVirtualService(ctx context.Context, obj c
 	out := requestForOwnerLabels(ctx, obj)
 	for _, host := range obj.(*networkingclientv1.VirtualService).Spec.Hosts {
 		for _, key := range []string{host, shortHostKey(strings.SplitN(host, ".", 2)[0])} {
-			rules := &apiv2.APIRuleList{}
-			if err := r.Client.List(ctx, rules, client.MatchingFields{hostIndex: key}); err != nil {
-				ctrl.LoggerFrom(ctx).Error(err, "listing APIRules by host", "host", key)
-				continue
-			}
-			for i := range rules.Items {
-				out = append(out, reconcile.Request{NamespacedName: ownerOf(&rules.Items[i])})
-			}
+			out = append(out, r.requestsForKey(ctx, hostIndex, key)...)
 		}
 	}
 	return out
@@ -203,6 +265,11 @@ func (r *APIRuleReconciler) requestsForPod(ctx context.Context, obj client.Objec
 	podLabels := labels.Set(obj.GetLabels())
 	seen := map[string]bool{}
 	var out []reconcile.Request
+	// An ingress gateway Pod's proxy config decides the IP-restricted APIRules' trusted proxies.
+	if obj.GetNamespace() == r.Options.IngressGatewayNamespace && len(r.Options.IngressGatewaySelector) > 0 &&
+		labels.SelectorFromSet(r.Options.IngressGatewaySelector).Matches(podLabels) {
+		out = append(out, r.requestsForKey(ctx, ipRestrictedIndex, "true")...)
+	}
 	for _, pair := range labelPairs(podLabels) {
 		services := &corev1.ServiceList{}
 		if err := r.Client.List(ctx, services, client.InNamespace(obj.GetNamespace()), client.MatchingFields{serviceSelectorIndex: pair}); err != nil {
@@ -230,7 +297,8 @@ var podChanges = predicate.Or(predicate.LabelChangedPredicate{}, predicate.Funcs
 	GenericFunc: func(event.GenericEvent) bool { return false },
 })
 
-// SlimPod keeps in the cache only what the sidecar check reads of a Pod.
+// SlimPod keeps in the cache only what the sidecar check and the trusted-proxy check read of
+// a Pod.
 func SlimPod(obj any) (any, error) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
@@ -240,6 +308,9 @@ func SlimPod(obj any) (any, error) {
 		Name: pod.Name, Namespace: pod.Namespace, Labels: pod.Labels, UID: pod.UID,
 		ResourceVersion: pod.ResourceVersion, DeletionTimestamp: pod.DeletionTimestamp,
 	}}
+	if proxyConfig, ok := pod.Annotations[meshconfig.ProxyConfigAnnotation]; ok {
+		slim.Annotations = map[string]string{meshconfig.ProxyConfigAnnotation: proxyConfig}
+	}
 	for _, c := range pod.Spec.Containers {
 		slim.Spec.Containers = append(slim.Spec.Containers, corev1.Container{Name: c.Name})
 	}
@@ -259,3 +330,32 @@ var notOwnCreation = predicate.Funcs{
 		return !generated
 	},
 }
+
+// SlimSecret keeps in the cache only the certificates of a Secret, never a key or other
+// confidential value: the operator reads server certificates and CA bundles. A value that is
+// not only certificates is replaced by a marker, so the certificate check still reports the
+// key as present but not a certificate.
+func SlimSecret(obj any) (any, error) {
+	secret, ok := obj.(*corev1.Secret)
+	if !ok {
+		return obj, nil
+	}
+	slim := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+		Name: secret.Name, Namespace: secret.Namespace, Labels: secret.Labels, UID: secret.UID,
+		ResourceVersion: secret.ResourceVersion, DeletionTimestamp: secret.DeletionTimestamp,
+	}, Type: secret.Type}
+	for key, value := range secret.Data {
+		if slim.Data == nil {
+			slim.Data = map[string][]byte{}
+		}
+		if bytes.Contains(value, []byte("-----BEGIN CERTIFICATE-----")) && !bytes.Contains(value, []byte("PRIVATE KEY")) {
+			slim.Data[key] = value
+		} else {
+			slim.Data[key] = notCached
+		}
+	}
+	return slim, nil
+}
+
+// notCached stands for a Secret value that is not kept in the cache.
+var notCached = []byte("(not a certificate: not cached by apirule-operator)")

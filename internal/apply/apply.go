@@ -71,14 +71,22 @@ func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, e
 }
 
 // matches says whether the current object carries everything desired: every desired label
-// and owner reference, and exactly the desired spec.
+// and owner reference, and exactly the desired state (spec, or a Secret's type and data).
 func matches(desired map[string]any, current client.Object) (bool, error) {
 	actual, err := manifest.ToUnstructured(current)
 	if err != nil {
 		return false, err
 	}
-	if !equality.Semantic.DeepEqual(desired["spec"], actual.Object["spec"]) {
-		return false, nil
+	// Everything but metadata and status is desired state: spec for the Istio objects, type
+	// and data for Secrets.
+	for field, want := range desired {
+		switch field {
+		case "apiVersion", "kind", "metadata", "status":
+			continue
+		}
+		if !equality.Semantic.DeepEqual(want, actual.Object[field]) {
+			return false, nil
+		}
 	}
 	want, have := metaOf(desired), metaOf(actual.Object)
 	for k, v := range want.labels {

@@ -5,12 +5,14 @@ package operator
 
 import (
 	"fmt"
+	"strings"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -75,6 +77,9 @@ func NewScheme() (*runtime.Scheme, error) {
 
 // NewManager builds a manager running the APIRule controller.
 func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	if err := opts.Settings.Validate(); err != nil {
+		return nil, err
+	}
 	scheme, err := NewScheme()
 	if err != nil {
 		return nil, err
@@ -96,6 +101,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			&securityclientv1.AuthorizationPolicy{}:   generated,
 			&securityclientv1.RequestAuthentication{}: generated,
 			&corev1.ConfigMap{}:                       meshConfig,
+			// Secrets only for their certificates: keys and other values never enter memory.
+			&corev1.Secret{}: {Transform: controllers.SlimSecret},
 		}},
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:  opts.HealthProbeAddress,
@@ -119,6 +126,19 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the APIRule controller: %w", err)
+	}
+	if opts.Settings.ManageDefaultGateway {
+		namespace, name, _ := strings.Cut(opts.Settings.DefaultGateway, "/")
+		defaultGateway := &controllers.DefaultGatewayReconciler{
+			Client:         mgr.GetClient(),
+			Gateway:        types.NamespacedName{Namespace: namespace, Name: name},
+			Domain:         opts.Settings.DefaultGatewayDomain,
+			CredentialName: opts.Settings.DefaultGatewayCredential,
+			Selector:       reconciler.Options.IngressGatewaySelector,
+		}
+		if err := defaultGateway.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("setting up the default Gateway controller: %w", err)
+		}
 	}
 	if opts.HealthProbeAddress != "0" {
 		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
