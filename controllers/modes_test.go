@@ -127,7 +127,9 @@ var _ = Describe("mTLS-certificate mode", func() {
 		broken.Data["ca.crt"] = ca.CertPEM
 		Expect(k8s.Update(ctx, broken)).To(Succeed())
 		expectReady(key)
-		updateSpec(key, func(spec *apiv2.APIRuleSpec) { spec.Hosts = []apiv2.Host{"partner.example.com", "partner-b.example.com"} })
+		updateSpec(key, func(spec *apiv2.APIRuleSpec) {
+			spec.Hosts = []apiv2.Host{"partner.example.com", "partner-b.example.com"}
+		})
 		Eventually(func(g Gomega) {
 			gateways, _, _ := crossNamespaceChildren(g, key)
 			g.Expect(gateways).To(HaveLen(1))

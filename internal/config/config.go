@@ -108,7 +108,6 @@ func ParseSelector(selector string) (map[string]string, error) {
 	return out, nil
 }
 
-
 // Translate returns the translation options.
 func (s Settings) Translate() translate.Options {
 	return translate.Options{

@@ -20,11 +20,13 @@ func TestParseSelector(t *testing.T) {
 
 func TestValidateNamesTheFlag(t *testing.T) {
 	cases := map[string]func(*Settings){
-		"--ingress-gateway-selector":   func(s *Settings) { s.IngressGatewaySelector = "istio" },
-		"--ingress-gateway-namespace":  func(s *Settings) { s.IngressGatewayNamespace = "" },
-		"--default-gateway as":         func(s *Settings) { s.ManageDefaultGateway = true },
-		"--default-gateway-domain":     func(s *Settings) { s.ManageDefaultGateway, s.DefaultGateway = true, "istio-system/default" },
-		"--default-gateway-credential": func(s *Settings) { s.ManageDefaultGateway, s.DefaultGateway, s.DefaultGatewayDomain = true, "istio-system/default", "example.com" },
+		"--ingress-gateway-selector":  func(s *Settings) { s.IngressGatewaySelector = "istio" },
+		"--ingress-gateway-namespace": func(s *Settings) { s.IngressGatewayNamespace = "" },
+		"--default-gateway as":        func(s *Settings) { s.ManageDefaultGateway = true },
+		"--default-gateway-domain":    func(s *Settings) { s.ManageDefaultGateway, s.DefaultGateway = true, "istio-system/default" },
+		"--default-gateway-credential": func(s *Settings) {
+			s.ManageDefaultGateway, s.DefaultGateway, s.DefaultGatewayDomain = true, "istio-system/default", "example.com"
+		},
 	}
 	for flag, change := range cases {
 		s := Defaults()
