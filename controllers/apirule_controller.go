@@ -70,8 +70,12 @@ func (r *APIRuleReconciler) registry() *hostRegistry {
 // +kubebuilder:rbac:groups=security.istio.io,resources=requestauthentications,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
-// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// Gateways and CA copies are written only in the ingress gateway namespace (a Role there;
+// the install renders it into the namespace configured with --ingress-gateway-namespace).
+// +kubebuilder:rbac:groups=networking.istio.io,namespace=istio-system,resources=gateways,verbs=create;patch;delete
+// +kubebuilder:rbac:groups="",namespace=istio-system,resources=secrets,verbs=create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
