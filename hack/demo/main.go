@@ -8,9 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -92,6 +94,13 @@ func run() error {
 	opts.LeaderElection = false
 	opts.MetricsAddress = "0"
 	opts.HealthProbeAddress = "0"
+	// The operator keeps a default Gateway for APIRules that name none.
+	opts.Settings.DefaultGateway = gatewayNamespace + "/default-gateway"
+	opts.Settings.ManageDefaultGateway = true
+	opts.Settings.DefaultGatewayDomain = "apps.example.com"
+	opts.Settings.DefaultGatewayCredential = "apps-example-com-tls"
+	fmt.Printf("  with --default-gateway=%s --manage-default-gateway --default-gateway-domain=%s\n",
+		opts.Settings.DefaultGateway, opts.Settings.DefaultGatewayDomain)
 	mgr, err := operator.NewManager(env.Config, opts)
 	if err != nil {
 		return err
@@ -109,11 +118,13 @@ func run() error {
 		return err
 	}
 
-	step("Creating the Gateway %s/%s for *.example.com, Istio's mesh config with the ext-authz provider oauth2-proxy, "+
-		"and the workload in namespace %q", gatewayNamespace, gatewayName, demoNamespace)
+	step("Creating the Gateway %s/%s for *.example.com, Istio's mesh config with the ext-authz provider oauth2-proxy "+
+		"and one trusted proxy, the partners' certificates, and the workload in namespace %q", gatewayNamespace, gatewayName, demoNamespace)
 	if err := createWorkload(ctx, c); err != nil {
 		return err
 	}
+	fmt.Printf("  Secrets %s/partner-tls (server certificate for partner.example.com) and %s/partner-ca (the partners' CA)\n",
+		gatewayNamespace, demoNamespace)
 	fmt.Println("  Service demo/httpbin (port 8000, selector app=httpbin)")
 	fmt.Println("  Pods demo/httpbin-0 and demo/httpbin-1 with an istio-proxy container, as sidecar injection")
 	fmt.Println("  would make them; no kubelet runs here, so they are API objects only and nothing serves traffic")
@@ -190,11 +201,23 @@ func writeKubeconfig(env *testenv.Environment, dir string) (string, error) {
 }
 
 func createWorkload(ctx context.Context, c client.Client) error {
+	mesh := fixtures.MeshConfig(gatewayNamespace, "oauth2-proxy")
+	mesh.Data["mesh"] = "defaultConfig:\n  gatewayTopology:\n    numTrustedProxies: 1\n" + mesh.Data["mesh"]
+	ca, err := fixtures.NewCA("partner-ca", time.Now().AddDate(1, 0, 0))
+	if err != nil {
+		return err
+	}
+	server, err := ca.NewServerCertificate(time.Now().AddDate(1, 0, 0), "partner.example.com")
+	if err != nil {
+		return err
+	}
 	objects := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayNamespace}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace}},
 		fixtures.Gateway(gatewayNamespace, gatewayName, "*.example.com"),
-		fixtures.MeshConfig(gatewayNamespace, "oauth2-proxy"),
+		mesh,
+		server.TLSSecret(gatewayNamespace, "partner-tls"),
+		ca.CASecret(demoNamespace, "partner-ca"),
 		fixtures.Service(demoNamespace, "httpbin", 8000),
 		fixtures.SidecarPod(demoNamespace, "httpbin-0", "httpbin"),
 		fixtures.SidecarPod(demoNamespace, "httpbin-1", "httpbin"),
@@ -280,6 +303,14 @@ func printAPIRule(ctx context.Context, c client.Client, rule *apiv2.APIRule) err
 	if err := c.List(ctx, routes, selector); err != nil {
 		return err
 	}
+	gateways := &networkingclientv1.GatewayList{}
+	if err := c.List(ctx, gateways, selector); err != nil {
+		return err
+	}
+	secrets := &corev1.SecretList{}
+	if err := c.List(ctx, secrets, selector); err != nil {
+		return err
+	}
 	if len(policies.Items)+len(routes.Items) == 0 {
 		fmt.Println("  (no Istio objects generated)")
 		return nil
@@ -298,9 +329,17 @@ func printAPIRule(ctx context.Context, c client.Client, rule *apiv2.APIRule) err
 		p.SetGroupVersionKind(securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"))
 		objects = append(objects, p)
 	}
+	for _, g := range gateways.Items {
+		g.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("Gateway"))
+		objects = append(objects, g)
+	}
 	for _, r := range routes.Items {
 		r.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"))
 		objects = append(objects, r)
+	}
+	for _, secret := range secrets.Items {
+		fmt.Printf("  Secret %s/%s: the CA bundle copied for the Gateway (keys: %s)\n", secret.Namespace, secret.Name,
+			strings.Join(slices.Sorted(maps.Keys(secret.Data)), ", "))
 	}
 	for _, obj := range objects {
 		u, err := manifest.ToUnstructured(obj)

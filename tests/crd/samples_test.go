@@ -13,7 +13,7 @@ import (
 )
 
 var _ = Describe("config/samples", func() {
-	It("holds one APIRule per access strategy, each accepted by the API server", func() {
+	It("holds one APIRule per access strategy and mode, each accepted by the API server", func() {
 		files, err := filepath.Glob(filepath.Join("..", "..", "config", "samples", "gateway_v2_apirule_*.yaml"))
 		Expect(err).NotTo(HaveOccurred())
 		strategies := map[string]bool{}
@@ -24,6 +24,15 @@ var _ = Describe("config/samples", func() {
 			Expect(yaml.UnmarshalStrict(raw, rule)).To(Succeed(), "%s has fields the API does not know", file)
 			rule.Namespace = "default"
 			Expect(k8s.Create(ctx, rule, client.DryRunAll)).To(Succeed(), "%s is rejected", file)
+			if rule.Spec.MTLS != nil {
+				strategies["mtls"] = true
+			}
+			if rule.Spec.IPRestriction != nil {
+				strategies["ipRestriction"] = true
+			}
+			if rule.Spec.Gateway == nil && rule.Spec.MTLS == nil {
+				strategies["default gateway"] = true
+			}
 			for _, r := range rule.Spec.Rules {
 				switch {
 				case r.NoAuth != nil && *r.NoAuth:
@@ -38,5 +47,8 @@ var _ = Describe("config/samples", func() {
 		Expect(strategies).To(HaveKey("noAuth"))
 		Expect(strategies).To(HaveKey("jwt"))
 		Expect(strategies).To(HaveKey("extAuth"))
+		Expect(strategies).To(HaveKey("mtls"))
+		Expect(strategies).To(HaveKey("ipRestriction"))
+		Expect(strategies).To(HaveKey("default gateway"))
 	})
 })
