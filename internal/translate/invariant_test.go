@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -29,7 +30,10 @@ import (
 //   - in-mesh callers other than the ingress gateway get exactly what internalTraffic grants;
 //   - every routed request meets an ALLOW policy (never Istio's allow-all default), and no
 //     generated policy rule is empty or always true;
-//   - the same input renders byte-identical objects.
+//   - the same input renders byte-identical objects;
+//   - IP restriction = route: the DENY policies at the ingress gateway refuse a client exactly
+//     when the restriction in force for the rule the route picks (the rule's own, else the
+//     APIRule's) refuses its address, and never touch another APIRule's requests.
 //
 // The model of Istio here is independent of the translator: paths are matched segment by
 // segment (the translator emits regexes), and policies are evaluated as Istio documents them.
@@ -69,6 +73,8 @@ type request struct {
 	aud    []string
 	// extAuthzAllows is the answer of the external authorizer.
 	extAuthzAllows bool
+	// client is the client address the gateway derives from X-Forwarded-For.
+	client netip.Addr
 }
 
 func (r request) fromGateway() bool { return r.principal == gatewayPrincipal }
@@ -82,10 +88,10 @@ func TestInvariants(t *testing.T) {
 		for i, rule := range sc.rules {
 			in := Input{
 				APIRule:  rule,
-				Gateway:  &Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}},
+				Gateway:  &Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}, Selector: ingressSelector},
 				Services: sc.services,
-				Mesh:     &MeshConfig{ExtensionProviders: map[string]ProviderKind{providerName: ProviderExtAuthzHTTP}},
-				Options:  Options{IngressGatewayPrincipal: gatewayPrincipal},
+				Mesh:     &MeshConfig{ExtensionProviders: map[string]ProviderKind{providerName: ProviderExtAuthzHTTP}, NumTrustedProxies: 1},
+				Options:  Options{IngressGatewayPrincipal: gatewayPrincipal, IngressGatewayNamespace: "istio-system", IngressGatewaySelector: ingressSelector},
 			}
 			outputs[i] = Translate(in)
 			if errs := outputs[i].Findings.Errors(); len(errs) > 0 {
@@ -150,6 +156,14 @@ func checkRequest(sc scenario, outputs []Output, req request) string {
 		return fmt.Sprintf("APIRule %d: first-match picks rule %d, the VirtualService routes by rule %d", owner, wantRule, gotRule)
 	}
 	if gotRule < 0 {
+		return ""
+	}
+	wantBlocked := restrictionRefuses(rule, gotRule, req.client)
+	if gotBlocked := deniedAtGateway(outputs, req); gotBlocked != wantBlocked {
+		return fmt.Sprintf("APIRule %d rule %d: client %s denied at the gateway=%v, the IP restriction says refused=%v",
+			owner, gotRule, req.client, gotBlocked, wantBlocked)
+	}
+	if wantBlocked {
 		return ""
 	}
 	backend, _, _ := BackendRef(rule, gotRule)
@@ -303,6 +317,46 @@ func stringMatches(m *networkingv1.StringMatch, s string) bool {
 	return false
 }
 
+// restrictionRefuses is the APIRule semantics of IP restriction for a request routed by rule i.
+func restrictionRefuses(rule *apiv2.APIRule, i int, client netip.Addr) bool {
+	r := rule.Spec.Rules[i].IPRestriction
+	if r == nil {
+		r = rule.Spec.IPRestriction
+	}
+	if r == nil {
+		return false
+	}
+	in := func(blocks []apiv2.IPBlock) bool {
+		return slices.ContainsFunc(blocks, func(b apiv2.IPBlock) bool { return blockContains(string(b), client) })
+	}
+	return (len(r.Allow) > 0 && !in(r.Allow)) || in(r.Deny)
+}
+
+func blockContains(block string, client netip.Addr) bool {
+	if prefix, err := netip.ParsePrefix(block); err == nil {
+		return prefix.Contains(client)
+	}
+	addr, err := netip.ParseAddr(block)
+	return err == nil && addr == client
+}
+
+// deniedAtGateway evaluates every DENY policy on the ingress gateway, as Istio does: a request
+// matching any rule of any of them is refused.
+func deniedAtGateway(outputs []Output, req request) bool {
+	for _, out := range outputs {
+		for _, ap := range out.Objects.AuthorizationPolicies {
+			if ap.Spec.Action != securityv1.AuthorizationPolicy_DENY || ap.Namespace != "istio-system" ||
+				!sameSelector(ap.Spec.Selector.GetMatchLabels(), ingressSelector) {
+				continue
+			}
+			if slices.ContainsFunc(ap.Spec.Rules, func(r *securityv1.Rule) bool { return ruleMatches(r, req, "") }) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // allowedAt evaluates the policies of every APIRule that select the workload: CUSTOM first
 // (the authorizer is asked when a CUSTOM rule matches), then ALLOW (when any ALLOW policy
 // selects the workload, a request needs a matching rule).
@@ -317,7 +371,8 @@ func decideAt(outputs []Output, svc Service, req request) (allowed, deniedByAuth
 	var issuers []string
 	for _, out := range outputs {
 		for _, ap := range out.Objects.AuthorizationPolicies {
-			if !sameSelector(ap.Spec.Selector.GetMatchLabels(), svc.Selector) || ap.Namespace != svc.Namespace {
+			if !sameSelector(ap.Spec.Selector.GetMatchLabels(), svc.Selector) || ap.Namespace != svc.Namespace ||
+				ap.Spec.Action == securityv1.AuthorizationPolicy_DENY {
 				continue
 			}
 			if ap.Spec.Action == securityv1.AuthorizationPolicy_CUSTOM {
@@ -384,6 +439,15 @@ func ruleMatches(r *securityv1.Rule, req request, requestPrincipal string) bool 
 }
 
 func sourceMatches(s *securityv1.Source, req request, requestPrincipal string) bool {
+	inBlocks := func(blocks []string) bool {
+		return slices.ContainsFunc(blocks, func(b string) bool { return blockContains(b, req.client) })
+	}
+	if len(s.RemoteIpBlocks) > 0 && !inBlocks(s.RemoteIpBlocks) {
+		return false
+	}
+	if len(s.NotRemoteIpBlocks) > 0 && inBlocks(s.NotRemoteIpBlocks) {
+		return false
+	}
 	if len(s.Principals) > 0 && !slices.Contains(s.Principals, req.principal) {
 		return false
 	}
@@ -454,6 +518,9 @@ func checkPolicyShape(t *testing.T, n int, objects Objects) {
 		}
 		for _, r := range ap.Spec.Rules {
 			for _, to := range r.To {
+				if to.Operation != nil && ap.Spec.Action == securityv1.AuthorizationPolicy_DENY && len(to.Operation.Hosts) > 0 {
+					continue // an APIRule-wide restriction covers every path and method of its hosts
+				}
 				if to.Operation == nil || len(to.Operation.Paths) == 0 || len(to.Operation.Methods) == 0 || len(to.Operation.Hosts) == 0 {
 					t.Fatalf("set %d: policy %s has an operation without paths, methods or hosts", n, ap.Name)
 				}
@@ -461,6 +528,12 @@ func checkPolicyShape(t *testing.T, n int, objects Objects) {
 			if ap.Spec.Action == securityv1.AuthorizationPolicy_CUSTOM {
 				if len(r.To) == 0 || len(r.From) > 0 || len(r.When) > 0 {
 					t.Fatalf("set %d: CUSTOM policy %s has a rule without operations or with conditions Istio rejects", n, ap.Name)
+				}
+				continue
+			}
+			if ap.Spec.Action == securityv1.AuthorizationPolicy_DENY {
+				if len(r.To) == 0 || len(r.From) != 1 || len(r.From[0].Source.RemoteIpBlocks)+len(r.From[0].Source.NotRemoteIpBlocks) == 0 {
+					t.Fatalf("set %d: DENY policy %s has a rule without hosts or without addresses", n, ap.Name)
 				}
 				continue
 			}
@@ -521,10 +594,37 @@ func generateAPIRule(rng *rand.Rand, name, host string) *apiv2.APIRule {
 	case 1:
 		rule.Spec.InternalTraffic = &apiv2.InternalTraffic{FromNamespaces: []string{"batch"}}
 	}
+	if rng.IntN(10) < 3 {
+		rule.Spec.IPRestriction = generateIPRestriction(rng)
+	}
 	for i, n := 0, 1+rng.IntN(6); i < n; i++ {
-		rule.Spec.Rules = append(rule.Spec.Rules, generateRule(rng))
+		r := generateRule(rng)
+		if rng.IntN(10) < 2 {
+			r.IPRestriction = generateIPRestriction(rng)
+		}
+		rule.Spec.Rules = append(rule.Spec.Rules, r)
 	}
 	return rule
+}
+
+// generateIPRestriction picks allow and deny lists from ranges that overlap the sampled
+// client addresses in every way: inside, outside, in a nested range, IPv4 and IPv6.
+func generateIPRestriction(rng *rand.Rand) *apiv2.IPRestriction {
+	r := &apiv2.IPRestriction{}
+	for _, b := range []apiv2.IPBlock{"203.0.113.0/24", "10.0.0.0/8", "2001:db8::/32", "192.0.2.1"} {
+		if rng.IntN(3) == 0 {
+			r.Allow = append(r.Allow, b)
+		}
+	}
+	for _, b := range []apiv2.IPBlock{"203.0.113.128/25", "198.51.100.0/24", "2001:db8:1::/48"} {
+		if rng.IntN(4) == 0 {
+			r.Deny = append(r.Deny, b)
+		}
+	}
+	if len(r.Allow)+len(r.Deny) == 0 {
+		r.Deny = []apiv2.IPBlock{"198.51.100.0/24"}
+	}
+	return r
 }
 
 func generateRule(rng *rand.Rand) apiv2.Rule {
@@ -610,6 +710,8 @@ func sampleRequest(rng *rand.Rand, sc scenario) request {
 		path:           samplePath(rng),
 		principal:      gatewayPrincipal,
 		extAuthzAllows: rng.IntN(2) == 0,
+		client: netip.MustParseAddr([]string{"203.0.113.10", "203.0.113.200", "10.1.2.3", "198.51.100.7", "192.0.2.1",
+			"192.0.2.2", "2001:db8::1", "2001:db8:1::1", "2001:db9::1"}[rng.IntN(9)]),
 	}
 	switch k := rng.IntN(10); {
 	case k < 6:
