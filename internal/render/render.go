@@ -25,6 +25,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
+	"github.com/apirule-operator/apirule-operator/internal/validate"
 )
 
 // OptionsAPIVersion and OptionsKind identify a RenderOptions document.
@@ -177,7 +178,7 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 		if ref, ok := translate.GatewayRef(rule, translateOpts); ok {
 			in.Gateway = b.Gateways[ref]
 		}
-		result := translate.Translate(in)
+		result := validate.Translate(in)
 		out = append(out, Result{APIRule: rule, Objects: result.Objects.InApplyOrder(), Findings: explainMissing(result.Findings)})
 	}
 	return out, nil
