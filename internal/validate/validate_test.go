@@ -172,7 +172,7 @@ func TestPartlyShadowedByNoAuthIsAnError(t *testing.T) {
 func TestRulesThatDoNotShadow(t *testing.T) {
 	r := apiRule([]apiv2.Host{"api.example.com"},
 		jwtRule("/api/users", "GET"),
-		jwtRule("/api/{**}", "GET"), // broader after narrower: fine
+		jwtRule("/api/{**}", "GET"),   // broader after narrower: fine
 		jwtRule("/api/users", "POST"), // same path, other method
 		rule("/*", "GET", "POST", "PUT"))
 	if ps := Spec(r); len(ps) != 0 {
