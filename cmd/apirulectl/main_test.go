@@ -138,7 +138,7 @@ spec: {selector: {app: api}, ports: [{port: 8000}]}
 	for _, want := range []string{
 		"Error shop/api: spec.rules[1].path: spec.rules[1] is never reached for GET because spec.rules[0] (GET /api/{**}, noAuth) matches first",
 		"[Accepted/RuleShadowed]",
-		"Warning shop/api: spec.rules[1].jwt.authentications[0].jwksUri: the signing keys are fetched over plain http",
+		"Warning shop/api: spec.rules[1].jwt.authentications[0].jwksUri: signing keys fetched over plain http",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("validate output lacks %q:\n%s", want, stdout)

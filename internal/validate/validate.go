@@ -275,27 +275,26 @@ func checkShadowing(rules []apiv2.Rule, patterns []*pathPattern, rulesPath *fiel
 			byRule[s.by] = append(byRule[s.by], string(s.method))
 		}
 		slices.Sort(earlier)
-		var because []string
-		var names []string
+		var because, names, methods []string
 		for _, i := range earlier {
 			because = append(because, fmt.Sprintf("for %s because spec.rules[%d] (%s %s, %s) matches first",
-				strings.Join(byRule[i], ", "), i, strings.Join(methodStrings(rules[i].Methods), ","), rules[i].Path, strategy(rules[i])))
+				strings.Join(byRule[i], ","), i, strings.Join(methodStrings(rules[i].Methods), ","), rules[i].Path, strategy(rules[i])))
 			names = append(names, fmt.Sprintf("rule %d", i))
+			methods = append(methods, byRule[i]...)
 		}
 		path := rulesPath.Index(j).Child("path")
-		fix := fmt.Sprintf("move it before %s or narrow the path or methods of %s", strings.Join(names, " and "), strings.Join(names, " and "))
+		fix := fmt.Sprintf("move it before %s or narrow %s", strings.Join(names, " and "), strings.Join(names, " and "))
 		switch {
 		case len(shadowed) == len(later.Methods):
 			ps.fail(conditions.ReasonRuleShadowed, path, later.Path, "spec.rules[%d] is never reached %s; %s",
 				j, strings.Join(because, "; "), fix)
 		case opened:
 			ps.fail(conditions.ReasonRuleShadowed, path, later.Path,
-				"spec.rules[%d] (%s) is never reached %s, so those requests pass without authentication; %s, or remove those methods from this rule",
-				j, strategy(later), strings.Join(because, "; "), fix)
+				"spec.rules[%d] (%s) is never reached %s, so those requests pass without authentication; remove %s here, %s",
+				j, strategy(later), strings.Join(because, "; "), strings.Join(methods, ","), fix)
 		default:
 			ps.warn(conditions.ReasonRulePartlyShadowed, path, later.Path,
-				"spec.rules[%d] is never reached %s; it still serves its other methods; remove those methods from this rule, or %s",
-				j, strings.Join(because, "; "), fix)
+				"spec.rules[%d] is never reached %s; remove %s here, %s", j, strings.Join(because, "; "), strings.Join(methods, ","), fix)
 		}
 	}
 }
@@ -316,7 +315,7 @@ func Risky(rule *apiv2.APIRule) Problems {
 	for i, h := range rule.Spec.Hosts {
 		if strings.HasPrefix(string(h), "*.") {
 			ps.warn(conditions.ReasonWildcardHost, specPath.Child("hosts").Index(i), string(h),
-				"wildcard host %s exposes the rules on every name under %s, including names other teams may want; list the hosts explicitly unless that is intended",
+				"wildcard host %s exposes these rules on every name under %s; list the hosts unless that is intended",
 				h, strings.TrimPrefix(string(h), "*."))
 		}
 	}
@@ -325,16 +324,15 @@ func Risky(rule *apiv2.APIRule) Problems {
 		if r.NoAuth != nil && *r.NoAuth {
 			if p, err := parsePath(r.Path); err == nil && p.matchesEverything() {
 				ps.warn(conditions.ReasonUnauthenticatedCatchAll, rulePath.Child("path"), r.Path,
-					"noAuth on %s lets every %s request to these hosts through without authentication, including paths added to the workload later; "+
-						"list the public paths instead, or put protected rules before this one", r.Path, strings.Join(methodStrings(r.Methods), ", "))
+					"noAuth on %s lets every %s request through without authentication, also to paths added later; list the public paths instead",
+					r.Path, strings.Join(methodStrings(r.Methods), ","))
 			}
 		}
 		for _, c := range jwtConfigs(r, rulePath) {
 			for j, a := range c.cfg.Authentications {
 				if a.JWKSURI != nil && strings.HasPrefix(strings.ToLower(*a.JWKSURI), "http://") {
 					ps.warn(conditions.ReasonInsecureJWKSURI, c.path.Child("authentications").Index(j).Child("jwksUri"), *a.JWKSURI,
-						"the signing keys are fetched over plain http, so anyone on the path to %s can substitute keys and forge tokens; use https",
-						strings.TrimPrefix(*a.JWKSURI, "http://"))
+						"signing keys fetched over plain http can be replaced on the way, letting anyone forge tokens; use https")
 				}
 			}
 		}
@@ -376,14 +374,14 @@ func Providers(rule *apiv2.APIRule, mesh *translate.MeshConfig) Problems {
 			switch {
 			case mesh == nil:
 				ps.warn(conditions.ReasonMeshConfigNotFound, path, name,
-					"the Istio mesh config was not found, so extension provider %q cannot be checked; the rule is not served until the mesh config declares it", name)
+					"the Istio mesh config was not found, so provider %q cannot be checked; the rule is not served until the mesh config declares it", name)
 			case !ok:
 				ps.warn(conditions.ReasonProviderNotFound, path, name,
-					"extension provider %q is not declared in the Istio mesh config (meshConfig.extensionProviders); the rule is not served until it is; declare it or use one of %s",
+					"extension provider %q is not in the mesh config, so the rule is not served until it is; declare it or use one of %s",
 					name, extAuthzNames(mesh))
 			case kind != translate.ProviderExtAuthzHTTP && kind != translate.ProviderExtAuthzGRPC:
 				ps.warn(conditions.ReasonProviderNotExtAuthz, path, name,
-					"extension provider %q is not an ext-authz provider (envoyExtAuthzHttp or envoyExtAuthzGrpc); use one of %s", name, extAuthzNames(mesh))
+					"extension provider %q is not envoyExtAuthzHttp or envoyExtAuthzGrpc; use one of %s", name, extAuthzNames(mesh))
 			}
 		}
 	}
