@@ -107,8 +107,8 @@ func (r *CertRotator) ensureOnce(ctx context.Context) error {
 			return err
 		}
 		if found {
+			// The type stays as it is: it cannot change, and the server needs only the data.
 			secret.Data = next.data()
-			secret.Type = corev1.SecretTypeTLS
 			// The update carries the resourceVersion read above: it fails if another
 			// replica replaced the Secret in between.
 			if err := r.Writer.Update(ctx, secret); err != nil {
