@@ -101,7 +101,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		WebhookServer: webhookServer,
-		Scheme: scheme,
+		Scheme:        scheme,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// All VirtualServices are cached, for host conflicts; those the operator does not
 			// manage only as hosts and gateways.
