@@ -100,8 +100,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		WebhookServer: webhookServer,
-		Scheme:        scheme,
+		Scheme: scheme,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// All VirtualServices are cached, for host conflicts; those the operator does not
 			// manage only as hosts and gateways.
@@ -112,6 +111,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		}},
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:  opts.HealthProbeAddress,
+		WebhookServer:           webhookServer,
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        "apirule-operator.gateway.apirule.io",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
