@@ -130,10 +130,11 @@ func (r *CertRotator) ensureOnce(ctx context.Context) error {
 			"notAfter", next.cert.NotAfter.UTC().Format(time.RFC3339))
 		current = next
 	}
-	if err := writeFiles(r.CertDir, current); err != nil {
+	// The API server trusts the CA before this replica serves what it signed.
+	if err := r.injectCABundle(ctx, current.caPEM); err != nil {
 		return err
 	}
-	return r.injectCABundle(ctx, current.caPEM)
+	return writeFiles(r.CertDir, current)
 }
 
 // previousCA is the CA that signed the certificate in use, while it is still valid.
