@@ -36,6 +36,8 @@ var (
 	env      *testenv.Environment
 	k8s      client.Client
 	warnings = &warningRecorder{}
+	// operatorRequests counts the API requests of the operator, webhook included.
+	operatorRequests = testenv.NewRequestCounter()
 )
 
 // warningRecorder keeps the warnings the API server returns to the test client.
@@ -98,7 +100,9 @@ func run(m *testing.M) (int, error) {
 		CertDir:        install.LocalServingCertDir,
 		CertManagement: webhook.CertExternal,
 	}
-	mgr, err := operator.NewManager(env.Config, opts)
+	operatorConfig := rest.CopyConfig(env.Config)
+	operatorConfig.WrapTransport = operatorRequests.Wrap
+	mgr, err := operator.NewManager(operatorConfig, opts)
 	if err != nil {
 		return 0, err
 	}
@@ -341,6 +345,18 @@ func TestHostClaimedByAnotherAPIRuleIsRejected(t *testing.T) {
 	rejected(t, err, map[string]string{
 		"spec.hosts[0]": fmt.Sprintf(`host "claimed.example.com" is already claimed by APIRule %s/first`, ns),
 	})
+	// The claims come from the operator's cache through the host index: the admission calls
+	// send no request for APIRules to the API server.
+	before, _ := operatorRequests.Snapshot()
+	for range 3 {
+		_ = k8s.Create(ctx, second.DeepCopy(), client.DryRunAll)
+	}
+	after, _ := operatorRequests.Snapshot()
+	for _, key := range []string{"LIST apirules", "GET apirules"} {
+		if after[key] != before[key] {
+			t.Errorf("%s went from %d to %d during admission calls", key, before[key], after[key])
+		}
+	}
 
 	// Another host is free.
 	second.Spec.Hosts = []apiv2.Host{"free.example.com"}
