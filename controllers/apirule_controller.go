@@ -31,6 +31,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/metrics"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
+	"github.com/apirule-operator/apirule-operator/internal/validate"
 )
 
 // Kinds of children, in the order stale ones are pruned: routes go before the policies that
@@ -119,7 +120,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	output := translate.Translate(input)
+	output := validate.Translate(input)
 	report.translated(output.Findings)
 	if hosts := translate.ConflictingHosts(output.Findings, input); len(hosts) > 0 {
 		withdrawn, err := r.withdraw(ctx, rule, hosts)

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/apirule-operator/apirule-operator/internal/render"
+	"github.com/apirule-operator/apirule-operator/internal/validate"
 )
 
 func main() {
@@ -93,20 +94,29 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	lines := render.FindingLines(results)
 	failed := render.HasErrors(results)
 	if command == "validate" {
+		// validate also gives the warnings the admission webhook gives at kubectl apply
+		// time (noAuth on every path, a JWKS over http, wildcard hosts), so a review sees them.
+		for i := range results {
+			results[i].Findings = append(results[i].Findings, validate.Risky(results[i].APIRule).Findings()...)
+		}
+		lines := render.FindingLines(results)
 		for _, line := range lines {
 			fmt.Fprintln(stdout, line)
 		}
-		if failed {
+		switch {
+		case failed:
 			return 1
-		}
-		if len(lines) == 0 {
+		case len(lines) == 0:
 			fmt.Fprintf(stdout, "%d APIRules valid\n", len(results))
+		default:
+			fmt.Fprintf(stdout, "%d APIRules valid, with the warnings above\n", len(results))
 		}
 		return 0
 	}
+
+	lines := render.FindingLines(results)
 
 	for _, line := range lines {
 		fmt.Fprintln(stderr, line)

@@ -85,7 +85,7 @@ metadata: {name: api, namespace: shop}
 spec: {selector: {app: api}, ports: [{port: 8000}]}
 `
 	code, stdout, _ := runCLI(t, rule+context, "validate", "-f", "-")
-	if code != 0 || !strings.Contains(stdout, "1 APIRules valid") {
+	if code != 0 || !strings.Contains(stdout, "1 APIRules valid") || !strings.Contains(stdout, "Warning shop/api: spec.rules[0].path: noAuth on /*") {
 		t.Errorf("valid input: exit %d, stdout %q", code, stdout)
 	}
 
@@ -98,6 +98,47 @@ spec: {selector: {app: api}, ports: [{port: 8000}]}
 		"(offline: add the Gateway to the input)",
 		"Error shop/api: spec.service: Service shop/api not found",
 		"(offline: add the Service to the input)",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("validate output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+// validate reports what the admission webhook refuses and warns about, with field paths.
+func TestValidateShadowingAndWarnings(t *testing.T) {
+	input := `apiVersion: gateway.apirule.io/v2
+kind: APIRule
+metadata: {name: api, namespace: shop}
+spec:
+  hosts: [api.example.com]
+  gateway: istio-system/public
+  service: {name: api, port: 8000}
+  rules:
+  - {path: "/api/{**}", methods: [GET], noAuth: true}
+  - path: /api/admin
+    methods: [GET]
+    jwt: {authentications: [{issuer: "https://idp.example.com", jwksUri: "http://idp.example.com/jwks"}]}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: istio-system}
+spec:
+  servers: [{port: {number: 443, name: https, protocol: HTTPS}, hosts: ["*.example.com"]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec: {selector: {app: api}, ports: [{port: 8000}]}
+`
+	code, stdout, _ := runCLI(t, input, "validate", "-f", "-")
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		"Error shop/api: spec.rules[1].path: spec.rules[1] is never reached for GET because spec.rules[0] (GET /api/{**}, noAuth) matches first",
+		"[Accepted/RuleShadowed]",
+		"Warning shop/api: spec.rules[1].jwt.authentications[0].jwksUri: signing keys fetched over plain http",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("validate output lacks %q:\n%s", want, stdout)

@@ -9,11 +9,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/apirule-operator/apirule-operator/internal/operator"
+	"github.com/apirule-operator/apirule-operator/internal/webhook"
 )
 
 func main() {
 	opts := operator.DefaultOptions()
+	opts.Webhook = webhook.DefaultOptions()
 	opts.Settings.BindFlags(flag.CommandLine)
+	opts.Webhook.BindFlags(flag.CommandLine)
 	flag.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", opts.MaxConcurrentReconciles,
 		"how many APIRules are reconciled at once")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", opts.LeaderElection,

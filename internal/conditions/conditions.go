@@ -54,6 +54,23 @@ const (
 	// ReasonNotIngressGateway: IP restriction is enforced at the operator's ingress gateway,
 	// but the APIRule's Gateway is served by other Pods.
 	ReasonNotIngressGateway Reason = "GatewayNotIngressGateway"
+	// ReasonRuleShadowed: an earlier rule matches every request a rule could match for a
+	// method, so the rule is never reached for it (see docs/webhook.md).
+	ReasonRuleShadowed Reason = "RuleShadowed"
+	// ReasonRulePartlyShadowed warns that a rule is never reached for some of its methods.
+	ReasonRulePartlyShadowed Reason = "RulePartlyShadowed"
+	// ReasonInvalidPath: a rule path that Istio or Envoy would reject.
+	ReasonInvalidPath Reason = "InvalidPath"
+	// ReasonInvalidHost: a host that Istio would reject.
+	ReasonInvalidHost Reason = "InvalidHost"
+)
+
+// Reasons of admission warnings: risky but legal input, reported at kubectl apply time and
+// by apirulectl validate, never in status.
+const (
+	ReasonUnauthenticatedCatchAll Reason = "UnauthenticatedCatchAll"
+	ReasonInsecureJWKSURI         Reason = "InsecureJWKSURI"
+	ReasonWildcardHost            Reason = "WildcardHost"
 )
 
 // Reasons of ResolvedRefs.

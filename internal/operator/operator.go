@@ -27,6 +27,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/config"
 	"github.com/apirule-operator/apirule-operator/internal/metrics"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/webhook"
 )
 
 // Options configure the operator.
@@ -46,6 +47,10 @@ type Options struct {
 	// RestartableInProcess lets one process start the operator more than once (tests that
 	// restart it); controller-runtime otherwise refuses a second controller of the same name.
 	RestartableInProcess bool
+	// Webhook configures the admission webhook. DefaultOptions leaves it off: in-process
+	// operators (the demo, the test suites) have no Service the API server could call. The
+	// manager binary turns it on by default (--enable-webhook).
+	Webhook webhook.Options
 }
 
 // DefaultOptions are the operator's defaults, shared by the manager's flags and the demo.
@@ -92,6 +97,13 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Namespaces: map[string]cache.Config{opts.Settings.MeshConfigKey().Namespace: {}},
 		Field:      fields.OneTermEqualSelector("metadata.name", opts.Settings.MeshConfigKey().Name),
 	}
+	if err := opts.Webhook.Validate(); err != nil {
+		return nil, err
+	}
+	webhookServer, err := newWebhookServer(cfg, scheme, opts.Webhook)
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
@@ -106,6 +118,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		}},
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:  opts.HealthProbeAddress,
+		WebhookServer:           webhookServer,
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        "apirule-operator.gateway.apirule.io",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
@@ -140,12 +153,22 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			return nil, fmt.Errorf("setting up the default Gateway controller: %w", err)
 		}
 	}
+	if err := setupWebhook(mgr, cfg, scheme, opts); err != nil {
+		return nil, err
+	}
 	if opts.HealthProbeAddress != "0" {
 		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 			return nil, err
 		}
 		if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 			return nil, err
+		}
+		if opts.Webhook.Enabled {
+			// Not ready until the webhook server serves: the Service then sends admission
+			// requests only to replicas that answer them.
+			if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return mgr, nil

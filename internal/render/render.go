@@ -27,6 +27,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
+	"github.com/apirule-operator/apirule-operator/internal/validate"
 )
 
 // OptionsAPIVersion and OptionsKind identify a RenderOptions document.
@@ -213,7 +214,7 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 				return strings.Compare(x.Namespace+"/"+x.Name, y.Namespace+"/"+y.Name)
 			})
 		}
-		result := translate.Translate(in)
+		result := validate.Translate(in)
 		out = append(out, Result{APIRule: rule, Objects: result.Objects.InApplyOrder(), Findings: explainMissing(result.Findings)})
 	}
 	return out, nil

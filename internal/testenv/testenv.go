@@ -44,7 +44,11 @@ func RepoRoot() (string, error) {
 }
 
 // Start starts the control plane and installs the CRDs. Call Stop when done.
-func Start() (*Environment, error) {
+func Start() (*Environment, error) { return StartWith(nil) }
+
+// StartWith is Start with a hook that adjusts the environment before it starts, for
+// example to install webhook configurations.
+func StartWith(configure func(*envtest.Environment)) (*Environment, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -62,6 +66,9 @@ func Start() (*Environment, error) {
 			Paths:              []string{filepath.Join(root, "config", "crd", "bases"), istioCRDs},
 			ErrorIfPathMissing: true,
 		},
+	}
+	if configure != nil {
+		configure(env)
 	}
 	cfg, err := env.Start()
 	if err != nil {

@@ -75,7 +75,7 @@ func checkIPRestriction(in Input, findings *Findings) {
 		return
 	}
 	if untrusting := podsTrustingNoProxy(in); untrusting != "" {
-		findings.warn(conditions.Accepted, conditions.ReasonNoTrustedProxies, path,
+		findings.warn(conditions.ResolvedRefs, conditions.ReasonNoTrustedProxies, path,
 			"%s trusts no proxies (numTrustedProxies is 0), so IP restriction sees the address of the nearest peer, such as a load "+
 				"balancer, not the client's; set meshConfig.defaultConfig.gatewayTopology.numTrustedProxies (or the gateway's "+
 				"proxy.istio.io/config annotation) to the number of proxies in front of the gateway, or keep the client address with "+

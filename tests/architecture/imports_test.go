@@ -1,5 +1,5 @@
 // Package architecture checks the dependency rules of the design: the API imports nothing
-// internal, and the translator never reaches a Kubernetes client.
+// internal, and the translator and the validator never reach a Kubernetes client.
 package architecture
 
 import (
@@ -27,7 +27,7 @@ func TestAPIImportsNothingInternal(t *testing.T) {
 	}
 }
 
-func TestTranslatorIsPure(t *testing.T) {
+func TestTranslatorAndValidatorArePure(t *testing.T) {
 	forbidden := []string{
 		"sigs.k8s.io/controller-runtime",
 		"k8s.io/client-go",
@@ -35,10 +35,12 @@ func TestTranslatorIsPure(t *testing.T) {
 		"istio.io/client-go/pkg/informers",
 		"os/exec",
 	}
-	for _, dep := range deps(t, module+"/internal/translate") {
-		for _, f := range forbidden {
-			if dep == f || strings.HasPrefix(dep, f+"/") {
-				t.Errorf("internal/translate depends on %s", dep)
+	for _, pkg := range []string{"internal/translate", "internal/validate"} {
+		for _, dep := range deps(t, module+"/"+pkg) {
+			for _, f := range forbidden {
+				if dep == f || strings.HasPrefix(dep, f+"/") {
+					t.Errorf("%s depends on %s", pkg, dep)
+				}
 			}
 		}
 	}
