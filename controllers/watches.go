@@ -237,10 +237,7 @@ func SlimVirtualService(obj any) (any, error) {
 	if _, managed := ownerFromLabels(vs); managed {
 		return vs, nil
 	}
-	slim := &networkingclientv1.VirtualService{ObjectMeta: metav1.ObjectMeta{
-		Name: vs.Name, Namespace: vs.Namespace, Labels: vs.Labels, UID: vs.UID,
-		ResourceVersion: vs.ResourceVersion, CreationTimestamp: vs.CreationTimestamp,
-	}}
+	slim := &networkingclientv1.VirtualService{ObjectMeta: slimMeta(vs.ObjectMeta)}
 	slim.Spec.Hosts = vs.Spec.Hosts
 	slim.Spec.Gateways = vs.Spec.Gateways
 	return slim, nil
@@ -304,10 +301,7 @@ func SlimPod(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	slim := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-		Name: pod.Name, Namespace: pod.Namespace, Labels: pod.Labels, UID: pod.UID,
-		ResourceVersion: pod.ResourceVersion, DeletionTimestamp: pod.DeletionTimestamp,
-	}}
+	slim := &corev1.Pod{ObjectMeta: slimMeta(pod.ObjectMeta)}
 	if proxyConfig, ok := pod.Annotations[meshconfig.ProxyConfigAnnotation]; ok {
 		slim.Annotations = map[string]string{meshconfig.ProxyConfigAnnotation: proxyConfig}
 	}
@@ -340,10 +334,7 @@ func SlimSecret(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	slim := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
-		Name: secret.Name, Namespace: secret.Namespace, Labels: secret.Labels, UID: secret.UID,
-		ResourceVersion: secret.ResourceVersion, DeletionTimestamp: secret.DeletionTimestamp,
-	}, Type: secret.Type}
+	slim := &corev1.Secret{ObjectMeta: slimMeta(secret.ObjectMeta), Type: secret.Type}
 	for key, value := range secret.Data {
 		if slim.Data == nil {
 			slim.Data = map[string][]byte{}
@@ -359,3 +350,11 @@ func SlimSecret(obj any) (any, error) {
 
 // notCached stands for a Secret value that is not kept in the cache.
 var notCached = []byte("(not a certificate: not cached by apirule-operator)")
+
+// slimMeta keeps the metadata a cached object needs: identity, labels and lifecycle.
+func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name: m.Name, Namespace: m.Namespace, Labels: m.Labels, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp,
+	}
+}

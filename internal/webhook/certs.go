@@ -2,18 +2,16 @@ package webhook
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
 	"time"
+
+	"github.com/apirule-operator/apirule-operator/internal/pki"
 )
 
 // The keys of the serving-certificate Secret. tls.crt, tls.key and ca.crt are the keys
@@ -24,7 +22,6 @@ const (
 	KeyKey    = "tls.key"
 	KeyCA     = "ca.crt"
 	KeyCAKey  = "ca.key"
-	keyPEMTag = "EC PRIVATE KEY"
 )
 
 // DefaultValidity is the lifetime of a self-managed CA and serving certificate. They are
@@ -77,7 +74,7 @@ func parseBundle(data map[string][]byte) (*bundle, error) {
 	if len(b.cas) == 0 {
 		return nil, fmt.Errorf("%s holds no certificate", KeyCA)
 	}
-	if _, err := tls.X509KeyPair(pemCert(b.cas[0].Raw), b.caKeyPEM); err != nil {
+	if _, err := tls.X509KeyPair(pki.CertificatePEM(b.cas[0].Raw), b.caKeyPEM); err != nil {
 		return nil, fmt.Errorf("%s does not belong to the first certificate of %s: %w", KeyCAKey, KeyCA, err)
 	}
 	return b, nil
@@ -124,86 +121,27 @@ func issue(dnsNames []string, now time.Time, validity time.Duration, previous *x
 	// Backdated a little, so that an API server whose clock is slightly behind accepts it.
 	notBefore := now.Add(-5 * time.Minute).Truncate(time.Second)
 	notAfter := now.Add(validity).Truncate(time.Second)
-
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	caTemplate := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "apirule-operator-webhook-ca", Organization: []string{"apirule-operator"}},
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
+	ca, err := pki.NewCA(pkix.Name{CommonName: "apirule-operator-webhook-ca", Organization: []string{"apirule-operator"}}, notBefore, notAfter)
 	if err != nil {
 		return nil, fmt.Errorf("creating the CA: %w", err)
 	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	template := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: dnsNames[0]},
-		DNSNames:     dnsNames,
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
+	serving, err := ca.IssueServer(dnsNames, notBefore, notAfter)
 	if err != nil {
 		return nil, fmt.Errorf("creating the serving certificate: %w", err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	caKeyDER, err := x509.MarshalECPrivateKey(caKey)
-	if err != nil {
-		return nil, err
-	}
 	b := &bundle{
-		certPEM:  pemCert(der),
-		keyPEM:   pem.EncodeToMemory(&pem.Block{Type: keyPEMTag, Bytes: keyDER}),
-		caPEM:    pemCert(caDER),
-		caKeyPEM: pem.EncodeToMemory(&pem.Block{Type: keyPEMTag, Bytes: caKeyDER}),
-		cert:     cert,
-		cas:      []*x509.Certificate{ca},
+		certPEM:  serving.CertPEM,
+		keyPEM:   serving.KeyPEM,
+		caPEM:    ca.CertPEM,
+		caKeyPEM: ca.KeyPEM,
+		cert:     serving.Cert,
+		cas:      []*x509.Certificate{ca.Cert},
 	}
-	if previous != nil && now.Before(previous.NotAfter) && !bytes.Equal(previous.Raw, caDER) {
-		b.caPEM = append(b.caPEM, pemCert(previous.Raw)...)
+	if previous != nil && now.Before(previous.NotAfter) && !bytes.Equal(previous.Raw, ca.Cert.Raw) {
+		b.caPEM = append(b.caPEM, pki.CertificatePEM(previous.Raw)...)
 		b.cas = append(b.cas, previous)
 	}
 	return b, nil
-}
-
-func pemCert(der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		// crypto/rand does not fail on supported platforms; a fixed serial would still
-		// give a valid certificate.
-		return big.NewInt(1)
-	}
-	return n
 }
 
 // ServiceDNSNames are the names the API server may use for the webhook Service: it calls
