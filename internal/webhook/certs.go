@@ -18,10 +18,10 @@ import (
 // cert-manager writes, so the Secret has the same shape in both certificate modes; ca.key is
 // only in the self-managed mode, which signs new serving certificates with it.
 const (
-	KeyCert   = "tls.crt"
-	KeyKey    = "tls.key"
-	KeyCA     = "ca.crt"
-	KeyCAKey  = "ca.key"
+	KeyCert  = "tls.crt"
+	KeyKey   = "tls.key"
+	KeyCA    = "ca.crt"
+	KeyCAKey = "ca.key"
 )
 
 // DefaultValidity is the lifetime of a self-managed CA and serving certificate. They are
