@@ -176,7 +176,7 @@ func checkRequest(sc scenario, outputs []Output, req request) string {
 	}
 	want := strategyAllows(rule.Spec.Rules[gotRule], req)
 	if got := allowedAt(outputs, svc, req); got != want {
-		return fmt.Sprintf("APIRule %d rule %d (%s): policies say allowed=%v, the strategy says %v", owner, gotRule, strategy(rule.Spec.Rules[gotRule]), got, want)
+		return fmt.Sprintf("APIRule %d rule %d (%s): policies say allowed=%v, the strategy says %v", owner, gotRule, rule.Spec.Rules[gotRule].Strategy(), got, want)
 	}
 	return ""
 }
@@ -791,15 +791,6 @@ func sameSelector(a, b map[string]string) bool {
 	return true
 }
 
-func strategy(r apiv2.Rule) string {
-	switch {
-	case r.JWT != nil:
-		return "jwt"
-	case r.ExtAuth != nil:
-		return "extAuth"
-	}
-	return "noAuth"
-}
 
 func describe(rule *apiv2.APIRule) string {
 	var b strings.Builder
@@ -809,7 +800,7 @@ func describe(rule *apiv2.APIRule) string {
 		if r.Service != nil {
 			svc = r.Service.Name
 		}
-		fmt.Fprintf(&b, "  rule %d: %s %v -> %s %s", i, r.Path, r.Methods, svc, strategy(r))
+		fmt.Fprintf(&b, "  rule %d: %s %v -> %s %s", i, r.Path, r.Methods, svc, r.Strategy())
 		if cfg := r.JWT; cfg != nil {
 			fmt.Fprintf(&b, " issuers=%d authz=%+v", len(cfg.Authentications), cfg.Authorizations)
 		}

@@ -220,18 +220,6 @@ func checkPaths(rules []apiv2.Rule, rulesPath *field.Path, ps *Problems) []*path
 	return out
 }
 
-// strategy names a rule's access strategy.
-func strategy(r apiv2.Rule) string {
-	switch {
-	case r.JWT != nil:
-		return "jwt"
-	case r.ExtAuth != nil:
-		return "extAuth"
-	case r.NoAuth != nil && *r.NoAuth:
-		return "noAuth"
-	}
-	return "no strategy"
-}
 
 // checkShadowing finds rules that an earlier rule hides. Rules are matched in order, first
 // match wins, for routing and for authorization alike; rule j is shadowed for method m when an
@@ -256,7 +244,7 @@ func checkShadowing(rules []apiv2.Rule, patterns []*pathPattern, rulesPath *fiel
 					continue
 				}
 				shadowed = append(shadowed, hidden{method: m, by: i})
-				if strategy(rules[i]) == "noAuth" && strategy(later) != "noAuth" {
+				if rules[i].Strategy() == "noAuth" && later.Strategy() != "noAuth" {
 					opened = true
 				}
 				break
@@ -278,7 +266,7 @@ func checkShadowing(rules []apiv2.Rule, patterns []*pathPattern, rulesPath *fiel
 		var because, names, methods []string
 		for _, i := range earlier {
 			because = append(because, fmt.Sprintf("for %s because spec.rules[%d] (%s %s, %s) matches first",
-				strings.Join(byRule[i], ","), i, strings.Join(methodStrings(rules[i].Methods), ","), rules[i].Path, strategy(rules[i])))
+				strings.Join(byRule[i], ","), i, strings.Join(methodStrings(rules[i].Methods), ","), rules[i].Path, rules[i].Strategy()))
 			names = append(names, fmt.Sprintf("rule %d", i))
 			methods = append(methods, byRule[i]...)
 		}
@@ -291,7 +279,7 @@ func checkShadowing(rules []apiv2.Rule, patterns []*pathPattern, rulesPath *fiel
 		case opened:
 			ps.fail(conditions.ReasonRuleShadowed, path, later.Path,
 				"spec.rules[%d] (%s) is never reached %s, so those requests pass without authentication; remove %s here, %s",
-				j, strategy(later), strings.Join(because, "; "), strings.Join(methods, ","), fix)
+				j, later.Strategy(), strings.Join(because, "; "), strings.Join(methods, ","), fix)
 		default:
 			ps.warn(conditions.ReasonRulePartlyShadowed, path, later.Path,
 				"spec.rules[%d] is never reached %s; remove %s here, %s", j, strings.Join(because, "; "), strings.Join(methods, ","), fix)
