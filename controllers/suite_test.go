@@ -24,6 +24,9 @@ var (
 	env  *testenv.Environment
 	k8s  client.Client
 	opts operator.Options
+	// managerConfig authenticates the operator as a user bound to the install's RBAC only,
+	// so a missing +kubebuilder:rbac marker fails the suite.
+	managerConfig *rest.Config
 	// running is the operator the specs talk to; specs that restart it replace it.
 	running *runningOperator
 )
@@ -39,6 +42,9 @@ var _ = BeforeSuite(func() {
 	env, err = testenv.Start()
 	Expect(err).NotTo(HaveOccurred())
 	k8s, err = env.Client()
+	Expect(err).NotTo(HaveOccurred())
+
+	managerConfig, err = env.ManagerConfig(context.Background(), "")
 	Expect(err).NotTo(HaveOccurred())
 
 	opts = operator.DefaultOptions()
@@ -74,7 +80,7 @@ type runningOperator struct {
 // requests.
 func startOperator() *runningOperator {
 	counter := testenv.NewRequestCounter()
-	cfg := rest.CopyConfig(env.Config)
+	cfg := rest.CopyConfig(managerConfig)
 	cfg.WrapTransport = counter.Wrap
 	mgr, err := operator.NewManager(cfg, opts)
 	Expect(err).NotTo(HaveOccurred())
