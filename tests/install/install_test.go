@@ -243,7 +243,7 @@ func TestHelmCopiesAreCurrent(t *testing.T) {
 // pointed at it; the manager leaves the certificate alone.
 func TestCertManagerInstalls(t *testing.T) {
 	for name, objs := range map[string][]*unstructured.Unstructured{
-		"config/certmanager":           kustomize(t, "config/certmanager"),
+		"config/certmanager":            kustomize(t, "config/certmanager"),
 		"helm webhook.certManager=true": helmTemplate(t, "webhook.certManager.enabled=true"),
 	} {
 		t.Run(name, func(t *testing.T) {
