@@ -90,7 +90,7 @@ istio-crds: ## Copy the Istio CRDs of the istio.io/api version in go.mod into bi
 docs: $(CRD_REF_DOCS) ## Generate the API reference docs/reference/api.md from the Go types.
 	@mkdir -p docs/reference
 	$(CRD_REF_DOCS) --source-path=api/v2 --config=hack/crd-ref-docs/config.yaml \
-		--templates-dir=hack/crd-ref-docs/templates --renderer=markdown \
+		--renderer=markdown --log-level=ERROR \
 		--output-path=docs/reference/api.md
 
 ##@ Run
