@@ -3,7 +3,6 @@ package install_test
 import (
 	"context"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -153,11 +152,7 @@ func TestManagerPodIsRestricted(t *testing.T) {
 // TestManagerKnowsEveryFlag runs the manager binary with -help and checks that the default
 // installs pass it only flags it defines: an unknown flag stops the manager at start-up.
 func TestManagerKnowsEveryFlag(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "manager")
-	if out, err := execCommand(t, "go", "build", "-o", bin, "./cmd/manager").CombinedOutput(); err != nil {
-		t.Fatalf("building the manager: %v\n%s", err, out)
-	}
-	known := managerFlags(t, bin)
+	known := managerFlags(t, builtManager(t))
 	if !slices.Contains(known, "leader-elect") {
 		t.Fatalf("parsed no flags from the manager's -help: %v", known)
 	}

@@ -53,7 +53,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	if managerBin != "" {
+		os.RemoveAll(filepath.Dir(managerBin))
+	}
+	return code
 }
 
 // tool returns the pinned binary the Makefile exports in env (APIRULE_KUSTOMIZE,
