@@ -33,11 +33,13 @@ const ManagerUser = "apirule-operator-manager"
 
 // ManagerConfig returns a rest.Config for a user that holds exactly the RBAC the installed
 // manager holds, so that a suite fails when the operator needs a permission the install does
-// not grant. The rules are read from the repository at call time: every ClusterRole and Role
-// in config/rbac/role.yaml (generated from the +kubebuilder:rbac markers), and, when
-// leaseNamespace is set, the leader election Role of config/rbac/leader_election_role.yaml in
-// that namespace. Calling it again re-reads the files and updates the rules.
-func (e *Environment) ManagerConfig(ctx context.Context, leaseNamespace string) (*rest.Config, error) {
+// not grant. The rules are read from the repository at call time: every ClusterRole in
+// config/rbac/role.yaml (generated from the +kubebuilder:rbac markers) is granted cluster-wide.
+// When operatorNamespace is set, the namespaced Roles are granted in it, as an install puts
+// them in the operator's namespace: those of role.yaml and the leader election Role of
+// config/rbac/leader_election_role.yaml. Calling it again re-reads the files and updates the
+// grants.
+func (e *Environment) ManagerConfig(ctx context.Context, operatorNamespace string) (*rest.Config, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -46,19 +48,27 @@ func (e *Environment) ManagerConfig(ctx context.Context, leaseNamespace string) 
 	if err != nil {
 		return nil, err
 	}
-	roles, err := readRoles(filepath.Join(root, "config", "rbac", "role.yaml"))
+	generated, err := readRoles(filepath.Join(root, "config", "rbac", "role.yaml"))
 	if err != nil {
 		return nil, err
 	}
-	if leaseNamespace != "" {
+	var roles []*role
+	for _, r := range generated {
+		if !r.namespaced || operatorNamespace != "" {
+			roles = append(roles, r)
+		}
+	}
+	if operatorNamespace != "" {
 		leaderElection, err := readRoles(filepath.Join(root, "config", "rbac", "leader_election_role.yaml"))
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range leaderElection {
-			r.namespace = leaseNamespace
-		}
 		roles = append(roles, leaderElection...)
+		for _, r := range roles {
+			if r.namespaced {
+				r.namespace = operatorNamespace
+			}
+		}
 	}
 	for _, r := range roles {
 		if err := r.grant(ctx, admin, ManagerUser); err != nil {
@@ -76,9 +86,10 @@ func (e *Environment) ManagerConfig(ctx context.Context, leaseNamespace string) 
 	return cfg, nil
 }
 
-// role is a ClusterRole (namespace "") or a Role read from a manifest.
+// role is a ClusterRole or a Role (namespaced) read from a manifest.
 type role struct {
 	name, namespace string
+	namespaced      bool
 	rules           []rbacv1.PolicyRule
 }
 
@@ -111,7 +122,7 @@ func readRoles(path string) ([]*role, error) {
 		case "ClusterRole":
 			roles = append(roles, &role{name: obj.Metadata.Name, rules: obj.Rules})
 		case "Role":
-			roles = append(roles, &role{name: obj.Metadata.Name, namespace: obj.Metadata.Namespace, rules: obj.Rules})
+			roles = append(roles, &role{name: obj.Metadata.Name, namespace: obj.Metadata.Namespace, namespaced: true, rules: obj.Rules})
 		default:
 			return nil, fmt.Errorf("%s: unexpected %s %q; only ClusterRoles and Roles belong there", path, obj.Kind, obj.Metadata.Name)
 		}
@@ -126,7 +137,7 @@ func readRoles(path string) ([]*role, error) {
 func (r *role) grant(ctx context.Context, c client.Client, user string) error {
 	name := "test-" + r.name
 	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
-	if r.namespace == "" {
+	if !r.namespaced {
 		cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}}
 		crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}}
 		return createOrUpdate(ctx, c,

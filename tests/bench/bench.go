@@ -142,7 +142,7 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 		return nil, err
 	}
 
-	// The operator runs with the install's RBAC only, leader election lease included.
+	// The operator runs with the install's RBAC only; its namespace holds the lease.
 	managerCfg, err := env.ManagerConfig(ctx, leaseNamespace)
 	if err != nil {
 		return nil, err
