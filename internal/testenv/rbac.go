@@ -31,14 +31,19 @@ import (
 // nothing else.
 const ManagerUser = "apirule-operator-manager"
 
+// OperatorNamespace is the namespace the +kubebuilder:rbac markers name for the operator's
+// own namespace: the kustomize install's namespace.
+const OperatorNamespace = "apirule-system"
+
 // ManagerConfig returns a rest.Config for a user that holds exactly the RBAC the installed
 // manager holds, so that a suite fails when the operator needs a permission the install does
-// not grant. The rules are read from the repository at call time: every ClusterRole in
-// config/rbac/role.yaml (generated from the +kubebuilder:rbac markers) is granted cluster-wide.
-// When operatorNamespace is set, the namespaced Roles are granted in it, as an install puts
-// them in the operator's namespace: those of role.yaml and the leader election Role of
-// config/rbac/leader_election_role.yaml. Calling it again re-reads the files and updates the
-// grants.
+// not grant. The rules are read from the repository at call time: every ClusterRole of
+// config/rbac/role.yaml (generated from the +kubebuilder:rbac markers) is granted
+// cluster-wide and every Role in the namespace its marker names. When operatorNamespace is
+// set, the Roles for the operator's namespace (apirule-system in the markers) are granted in
+// it instead, as an install renders them into its namespace, and so is the leader election
+// Role of config/rbac/leader_election_role.yaml. Calling it again re-reads the files and
+// updates the grants.
 func (e *Environment) ManagerConfig(ctx context.Context, operatorNamespace string) (*rest.Config, error) {
 	root, err := RepoRoot()
 	if err != nil {
@@ -48,15 +53,9 @@ func (e *Environment) ManagerConfig(ctx context.Context, operatorNamespace strin
 	if err != nil {
 		return nil, err
 	}
-	generated, err := readRoles(filepath.Join(root, "config", "rbac", "role.yaml"))
+	roles, err := readRoles(filepath.Join(root, "config", "rbac", "role.yaml"))
 	if err != nil {
 		return nil, err
-	}
-	var roles []*role
-	for _, r := range generated {
-		if !r.namespaced || operatorNamespace != "" {
-			roles = append(roles, r)
-		}
 	}
 	if operatorNamespace != "" {
 		leaderElection, err := readRoles(filepath.Join(root, "config", "rbac", "leader_election_role.yaml"))
@@ -65,7 +64,7 @@ func (e *Environment) ManagerConfig(ctx context.Context, operatorNamespace strin
 		}
 		roles = append(roles, leaderElection...)
 		for _, r := range roles {
-			if r.namespaced {
+			if r.namespaced && r.namespace == OperatorNamespace {
 				r.namespace = operatorNamespace
 			}
 		}

@@ -183,6 +183,12 @@ func dryRunApply(t *testing.T, objs []*unstructured.Unstructured) {
 	t.Helper()
 	ctx := context.Background()
 	for _, o := range objs {
+		// The namespaces exist in a cluster the operator is installed in: its own, Istio's.
+		if ns := o.GetNamespace(); ns != "" {
+			ensureNamespace(t, ns, nil)
+		}
+	}
+	for _, o := range objs {
 		obj := o.DeepCopy()
 		obj.SetResourceVersion("")
 		// The control plane already holds the CRD (testenv installed it); force takes over
