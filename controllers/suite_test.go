@@ -44,7 +44,10 @@ var _ = BeforeSuite(func() {
 	k8s, err = env.Client()
 	Expect(err).NotTo(HaveOccurred())
 
-	managerConfig, err = env.ManagerConfig(context.Background(), "")
+	ctx := context.Background()
+	// Before the grants: Roles for the ingress gateway namespace are granted only where it exists.
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayNamespace}})).To(Succeed())
+	managerConfig, err = env.ManagerConfig(ctx, "")
 	Expect(err).NotTo(HaveOccurred())
 
 	opts = operator.DefaultOptions()
@@ -54,8 +57,6 @@ var _ = BeforeSuite(func() {
 	opts.RestartableInProcess = true
 	running = startOperator()
 
-	ctx := context.Background()
-	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayNamespace}})).To(Succeed())
 	Expect(k8s.Create(ctx, fixtures.Gateway(gatewayNamespace, "public-gateway", "*.example.com"))).To(Succeed())
 })
 

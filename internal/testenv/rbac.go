@@ -69,9 +69,14 @@ func (e *Environment) ManagerConfig(ctx context.Context, operatorNamespace strin
 			}
 		}
 	}
+	var granted []*role
 	for _, r := range roles {
-		if err := r.grant(ctx, admin, ManagerUser); err != nil {
+		ok, err := r.grant(ctx, admin, ManagerUser)
+		if err != nil {
 			return nil, err
+		}
+		if ok {
+			granted = append(granted, r)
 		}
 	}
 	user, err := e.AddUser(envtest.User{Name: ManagerUser}, e.Config)
@@ -79,7 +84,7 @@ func (e *Environment) ManagerConfig(ctx context.Context, operatorNamespace strin
 		return nil, fmt.Errorf("adding the manager's user: %w", err)
 	}
 	cfg := user.Config()
-	if err := waitForRBAC(ctx, cfg, roles); err != nil {
+	if err := waitForRBAC(ctx, cfg, granted); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -132,27 +137,31 @@ func readRoles(path string) ([]*role, error) {
 	return roles, nil
 }
 
-// grant creates or updates the role and binds it to the user.
-func (r *role) grant(ctx context.Context, c client.Client, user string) error {
+// grant creates or updates the role and binds it to the user. A Role for a namespace that does
+// not exist is not granted (false): the operator can do nothing in a missing namespace either,
+// and the suite does not have to create every namespace the markers name. Create the
+// namespaces a suite uses before calling ManagerConfig.
+func (r *role) grant(ctx context.Context, c client.Client, user string) (bool, error) {
 	name := "test-" + r.name
 	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
 	if !r.namespaced {
 		cr := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}}
 		crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		return createOrUpdate(ctx, c,
+		return true, createOrUpdate(ctx, c,
 			mutate(cr, func() { cr.Rules = r.rules }),
 			mutate(crb, func() {
 				crb.RoleRef = rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}
 				crb.Subjects = subjects
 			}))
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.namespace}}
-	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s for Role %s: %w", r.namespace, r.name, err)
+	if err := c.Get(ctx, client.ObjectKey{Name: r.namespace}, &corev1.Namespace{}); apierrors.IsNotFound(err) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("looking up namespace %s for Role %s: %w", r.namespace, r.name, err)
 	}
 	ro := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.namespace}}
 	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.namespace}}
-	return createOrUpdate(ctx, c,
+	return true, createOrUpdate(ctx, c,
 		mutate(ro, func() { ro.Rules = r.rules }),
 		mutate(rb, func() {
 			rb.RoleRef = rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}
@@ -196,12 +205,15 @@ func waitForRBAC(ctx context.Context, cfg *rest.Config, roles []*role) error {
 					continue
 				}
 				resource, subresource, _ := strings.Cut(rule.Resources[0], "/")
-				review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-					ResourceAttributes: &authorizationv1.ResourceAttributes{
-						Namespace: r.namespace, Verb: rule.Verbs[0], Group: rule.APIGroups[0],
-						Resource: resource, Subresource: subresource,
-					},
-				}}
+				attributes := &authorizationv1.ResourceAttributes{
+					Namespace: r.namespace, Verb: rule.Verbs[0], Group: rule.APIGroups[0],
+					Resource: resource, Subresource: subresource,
+				}
+				// A rule limited to named objects allows nothing without a name.
+				if len(rule.ResourceNames) > 0 {
+					attributes.Name = rule.ResourceNames[0]
+				}
+				review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attributes}}
 				if err := c.Create(ctx, review); err != nil || !review.Status.Allowed {
 					return false, nil
 				}
