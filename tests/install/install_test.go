@@ -104,6 +104,15 @@ func TestHelmValuesReachTheManager(t *testing.T) {
 			t.Errorf("manager args lack %s: %v", want, args)
 		}
 	}
+	// What the markers grant in istio-system follows the ingress gateway to its namespace.
+	if !slices.Contains(keys(objs), "RoleBinding gateways/apirule-operator-manager-rolebinding") {
+		t.Errorf("no RoleBinding in the ingress gateway namespace gateways: %v", keys(objs))
+	}
+	for _, o := range objs {
+		if o.GetNamespace() == "istio-system" {
+			t.Errorf("%s stays in istio-system although ingressGateway.namespace is gateways", key(o))
+		}
+	}
 	if got, _, _ := unstructured.NestedInt64(deploy.Object, "spec", "replicas"); got != 2 {
 		t.Errorf("replicas = %d, want 2", got)
 	}
