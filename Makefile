@@ -4,20 +4,31 @@
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 ENVTEST_K8S_VERSION ?= v1.37.2
 ENVTEST_ETCD_VERSION ?= v3.5.21
+KUSTOMIZE_VERSION ?= v5.8.2
+HELM_VERSION ?= v4.3.1
+CRD_REF_DOCS_VERSION ?= v0.3.0
 
 IMG ?= apirule-operator:dev
+CONTAINER_TOOL ?= docker
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
 
 LOCALBIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+KUSTOMIZE := $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+HELM := $(LOCALBIN)/helm-$(HELM_VERSION)
+CRD_REF_DOCS := $(LOCALBIN)/crd-ref-docs-$(CRD_REF_DOCS_VERSION)
+CHART := charts/apirule-operator
 ENVTEST_ASSETS := $(LOCALBIN)/envtest
 ISTIO_CRDS := $(LOCALBIN)/crds/istio.yaml
 
 # Tests find the control plane and the Istio CRDs through these variables.
 export KUBEBUILDER_ASSETS := $(ENVTEST_ASSETS)
 export APIRULE_ISTIO_CRDS := $(ISTIO_CRDS)
+# The install tests render the manifests with these.
+export APIRULE_KUSTOMIZE := $(KUSTOMIZE)
+export APIRULE_HELM := $(HELM)
 
 .PHONY: all
 all: build
@@ -32,6 +43,10 @@ help: ## Show the targets.
 manifests: $(CONTROLLER_GEN) ## Generate the CRD, RBAC and webhook manifests from the markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./api/..." paths="./controllers/..." paths="./internal/webhook/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
+	@# The Helm chart installs the same CRDs and rules: copies, checked by 'make verify'.
+	@rm -f $(CHART)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/role.yaml $(CHART)/files/manager-role.yaml
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate the DeepCopy methods.
@@ -46,17 +61,17 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: verify
-verify: manifests generate ## Fail when generated files are stale or go.mod is untidy.
+verify: manifests generate docs ## Fail when generated files are stale or go.mod is untidy.
 	go mod tidy
-	@if [ -n "$$(git status --porcelain -- api config go.mod go.sum)" ]; then \
-		echo "generated files are stale; run 'make manifests generate' and 'go mod tidy', then commit:"; \
-		git status --porcelain -- api config go.mod go.sum; git --no-pager diff --stat -- api config go.mod go.sum; exit 1; \
+	@if [ -n "$$(git status --porcelain -- api config charts docs/reference go.mod go.sum)" ]; then \
+		echo "generated files are stale; run 'make manifests generate docs' and 'go mod tidy', then commit:"; \
+		git status --porcelain -- api config charts docs/reference go.mod go.sum; git --no-pager diff --stat -- api config charts docs/reference go.mod go.sum; exit 1; \
 	fi
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "files need gofmt:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
 
 .PHONY: test
-test: envtest-assets ## Run the unit and envtest suites against a real kube-apiserver and etcd.
+test: envtest-assets $(KUSTOMIZE) $(HELM) ## Run the unit and envtest suites against a real kube-apiserver and etcd.
 	go test ./... -count=1 -timeout 30m
 
 .PHONY: envtest-assets
@@ -70,6 +85,13 @@ istio-crds: ## Copy the Istio CRDs of the istio.io/api version in go.mod into bi
 	@go mod download istio.io/api && \
 		src="$$(go list -m -f '{{.Dir}}' istio.io/api)/kubernetes/customresourcedefinitions.gen.yaml" && \
 		{ cmp -s "$$src" $(ISTIO_CRDS) || install -m 0644 "$$src" $(ISTIO_CRDS); }
+
+.PHONY: docs
+docs: $(CRD_REF_DOCS) ## Generate the API reference docs/reference/api.md from the Go types.
+	@mkdir -p docs/reference
+	$(CRD_REF_DOCS) --source-path=api/v2 --config=hack/crd-ref-docs/config.yaml \
+		--renderer=markdown --log-level=ERROR \
+		--output-path=docs/reference/api.md
 
 ##@ Run
 
@@ -98,12 +120,59 @@ install: manifests ## Install the CRDs into the cluster in the current kubeconfi
 uninstall: ## Remove the CRDs from the cluster in the current kubeconfig.
 	kubectl delete --ignore-not-found -f config/crd/bases
 
+##@ Deployment
+
+.PHONY: docker-build
+docker-build: ## Build the manager image IMG with CONTAINER_TOOL (docker by default).
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the manager image IMG.
+	$(CONTAINER_TOOL) push $(IMG)
+
+# The rendered manifests name the image ghcr.io/apirule-operator/apirule-operator:<version>
+# (config/manager/kustomization.yaml); deploy swaps in IMG without editing the tree.
+DEFAULT_IMAGE := $(shell sed -n 's/^ *newName: //p' config/manager/kustomization.yaml):$(shell sed -n 's/^ *newTag: //p' config/manager/kustomization.yaml)
+
+.PHONY: deploy
+deploy: manifests $(KUSTOMIZE) ## Install the operator (config/default) with the image IMG into the cluster in the current kubeconfig.
+	$(KUSTOMIZE) build config/default | sed 's|image: $(DEFAULT_IMAGE)$$|image: $(IMG)|' \
+		| kubectl apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: $(KUSTOMIZE) ## Remove every APIRule (and what it generated), then everything 'make deploy' installed.
+	@# APIRules first, while the operator still runs to take their routes down and release
+	@# their finalizers; deleting the CRD and the Deployment together would leave them stuck.
+	if kubectl get crd apirules.gateway.apirule.io >/dev/null 2>&1; then \
+		kubectl delete apirules.gateway.apirule.io --all --all-namespaces --wait --timeout=5m; fi
+	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
+
+.PHONY: tools
+tools: $(CONTROLLER_GEN) $(KUSTOMIZE) $(HELM) $(CRD_REF_DOCS) ## Build the pinned tools into bin/.
+
 ##@ Tools
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
+
+# Each tool is built from the Go module proxy at its pinned version into a version-stamped
+# file: changing a version rebuilds only that tool, and a stale binary is never reused.
+$(KUSTOMIZE):
+	@mkdir -p $(LOCALBIN)/.kustomize
+	GOBIN=$(LOCALBIN)/.kustomize go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	mv $(LOCALBIN)/.kustomize/kustomize $(KUSTOMIZE)
+
+$(HELM):
+	@mkdir -p $(LOCALBIN)/.helm
+	GOBIN=$(LOCALBIN)/.helm go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/.helm/helm $(HELM)
+
+$(CRD_REF_DOCS):
+	@mkdir -p $(LOCALBIN)/.crd-ref-docs
+	GOBIN=$(LOCALBIN)/.crd-ref-docs go install github.com/elastic/crd-ref-docs@$(CRD_REF_DOCS_VERSION)
+	mv $(LOCALBIN)/.crd-ref-docs/crd-ref-docs $(CRD_REF_DOCS)
 
 .PHONY: clean
 clean: ## Remove built binaries (the control-plane build is kept; remove bin/envtest to rebuild it).

@@ -79,7 +79,8 @@ func (r *APIRuleReconciler) registry() *hostRegistry {
 // +kubebuilder:rbac:groups="",namespace=istio-system,resources=secrets,verbs=create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// Leader election leases: config/rbac/leader_election_role.yaml, a Role in the operator's
+// namespace only, not a marker (a marker would grant them cluster-wide).
 
 // Reconcile brings the Istio objects of one APIRule in line with its spec and reports the
 // outcome in status.

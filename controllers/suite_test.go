@@ -24,6 +24,9 @@ var (
 	env  *testenv.Environment
 	k8s  client.Client
 	opts operator.Options
+	// managerConfig authenticates the operator as a user bound to the install's RBAC only,
+	// so a missing +kubebuilder:rbac marker fails the suite.
+	managerConfig *rest.Config
 	// running is the operator the specs talk to; specs that restart it replace it.
 	running *runningOperator
 )
@@ -41,6 +44,12 @@ var _ = BeforeSuite(func() {
 	k8s, err = env.Client()
 	Expect(err).NotTo(HaveOccurred())
 
+	ctx := context.Background()
+	// Before the grants: Roles for the ingress gateway namespace are granted only where it exists.
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayNamespace}})).To(Succeed())
+	managerConfig, err = env.ManagerConfig(ctx, "")
+	Expect(err).NotTo(HaveOccurred())
+
 	opts = operator.DefaultOptions()
 	opts.LeaderElection = false
 	opts.MetricsAddress = "0"
@@ -48,8 +57,6 @@ var _ = BeforeSuite(func() {
 	opts.RestartableInProcess = true
 	running = startOperator()
 
-	ctx := context.Background()
-	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayNamespace}})).To(Succeed())
 	Expect(k8s.Create(ctx, fixtures.Gateway(gatewayNamespace, "public-gateway", "*.example.com"))).To(Succeed())
 })
 
@@ -74,7 +81,7 @@ type runningOperator struct {
 // requests.
 func startOperator() *runningOperator {
 	counter := testenv.NewRequestCounter()
-	cfg := rest.CopyConfig(env.Config)
+	cfg := rest.CopyConfig(managerConfig)
 	cfg.WrapTransport = counter.Wrap
 	mgr, err := operator.NewManager(cfg, opts)
 	Expect(err).NotTo(HaveOccurred())

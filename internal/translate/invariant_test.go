@@ -791,7 +791,6 @@ func sameSelector(a, b map[string]string) bool {
 	return true
 }
 
-
 func describe(rule *apiv2.APIRule) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "APIRule %s hosts %v internalTraffic %+v\n", rule.Name, rule.Spec.Hosts, rule.Spec.InternalTraffic)

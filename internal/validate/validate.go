@@ -220,7 +220,6 @@ func checkPaths(rules []apiv2.Rule, rulesPath *field.Path, ps *Problems) []*path
 	return out
 }
 
-
 // checkShadowing finds rules that an earlier rule hides. Rules are matched in order, first
 // match wins, for routing and for authorization alike; rule j is shadowed for method m when an
 // earlier rule with m matches every path j matches. A rule shadowed for all its methods is

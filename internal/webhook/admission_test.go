@@ -100,7 +100,11 @@ func run(m *testing.M) (int, error) {
 		CertDir:        install.LocalServingCertDir,
 		CertManagement: webhook.CertExternal,
 	}
-	operatorConfig := rest.CopyConfig(env.Config)
+	// The operator runs with the install's RBAC only, as in a cluster.
+	operatorConfig, err := env.ManagerConfig(context.Background(), "")
+	if err != nil {
+		return 0, err
+	}
 	operatorConfig.WrapTransport = operatorRequests.Wrap
 	mgr, err := operator.NewManager(operatorConfig, opts)
 	if err != nil {

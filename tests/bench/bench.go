@@ -86,6 +86,7 @@ const (
 	gatewayNamespace = "istio-system"
 	gatewayName      = "bench-gateway"
 	clientWorkers    = 16
+	leaseNamespace   = "default"
 )
 
 // Run performs a benchmark on the environment's API server.
@@ -141,9 +142,14 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 		return nil, err
 	}
 
+	// The operator runs with the install's RBAC only; its namespace holds the lease.
+	managerCfg, err := env.ManagerConfig(ctx, leaseNamespace)
+	if err != nil {
+		return nil, err
+	}
 	sampler := startSampler()
 	cpuBefore := cpuSeconds()
-	op, err := startOperator(env.Config, cfg.Workers)
+	op, err := startOperator(managerCfg, cfg.Workers)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +177,7 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 	logf("restarting the operator over %d settled APIRules", cfg.N)
 	op.stop()
 	before := testenv.ReconcileCount("apirule")
-	op, err = startOperator(env.Config, cfg.Workers)
+	op, err = startOperator(managerCfg, cfg.Workers)
 	if err != nil {
 		return nil, err
 	}
@@ -455,7 +461,7 @@ func startOperator(base *rest.Config, workers int) (*runningOperator, error) {
 	cfg.QPS, cfg.Burst = -1, 0
 	cfg.WrapTransport = counter.Wrap
 	opts := operator.DefaultOptions()
-	opts.LeaderElectionNamespace = "default"
+	opts.LeaderElectionNamespace = leaseNamespace
 	opts.MetricsAddress = "0"
 	opts.HealthProbeAddress = "0"
 	opts.RestartableInProcess = true

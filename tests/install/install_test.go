@@ -1,0 +1,405 @@
+// Package install_test proves the two installations: config/default rendered by the pinned
+// kustomize and charts/apirule-operator rendered by the pinned Helm are both accepted by a
+// real API server, install the same objects with the same RBAC, and run the manager under the
+// restricted Pod Security Standard.
+package install_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// ensureNamespace creates a namespace for real (dry-run objects need their namespace to
+// exist) with the labels the rendered Namespace carries.
+func ensureNamespace(t *testing.T, name string, labels map[string]string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if err := k8s.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+func TestKustomizeInstallIsAccepted(t *testing.T) {
+	objs := kustomize(t, "config/default")
+	ns := find(t, objs, "Namespace", operatorNamespace)
+	ensureNamespace(t, operatorNamespace, ns.GetLabels())
+	dryRunApply(t, objs)
+
+	for _, want := range []string{
+		"CustomResourceDefinition apirules.gateway.apirule.io",
+		"ServiceAccount apirule-system/apirule-operator-controller-manager",
+		"ClusterRole apirule-operator-manager-role",
+		"ClusterRoleBinding apirule-operator-manager-rolebinding",
+		"Role apirule-system/apirule-operator-leader-election-role",
+		"RoleBinding apirule-system/apirule-operator-leader-election-rolebinding",
+		"Deployment apirule-system/apirule-operator-controller-manager",
+		"Service apirule-system/apirule-operator-webhook-service",
+		"Service apirule-system/apirule-operator-metrics-service",
+		"ValidatingWebhookConfiguration apirule-operator-validating-webhook-configuration",
+	} {
+		if !slices.Contains(keys(objs), want) {
+			t.Errorf("config/default does not install %s; it installs %v", want, keys(objs))
+		}
+	}
+	checkWiring(t, "config/default", objs)
+}
+
+func TestHelmInstallIsAccepted(t *testing.T) {
+	ensureNamespace(t, operatorNamespace, nil)
+	objs := helmTemplate(t)
+	dryRunApply(t, objs)
+	checkWiring(t, "helm", objs)
+}
+
+// TestHelmValuesReachTheManager renders the chart with every value changed from its default
+// and checks that each one reaches the manager's flags or the objects.
+func TestHelmValuesReachTheManager(t *testing.T) {
+	ensureNamespace(t, operatorNamespace, nil)
+	objs := helmTemplate(t,
+		"image.repository=registry.example.com/apirule-operator", "image.tag=1.2.3",
+		"replicas=2", "maxConcurrentReconciles=8",
+		"ingressGateway.namespace=gateways", "ingressGateway.selector.app=edge", "ingressGateway.selector.istio=ingress",
+		"ingressGateway.principal=cluster.local/ns/gateways/sa/edge",
+		"defaultGateway.name=gateways/public", "defaultGateway.manage=true",
+		"defaultGateway.domain=example.com", "defaultGateway.credentialName=example-com-tls",
+		"istio.namespace=mesh", "istio.revision=canary", "istio.multipleCustomAuthzProviders=true",
+		"webhook.port=9444", "metrics.port=9090", "logging.level=debug", "extraArgs[0]=--zap-encoder=console",
+		"resources.limits.memory=2Gi",
+	)
+	dryRunApply(t, objs)
+	deploy := find(t, objs, "Deployment", "apirule-operator-controller-manager")
+	args := containerArgs(t, deploy)
+	for _, want := range []string{
+		"--max-concurrent-reconciles=8",
+		"--ingress-gateway-namespace=gateways",
+		"--ingress-gateway-selector=app=edge,istio=ingress",
+		"--ingress-gateway-principal=cluster.local/ns/gateways/sa/edge",
+		"--default-gateway=gateways/public",
+		"--manage-default-gateway=true",
+		"--default-gateway-domain=example.com",
+		"--default-gateway-credential=example-com-tls",
+		"--istio-namespace=mesh",
+		"--istio-revision=canary",
+		"--multiple-custom-authz-providers=true",
+		"--webhook-port=9444",
+		"--metrics-bind-address=:9090",
+		"--zap-log-level=debug",
+		"--zap-encoder=console",
+	} {
+		if !slices.Contains(args, want) {
+			t.Errorf("manager args lack %s: %v", want, args)
+		}
+	}
+	// What the markers grant in istio-system follows the ingress gateway to its namespace.
+	if !slices.Contains(keys(objs), "RoleBinding gateways/apirule-operator-manager-rolebinding") {
+		t.Errorf("no RoleBinding in the ingress gateway namespace gateways: %v", keys(objs))
+	}
+	for _, o := range objs {
+		if o.GetNamespace() == "istio-system" {
+			t.Errorf("%s stays in istio-system although ingressGateway.namespace is gateways", key(o))
+		}
+	}
+	if got, _, _ := unstructured.NestedInt64(deploy.Object, "spec", "replicas"); got != 2 {
+		t.Errorf("replicas = %d, want 2", got)
+	}
+	container := managerContainer(t, deploy)
+	if container.Image != "registry.example.com/apirule-operator:1.2.3" {
+		t.Errorf("image = %s", container.Image)
+	}
+	if got := container.Resources.Limits.Memory().String(); got != "2Gi" {
+		t.Errorf("memory limit = %s, want 2Gi", got)
+	}
+	if port := containerPort(container, "webhook-server"); port != 9444 {
+		t.Errorf("webhook-server container port = %d, want 9444", port)
+	}
+	if port := containerPort(container, "metrics"); port != 9090 {
+		t.Errorf("metrics container port = %d, want 9090", port)
+	}
+}
+
+func TestHelmRefusesManagingAnUnnamedGateway(t *testing.T) {
+	args := []string{"template", "x", "charts/apirule-operator", "--set", "defaultGateway.manage=true"}
+	cmd := execCommand(t, tool(t, "APIRULE_HELM", "helm"), args...)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "defaultGateway.name") {
+		t.Fatalf("helm template with defaultGateway.manage and no name: err=%v, output:\n%s", err, out)
+	}
+}
+
+func TestHelmWithoutWebhookOrMetrics(t *testing.T) {
+	objs := helmTemplate(t, "webhook.enabled=false", "metrics.enabled=false", "leaderElection.enabled=false")
+	for _, gone := range []string{
+		"ValidatingWebhookConfiguration apirule-operator-validating-webhook-configuration",
+		"Service apirule-system/apirule-operator-webhook-service",
+		"Service apirule-system/apirule-operator-metrics-service",
+		"Role apirule-system/apirule-operator-leader-election-role",
+	} {
+		if slices.Contains(keys(objs), gone) {
+			t.Errorf("%s rendered although disabled", gone)
+		}
+	}
+	args := containerArgs(t, find(t, objs, "Deployment", "apirule-operator-controller-manager"))
+	for _, want := range []string{"--enable-webhook=false", "--metrics-bind-address=0", "--leader-elect=false"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("manager args lack %s: %v", want, args)
+		}
+	}
+}
+
+// TestKustomizeAndHelmInstallTheSame compares the two installs object by object (the
+// Namespace aside: Helm installs into the release namespace, it does not own it) and rule by
+// rule.
+func TestKustomizeAndHelmInstallTheSame(t *testing.T) {
+	fromKustomize := kustomize(t, "config/default")
+	fromHelm := helmTemplate(t)
+	if k, h := keys(fromKustomize, "Namespace"), keys(fromHelm); !reflect.DeepEqual(k, h) {
+		t.Errorf("the installs differ:\nkustomize only: %v\nhelm only: %v", minus(k, h), minus(h, k))
+	}
+	for _, kind := range []string{"ClusterRole", "Role"} {
+		k, h := rulesByName(t, fromKustomize, kind), rulesByName(t, fromHelm, kind)
+		if len(k) == 0 {
+			t.Errorf("config/default installs no %s", kind)
+		}
+		if !reflect.DeepEqual(k, h) {
+			t.Errorf("%s rules differ:\nkustomize: %v\nhelm:      %v", kind, k, h)
+		}
+	}
+	for _, kind := range []string{"ClusterRoleBinding", "RoleBinding"} {
+		k, h := bindings(t, fromKustomize, kind), bindings(t, fromHelm, kind)
+		if !reflect.DeepEqual(k, h) {
+			t.Errorf("%s differ:\nkustomize: %v\nhelm:      %v", kind, k, h)
+		}
+	}
+	kd := find(t, fromKustomize, "Deployment", "apirule-operator-controller-manager")
+	hd := find(t, fromHelm, "Deployment", "apirule-operator-controller-manager")
+	kc, hc := managerContainer(t, kd), managerContainer(t, hd)
+	if kc.Image != hc.Image {
+		t.Errorf("default images differ: kustomize %s, helm %s", kc.Image, hc.Image)
+	}
+	if !reflect.DeepEqual(kc.Resources, hc.Resources) {
+		t.Errorf("default resources differ: kustomize %v, helm %v", kc.Resources, hc.Resources)
+	}
+	if !reflect.DeepEqual(kc.SecurityContext, hc.SecurityContext) || !reflect.DeepEqual(kc.Ports, hc.Ports) {
+		t.Errorf("manager containers differ in security context or ports:\nkustomize %+v %+v\nhelm %+v %+v", kc.SecurityContext, kc.Ports, hc.SecurityContext, hc.Ports)
+	}
+	for _, name := range []string{"apirule-operator-webhook-service", "apirule-operator-metrics-service"} {
+		ks, _, _ := unstructured.NestedFieldCopy(find(t, fromKustomize, "Service", name).Object, "spec")
+		hs, _, _ := unstructured.NestedFieldCopy(find(t, fromHelm, "Service", name).Object, "spec")
+		if !reflect.DeepEqual(ks, hs) {
+			t.Errorf("Service %s differs:\nkustomize %v\nhelm      %v", name, ks, hs)
+		}
+	}
+	kw, _, _ := unstructured.NestedSlice(find(t, fromKustomize, "ValidatingWebhookConfiguration", "apirule-operator-validating-webhook-configuration").Object, "webhooks")
+	hw, _, _ := unstructured.NestedSlice(find(t, fromHelm, "ValidatingWebhookConfiguration", "apirule-operator-validating-webhook-configuration").Object, "webhooks")
+	if len(kw) != 1 || len(hw) != 1 {
+		t.Fatalf("want one webhook in each install, got %d and %d", len(kw), len(hw))
+	}
+	for _, field := range [][]string{{"name"}, {"clientConfig", "service"}, {"rules"}, {"failurePolicy"}, {"sideEffects"}} {
+		k, _, _ := unstructured.NestedFieldCopy(kw[0].(map[string]any), field...)
+		h, _, _ := unstructured.NestedFieldCopy(hw[0].(map[string]any), field...)
+		if !reflect.DeepEqual(k, h) {
+			t.Errorf("webhook %s differs: kustomize %v, helm %v", strings.Join(field, "."), k, h)
+		}
+	}
+}
+
+// TestHelmCopiesAreCurrent: the chart carries copies of the generated CRDs and RBAC rules
+// ('make manifests' refreshes them); a stale copy would install something else than kustomize.
+func TestHelmCopiesAreCurrent(t *testing.T) {
+	bases, _ := filepath.Glob(filepath.Join(root, "config", "crd", "bases", "*.yaml"))
+	copies, _ := filepath.Glob(filepath.Join(root, "charts", "apirule-operator", "crds", "*.yaml"))
+	if len(bases) == 0 || len(bases) != len(copies) {
+		t.Fatalf("config/crd/bases holds %d CRDs, the chart %d; run 'make manifests'", len(bases), len(copies))
+	}
+	pairs := map[string]string{
+		filepath.Join("config", "rbac", "role.yaml"): filepath.Join("charts", "apirule-operator", "files", "manager-role.yaml"),
+	}
+	for _, b := range bases {
+		rel, _ := filepath.Rel(root, b)
+		pairs[rel] = filepath.Join("charts", "apirule-operator", "crds", filepath.Base(b))
+	}
+	for src, dst := range pairs {
+		a, err := os.ReadFile(filepath.Join(root, src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(root, dst))
+		if err != nil {
+			t.Fatalf("%v; run 'make manifests'", err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs from %s; run 'make manifests'", dst, src)
+		}
+	}
+}
+
+// TestCertManagerInstalls checks the cert-manager variants of both installs: the Certificate
+// writes the Secret the manager mounts, names the webhook Service, and the CA injector is
+// pointed at it; the manager leaves the certificate alone.
+func TestCertManagerInstalls(t *testing.T) {
+	for name, objs := range map[string][]*unstructured.Unstructured{
+		"config/certmanager":            kustomize(t, "config/certmanager"),
+		"helm webhook.certManager=true": helmTemplate(t, "webhook.certManager.enabled=true"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var certManager, others []*unstructured.Unstructured
+			for _, o := range objs {
+				if strings.HasPrefix(o.GetAPIVersion(), "cert-manager.io/") {
+					certManager = append(certManager, o)
+				} else {
+					others = append(others, o)
+				}
+			}
+			// No cert-manager CRDs here: its own objects are checked by field, the rest by
+			// the API server.
+			ensureNamespace(t, operatorNamespace, nil)
+			dryRunApply(t, others)
+
+			cert := find(t, certManager, "Certificate", "apirule-operator-serving-cert")
+			if cert.GetNamespace() != operatorNamespace {
+				t.Errorf("Certificate in namespace %q", cert.GetNamespace())
+			}
+			secret, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName")
+			if secret != "apirule-operator-webhook-server-cert" {
+				t.Errorf("Certificate writes Secret %q", secret)
+			}
+			dns, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+			if !slices.Contains(dns, "apirule-operator-webhook-service.apirule-system.svc") {
+				t.Errorf("Certificate DNS names %v lack the webhook Service", dns)
+			}
+			issuer, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "name")
+			find(t, certManager, "Issuer", issuer)
+
+			hook := find(t, others, "ValidatingWebhookConfiguration", "apirule-operator-validating-webhook-configuration")
+			if got := hook.GetAnnotations()["cert-manager.io/inject-ca-from"]; got != "apirule-system/apirule-operator-serving-cert" {
+				t.Errorf("inject-ca-from = %q", got)
+			}
+			deploy := find(t, others, "Deployment", "apirule-operator-controller-manager")
+			if args := containerArgs(t, deploy); !slices.Contains(args, "--webhook-cert-management=external") {
+				t.Errorf("manager args lack --webhook-cert-management=external: %v", args)
+			}
+			pod := podSpec(t, deploy)
+			var mounted bool
+			for _, v := range pod.Volumes {
+				if v.Name == "webhook-certs" {
+					mounted = v.Secret != nil && v.Secret.SecretName == secret && v.EmptyDir == nil
+				}
+			}
+			if !mounted {
+				t.Errorf("the webhook-certs volume is not the Secret %s: %+v", secret, pod.Volumes)
+			}
+		})
+	}
+}
+
+func minus(a, b []string) []string {
+	var out []string
+	for _, s := range a {
+		if !slices.Contains(b, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// rulesByName returns each role's rules, normalised (sorted) so that the order of the
+// generated and templated lists does not matter.
+func rulesByName(t *testing.T, objs []*unstructured.Unstructured, kind string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, o := range objs {
+		if o.GetKind() != kind {
+			continue
+		}
+		var role rbacv1.ClusterRole
+		convert(t, o, &role)
+		var rules []string
+		for _, r := range role.Rules {
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					for _, v := range r.Verbs {
+						rules = append(rules, g+"/"+res+":"+v+" names="+strings.Join(r.ResourceNames, ","))
+					}
+				}
+			}
+		}
+		sort.Strings(rules)
+		out[key(o)] = rules
+	}
+	return out
+}
+
+func bindings(t *testing.T, objs []*unstructured.Unstructured, kind string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, o := range objs {
+		if o.GetKind() != kind {
+			continue
+		}
+		var b rbacv1.ClusterRoleBinding
+		convert(t, o, &b)
+		var subjects []string
+		for _, s := range b.Subjects {
+			subjects = append(subjects, s.Kind+" "+s.Namespace+"/"+s.Name)
+		}
+		sort.Strings(subjects)
+		out[key(o)] = b.RoleRef.Kind + " " + b.RoleRef.Name + " -> " + strings.Join(subjects, ",")
+	}
+	return out
+}
+
+func convert(t *testing.T, o *unstructured.Unstructured, into any) {
+	t.Helper()
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, into); err != nil {
+		t.Fatalf("%s: %v", key(o), err)
+	}
+}
+
+func podSpec(t *testing.T, deploy *unstructured.Unstructured) corev1.PodSpec {
+	t.Helper()
+	raw, _, _ := unstructured.NestedMap(deploy.Object, "spec", "template", "spec")
+	var spec corev1.PodSpec
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	return spec
+}
+
+func managerContainer(t *testing.T, deploy *unstructured.Unstructured) corev1.Container {
+	t.Helper()
+	for _, c := range podSpec(t, deploy).Containers {
+		if c.Name == "manager" {
+			return c
+		}
+	}
+	t.Fatalf("%s has no container named manager", key(deploy))
+	return corev1.Container{}
+}
+
+func containerArgs(t *testing.T, deploy *unstructured.Unstructured) []string {
+	t.Helper()
+	return managerContainer(t, deploy).Args
+}
+
+func containerPort(c corev1.Container, name string) int32 {
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return p.ContainerPort
+		}
+	}
+	return 0
+}
