@@ -315,5 +315,12 @@ var _ = Describe("Default Gateway management", Ordered, func() {
 		vs, _ := children(keyOf(rule))
 		Expect(vs[0].Spec.Hosts).To(Equal([]string{"shop.managed.example"}))
 		Expect(vs[0].Spec.Gateways).To(Equal([]string{ref.String()}))
+
+		// The APIRule would lose its Gateway when the suite's operator restarts without the
+		// default; delete it so no later spec sees it change state.
+		Expect(k8s.Delete(ctx, rule)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, keyOf(rule), &apiv2.APIRule{}))
+		}, timeout, interval).Should(BeTrue())
 	})
 })
