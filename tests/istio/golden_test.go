@@ -1,0 +1,103 @@
+package istio_test
+
+import (
+	"flag"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/apirule-operator/apirule-operator/tests/istio/harness"
+)
+
+// goldenDir holds the translation golden cases; this module reads them as data.
+var goldenDir = filepath.Join("..", "..", "internal", "translate", "testdata")
+
+var runCase = flag.String("case", "", "run only the golden case with this name")
+
+func loadCases(t *testing.T) []harness.Case {
+	t.Helper()
+	cases, err := harness.LoadCases(goldenDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) == 0 {
+		t.Fatalf("no golden cases in %s", goldenDir)
+	}
+	return cases
+}
+
+// Every case that generates objects must say what requests get through them; a case that
+// generates nothing has nothing to route and must not pretend otherwise.
+func TestEveryGoldenCaseHasExpectations(t *testing.T) {
+	for _, c := range loadCases(t) {
+		switch {
+		case len(c.Output) > 0 && c.ExpectPath == "":
+			t.Errorf("%s generates %d objects but has no %s.expect.yaml; add requests that exercise them (docs/verification.md)", c.Name, len(c.Output), c.Name)
+		case len(c.Output) == 0 && c.ExpectPath != "":
+			t.Errorf("%s generates nothing, so %s has nothing to route; remove it", c.Name, c.ExpectPath)
+		}
+	}
+}
+
+// Every generated object passes istiod's validating webhook, warnings included.
+func TestGoldenOutputsPassIstioValidation(t *testing.T) {
+	v, err := harness.IstioValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range loadCases(t) {
+		for _, d := range c.Output {
+			if err := v.Validate(d); err != nil {
+				t.Errorf("%s: %s: %v", c.Name, d.Ref(), err)
+			}
+			n++
+		}
+	}
+	t.Logf("%d objects validated", n)
+}
+
+// The expectations of every golden case, decided by the xDS istiod generates for them.
+func TestGoldenExpectations(t *testing.T) {
+	total, known := 0, 0
+	for _, c := range loadCases(t) {
+		if *runCase != "" && c.Name != *runCase {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			if len(c.Output) == 0 {
+				t.Skipf("%s generates no objects (only findings): nothing to route", c.Name)
+			}
+			if c.ExpectPath == "" {
+				t.Skip("no expectations (TestEveryGoldenCaseHasExpectations reports this)")
+			}
+			exp, err := harness.LoadExpectations(c.ExpectPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := harness.NewEnv(t, c)
+			for _, r := range exp.Requests {
+				total++
+				if r.KnownFailure != "" {
+					known++
+				}
+				t.Run(r.Name, func(t *testing.T) {
+					res, err := env.Run(r)
+					if err != nil {
+						t.Fatalf("the harness cannot decide this request: %v", err)
+					}
+					bad := harness.Check(r, res)
+					switch {
+					case r.KnownFailure != "" && len(bad) == 0:
+						t.Errorf("marked knownFailure (%s) but now passes: remove the mark", r.KnownFailure)
+					case r.KnownFailure != "":
+						t.Logf("KNOWN FAILURE (%s): %s\n  %s", r.KnownFailure, strings.Join(bad, "; "), strings.Join(res.Trace, "\n  "))
+					case len(bad) > 0:
+						t.Errorf("%s %s%s: %s\n  %s", r.Method, r.Host, r.Path, strings.Join(bad, "; "), strings.Join(res.Trace, "\n  "))
+					}
+				})
+			}
+		})
+	}
+	t.Logf("%d requests checked, %d marked as known failures", total, known)
+}
