@@ -12,16 +12,20 @@ import (
 // goldenDir holds the translation golden cases; this module reads them as data.
 var goldenDir = filepath.Join("..", "..", "internal", "translate", "testdata")
 
-var runCase = flag.String("case", "", "run only the golden case with this name")
+// fixtureDir holds hand-written Istio cases for behaviour the translator does not generate
+// yet; they test the harness itself end to end.
+const fixtureDir = "testdata"
 
-func loadCases(t *testing.T) []harness.Case {
+var runCase = flag.String("case", "", "run only the case with this name")
+
+func loadCases(t *testing.T, dir string) []harness.Case {
 	t.Helper()
-	cases, err := harness.LoadCases(goldenDir)
+	cases, err := harness.LoadCases(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cases) == 0 {
-		t.Fatalf("no golden cases in %s", goldenDir)
+		t.Fatalf("no cases in %s", dir)
 	}
 	return cases
 }
@@ -29,7 +33,7 @@ func loadCases(t *testing.T) []harness.Case {
 // Every case that generates objects must say what requests get through them; a case that
 // generates nothing has nothing to route and must not pretend otherwise.
 func TestEveryGoldenCaseHasExpectations(t *testing.T) {
-	for _, c := range loadCases(t) {
+	for _, c := range loadCases(t, goldenDir) {
 		switch {
 		case len(c.Output) > 0 && c.ExpectPath == "":
 			t.Errorf("%s generates %d objects but has no %s.expect.yaml; add requests that exercise them (docs/verification.md)", c.Name, len(c.Output), c.Name)
@@ -40,27 +44,33 @@ func TestEveryGoldenCaseHasExpectations(t *testing.T) {
 }
 
 // Every generated object passes istiod's validating webhook, warnings included.
-func TestGoldenOutputsPassIstioValidation(t *testing.T) {
+func TestOutputsPassIstioValidation(t *testing.T) {
 	v, err := harness.IstioValidator()
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
-	for _, c := range loadCases(t) {
-		for _, d := range c.Output {
-			if err := v.Validate(d); err != nil {
-				t.Errorf("%s: %s: %v", c.Name, d.Ref(), err)
+	for _, dir := range []string{goldenDir, fixtureDir} {
+		for _, c := range loadCases(t, dir) {
+			for _, d := range c.Output {
+				if err := v.Validate(d); err != nil {
+					t.Errorf("%s: %s: %v", c.Name, d.Ref(), err)
+				}
+				n++
 			}
-			n++
 		}
 	}
-	t.Logf("%d objects validated", n)
+	t.Logf("%d objects admitted by Istio's validation webhook", n)
 }
 
-// The expectations of every golden case, decided by the xDS istiod generates for them.
-func TestGoldenExpectations(t *testing.T) {
-	total, known := 0, 0
-	for _, c := range loadCases(t) {
+func TestGoldenExpectations(t *testing.T) { runExpectations(t, goldenDir) }
+
+func TestFixtureExpectations(t *testing.T) { runExpectations(t, fixtureDir) }
+
+// runExpectations decides every request of every case by the xDS istiod generates for it.
+func runExpectations(t *testing.T, dir string) {
+	total, known, cases := 0, 0, 0
+	for _, c := range loadCases(t, dir) {
 		if *runCase != "" && c.Name != *runCase {
 			continue
 		}
@@ -75,6 +85,7 @@ func TestGoldenExpectations(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			cases++
 			env := harness.NewEnv(t, c)
 			for _, r := range exp.Requests {
 				total++
@@ -87,17 +98,18 @@ func TestGoldenExpectations(t *testing.T) {
 						t.Fatalf("the harness cannot decide this request: %v", err)
 					}
 					bad := harness.Check(r, res)
+					trace := strings.Join(res.Trace, "\n  ")
 					switch {
 					case r.KnownFailure != "" && len(bad) == 0:
 						t.Errorf("marked knownFailure (%s) but now passes: remove the mark", r.KnownFailure)
 					case r.KnownFailure != "":
-						t.Logf("KNOWN FAILURE (%s): %s\n  %s", r.KnownFailure, strings.Join(bad, "; "), strings.Join(res.Trace, "\n  "))
+						t.Logf("KNOWN FAILURE (%s): %s\n  %s", r.KnownFailure, strings.Join(bad, "; "), trace)
 					case len(bad) > 0:
-						t.Errorf("%s %s%s: %s\n  %s", r.Method, r.Host, r.Path, strings.Join(bad, "; "), strings.Join(res.Trace, "\n  "))
+						t.Errorf("%s %s%s: %s\n  %s", r.Method, r.Host, r.Path, strings.Join(bad, "; "), trace)
 					}
 				})
 			}
 		})
 	}
-	t.Logf("%d requests checked, %d marked as known failures", total, known)
+	t.Logf("%s: %d cases, %d requests, %d marked as known failures", dir, cases, total, known)
 }

@@ -329,6 +329,13 @@ func TestVirtualHostAndRouteSelection(t *testing.T) {
 	if vh := SelectVirtualHost(rc, "x.example.com"); vh.GetName() != "wild" {
 		t.Errorf("wildcard, got %v", vh.GetName())
 	}
+	if vh := SelectVirtualHost(rc, "x.example.com:443"); vh != nil {
+		t.Errorf("without ignore_port_in_host_matching the port takes part, got %s", vh.GetName())
+	}
+	rc.IgnorePortInHostMatching = true
+	if vh := SelectVirtualHost(rc, "x.example.com:443"); vh.GetName() != "wild" {
+		t.Errorf("ignore_port_in_host_matching: got %v", vh.GetName())
+	}
 	if vh := SelectVirtualHost(rc, "example.com"); vh != nil {
 		t.Errorf("*.example.com does not cover example.com, got %s", vh.GetName())
 	}

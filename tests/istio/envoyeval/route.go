@@ -12,8 +12,17 @@ import (
 // SelectVirtualHost picks the virtual host for a Host header the way Envoy does: an exact
 // domain first, then the longest suffix wildcard ("*.example.com"), then the longest prefix
 // wildcard ("example.*"), then "*". Matching ignores case.
+//
+// With ignore_port_in_host_matching (Istio sets it on gateway and sidecar route
+// configurations) a ":port" in the Host header is not part of the comparison; the header
+// itself keeps the port, so later filters and the backend still see it.
 func SelectVirtualHost(rc *routev3.RouteConfiguration, host string) *routev3.VirtualHost {
 	host = strings.ToLower(host)
+	if rc.GetIgnorePortInHostMatching() {
+		if h, _, found := splitHostPort(host); found {
+			host = h
+		}
+	}
 	var bestSuffix, bestPrefix, catchAll *routev3.VirtualHost
 	suffixLen, prefixLen := -1, -1
 	for _, vh := range rc.GetVirtualHosts() {

@@ -7,10 +7,13 @@ import (
 	"testing"
 
 	meshconfig "istio.io/api/mesh/v1alpha1"
+	"istio.io/istio/pilot/pkg/features"
 	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/pkg/simulation"
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config/mesh"
+	"istio.io/istio/pkg/jwt"
+	"istio.io/istio/pkg/test"
 	"sigs.k8s.io/yaml"
 
 	"github.com/apirule-operator/apirule-operator/tests/istio/envoyeval"
@@ -26,6 +29,14 @@ const (
 	DefaultInMeshCallerIP   = "10.1.200.9"
 	defaultIstioProxyVerson = "1.31.0"
 )
+
+func init() {
+	// With the default (istiod fetches jwksUri) every RequestAuthentication waits seconds for
+	// a JWKS server that does not exist here, then inlines a key that fails every token. In
+	// "envoy" mode the provider points Envoy at the URI instead. Only the key source differs;
+	// tokens are modelled symbolically (envoyeval.Token), so nothing the harness checks does.
+	features.JwksFetchMode = jwt.Envoy
+}
 
 // GatewayPrincipal is the SPIFFE identity (without spiffe://) of the modelled ingress gateway.
 func GatewayPrincipal(trustDomain string) string {
@@ -79,7 +90,13 @@ func NewEnv(t *testing.T, c Case) *Env {
 			e.GatewayServers[int(port)] = proto == "HTTPS" || proto == "TLS"
 		}
 	}
-	kube, backends, err := kubernetesObjects(c.Input)
+	// The operator's RenderOptions say how istiod runs; mirror the settings that change xDS.
+	for _, o := range Of(c.Input, "RenderOptions") {
+		if on, _ := o.Object["multipleCustomAuthzProviders"].(bool); on {
+			test.SetForTest(t, &features.EnableMultipleCustomAuthzProviders, true)
+		}
+	}
+	kube, backends, err := kubernetesObjects(c.Input, e.Mesh)
 	if err != nil {
 		t.Fatalf("%s: %v", c.Name, err)
 	}
@@ -163,10 +180,26 @@ type backendSetup struct {
 
 // kubernetesObjects returns the input's Services plus one running Pod per Service, labelled
 // with the Service's selector, so istiod builds that workload's inbound listener.
-func kubernetesObjects(input []Doc) (string, []*backendSetup, error) {
+func kubernetesObjects(input []Doc, m *meshconfig.MeshConfig) (string, []*backendSetup, error) {
 	var docs []string
 	var backends []*backendSetup
 	services := Of(input, "Service")
+	// The authorizers of the mesh config run as Services in a real mesh; without them istiod
+	// refuses the provider and turns every CUSTOM policy into a deny-all.
+	for _, p := range m.GetExtensionProviders() {
+		svc, port := "", uint32(0)
+		if h := p.GetEnvoyExtAuthzHttp(); h != nil {
+			svc, port = h.GetService(), h.GetPort()
+		}
+		if g := p.GetEnvoyExtAuthzGrpc(); g != nil {
+			svc, port = g.GetService(), g.GetPort()
+		}
+		labels := strings.Split(svc, ".")
+		if len(labels) < 2 {
+			continue
+		}
+		docs = append(docs, fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: %s}\nspec:\n  ports: [{name: http, port: %d}]", labels[0], labels[1], port))
+	}
 	sort.Slice(services, func(i, j int) bool { return services[i].Ref() < services[j].Ref() })
 	for i, svc := range services {
 		ns := svc.Namespace
@@ -190,6 +223,10 @@ func kubernetesObjects(input []Doc) (string, []*backendSetup, error) {
 		ports, _ := nested(svc.Object, "spec", "ports").([]any)
 		for _, p := range ports {
 			pm, _ := p.(map[string]any)
+			if _, set := pm["targetPort"]; !set {
+				// The API server defaults targetPort to port; istiod's inbound listener needs it.
+				pm["targetPort"] = pm["port"]
+			}
 			port, _ := pm["port"].(float64)
 			target := int(port)
 			if tp, ok := pm["targetPort"].(float64); ok {

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -14,7 +13,7 @@ import (
 // format for users; the field comments here say what each field does in the model.
 type Expectations struct {
 	// Defaults are merged into every request (request fields win).
-	Defaults Request `json:"defaults,omitempty"`
+	Defaults Request   `json:"defaults,omitempty"`
 	Requests []Request `json:"requests"`
 }
 
@@ -38,6 +37,8 @@ type Request struct {
 	ClientAddress string `json:"clientAddress,omitempty"`
 	// ClientCert is the certificate the client presents, if any.
 	ClientCert *ClientCert `json:"clientCert,omitempty"`
+	// NoClientCert sends no certificate even when the defaults have one.
+	NoClientCert bool `json:"noClientCert,omitempty"`
 	// Token is a JWT the client sends.
 	Token *TokenSpec `json:"token,omitempty"`
 	// From makes this an in-mesh call straight to a workload's sidecar, not via the gateway.
@@ -180,7 +181,7 @@ func (r *Request) mergeDefaults(d Request) {
 	if r.ClientAddress == "" {
 		r.ClientAddress = d.ClientAddress
 	}
-	if r.ClientCert == nil {
+	if r.ClientCert == nil && !r.NoClientCert {
 		r.ClientCert = d.ClientCert
 	}
 	if r.Token == nil {
@@ -249,10 +250,4 @@ func ParseBackend(s string) (svc, ns string, port int, err error) {
 		return "", "", 0, fmt.Errorf("%q: want <service>.<namespace>:<port>, for example httpbin.shop:8000", s)
 	}
 	return svc, ns, port, nil
-}
-
-// MarshalExpectations renders expectations (used by tests of this package).
-func MarshalExpectations(e *Expectations) ([]byte, error) {
-	b, err := yaml.Marshal(e)
-	return bytes.TrimSpace(b), err
 }

@@ -25,6 +25,13 @@ type Result struct {
 // Run sends r through the modelled mesh: client -> ingress gateway -> backend sidecar, or
 // straight to the sidecar for an in-mesh caller.
 func (e *Env) Run(r Request) (Result, error) {
+	var called []string
+	res, err := e.run(r, &called)
+	res.ExtAuthzCalled = called
+	return res, err
+}
+
+func (e *Env) run(r Request, called *[]string) (Result, error) {
 	var res Result
 	tokens := envoyeval.Tokens{}
 	headers := envoyeval.Headers{}
@@ -66,7 +73,7 @@ func (e *Env) Run(r Request) (Result, error) {
 		if !ok {
 			provider = cluster
 		}
-		res.ExtAuthzCalled = append(res.ExtAuthzCalled, provider)
+		*called = append(*called, provider)
 		return r.ExtAuthz[provider] != "deny"
 	}
 
@@ -84,6 +91,9 @@ func (e *Env) Run(r Request) (Result, error) {
 			return res, fmt.Errorf("from.address: %w", err)
 		}
 		conn := envoyeval.Conn{DirectRemoteIP: ip, PeerPrincipal: r.From.Principal}
+		// Istio's inbound chains tell HTTP from TCP by ALPN: the mTLS client announces
+		// istio-http/1.1, a plaintext HTTP/1.1 client is detected as http/1.1.
+		conn.ALPN = []string{"http/1.1"}
 		if r.From.Principal != "" {
 			conn.TLS, conn.ALPN = true, []string{"istio-http/1.1", "istio", "http/1.1"}
 		}
