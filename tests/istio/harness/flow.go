@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -224,7 +225,13 @@ func Check(r Request, res Result) []string {
 	if r.ExtAuthzCalled != nil && strings.Join(*r.ExtAuthzCalled, ",") != strings.Join(res.ExtAuthzCalled, ",") {
 		bad = append(bad, fmt.Sprintf("ext_authz called: got %v, want %v", res.ExtAuthzCalled, *r.ExtAuthzCalled))
 	}
-	for name, v := range r.UpstreamHeaders {
+	names := make([]string, 0, len(r.UpstreamHeaders))
+	for name := range r.UpstreamHeaders {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		v := r.UpstreamHeaders[name]
 		got, present := res.Upstream.Get(name)
 		switch {
 		case res.Upstream == nil:
