@@ -103,8 +103,10 @@ func TestURITemplate(t *testing.T) {
 		{"/users/*/items/**", "/users/7/items/1/2", true},
 		{"/users/*/items/**", "/users/7/8/items/1", false},
 		{"/v1.0/*", "/v1x0/a", false},
-		// '=' is not in the glob alphabet of current Envoy.
-		{"/a/*", "/a/x=y", false},
+		// '=' and '*' are in the glob alphabet of current Envoy; '?' and '#' never are.
+		{"/a/*", "/a/x=y", true},
+		{"/a/*", "/a/x*y", true},
+		{"/a/*", "/a/x#y", false},
 	}
 	for _, c := range cases {
 		re, err := URITemplateRegex(c.tmpl)

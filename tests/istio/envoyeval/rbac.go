@@ -230,9 +230,10 @@ func peerName(s *Stream) string {
 	return ""
 }
 
-// uriLiteral is the RFC 3986 pchar set Envoy's uri_template library uses for globs
-// (unreserved, pct-encoded, sub-delims without '*' and '=', ':' and '@').
-const uriLiteral = `a-zA-Z0-9\-._~%!$&'()+,;:@`
+// uriLiteral is the character set Envoy's uri_template library lets a glob match: RFC 3986
+// unreserved, pct-encoded, sub-delims, ':' and '@', with '=' and (since Envoy 1.34, runtime
+// guard uri_template_match_on_asterisk, on by default) '*'.
+const uriLiteral = `a-zA-Z0-9\-._~%!$&'()+,;:@=*`
 
 // URITemplateRegex converts an Envoy uri_template path template to the regex Envoy matches
 // the path (without query) against: '*' is one non-empty segment, '**' any rest including
