@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"istio.io/istio/pilot/pkg/simulation"
+
 	"github.com/apirule-operator/apirule-operator/tests/istio/harness"
 )
 
@@ -87,6 +89,12 @@ func runExpectations(t *testing.T, dir string) {
 			}
 			cases++
 			env := harness.NewEnv(t, c)
+			// Istio's own simulation of each gateway request, run here because it may only
+			// fail the test that built the environment.
+			sims := map[string]*simulation.Result{}
+			for _, r := range exp.Requests {
+				sims[r.Name] = env.SimulateGateway(r)
+			}
 			for _, r := range exp.Requests {
 				total++
 				if r.KnownFailure != "" {
@@ -98,6 +106,11 @@ func runExpectations(t *testing.T, dir string) {
 						t.Fatalf("the harness cannot decide this request: %v", err)
 					}
 					bad := harness.Check(r, res)
+					// A disagreement with Istio's simulation is a harness defect, never a
+					// known failure of the translator.
+					if cross := env.CrossCheck(res, sims[r.Name]); len(cross) > 0 {
+						t.Errorf("%s\n  %s", strings.Join(cross, "; "), strings.Join(res.Trace, "\n  "))
+					}
 					trace := strings.Join(res.Trace, "\n  ")
 					switch {
 					case r.KnownFailure != "" && len(bad) == 0:

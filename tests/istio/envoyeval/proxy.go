@@ -38,8 +38,10 @@ type Outcome struct {
 	Reason string
 	// Cluster is the upstream cluster of the selected route.
 	Cluster string
-	// RouteName is the name of the selected route (Istio: the VirtualService http[].name).
-	RouteName string
+	// VirtualHost and RouteName name the selected virtual host and route (Istio: the
+	// VirtualService http[].name).
+	VirtualHost string
+	RouteName   string
 	// ExtAuthzCalls lists the authorizer clusters that were asked, in order.
 	ExtAuthzCalls []string
 	// Upstream is the request as forwarded: headers after every filter and the route's
@@ -143,6 +145,7 @@ func (p *Proxy) Handle(l *listenerv3.Listener, conn Conn, headers Headers, token
 		out.Status, out.Reason = 404, "no virtual host for "+host(s)
 		return out, nil
 	}
+	out.VirtualHost = vh.GetName()
 	r, err := SelectRoute(vh, s)
 	if err != nil {
 		return out, err

@@ -60,6 +60,8 @@ type Env struct {
 	GatewayServers map[int]bool
 	// Authorizers maps an ext_authz cluster name to its extension provider name.
 	Authorizers map[string]string
+
+	gatewaySim *simulation.Simulation
 }
 
 // NewEnv has istiod's config generation (in process) build the xDS of the case: the input's
@@ -118,7 +120,8 @@ func NewEnv(t *testing.T, c Case) *Env {
 			ServiceAccount: GatewayServiceAccount,
 		},
 	})
-	e.Gateway = proxyConfig(t, s, gw)
+	e.gatewaySim = simulation.NewSimulation(t, s, gw)
+	e.Gateway = &envoyeval.Proxy{Listeners: e.gatewaySim.Listeners, Routes: e.gatewaySim.Routes}
 	for _, b := range backends {
 		p := s.SetupProxy(&model.Proxy{
 			Type:            model.SidecarProxy,

@@ -21,6 +21,8 @@ type Result struct {
 	Upstream envoyeval.Headers
 	// Trace says step by step what each proxy did, for failure messages.
 	Trace []string
+	// Gateway is what the gateway did, nil for in-mesh calls.
+	Gateway *envoyeval.Outcome
 }
 
 // Run sends r through the modelled mesh: client -> ingress gateway -> backend sidecar, or
@@ -32,8 +34,8 @@ func (e *Env) Run(r Request) (Result, error) {
 	return res, err
 }
 
-func (e *Env) run(r Request, called *[]string) (Result, error) {
-	var res Result
+// requestHeaders builds what the client sends: pseudo-headers, headers and the token.
+func requestHeaders(r Request) (envoyeval.Headers, envoyeval.Tokens) {
 	tokens := envoyeval.Tokens{}
 	headers := envoyeval.Headers{}
 	for k, v := range r.Headers {
@@ -69,6 +71,43 @@ func (e *Env) run(r Request, called *[]string) (Result, error) {
 			headers.Set("authorization", "Bearer "+raw)
 		}
 	}
+	return headers, tokens
+}
+
+// gatewayConn is the client's connection to the gateway.
+func (e *Env) gatewayConn(r Request) (envoyeval.Conn, error) {
+	port := r.Port
+	if port == 0 {
+		port = e.defaultGatewayPort()
+	}
+	addr := r.ClientAddress
+	if addr == "" {
+		addr = DefaultClientAddress
+	}
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return envoyeval.Conn{}, fmt.Errorf("clientAddress: %w", err)
+	}
+	conn := envoyeval.Conn{Port: port, DirectRemoteIP: ip, TLS: e.GatewayServers[port]}
+	if conn.TLS {
+		conn.ALPN = []string{"h2", "http/1.1"}
+		switch r.SNI {
+		case "":
+			conn.SNI, _, _ = strings.Cut(r.Host, ":")
+		case "-":
+		default:
+			conn.SNI = r.SNI
+		}
+		if c := r.ClientCert; c != nil {
+			conn.PeerCert = &envoyeval.Cert{Subject: c.Subject, URISAN: c.URISAN, DNSSANs: c.DNSSANs, Issuer: c.Issuer, Fingerprint256: c.Fingerprint, Untrusted: c.Untrusted}
+		}
+	}
+	return conn, nil
+}
+
+func (e *Env) run(r Request, called *[]string) (Result, error) {
+	var res Result
+	headers, tokens := requestHeaders(r)
 	authz := func(cluster string, _ *envoyeval.Stream) bool {
 		provider, ok := e.Authorizers[cluster]
 		if !ok {
@@ -101,32 +140,11 @@ func (e *Env) run(r Request, called *[]string) (Result, error) {
 		return e.toSidecar(res, svc, ns, port, conn, headers, tokens, authz)
 	}
 
-	port := r.Port
-	if port == 0 {
-		port = e.defaultGatewayPort()
-	}
-	addr := r.ClientAddress
-	if addr == "" {
-		addr = DefaultClientAddress
-	}
-	ip, err := netip.ParseAddr(addr)
+	conn, err := e.gatewayConn(r)
 	if err != nil {
-		return res, fmt.Errorf("clientAddress: %w", err)
+		return res, err
 	}
-	conn := envoyeval.Conn{Port: port, DirectRemoteIP: ip, TLS: e.GatewayServers[port]}
-	if conn.TLS {
-		conn.ALPN = []string{"h2", "http/1.1"}
-		switch r.SNI {
-		case "":
-			conn.SNI, _, _ = strings.Cut(r.Host, ":")
-		case "-":
-		default:
-			conn.SNI = r.SNI
-		}
-		if c := r.ClientCert; c != nil {
-			conn.PeerCert = &envoyeval.Cert{Subject: c.Subject, URISAN: c.URISAN, DNSSANs: c.DNSSANs, Issuer: c.Issuer, Fingerprint256: c.Fingerprint, Untrusted: c.Untrusted}
-		}
-	}
+	port := conn.Port
 	l := e.Gateway.ListenerForPort(port)
 	if l == nil {
 		res.Outcome, res.DecidedAt = Outcome{Status: envoyeval.StatusTLSRejected}, "gateway"
@@ -137,7 +155,8 @@ func (e *Env) run(r Request, called *[]string) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("gateway listener %s: %w", l.GetName(), err)
 	}
-	res.Trace = append(res.Trace, fmt.Sprintf("gateway %s: status=%d reason=%q route=%q cluster=%q", l.GetName(), out.Status, out.Reason, out.RouteName, out.Cluster))
+	res.Gateway = &out
+	res.Trace = append(res.Trace, fmt.Sprintf("gateway %s: status=%d reason=%q vhost=%q route=%q cluster=%q", l.GetName(), out.Status, out.Reason, out.VirtualHost, out.RouteName, out.Cluster))
 	if out.Status != 0 {
 		res.Outcome, res.DecidedAt = Outcome{Status: out.Status}, "gateway"
 		return res, nil
