@@ -501,3 +501,33 @@ func TestPathNormalisation(t *testing.T) {
 		t.Errorf("merged path = %q", p)
 	}
 }
+
+func TestSubjectAltNameMatchers(t *testing.T) {
+	withSANs := func(vc *tlsv3.CertificateValidationContext) *tlsv3.DownstreamTlsContext {
+		return &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+			ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{
+				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{DefaultValidationContext: vc}}}}
+	}
+	uri := withSANs(&tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{
+		{SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: exact("spiffe://partner/a")}}})
+	untyped := withSANs(&tlsv3.CertificateValidationContext{MatchSubjectAltNames: []*matcherv3.StringMatcher{exact("partner.example")}})
+	cases := []struct {
+		name string
+		ctx  *tlsv3.DownstreamTlsContext
+		cert Cert
+		want bool
+	}{
+		{"no matcher accepts any certificate", withSANs(&tlsv3.CertificateValidationContext{}), Cert{URISAN: "spiffe://x"}, true},
+		{"typed URI matcher, matching URI SAN", uri, Cert{URISAN: "spiffe://partner/a"}, true},
+		{"typed URI matcher, other URI SAN", uri, Cert{URISAN: "spiffe://partner/b"}, false},
+		{"typed URI matcher ignores a DNS SAN of the same text", uri, Cert{DNSSANs: []string{"spiffe://partner/a"}}, false},
+		{"untyped matcher, DNS SAN", untyped, Cert{DNSSANs: []string{"partner.example"}}, true},
+		{"untyped matcher, no SAN", untyped, Cert{}, false},
+	}
+	for _, c := range cases {
+		got, err := subjectAltNamesMatch(c.ctx, &c.cert)
+		if err != nil || got != c.want {
+			t.Errorf("%s: got %v, %v; want %v", c.name, got, err, c.want)
+		}
+	}
+}

@@ -401,7 +401,61 @@ func checkTLS(fc *listenerv3.FilterChain, conn Conn) (string, error) {
 	if validates && conn.PeerCert != nil && conn.PeerCert.Untrusted {
 		return "client certificate not trusted", nil
 	}
+	if conn.PeerCert != nil {
+		ok, err := subjectAltNamesMatch(&ctx, conn.PeerCert)
+		if err != nil || !ok {
+			return "client certificate has none of the accepted subject alternative names", err
+		}
+	}
 	return "", nil
+}
+
+// subjectAltNamesMatch applies the validation context's SAN matchers: with any configured, a
+// certificate is accepted only when one of its SANs (of the matcher's type) matches one.
+func subjectAltNamesMatch(ctx *tlsv3.DownstreamTlsContext, cert *Cert) (bool, error) {
+	common := ctx.GetCommonTlsContext()
+	vc := common.GetValidationContext()
+	if vc == nil {
+		vc = common.GetCombinedValidationContext().GetDefaultValidationContext()
+	}
+	typed := vc.GetMatchTypedSubjectAltNames()
+	untyped := vc.GetMatchSubjectAltNames()
+	if len(typed) == 0 && len(untyped) == 0 {
+		return true, nil
+	}
+	all := append([]string{cert.URISAN}, cert.DNSSANs...)
+	for _, m := range typed {
+		var candidates []string
+		switch m.GetSanType() {
+		case tlsv3.SubjectAltNameMatcher_URI:
+			candidates = []string{cert.URISAN}
+		case tlsv3.SubjectAltNameMatcher_DNS:
+			candidates = cert.DNSSANs
+		case tlsv3.SubjectAltNameMatcher_SAN_TYPE_UNSPECIFIED:
+			candidates = all
+		}
+		for _, c := range candidates {
+			if c == "" {
+				continue
+			}
+			ok, err := MatchString(m.GetMatcher(), c)
+			if err != nil || ok {
+				return ok, err
+			}
+		}
+	}
+	for _, m := range untyped {
+		for _, c := range all {
+			if c == "" {
+				continue
+			}
+			ok, err := MatchString(m, c)
+			if err != nil || ok {
+				return ok, err
+			}
+		}
+	}
+	return false, nil
 }
 
 func anyTo(a *anypb.Any, m proto.Message) error {

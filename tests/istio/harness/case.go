@@ -130,6 +130,22 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
+// IsIstioConfig says whether a document is Istio configuration, which istiod validates and
+// turns into xDS. The CA copies of mTLS APIRules are core Secrets: the gateway reads them over
+// SDS, not as configuration.
+func (d Doc) IsIstioConfig() bool { return strings.Contains(d.APIVersion, ".istio.io/") }
+
+// IstioConfig returns the documents that are Istio configuration.
+func IstioConfig(docs []Doc) []Doc {
+	var out []Doc
+	for _, d := range docs {
+		if d.IsIstioConfig() {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // Of returns the documents of a kind.
 func Of(docs []Doc, kind string) []Doc {
 	var out []Doc

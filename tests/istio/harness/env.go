@@ -82,8 +82,8 @@ func NewEnv(t *testing.T, c Case) *Env {
 			e.Authorizers[fmt.Sprintf("outbound|%d||%s", g.GetPort(), g.GetService())] = p.GetName()
 		}
 	}
-	istioDocs := append(Of(c.Input, "Gateway"), c.Output...)
-	for _, g := range Of(c.Input, "Gateway") {
+	istioDocs := append(Of(c.Input, "Gateway"), IstioConfig(c.Output)...)
+	for _, g := range Of(istioDocs, "Gateway") {
 		servers, _ := nested(g.Object, "spec", "servers").([]any)
 		for _, s := range servers {
 			sm, _ := s.(map[string]any)
