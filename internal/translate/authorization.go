@@ -114,7 +114,7 @@ func buildPolicies(in Input, plans []rulePlan, hosts []string, findings *Finding
 		if len(w.customOrder) > 1 && !in.Options.MultipleCustomProviders {
 			findings.warn(conditions.Accepted, conditions.ReasonMultipleAuthzProviders, w.customPath,
 				"workload %s {%s} would use %d ext-authz providers (%s), but Istio enforces one per workload unless istiod runs with "+
-					"PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS=true; requests for the other providers' rules are denied. Use one provider "+
+					"PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS=true; without it istiod drops these CUSTOM policies and every extAuth rule of this workload is denied. Use one provider "+
 					"per backend, or enable the flag in istiod and start the operator with --multiple-custom-authz-providers",
 				w.namespace, strings.TrimSuffix(selectorKey(w.selector), ","), len(w.customOrder), strings.Join(w.customOrder, ", "))
 		}
