@@ -136,32 +136,29 @@ func (r *APIRuleReconciler) registerIndexes(ctx context.Context, indexer client.
 		return err
 	}
 	return indexer.IndexField(ctx, &networkingclientv1.Gateway{}, gatewayServerHostIndex, func(obj client.Object) []string {
-		var hosts []string
-		for _, server := range obj.(*networkingclientv1.Gateway).Spec.Servers {
-			for _, h := range server.Hosts {
-				if _, host, scoped := strings.Cut(h, "/"); scoped {
-					h = host
-				}
-				if !slices.Contains(hosts, h) {
-					hosts = append(hosts, h)
-				}
+		return serverHosts(obj.(*networkingclientv1.Gateway))
+	})
+}
+
+// serverHosts returns the hosts of a Gateway's servers, once each, without namespace/ prefix.
+func serverHosts(gw *networkingclientv1.Gateway) []string {
+	var hosts []string
+	for _, server := range gw.Spec.Servers {
+		for _, h := range server.Hosts {
+			if h = translate.ServerHost(h); !slices.Contains(hosts, h) {
+				hosts = append(hosts, h)
 			}
 		}
-		return hosts
-	})
+	}
+	return hosts
 }
 
 // requestsForGateway maps a Gateway to the APIRules bound to it and to the mTLS APIRules
 // whose hosts it serves, for which it may start or end a conflict.
 func (r *APIRuleReconciler) requestsForGateway(ctx context.Context, obj client.Object) []reconcile.Request {
 	out := r.requestsForIndex(gatewayIndex)(ctx, obj)
-	for _, server := range obj.(*networkingclientv1.Gateway).Spec.Servers {
-		for _, h := range server.Hosts {
-			if _, host, scoped := strings.Cut(h, "/"); scoped {
-				h = host
-			}
-			out = append(out, r.requestsForKey(ctx, hostIndex, h)...)
-		}
+	for _, h := range serverHosts(obj.(*networkingclientv1.Gateway)) {
+		out = append(out, r.requestsForKey(ctx, hostIndex, h)...)
 	}
 	return out
 }

@@ -63,7 +63,7 @@ func UsesIPRestriction(rule *apiv2.APIRule) bool {
 // would silently not hold. It warns when the gateway trusts no X-Forwarded-For entries.
 func checkIPRestriction(in Input, findings *Findings) {
 	used, path := usesIPRestriction(&in.APIRule.Spec)
-	if !used {
+	if !used || !checkIngressGatewayKnown(in, path, findings) {
 		return
 	}
 	if in.Gateway != nil && !maps.Equal(in.Gateway.Selector, in.Options.IngressGatewaySelector) {
@@ -172,4 +172,18 @@ func ipBlocks(blocks []apiv2.IPBlock) []string {
 		out[i] = string(b)
 	}
 	return out
+}
+
+// checkIngressGatewayKnown refuses a mode whose objects go to the ingress gateway when the
+// operator has no ingress gateway namespace or selector: a policy or Gateway without a
+// selector would apply to every workload of its namespace (every one of the mesh in the root
+// namespace), not to the ingress gateway.
+func checkIngressGatewayKnown(in Input, path *field.Path, findings *Findings) bool {
+	if len(in.Options.IngressGatewaySelector) > 0 && in.Options.IngressGatewayNamespace != "" {
+		return true
+	}
+	findings.add(conditions.Accepted, conditions.ReasonInvalidSpec, path,
+		"the operator has no ingress gateway namespace and selector, which this mode needs; start it with "+
+			"--ingress-gateway-namespace and --ingress-gateway-selector")
+	return false
 }

@@ -129,6 +129,9 @@ func checkMTLS(in Input, specPath *field.Path, findings *Findings) mtlsPlan {
 		return plan
 	}
 	mtlsPath := specPath.Child("mtls")
+	if !checkIngressGatewayKnown(in, mtlsPath, findings) {
+		return plan
+	}
 	secrets := in.MTLS
 	if secrets == nil {
 		secrets = &MTLSSecrets{}
@@ -267,7 +270,7 @@ func checkGatewayConflicts(in Input, hostsPath *field.Path, findings *Findings) 
 				continue
 			}
 			for _, server := range gw.Servers {
-				if server.Port != mtlsPort || !slices.ContainsFunc(server.Hosts, func(s string) bool { return serverHost(s) == host }) {
+				if server.Port != mtlsPort || !slices.ContainsFunc(server.Hosts, func(s string) bool { return ServerHost(s) == host }) {
 					continue
 				}
 				findings.add(conditions.Accepted, conditions.ReasonGatewayConflict, hostsPath.Index(i),
@@ -278,8 +281,8 @@ func checkGatewayConflicts(in Input, hostsPath *field.Path, findings *Findings) 
 	}
 }
 
-// serverHost strips the namespace/ prefix of a Gateway server host.
-func serverHost(h string) string {
+// ServerHost strips the namespace/ prefix of a Gateway server host.
+func ServerHost(h string) string {
 	if _, host, scoped := strings.Cut(h, "/"); scoped {
 		return host
 	}

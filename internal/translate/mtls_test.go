@@ -162,6 +162,8 @@ func TestMTLSSecretProblemsBlockEveryObject(t *testing.T) {
 		reason conditions.Reason
 		field  string
 	}{
+		{"operator without an ingress gateway selector", func(in *Input) { in.Options.IngressGatewaySelector = nil },
+			conditions.ReasonInvalidSpec, "spec.mtls"},
 		{"server certificate Secret missing", func(in *Input) { in.MTLS.Credential = nil },
 			conditions.ReasonSecretNotFound, "spec.mtls.credentialName"},
 		{"server certificate not PEM", func(in *Input) { in.MTLS.Credential.Data["tls.crt"] = []byte("not a certificate") },

@@ -208,6 +208,10 @@ func TestFindingsBlockEveryObject(t *testing.T) {
 			in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
 			in.Gateway.Selector = map[string]string{"istio": "partner-gateway"}
 		}, conditions.Accepted, conditions.ReasonNotIngressGateway, "spec.ipRestriction"},
+		{"ipRestriction without an ingress gateway selector", func(in *Input) {
+			in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
+			in.Options.IngressGatewaySelector, in.Gateway.Selector = nil, nil
+		}, conditions.Accepted, conditions.ReasonInvalidSpec, "spec.ipRestriction"},
 		{"reserved identity header", func(in *Input) {
 			in.APIRule.Spec.Rules[0].Request = &apiv2.Request{Headers: map[string]string{"X-Client-Cert-Subject": "CN=admin"}}
 		}, conditions.Accepted, conditions.ReasonInvalidSpec, "spec.rules[0].request.headers[X-Client-Cert-Subject]"},
