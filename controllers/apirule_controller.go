@@ -147,13 +147,16 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 		report.programmed()
 	}
+	if err := r.writeStatus(ctx, rule, report); err != nil {
+		return ctrl.Result{}, err // never a requeue delay together with an error
+	}
 	var result ctrl.Result
 	if !output.RecheckAt.IsZero() {
 		// A certificate comes close to its expiry then; the status must say so without waiting
 		// for an unrelated event.
 		result.RequeueAfter = max(time.Until(output.RecheckAt), time.Second)
 	}
-	return result, r.writeStatus(ctx, rule, report)
+	return result, nil
 }
 
 // program applies the desired objects, policies before routes, then prunes stale children,
