@@ -28,10 +28,14 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/apply"
+	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/gather"
+	"github.com/apirule-operator/apirule-operator/internal/index"
 	"github.com/apirule-operator/apirule-operator/internal/metrics"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/pipeline"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
-	"github.com/apirule-operator/apirule-operator/internal/validate"
 )
 
 // Kinds of children, in the order stale ones are pruned: routes go before the policies that
@@ -48,7 +52,7 @@ var pruneOrder = []client.ObjectList{
 type APIRuleReconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
-	Options  translate.Options
+	Options  model.Options
 	// MeshConfig is the namespace/name of Istio's mesh config ConfigMap.
 	MeshConfig types.NamespacedName
 	// MaxConcurrentReconciles is how many APIRules are reconciled at once.
@@ -56,6 +60,16 @@ type APIRuleReconciler struct {
 
 	hostsOnce sync.Once
 	hosts     *hostRegistry
+	// ledger is the status this process last wrote for each APIRule.
+	ledger statusLedger
+}
+
+// gatherer reads the input of an APIRule from the manager's cache.
+func (r *APIRuleReconciler) gatherer() *gather.Gatherer {
+	return &gather.Gatherer{
+		Reader: r.Client, Options: r.Options, MeshConfig: r.MeshConfig,
+		Holder: r.registry().holder,
+	}
 }
 
 func (r *APIRuleReconciler) registry() *hostRegistry {
@@ -88,25 +102,34 @@ func (r *APIRuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	start := time.Now()
 	result, err := r.reconcile(ctx, req)
 	if apierrors.IsConflict(err) {
-		// The cached APIRule was stale; the newer version is already queued.
+		// A child changed under the write; the change is already queued, and this retry
+		// comes soon after it.
 		ctrl.LoggerFrom(ctx).V(1).Info("conflict, requeueing", "error", err.Error())
-		result, err = ctrl.Result{Requeue: true}, nil
+		result, err = ctrl.Result{RequeueAfter: conflictRetry}, nil
 	}
 	outcome := "success"
 	switch {
 	case err != nil:
 		outcome = "error"
-	case result.Requeue || result.RequeueAfter > 0:
+	case result.RequeueAfter > 0:
 		outcome = "requeue"
 	}
 	metrics.ObserveReconcile(outcome, time.Since(start))
 	return result, err
 }
 
-func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// conflictRetry is how soon a reconcile that lost a write race, or found a host claimed by a
+// reconcile still running, is retried.
+const conflictRetry = 100 * time.Millisecond
+
+// reconcile runs the phases of one APIRule. Status is written once, from the deferred call,
+// whatever phase failed: a failed read leaves Ready Unknown with its reason, a failed write
+// says which write failed, and never does an error leave the previous status standing.
+func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
 	rule := &apiv2.APIRule{}
 	if err := r.Client.Get(ctx, req.NamespacedName, rule); apierrors.IsNotFound(err) {
 		r.registry().set(req.NamespacedName, nil)
+		r.ledger.forget(req.NamespacedName)
 		metrics.SetState(req.NamespacedName, "")
 		return ctrl.Result{}, nil
 	} else if err != nil {
@@ -117,15 +140,25 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 
 	report := newReport(rule)
-	input, err := r.gather(ctx, rule)
+	defer func() {
+		if statusErr := r.writeStatus(ctx, rule, report); statusErr != nil {
+			// Never a requeue delay together with an error.
+			result, err = ctrl.Result{}, errors.Join(err, statusErr)
+		}
+	}()
+
+	input, err := r.gatherer().Gather(ctx, rule)
 	if err != nil {
+		report.readFailed(err)
 		return ctrl.Result{}, err
 	}
-	output := validate.Translate(input)
-	report.translated(output.Findings)
-	if hosts := translate.ConflictingHosts(output.Findings, input); len(hosts) > 0 {
+	r.registry().set(ownerOf(rule), input.ServedHosts)
+	output := pipeline.Run(input)
+	report.checked(output.Findings)
+	if hosts := output.Findings.ConflictingHosts(); len(hosts) > 0 {
 		withdrawn, err := r.withdraw(ctx, rule, hosts)
 		if err != nil {
+			report.programFailed(conditions.ReasonPruneFailed, err)
 			return ctrl.Result{}, err
 		}
 		if withdrawn {
@@ -133,24 +166,19 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ct
 			report.withdrawn(hosts)
 		}
 	}
-	if len(output.Findings.Errors()) == 0 {
+	if !output.Findings.HasErrors() {
 		if held := r.registry().claim(ownerOf(rule), output.Objects.VirtualServices[0].Spec.Hosts); len(held) > 0 {
 			// Another APIRule claimed a host since gather read the claims; the next
 			// reconcile sees it and reports the conflict.
-			return ctrl.Result{Requeue: true}, nil
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
 		}
-		if err := r.program(ctx, rule, output.Objects); err != nil {
-			report.programFailed(err)
-			// The apply error is returned, so the request is retried with backoff; the status
-			// still says why.
-			return ctrl.Result{}, errors.Join(err, r.writeStatus(ctx, rule, report))
+		if reason, err := r.program(ctx, rule, output.Objects); err != nil {
+			// The error is returned, so the request is retried with backoff; the status says why.
+			report.programFailed(reason, err)
+			return ctrl.Result{}, err
 		}
 		report.programmed()
 	}
-	if err := r.writeStatus(ctx, rule, report); err != nil {
-		return ctrl.Result{}, err // never a requeue delay together with an error
-	}
-	var result ctrl.Result
 	if !output.RecheckAt.IsZero() {
 		// A certificate comes close to its expiry then; the status must say so without waiting
 		// for an unrelated event.
@@ -164,27 +192,31 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ct
 // what removes the children when the APIRule is deleted, routes first. The garbage collector
 // would delete the children in no particular order, leaving a moment in which a route is
 // live without its policy; and it cannot reach children in other namespaces at all.
-func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, objects translate.Objects) error {
+// The reason says which write failed: ApplyFailed or PruneFailed.
+func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, objects translate.Objects) (conditions.Reason, error) {
 	inOrder := objects.InApplyOrder()
 	ordered := make([]client.Object, 0, len(inOrder))
 	for _, obj := range inOrder {
 		ordered = append(ordered, obj)
 	}
 	if err := r.ensureFinalizer(ctx, rule); err != nil {
-		return err
+		return conditions.ReasonApplyFailed, err
 	}
 	applier := apply.Applier{Client: r.Client}
 	if err := r.takeDownRouteIfPoliciesNarrow(ctx, rule, objects); err != nil {
-		return err
+		return conditions.ReasonPruneFailed, err
 	}
 	applied, err := applier.Apply(ctx, ordered)
 	metrics.CountApplied(applied.Applied)
 	if err != nil {
-		return err
+		return conditions.ReasonApplyFailed, err
 	}
 	pruned, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, ordered)
 	metrics.CountPruned(pruned.Pruned)
-	return err
+	if err != nil {
+		return conditions.ReasonPruneFailed, err
+	}
+	return "", nil
 }
 
 // takeDownRouteIfPoliciesNarrow deletes the current route before policies are written that
@@ -215,7 +247,7 @@ func (r *APIRuleReconciler) takeDownRouteIfPoliciesNarrow(ctx context.Context, r
 		return nil
 	}
 	route := &networkingclientv1.VirtualService{}
-	route.Namespace, route.Name = rule.Namespace, ownership.ChildName(ownerOf(rule), "route")
+	route.Namespace, route.Name = rule.Namespace, model.RouteName(ownerOf(rule))
 	if err := r.Client.Delete(ctx, route); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("taking down route %s/%s before narrowing its policies: %w", route.Namespace, route.Name, err)
 	}
@@ -284,7 +316,7 @@ func (r *APIRuleReconciler) removeFinalizer(ctx context.Context, rule *apiv2.API
 
 // SetupWithManager registers the reconciler, its field indexes and its watches.
 func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := r.registerIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+	if err := index.Register(context.Background(), mgr.GetFieldIndexer(), index.Definitions(r.Options, r.MeshConfig)); err != nil {
 		return err
 	}
 	children := handler.EnqueueRequestsFromMapFunc(requestForOwnerLabels)
@@ -296,10 +328,10 @@ func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(notOwnCreation)).
 		Watches(&securityclientv1.AuthorizationPolicy{}, children, builder.WithPredicates(notOwnCreation)).
 		Watches(&securityclientv1.RequestAuthentication{}, children, builder.WithPredicates(notOwnCreation)).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(serviceIndex))).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(index.APIRuleService))).
 		Watches(&networkingclientv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.requestsForGateway), builder.WithPredicates(notOwnCreation)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.WithPredicates(notOwnCreation)).
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(meshConfigIndex))).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(index.APIRuleMeshConfig))).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.requestsForPod), builder.WithPredicates(podChanges)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).
 		Complete(r)

@@ -4,28 +4,43 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/check"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/metrics"
-	"github.com/apirule-operator/apirule-operator/internal/translate"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
 
-// report collects the conditions of one reconcile; writeStatus writes them once, at the end.
+// maxWarnings is how many warnings status lists (the CRD's limit); the rest are counted in the
+// Accepted message.
+const maxWarnings = 64
+
+// report collects the conditions of one reconcile; the reconciler writes them once, from a
+// deferred call, whatever phase failed.
 type report struct {
 	generation int64
 	conditions []metav1.Condition
+	warnings   []apiv2.APIRuleWarning
+	// unknown, when set, is why the outcome of this reconcile is not known: a failed read of
+	// the cluster. Ready is then Unknown with this reason.
+	unknown *metav1.Condition
 }
 
 func newReport(rule *apiv2.APIRule) *report {
 	return &report{
 		generation: rule.Generation,
 		conditions: append([]metav1.Condition(nil), rule.Status.Conditions...),
+		warnings:   rule.Status.Warnings,
 	}
 }
 
@@ -33,15 +48,23 @@ func (r *report) set(t conditions.Type, status metav1.ConditionStatus, reason co
 	conditions.Set(&r.conditions, t, status, reason, message, r.generation)
 }
 
-// translated records Accepted and ResolvedRefs from the translation's findings. When there
-// are any, nothing is applied and the objects of the last good generation keep serving.
-func (r *report) translated(findings translate.Findings) {
+// checked records Accepted, ResolvedRefs and the warnings from the findings. When there are
+// errors, nothing is applied and the objects of the last good generation keep serving.
+func (r *report) checked(findings check.Findings) {
 	errs := findings.Errors()
 	r.fromFindings(conditions.Accepted, errs.For(conditions.Accepted), conditions.ReasonAccepted, "The spec is valid.")
 	r.fromFindings(conditions.ResolvedRefs, errs.For(conditions.ResolvedRefs), conditions.ReasonResolved,
 		"The Gateway, every backend Service and every extension provider were found.")
-	if warnings := findings.Warnings(); len(warnings) > 0 && len(errs.For(conditions.Accepted)) == 0 {
-		r.set(conditions.Accepted, metav1.ConditionTrue, conditions.ReasonAcceptedWithWarnings, warnings.Summary())
+	warnings := findings.Warnings()
+	r.warnings = nil
+	for i, w := range warnings {
+		if i == maxWarnings {
+			break
+		}
+		r.warnings = append(r.warnings, apiv2.APIRuleWarning{Reason: string(w.Reason), Field: w.Field.String(), Message: w.Message})
+	}
+	if len(warnings) > 0 && len(errs.For(conditions.Accepted)) == 0 {
+		r.set(conditions.Accepted, metav1.ConditionTrue, conditions.ReasonAcceptedWithWarnings, warningSummary(warnings))
 	}
 	if len(errs) > 0 {
 		r.set(conditions.Programmed, metav1.ConditionFalse, conditions.ReasonNotApplied,
@@ -49,12 +72,27 @@ func (r *report) translated(findings translate.Findings) {
 	}
 }
 
-func (r *report) fromFindings(t conditions.Type, findings translate.Findings, okReason conditions.Reason, okMessage string) {
+// warningSummary names the warnings by reason; status.warnings has each in full.
+func warningSummary(warnings check.Findings) string {
+	var reasons []string
+	for _, w := range warnings {
+		reasons = append(reasons, string(w.Reason))
+	}
+	return fmt.Sprintf("The spec is served with %d warnings (%s); see status.warnings.", len(warnings), strings.Join(reasons, ", "))
+}
+
+func (r *report) fromFindings(t conditions.Type, findings check.Findings, okReason conditions.Reason, okMessage string) {
 	if len(findings) == 0 {
 		r.set(t, metav1.ConditionTrue, okReason, okMessage)
 		return
 	}
 	r.set(t, metav1.ConditionFalse, findings[0].Reason, findings.Summary())
+}
+
+// readFailed records that the cluster could not be read, so nothing is known of this
+// reconcile's outcome: the previous conditions stay, Ready becomes Unknown.
+func (r *report) readFailed(err error) {
+	r.unknown = &metav1.Condition{Reason: string(conditions.ReasonReadFailed), Message: "Reading the cluster failed; retrying: " + err.Error()}
 }
 
 // withdrawn records that the APIRule's objects were removed because an older owner holds
@@ -64,8 +102,8 @@ func (r *report) withdrawn(hosts []string) {
 		fmt.Sprintf("The routes and policies of this APIRule were removed: %s are held by an older owner.", strings.Join(hosts, ", ")))
 }
 
-func (r *report) programFailed(err error) {
-	r.set(conditions.Programmed, metav1.ConditionFalse, conditions.ReasonApplyFailed, err.Error())
+func (r *report) programFailed(reason conditions.Reason, err error) {
+	r.set(conditions.Programmed, metav1.ConditionFalse, reason, err.Error())
 }
 
 func (r *report) programmed() {
@@ -73,8 +111,8 @@ func (r *report) programmed() {
 }
 
 // status returns the status the report describes, with Ready and the Kyma-compatible state
-// derived from the other conditions.
-func (r *report) status(previous apiv2.APIRuleStatus) apiv2.APIRuleStatus {
+// derived from the other conditions. lastProcessedTime is left to the writer.
+func (r *report) status() apiv2.APIRuleStatus {
 	ready, reason, message := metav1.ConditionTrue, conditions.ReasonReady, "The APIRule is served as specified."
 	for _, t := range []conditions.Type{conditions.Accepted, conditions.ResolvedRefs, conditions.Programmed} {
 		if c := conditions.Find(r.conditions, t); c == nil || c.Status != metav1.ConditionTrue {
@@ -87,37 +125,91 @@ func (r *report) status(previous apiv2.APIRuleStatus) apiv2.APIRuleStatus {
 			break
 		}
 	}
+	if r.unknown != nil {
+		ready, reason, message = metav1.ConditionUnknown, conditions.Reason(r.unknown.Reason), r.unknown.Message
+	}
 	r.set(conditions.Ready, ready, reason, message)
 
 	state, description := conditions.State(r.conditions)
 	return apiv2.APIRuleStatus{
 		State:              state,
 		Description:        description,
-		LastProcessedTime:  previous.LastProcessedTime,
 		ObservedGeneration: r.generation,
 		Conditions:         r.conditions,
+		Warnings:           r.warnings,
 	}
 }
 
-// writeStatus writes the status only when it changed, and emits an event when the state does.
+// statusLedger remembers the status this process last wrote for each APIRule. The cache may
+// be older than that write; comparing with it alone would skip a write that is needed (the
+// cache shows the status before the last write, which equals the new one) and leave the
+// status of the last write in place.
+type statusLedger struct {
+	mu      sync.Mutex
+	written map[types.NamespacedName]writtenStatus
+}
+
+type writtenStatus struct {
+	uid    types.UID
+	status apiv2.APIRuleStatus
+}
+
+func (l *statusLedger) get(rule *apiv2.APIRule) (apiv2.APIRuleStatus, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.written[ownerOf(rule)]
+	return w.status, ok && w.uid == rule.UID
+}
+
+func (l *statusLedger) put(rule *apiv2.APIRule, status apiv2.APIRuleStatus) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.written == nil {
+		l.written = map[types.NamespacedName]writtenStatus{}
+	}
+	l.written[ownerOf(rule)] = writtenStatus{uid: rule.UID, status: status}
+}
+
+func (l *statusLedger) forget(key types.NamespacedName) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.written, key)
+}
+
+// sameStatus compares two statuses without lastProcessedTime, which only a write changes.
+func sameStatus(a, b apiv2.APIRuleStatus) bool {
+	a.LastProcessedTime, b.LastProcessedTime = nil, nil
+	return equality.Semantic.DeepEqual(a, b)
+}
+
+// writeStatus writes the report's status unless both the cached APIRule and this process's
+// last write already hold it. It is a server-side apply of the whole status under the
+// operator's field manager, so every field is what this reconcile computed, whatever the
+// cache showed. The state metric and the event follow a successful write only.
 func (r *APIRuleReconciler) writeStatus(ctx context.Context, rule *apiv2.APIRule, rep *report) error {
-	next := rep.status(rule.Status)
-	metrics.SetState(ownerOf(rule), string(next.State))
-	if equality.Semantic.DeepEqual(next, rule.Status) {
+	next := rep.status()
+	previous := rule.Status
+	last, known := r.ledger.get(rule)
+	if known {
+		previous = last
+	}
+	if sameStatus(next, rule.Status) && (!known || sameStatus(next, last)) {
+		metrics.SetState(ownerOf(rule), string(next.State))
 		return nil
 	}
 	now := metav1.NewTime(time.Now().Truncate(time.Second))
 	next.LastProcessedTime = &now
-
-	previousState := rule.Status.State
-	// The optimistic lock makes a write based on a stale cached APIRule fail instead of
-	// repeating a status (and its event) that a previous reconcile already wrote.
-	patch := client.MergeFromWithOptions(rule.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	rule.Status = next
-	if err := r.Client.Status().Patch(ctx, rule, patch); err != nil {
+	body, err := statusApplyConfiguration(rule, next)
+	if err != nil {
+		return err
+	}
+	if err := r.Client.Status().Apply(ctx, body, client.FieldOwner(ownership.FieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("writing status: %w", err)
 	}
-	if next.State != previousState && r.Recorder != nil {
+	r.ledger.put(rule, next)
+	rule.Status = next
+	metrics.SetState(ownerOf(rule), string(next.State))
+	if next.State != previous.State && r.Recorder != nil {
 		eventType := "Normal"
 		if next.State == apiv2.StateError || next.State == apiv2.StateWarning {
 			eventType = "Warning"
@@ -125,4 +217,20 @@ func (r *APIRuleReconciler) writeStatus(ctx context.Context, rule *apiv2.APIRule
 		r.Recorder.Eventf(rule, nil, eventType, string(next.State), "Reconcile", "%s", next.Description)
 	}
 	return nil
+}
+
+// statusApplyConfiguration is the apply request for an APIRule's status: identity, the UID as
+// a precondition (a status is never applied to a new APIRule of the same name), and the status.
+func statusApplyConfiguration(rule *apiv2.APIRule, status apiv2.APIRuleStatus) (runtime.ApplyConfiguration, error) {
+	fields, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&apiv2.APIRule{Status: status})
+	if err != nil {
+		return nil, fmt.Errorf("encoding status: %w", err)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"status": fields["status"]}}
+	u.SetAPIVersion(apiv2.GroupVersion.String())
+	u.SetKind("APIRule")
+	u.SetName(rule.Name)
+	u.SetNamespace(rule.Namespace)
+	u.SetUID(rule.UID)
+	return client.ApplyConfigurationFromUnstructured(u), nil
 }

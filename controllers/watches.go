@@ -3,8 +3,6 @@ package controllers
 import (
 	"bytes"
 	"context"
-	"slices"
-	"strings"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -18,147 +16,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/index"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
-	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
-
-// Field indexes on APIRules, so an event on a referenced object finds the APIRules that
-// reference it without listing them all.
-const (
-	hostIndex       = "apirule.io/hosts"
-	serviceIndex    = "apirule.io/backend-services"
-	gatewayIndex    = "apirule.io/gateway"
-	meshConfigIndex = "apirule.io/mesh-config"
-	// secretIndex holds the Secrets an mTLS APIRule reads; ipRestrictedIndex marks the
-	// APIRules with an IP restriction, which read the ingress gateway Pods.
-	secretIndex       = "apirule.io/secrets"
-	ipRestrictedIndex = "apirule.io/ip-restricted"
-	// gatewayServerHostIndex indexes every Gateway by the hosts of its servers, without
-	// the namespace/ prefix, for the mTLS host conflict check.
-	gatewayServerHostIndex = "apirule.io/server-hosts"
-	// virtualServiceHostIndex indexes every VirtualService of the cluster by host.
-	virtualServiceHostIndex = "spec.hosts"
-	// podLabelIndex indexes Pods by their labels and serviceSelectorIndex Services by their
-	// selector, both as key=value pairs, so Pods and the Services that select them find each
-	// other without scanning a namespace.
-	podLabelIndex        = "apirule.io/labels"
-	serviceSelectorIndex = "apirule.io/selector"
-)
-
-func labelPairs(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k, v := range m {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
-
-func (r *APIRuleReconciler) registerIndexes(ctx context.Context, indexer client.FieldIndexer) error {
-	if err := indexer.IndexField(ctx, &corev1.Pod{}, podLabelIndex, func(obj client.Object) []string {
-		return labelPairs(obj.GetLabels())
-	}); err != nil {
-		return err
-	}
-	if err := indexer.IndexField(ctx, &corev1.Service{}, serviceSelectorIndex, func(obj client.Object) []string {
-		return labelPairs(obj.(*corev1.Service).Spec.Selector)
-	}); err != nil {
-		return err
-	}
-	if err := indexer.IndexField(ctx, &networkingclientv1.VirtualService{}, virtualServiceHostIndex, func(obj client.Object) []string {
-		return obj.(*networkingclientv1.VirtualService).Spec.Hosts
-	}); err != nil {
-		return err
-	}
-	// Hosts as written; a short host is indexed as short:<name>, which is what a
-	// VirtualService host's first label is looked up as.
-	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, hostIndex, func(obj client.Object) []string {
-		var keys []string
-		for _, h := range obj.(*apiv2.APIRule).Spec.Hosts {
-			if strings.Contains(string(h), ".") {
-				keys = append(keys, string(h))
-			} else {
-				keys = append(keys, shortHostKey(string(h)))
-			}
-		}
-		return keys
-	}); err != nil {
-		return err
-	}
-	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, serviceIndex, func(obj client.Object) []string {
-		rule := obj.(*apiv2.APIRule)
-		var keys []string
-		seen := map[string]bool{}
-		for i := range rule.Spec.Rules {
-			if ref, _, ok := translate.BackendRef(rule, i); ok && !seen[ref.String()] {
-				seen[ref.String()] = true
-				keys = append(keys, ref.String())
-			}
-		}
-		return keys
-	}); err != nil {
-		return err
-	}
-	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, gatewayIndex, func(obj client.Object) []string {
-		if ref, ok := translate.GatewayRef(obj.(*apiv2.APIRule), r.Options); ok {
-			return []string{ref.String()}
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	// Only APIRules with extAuth rules or IP restrictions depend on the mesh config; the cache
-	// holds only the mesh config ConfigMap, so its key is the one value of this index.
-	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, meshConfigIndex, func(obj client.Object) []string {
-		if readsMeshConfig(obj.(*apiv2.APIRule)) {
-			return []string{r.MeshConfig.String()}
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, ipRestrictedIndex, func(obj client.Object) []string {
-		if translate.UsesIPRestriction(obj.(*apiv2.APIRule)) {
-			return []string{"true"}
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	if err := indexer.IndexField(ctx, &apiv2.APIRule{}, secretIndex, func(obj client.Object) []string {
-		rule := obj.(*apiv2.APIRule)
-		if rule.Spec.MTLS == nil {
-			return nil
-		}
-		credential, ca, caCopy := translate.MTLSSecretRefs(rule, r.Options)
-		return []string{credential.String(), ca.String(), caCopy.String()}
-	}); err != nil {
-		return err
-	}
-	return indexer.IndexField(ctx, &networkingclientv1.Gateway{}, gatewayServerHostIndex, func(obj client.Object) []string {
-		return serverHosts(obj.(*networkingclientv1.Gateway))
-	})
-}
-
-// serverHosts returns the hosts of a Gateway's servers, once each, without namespace/ prefix.
-func serverHosts(gw *networkingclientv1.Gateway) []string {
-	var hosts []string
-	for _, server := range gw.Spec.Servers {
-		for _, h := range server.Hosts {
-			if h = translate.ServerHost(h); !slices.Contains(hosts, h) {
-				hosts = append(hosts, h)
-			}
-		}
-	}
-	return hosts
-}
 
 // requestsForGateway maps a Gateway to the APIRules bound to it and to the mTLS APIRules
 // whose hosts it serves, for which it may start or end a conflict.
 func (r *APIRuleReconciler) requestsForGateway(ctx context.Context, obj client.Object) []reconcile.Request {
-	out := r.requestsForIndex(gatewayIndex)(ctx, obj)
-	for _, h := range serverHosts(obj.(*networkingclientv1.Gateway)) {
-		out = append(out, r.requestsForKey(ctx, hostIndex, h)...)
+	out := r.requestsForIndex(index.APIRuleGateway)(ctx, obj)
+	for _, h := range index.ServerHosts(obj.(*networkingclientv1.Gateway)) {
+		out = append(out, r.requestsForKey(ctx, index.APIRuleHost, h)...)
 	}
 	return out
 }
@@ -166,7 +34,7 @@ func (r *APIRuleReconciler) requestsForGateway(ctx context.Context, obj client.O
 // requestsForSecret maps a Secret to the mTLS APIRules that read it, and a CA copy to its
 // owner, so a changed or deleted copy is restored.
 func (r *APIRuleReconciler) requestsForSecret(ctx context.Context, obj client.Object) []reconcile.Request {
-	return append(requestForOwnerLabels(ctx, obj), r.requestsForIndex(secretIndex)(ctx, obj)...)
+	return append(requestForOwnerLabels(ctx, obj), r.requestsForIndex(index.APIRuleSecret)(ctx, obj)...)
 }
 
 // requestsForIndex maps an object to the APIRules whose index holds its namespace/name.
@@ -201,12 +69,7 @@ func requestForOwnerLabels(_ context.Context, obj client.Object) []reconcile.Req
 
 // ownerFromLabels returns the APIRule a generated object belongs to.
 func ownerFromLabels(obj client.Object) (types.NamespacedName, bool) {
-	labels := obj.GetLabels()
-	name, namespace := labels[ownership.LabelName], labels[ownership.LabelNamespace]
-	if name == "" || namespace == "" || labels[ownership.LabelManagedBy] != ownership.ManagedByValue {
-		return types.NamespacedName{}, false
-	}
-	return types.NamespacedName{Namespace: namespace, Name: name}, true
+	return ownership.OwnerFromLabels(obj.GetLabels())
 }
 
 // requestsForVirtualService maps a VirtualService to its owner, if it is generated, and to
@@ -215,14 +78,12 @@ func ownerFromLabels(obj client.Object) (types.NamespacedName, bool) {
 func (r *APIRuleReconciler) requestsForVirtualService(ctx context.Context, obj client.Object) []reconcile.Request {
 	out := requestForOwnerLabels(ctx, obj)
 	for _, host := range obj.(*networkingclientv1.VirtualService).Spec.Hosts {
-		for _, key := range []string{host, shortHostKey(strings.SplitN(host, ".", 2)[0])} {
-			out = append(out, r.requestsForKey(ctx, hostIndex, key)...)
+		for _, key := range index.RoutedHostKeys(host) {
+			out = append(out, r.requestsForKey(ctx, index.APIRuleHost, key)...)
 		}
 	}
 	return out
 }
-
-func shortHostKey(name string) string { return "short:" + name }
 
 // SlimVirtualService keeps in the cache whole VirtualServices the operator generated and, of
 // all others, only what the host-conflict check reads: hosts and gateways.
@@ -262,11 +123,11 @@ func (r *APIRuleReconciler) requestsForPod(ctx context.Context, obj client.Objec
 	// An ingress gateway Pod's proxy config decides the IP-restricted APIRules' trusted proxies.
 	if obj.GetNamespace() == r.Options.IngressGatewayNamespace && len(r.Options.IngressGatewaySelector) > 0 &&
 		labels.SelectorFromSet(r.Options.IngressGatewaySelector).Matches(podLabels) {
-		out = append(out, r.requestsForKey(ctx, ipRestrictedIndex, "true")...)
+		out = append(out, r.requestsForKey(ctx, index.APIRuleIPRestricted, index.IPRestrictedKey)...)
 	}
-	for _, pair := range labelPairs(podLabels) {
+	for _, pair := range index.LabelPairs(podLabels) {
 		services := &corev1.ServiceList{}
-		if err := r.Client.List(ctx, services, client.InNamespace(obj.GetNamespace()), client.MatchingFields{serviceSelectorIndex: pair}); err != nil {
+		if err := r.Client.List(ctx, services, client.InNamespace(obj.GetNamespace()), client.MatchingFields{index.ServiceSelector: pair}); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "listing Services for a Pod", "pod", obj.GetName())
 			return nil
 		}
@@ -276,7 +137,7 @@ func (r *APIRuleReconciler) requestsForPod(ctx context.Context, obj client.Objec
 				continue
 			}
 			seen[svc.Name] = true
-			out = append(out, r.requestsForIndex(serviceIndex)(ctx, svc)...)
+			out = append(out, r.requestsForIndex(index.APIRuleService)(ctx, svc)...)
 		}
 	}
 	return out

@@ -610,4 +610,28 @@ type APIRuleStatus struct {
 	// +patchStrategy=merge
 	// +patchMergeKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// warnings lists each problem that does not stop the APIRule from being served, with its
+	// own reason and field, as the last reconcile found them. Accepted is then True with
+	// reason AcceptedWithWarnings, and state is Warning.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Warnings []APIRuleWarning `json:"warnings,omitempty"`
+}
+
+// APIRuleWarning is one problem that does not stop an APIRule from being served.
+type APIRuleWarning struct {
+	// reason is the machine-readable class of the warning, for example NoPods.
+	// +kubebuilder:validation:MaxLength=64
+	Reason string `json:"reason"`
+
+	// field is the path of the field the warning is about, for example spec.rules[1].path.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Field string `json:"field,omitempty"`
+
+	// message says what is wrong and how to fix it.
+	// +kubebuilder:validation:MaxLength=2048
+	Message string `json:"message"`
 }

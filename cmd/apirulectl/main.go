@@ -16,7 +16,7 @@ import (
 	"strings"
 
 	"github.com/apirule-operator/apirule-operator/internal/render"
-	"github.com/apirule-operator/apirule-operator/internal/validate"
+	"github.com/apirule-operator/apirule-operator/internal/check"
 )
 
 func main() {
@@ -99,7 +99,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		// validate also gives the warnings the admission webhook gives at kubectl apply
 		// time (noAuth on every path, a JWKS over http, wildcard hosts), so a review sees them.
 		for i := range results {
-			results[i].Findings = append(results[i].Findings, validate.Risky(results[i].APIRule).Findings()...)
+			if !results[i].Refused {
+				results[i].Findings = append(results[i].Findings, check.Risky(results[i].APIRule)...)
+			}
 		}
 		lines := render.FindingLines(results)
 		for _, line := range lines {

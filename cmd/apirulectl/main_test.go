@@ -170,15 +170,38 @@ func TestBadInput(t *testing.T) {
 		"no command":    {"", nil, "Usage:"},
 		"no file":       {"", []string{"render"}, "-f FILE is required"},
 		"unknown kind":  {"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n", []string{"render", "-f", "-"}, "unsupported object apps/v1 Deployment"},
-		"unknown field": {"apiVersion: gateway.apirule.io/v2\nkind: APIRule\nmetadata: {name: x}\nspec: {hostz: [a]}\n", []string{"render", "-f", "-"}, `unknown field "hostz"`},
+		"unknown field": {"apiVersion: gateway.apirule.io/v2\nkind: APIRule\nmetadata: {name: x}\nspec: {hostz: [a]}\n", []string{"render", "-f", "-"}, `unknown field "spec.hostz"`},
 		"no APIRule":    {"apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", []string{"validate", "-f", "-"}, "holds no APIRule"},
 		"missing file":  {"", []string{"render", "-f", "does-not-exist.yaml"}, "no such file"},
-		"broken mesh":   {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata: {mesh: 'extensionProviders: {'}\n---\napiVersion: gateway.apirule.io/v2\nkind: APIRule\nmetadata: {name: x}\nspec: {hosts: [a.b], rules: []}\n", []string{"render", "-f", "-"}, "parsing the mesh config"},
 	}
 	for name, c := range cases {
 		code, _, stderr := runCLI(t, c.stdin, c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
 			t.Errorf("%s: exit %d, stderr %q; want exit 2 and %q", name, code, stderr, c.want)
 		}
+	}
+}
+
+// A mesh config that does not parse is what the operator reports in status for the APIRules
+// that read it: a finding with its reason, not a failure of the whole run.
+func TestBrokenMeshConfigIsAFindingOfTheAPIRulesThatReadIt(t *testing.T) {
+	input := `apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data: {mesh: 'extensionProviders: {'}
+---
+apiVersion: gateway.apirule.io/v2
+kind: APIRule
+metadata: {name: authz, namespace: shop}
+spec:
+  hosts: [api.example.com]
+  gateway: istio-system/public
+  service: {name: api, port: 8000}
+  rules:
+  - {path: /x, methods: [GET], extAuth: {authorizers: [oauth2]}}
+`
+	code, stdout, _ := runCLI(t, input, "validate", "-f", "-")
+	if code != 1 || !strings.Contains(stdout, "[ResolvedRefs/MeshConfigInvalid]") || !strings.Contains(stdout, "spec.rules: the Istio mesh config does not parse") {
+		t.Errorf("exit %d, stdout:\n%s", code, stdout)
 	}
 }

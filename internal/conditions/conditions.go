@@ -29,10 +29,9 @@ type Reason string
 
 // Reasons of Accepted.
 const (
-	ReasonAccepted           Reason = "Accepted"
-	ReasonInvalidSpec        Reason = "InvalidSpec"
-	ReasonUnsupportedFeature Reason = "UnsupportedFeature"
-	ReasonNoGateway          Reason = "NoGateway"
+	ReasonAccepted    Reason = "Accepted"
+	ReasonInvalidSpec Reason = "InvalidSpec"
+	ReasonNoGateway   Reason = "NoGateway"
 	// ReasonAcceptedWithWarnings: the spec is served, but something about it deserves
 	// attention; the message says what.
 	ReasonAcceptedWithWarnings Reason = "AcceptedWithWarnings"
@@ -84,8 +83,10 @@ const (
 	ReasonNoSelector        Reason = "ServiceWithoutSelector"
 	ReasonSidecarMissing    Reason = "SidecarMissing"
 	// ReasonNoPods warns that a backend Service selects no Pods yet.
-	ReasonNoPods              Reason = "NoPods"
-	ReasonMeshConfigNotFound  Reason = "MeshConfigNotFound"
+	ReasonNoPods             Reason = "NoPods"
+	ReasonMeshConfigNotFound Reason = "MeshConfigNotFound"
+	// ReasonMeshConfigInvalid: the mesh config exists but does not parse.
+	ReasonMeshConfigInvalid   Reason = "MeshConfigInvalid"
 	ReasonProviderNotFound    Reason = "ExtensionProviderNotFound"
 	ReasonProviderNotExtAuthz Reason = "ExtensionProviderNotExtAuthz"
 	ReasonSecretNotFound      Reason = "SecretNotFound"
@@ -110,6 +111,9 @@ const (
 const (
 	ReasonReady    Reason = "Ready"
 	ReasonNotReady Reason = "NotReady"
+	// ReasonReadFailed: the cluster could not be read, so the outcome is not known (Ready is
+	// Unknown); the reconcile is retried.
+	ReasonReadFailed Reason = "ReadFailed"
 )
 
 // Set sets a condition on the list with the given generation. It changes

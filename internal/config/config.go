@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
-	"github.com/apirule-operator/apirule-operator/internal/translate"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 )
 
 // Settings are the operator settings that shape translation.
@@ -109,8 +109,8 @@ func ParseSelector(selector string) (map[string]string, error) {
 }
 
 // Translate returns the translation options.
-func (s Settings) Translate() translate.Options {
-	return translate.Options{
+func (s Settings) Translate() model.Options {
+	return model.Options{
 		IngressGatewayPrincipal: s.IngressGatewayPrincipal,
 		DefaultGateway:          s.DefaultGateway,
 		MultipleCustomProviders: s.MultipleCustomAuthzProviders,

@@ -7,7 +7,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/apirule-operator/apirule-operator/internal/translate"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 )
 
 // Key is the ConfigMap key that holds the mesh config.
@@ -54,12 +54,12 @@ func NumTrustedProxies(annotation string) (*uint32, error) {
 
 // Parse reads the extension providers and the gateways' number of trusted proxies of a mesh
 // config document.
-func Parse(mesh string) (*translate.MeshConfig, error) {
+func Parse(mesh string) (*model.MeshConfig, error) {
 	var raw meshConfig
 	if err := yaml.Unmarshal([]byte(mesh), &raw); err != nil {
 		return nil, fmt.Errorf("parsing the mesh config: %w", err)
 	}
-	out := &translate.MeshConfig{ExtensionProviders: map[string]translate.ProviderKind{}}
+	out := &model.MeshConfig{ExtensionProviders: map[string]model.ProviderKind{}}
 	if n := raw.DefaultConfig.numTrustedProxies(); n != nil {
 		out.NumTrustedProxies = *n
 	}
@@ -68,12 +68,12 @@ func Parse(mesh string) (*translate.MeshConfig, error) {
 		if name == "" {
 			return nil, fmt.Errorf("parsing the mesh config: extensionProviders[%d] has no name", i)
 		}
-		kind := translate.ProviderOther
+		kind := model.ProviderOther
 		switch {
-		case p[string(translate.ProviderExtAuthzHTTP)] != nil:
-			kind = translate.ProviderExtAuthzHTTP
-		case p[string(translate.ProviderExtAuthzGRPC)] != nil:
-			kind = translate.ProviderExtAuthzGRPC
+		case p[string(model.ProviderExtAuthzHTTP)] != nil:
+			kind = model.ProviderExtAuthzHTTP
+		case p[string(model.ProviderExtAuthzGRPC)] != nil:
+			kind = model.ProviderExtAuthzGRPC
 		}
 		out.ExtensionProviders[name] = kind
 	}

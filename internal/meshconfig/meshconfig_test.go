@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/apirule-operator/apirule-operator/internal/translate"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 )
 
 func TestParse(t *testing.T) {
@@ -23,10 +23,10 @@ extensionProviders:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]translate.ProviderKind{
-		"oauth2-proxy": translate.ProviderExtAuthzHTTP,
-		"opa":          translate.ProviderExtAuthzGRPC,
-		"tracing":      translate.ProviderOther,
+	want := map[string]model.ProviderKind{
+		"oauth2-proxy": model.ProviderExtAuthzHTTP,
+		"opa":          model.ProviderExtAuthzGRPC,
+		"tracing":      model.ProviderOther,
 	}
 	if !reflect.DeepEqual(got.ExtensionProviders, want) {
 		t.Errorf("providers = %v, want %v", got.ExtensionProviders, want)

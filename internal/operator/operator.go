@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -22,9 +21,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/controllers"
 	"github.com/apirule-operator/apirule-operator/internal/config"
+	"github.com/apirule-operator/apirule-operator/internal/kubescheme"
 	"github.com/apirule-operator/apirule-operator/internal/metrics"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/webhook"
@@ -65,20 +64,7 @@ func DefaultOptions() Options {
 }
 
 // NewScheme returns a scheme with every type the operator reads or writes.
-func NewScheme() (*runtime.Scheme, error) {
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{
-		clientgoscheme.AddToScheme,
-		apiv2.AddToScheme,
-		networkingclientv1.AddToScheme,
-		securityclientv1.AddToScheme,
-	} {
-		if err := add(scheme); err != nil {
-			return nil, err
-		}
-	}
-	return scheme, nil
-}
+func NewScheme() (*runtime.Scheme, error) { return kubescheme.New() }
 
 // NewManager builds a manager running the APIRule controller.
 func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {

@@ -72,3 +72,12 @@ func ChildName(owner types.NamespacedName, purpose string, parts ...string) stri
 	}
 	return prefix + suffix
 }
+
+// OwnerFromLabels returns the APIRule a generated object belongs to, from its owner labels.
+func OwnerFromLabels(objLabels map[string]string) (types.NamespacedName, bool) {
+	name, namespace := objLabels[LabelName], objLabels[LabelNamespace]
+	if name == "" || namespace == "" || objLabels[LabelManagedBy] != ManagedByValue {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: namespace, Name: name}, true
+}

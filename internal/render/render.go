@@ -1,12 +1,20 @@
-// Package render translates APIRules offline: it reads a multi-document YAML of APIRules and
-// the objects they depend on (Services, Istio Gateways, the mesh config ConfigMap, and
-// optionally RenderOptions) and produces the same objects the operator would apply.
-// apirulectl and the golden tests use it.
+// Package render runs the operator offline: it reads a multi-document YAML of APIRules and
+// the objects they depend on (Services, Pods, Istio Gateways and VirtualServices, the mesh
+// config ConfigMap, the Secrets of mTLS APIRules, and optionally RenderOptions) into an
+// in-memory store with the operator's own indexes, and takes each APIRule through what the
+// cluster would do with it: the CRD's schema, the admission webhook's checks, then the
+// operator's gatherer, checks and translator, exactly the code the reconciler runs. The
+// objects of each served APIRule go into the store, so a later APIRule sees its host claims
+// as it would in the cluster. apirulectl and the golden tests use it.
 package render
 
 import (
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	clienttesting "k8s.io/client-go/testing"
+
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,17 +25,25 @@ import (
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/yaml"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/check"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/config"
+	"github.com/apirule-operator/apirule-operator/internal/gather"
+	"github.com/apirule-operator/apirule-operator/internal/index"
+	"github.com/apirule-operator/apirule-operator/internal/kubescheme"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
-	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
+	"github.com/apirule-operator/apirule-operator/internal/model"
+	"github.com/apirule-operator/apirule-operator/internal/pipeline"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
-	"github.com/apirule-operator/apirule-operator/internal/validate"
 )
 
 // OptionsAPIVersion and OptionsKind identify a RenderOptions document.
@@ -53,13 +69,14 @@ func DefaultOptions() Options {
 
 // Bundle is a decoded input.
 type Bundle struct {
-	APIRules   []*apiv2.APIRule
-	Gateways   map[types.NamespacedName]*translate.Gateway
-	Services   map[types.NamespacedName]translate.Service
-	ConfigMaps map[types.NamespacedName]*corev1.ConfigMap
-	Secrets    map[types.NamespacedName]*translate.Secret
+	// APIRules in input order, each with the document it was decoded from.
+	APIRules []*apiv2.APIRule
+	// Objects are the other objects of the input.
+	Objects []client.Object
 	// Options is the RenderOptions document, if the input has one.
 	Options *Options
+	// refusals are the schema errors of each APIRule, by index in APIRules.
+	refusals map[int]field.ErrorList
 }
 
 // DefaultNamespace is the namespace of objects that set none, as with kubectl.
@@ -68,12 +85,7 @@ const DefaultNamespace = "default"
 // Load decodes a multi-document YAML stream strictly: an unknown field or an unsupported kind
 // is an error naming the document.
 func Load(r io.Reader) (*Bundle, error) {
-	b := &Bundle{
-		Gateways:   map[types.NamespacedName]*translate.Gateway{},
-		Services:   map[types.NamespacedName]translate.Service{},
-		ConfigMaps: map[types.NamespacedName]*corev1.ConfigMap{},
-		Secrets:    map[types.NamespacedName]*translate.Secret{},
-	}
+	b := &Bundle{refusals: map[int]field.ErrorList{}}
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
 	for n := 1; ; n++ {
 		doc, err := reader.Read()
@@ -111,48 +123,41 @@ func (b *Bundle) add(doc []byte) error {
 	if err := yaml.Unmarshal(doc, &meta); err != nil {
 		return err
 	}
+	decode := func(obj client.Object) error {
+		if err := yaml.UnmarshalStrict(doc, obj); err != nil {
+			return fmt.Errorf("%s: %w", meta.Kind, err)
+		}
+		ns := obj.GetNamespace()
+		defaultNamespace(&ns)
+		obj.SetNamespace(ns)
+		b.Objects = append(b.Objects, obj)
+		return nil
+	}
 	switch meta.APIVersion + " " + meta.Kind {
 	case apiv2.GroupVersion.String() + " APIRule":
-		rule := &apiv2.APIRule{}
-		if err := yaml.UnmarshalStrict(doc, rule); err != nil {
-			return fmt.Errorf("APIRule: %w", err)
-		}
-		defaultNamespace(&rule.Namespace)
-		b.APIRules = append(b.APIRules, rule)
+		return b.addAPIRule(doc)
 	case "v1 Service":
-		svc := &corev1.Service{}
-		if err := yaml.UnmarshalStrict(doc, svc); err != nil {
-			return fmt.Errorf("Service: %w", err)
-		}
-		defaultNamespace(&svc.Namespace)
-		b.Services[types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}] = translate.ServiceFromCore(svc)
+		return decode(&corev1.Service{})
+	case "v1 Pod":
+		return decode(&corev1.Pod{})
 	case networkingclientv1.SchemeGroupVersion.String() + " Gateway":
-		gw := &networkingclientv1.Gateway{}
-		if err := yaml.UnmarshalStrict(doc, gw); err != nil {
-			return fmt.Errorf("Gateway: %w", err)
-		}
-		defaultNamespace(&gw.Namespace)
-		b.Gateways[types.NamespacedName{Namespace: gw.Namespace, Name: gw.Name}] = translate.GatewayFromIstio(gw)
+		return decode(&networkingclientv1.Gateway{})
+	case networkingclientv1.SchemeGroupVersion.String() + " VirtualService":
+		return decode(&networkingclientv1.VirtualService{})
 	case "v1 ConfigMap":
-		cm := &corev1.ConfigMap{}
-		if err := yaml.UnmarshalStrict(doc, cm); err != nil {
-			return fmt.Errorf("ConfigMap: %w", err)
-		}
-		defaultNamespace(&cm.Namespace)
-		b.ConfigMaps[types.NamespacedName{Namespace: cm.Namespace, Name: cm.Name}] = cm
+		return decode(&corev1.ConfigMap{})
 	case "v1 Secret":
 		secret := &corev1.Secret{}
-		if err := yaml.UnmarshalStrict(doc, secret); err != nil {
-			return fmt.Errorf("Secret: %w", err)
+		if err := decode(secret); err != nil {
+			return err
 		}
-		defaultNamespace(&secret.Namespace)
 		for k, v := range secret.StringData {
 			if secret.Data == nil {
 				secret.Data = map[string][]byte{}
 			}
 			secret.Data[k] = []byte(v)
 		}
-		b.Secrets[types.NamespacedName{Namespace: secret.Namespace, Name: secret.Name}] = translate.SecretFromCore(secret)
+		secret.StringData = nil
 	case OptionsAPIVersion + " " + OptionsKind:
 		opts := DefaultOptions()
 		if err := yaml.UnmarshalStrict(doc, &opts); err != nil {
@@ -160,10 +165,35 @@ func (b *Bundle) add(doc []byte) error {
 		}
 		b.Options = &opts
 	default:
-		return fmt.Errorf("unsupported object %s %s: the input may hold APIRules (%s), Services (v1), Gateways (%s), "+
-			"the mesh config ConfigMap (v1), the Secrets of mTLS APIRules (v1) and RenderOptions (%s)",
+		return fmt.Errorf("unsupported object %s %s: the input may hold APIRules (%s), Services and Pods (v1), Gateways and "+
+			"VirtualServices (%s), the mesh config ConfigMap (v1), the Secrets of mTLS APIRules (v1) and RenderOptions (%s)",
 			meta.APIVersion, meta.Kind, apiv2.GroupVersion, networkingclientv1.SchemeGroupVersion, OptionsAPIVersion)
 	}
+	return nil
+}
+
+// addAPIRule validates an APIRule document against the CRD's schema as the API server does
+// (a document it refuses is kept, with its errors, for Render to report) and decodes it.
+func (b *Bundle) addAPIRule(doc []byte) error {
+	var raw map[string]any
+	if err := yaml.Unmarshal(doc, &raw); err != nil {
+		return fmt.Errorf("APIRule: %w", err)
+	}
+	defaulted, errs := validateSchema(raw)
+	rule := &apiv2.APIRule{}
+	if len(errs) == 0 {
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(defaulted, rule, true); err != nil {
+			return fmt.Errorf("APIRule: %w", err)
+		}
+	} else {
+		// Only the identity of a refused APIRule is needed, to name it in the report.
+		md, _ := raw["metadata"].(map[string]any)
+		rule.Name, _ = md["name"].(string)
+		rule.Namespace, _ = md["namespace"].(string)
+		b.refusals[len(b.APIRules)] = errs
+	}
+	defaultNamespace(&rule.Namespace)
+	b.APIRules = append(b.APIRules, rule)
 	return nil
 }
 
@@ -175,12 +205,17 @@ func defaultNamespace(ns *string) {
 
 // Result is the rendering of one APIRule.
 type Result struct {
-	APIRule  *apiv2.APIRule
-	Objects  []translate.Object
-	Findings translate.Findings
+	APIRule *apiv2.APIRule
+	Objects []translate.Object
+	// Findings are the schema's and the webhook's refusals of an APIRule the API server
+	// would not store; otherwise the operator's findings, which its status would show.
+	Findings check.Findings
+	// Refused says the API server (its schema or the webhook) would refuse the APIRule.
+	Refused bool
 }
 
-// Render translates every APIRule of the bundle, sorted by namespace and name.
+// Render takes every APIRule of the bundle through admission and the operator, in input order
+// (as if applied one after the other), and returns the results sorted by namespace and name.
 func Render(b *Bundle, opts Options) ([]Result, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -189,55 +224,105 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 	if opts.Now != nil {
 		now = opts.Now.Time
 	}
-	mesh, err := b.mesh(opts)
+	modelOpts := opts.Translate()
+	store, err := newStore(b, modelOpts, opts.MeshConfigKey())
 	if err != nil {
 		return nil, err
 	}
-	rules := slices.Clone(b.APIRules)
-	slices.SortFunc(rules, func(x, y *apiv2.APIRule) int {
-		return strings.Compare(x.Namespace+"/"+x.Name, y.Namespace+"/"+y.Name)
-	})
-	translateOpts := opts.Translate()
-	var out []Result
-	for _, rule := range rules {
-		in := translate.Input{APIRule: rule, Services: b.Services, Mesh: mesh, Options: translateOpts, Now: now}
-		if ref, ok := translate.GatewayRef(rule, translateOpts); ok {
-			in.Gateway = b.Gateways[ref]
-		}
-		if rule.Spec.MTLS != nil {
-			credential, ca, caCopy := translate.MTLSSecretRefs(rule, translateOpts)
-			in.MTLS = &translate.MTLSSecrets{Credential: b.Secrets[credential], CA: b.Secrets[ca], CACopy: b.Secrets[caCopy]}
-			for _, gw := range b.Gateways {
-				in.OtherGateways = append(in.OtherGateways, *gw)
-			}
-			slices.SortFunc(in.OtherGateways, func(x, y translate.Gateway) int {
-				return strings.Compare(x.Namespace+"/"+x.Name, y.Namespace+"/"+y.Name)
-			})
-		}
-		result := validate.Translate(in)
-		out = append(out, Result{APIRule: rule, Objects: result.Objects.InApplyOrder(), Findings: explainMissing(result.Findings)})
+	ctx := context.Background()
+	gatherer := &gather.Gatherer{
+		Reader: store, Options: modelOpts, MeshConfig: opts.MeshConfigKey(),
+		Now: func() time.Time { return now }, SkipPods: !b.hasPods(),
 	}
+	var out []Result
+	for i, rule := range b.APIRules {
+		result := Result{APIRule: rule}
+		if errs, refused := b.refusals[i]; refused {
+			result.Refused, result.Findings = true, schemaFindings(errs)
+			out = append(out, result)
+			continue
+		}
+		admission, err := gather.Admission(ctx, store, rule, nil, modelOpts, opts.MeshConfigKey())
+		if err != nil {
+			return nil, err
+		}
+		if admission.HasErrors() {
+			result.Refused, result.Findings = true, admission
+			out = append(out, result)
+			continue
+		}
+		if err := store.Create(ctx, rule.DeepCopy()); err != nil {
+			return nil, fmt.Errorf("APIRule %s/%s: %w", rule.Namespace, rule.Name, err)
+		}
+		in, err := gatherer.Gather(ctx, rule)
+		if err != nil {
+			return nil, err
+		}
+		run := pipeline.Run(in)
+		result.Findings = explainMissing(run.Findings)
+		result.Objects = run.Objects.InApplyOrder()
+		for _, obj := range result.Objects {
+			if err := storeObject(ctx, store, obj); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, result)
+	}
+	slices.SortStableFunc(out, func(x, y Result) int {
+		return strings.Compare(x.APIRule.Namespace+"/"+x.APIRule.Name, y.APIRule.Namespace+"/"+y.APIRule.Name)
+	})
 	return out, nil
 }
 
-// mesh returns the extension providers of the mesh config ConfigMap in the input, or nil when
-// the input has none.
-func (b *Bundle) mesh(opts Options) (*translate.MeshConfig, error) {
-	key := opts.MeshConfigKey()
-	cm, ok := b.ConfigMaps[key]
-	if !ok {
-		return nil, nil
-	}
-	mesh, err := meshconfig.Parse(cm.Data[meshconfig.Key])
+func (b *Bundle) hasPods() bool {
+	return slices.ContainsFunc(b.Objects, func(obj client.Object) bool { _, ok := obj.(*corev1.Pod); return ok })
+}
+
+// newStore is an in-memory client holding the input, with the operator's indexes.
+func newStore(b *Bundle, opts model.Options, meshConfig types.NamespacedName) (client.Client, error) {
+	scheme, err := kubescheme.New()
 	if err != nil {
-		return nil, fmt.Errorf("ConfigMap %s: %w", key, err)
+		return nil, err
 	}
-	return mesh, nil
+	// A tracker without field management: the fake client's default one cannot walk the Go
+	// types of Istio's protobuf-based objects, and nothing here applies.
+	tracker := clienttesting.NewObjectTracker(scheme, serializer.NewCodecFactory(scheme).UniversalDecoder())
+	builder := fake.NewClientBuilder().WithScheme(scheme).WithObjectTracker(tracker)
+	for _, d := range index.Definitions(opts, meshConfig) {
+		builder = builder.WithIndex(d.Object, d.Field, d.Extract)
+	}
+	store := builder.Build()
+	for _, obj := range b.Objects {
+		if err := storeObject(context.Background(), store, obj); err != nil {
+			return nil, err
+		}
+	}
+	return store, nil
+}
+
+// storeObject adds a copy of an object to the store.
+func storeObject(ctx context.Context, store client.Client, obj client.Object) error {
+	if err := store.Create(ctx, obj.DeepCopyObject().(client.Object)); err != nil {
+		return fmt.Errorf("%s %s/%s: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return nil
+}
+
+// schemaFindings are the schema's refusals, as the API server reports them.
+func schemaFindings(errs field.ErrorList) check.Findings {
+	out := make(check.Findings, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, check.Finding{
+			Severity: check.Error, Condition: conditions.Accepted, Reason: conditions.ReasonInvalidSpec,
+			Field: field.NewPath(e.Field), Value: e.BadValue, Message: e.ErrorBody(),
+		})
+	}
+	return out
 }
 
 // explainMissing adds to each unresolved reference what to add to the input: offline, the
 // only cluster is the input file.
-func explainMissing(findings translate.Findings) translate.Findings {
+func explainMissing(findings check.Findings) check.Findings {
 	out := slices.Clone(findings)
 	for i, f := range out {
 		if f.Condition != conditions.ResolvedRefs {
@@ -287,7 +372,7 @@ func FindingLines(results []Result) []string {
 // HasErrors says whether any finding blocks an APIRule.
 func HasErrors(results []Result) bool {
 	for _, r := range results {
-		if len(r.Findings.Errors()) > 0 {
+		if r.Findings.HasErrors() {
 			return true
 		}
 	}

@@ -5,15 +5,13 @@ import (
 	"sort"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
 	securityv1 "istio.io/api/security/v1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
-	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
 
@@ -48,7 +46,6 @@ type workloadPolicies struct {
 	// custom holds the rules of each ext-authz provider, in order of first use.
 	custom        map[string][]*securityv1.Rule
 	customOrder   []string
-	customPath    *field.Path
 	issuerSets    map[string][]*securityv1.JWTRule
 	issuerSetKeys []string
 }
@@ -59,8 +56,8 @@ type policySet struct {
 	keys      []string
 }
 
-func (ps *policySet) workload(svc Service) *workloadPolicies {
-	key := svc.Namespace + "/" + selectorKey(svc.Selector)
+func (ps *policySet) workload(svc model.Service) *workloadPolicies {
+	key := model.WorkloadKey(svc)
 	if w, ok := ps.workloads[key]; ok {
 		return w
 	}
@@ -71,11 +68,10 @@ func (ps *policySet) workload(svc Service) *workloadPolicies {
 	return w
 }
 
-func buildPolicies(in Input, plans []rulePlan, hosts []string, findings *Findings) *policySet {
+func buildPolicies(in model.Input, plans []rulePlan, hosts []string) *policySet {
 	ps := &policySet{workloads: map[string]*workloadPolicies{}}
 	policyHosts := hostsWithPorts(hosts)
 	gateway := gatewaySource{principal: in.Options.IngressGatewayPrincipal, when: clientIdentityConditions(&in.APIRule.Spec)}
-	rulesPath := field.NewPath("spec", "rules")
 
 	for _, p := range plans {
 		w := ps.workload(p.backend)
@@ -90,9 +86,6 @@ func buildPolicies(in Input, plans []rulePlan, hosts []string, findings *Finding
 					w.customOrder = append(w.customOrder, provider)
 				}
 				w.custom[provider] = append(w.custom[provider], &securityv1.Rule{To: to})
-			}
-			if len(w.customOrder) > 1 && w.customPath == nil {
-				w.customPath = rulesPath.Index(p.index).Child("extAuth", "authorizers")
 			}
 			if restrictions := p.rule.ExtAuth.Restrictions; restrictions != nil {
 				w.allow = append(w.allow, tokenRules(gateway, restrictions, to)...)
@@ -111,20 +104,13 @@ func buildPolicies(in Input, plans []rulePlan, hosts []string, findings *Finding
 		if internal != nil {
 			w.allow = append(w.allow, internal)
 		}
-		if len(w.customOrder) > 1 && !in.Options.MultipleCustomProviders {
-			findings.warn(conditions.Accepted, conditions.ReasonMultipleAuthzProviders, w.customPath,
-				"workload %s {%s} would use %d ext-authz providers (%s), but Istio enforces one per workload unless istiod runs with "+
-					"PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS=true; without it istiod drops these CUSTOM policies and every extAuth rule of this workload is denied. Use one provider "+
-					"per backend, or enable the flag in istiod and start the operator with --multiple-custom-authz-providers",
-				w.namespace, strings.TrimSuffix(selectorKey(w.selector), ","), len(w.customOrder), strings.Join(w.customOrder, ", "))
-		}
 	}
 	return ps
 }
 
 // operations returns the policy operations of rule i: one per group of methods that share
 // the same excluded paths.
-func operations(in Input, i int, hosts []string) []*securityv1.Rule_To {
+func operations(in model.Input, i int, hosts []string) []*securityv1.Rule_To {
 	rule := in.APIRule.Spec.Rules[i]
 	var out []*securityv1.Rule_To
 	for _, group := range methodGroups(in, i) {
@@ -220,7 +206,7 @@ func authorizationConditions(authz apiv2.JWTAuthorization) [][]*securityv1.Condi
 
 // internalTrafficRule returns the rule that lets in-mesh callers other than the ingress
 // gateway call the workload directly, or nil when the APIRule does not allow them.
-func internalTrafficRule(in Input) *securityv1.Rule {
+func internalTrafficRule(in model.Input) *securityv1.Rule {
 	it := in.APIRule.Spec.InternalTraffic
 	if it == nil {
 		return nil
@@ -295,89 +281,8 @@ func jwtRule(a apiv2.JWTAuthentication, claimsToHeaders []apiv2.ClaimToHeader) *
 	return r
 }
 
-// checkIssuers rejects an issuer that is configured differently in two places: Istio merges
-// the RequestAuthentications of a workload, so one issuer can have only one configuration.
-func checkIssuers(spec *apiv2.APIRuleSpec, specPath *field.Path, findings *Findings) {
-	type seen struct {
-		rule *securityv1.JWTRule
-		path *field.Path
-	}
-	first := map[string]seen{}
-	for i, rule := range spec.Rules {
-		rulePath := specPath.Child("rules").Index(i)
-		var cfg *apiv2.JWTConfig
-		switch {
-		case rule.JWT != nil:
-			cfg, rulePath = rule.JWT, rulePath.Child("jwt")
-		case rule.ExtAuth != nil && rule.ExtAuth.Restrictions != nil:
-			cfg, rulePath = rule.ExtAuth.Restrictions, rulePath.Child("extAuth", "restrictions")
-		default:
-			continue
-		}
-		for j, a := range cfg.Authentications {
-			path := rulePath.Child("authentications").Index(j)
-			r := jwtRule(a, cfg.OutputClaimToHeaders)
-			prev, ok := first[a.Issuer]
-			if !ok {
-				first[a.Issuer] = seen{rule: r, path: path}
-				continue
-			}
-			if !proto.Equal(prev.rule, r) {
-				findings.add(conditions.Accepted, conditions.ReasonInvalidSpec, path,
-					"issuer %q is configured differently here and in %s; Istio keeps one configuration per issuer, so use the same "+
-						"jwksUri or jwks, token locations, forwardOriginalToken and outputClaimToHeaders everywhere", a.Issuer, prev.path)
-			}
-		}
-	}
-}
-
-// checkProviders requires every authorizer to be an ext-authz provider of the mesh config.
-func checkProviders(in Input, specPath *field.Path, findings *Findings) {
-	missingMesh := false
-	for i, rule := range in.APIRule.Spec.Rules {
-		if rule.ExtAuth == nil {
-			continue
-		}
-		for j, name := range rule.ExtAuth.Authorizers {
-			path := specPath.Child("rules").Index(i).Child("extAuth", "authorizers").Index(j)
-			if in.Mesh == nil {
-				if !missingMesh {
-					findings.add(conditions.ResolvedRefs, conditions.ReasonMeshConfigNotFound, path,
-						"the Istio mesh config was not found, so extension provider %q cannot be resolved; check the operator's "+
-							"--istio-namespace and --istio-revision", name)
-					missingMesh = true
-				}
-				continue
-			}
-			switch kind, ok := in.Mesh.ExtensionProviders[name]; {
-			case !ok:
-				findings.add(conditions.ResolvedRefs, conditions.ReasonProviderNotFound, path,
-					"extension provider %q is not declared in the Istio mesh config (meshConfig.extensionProviders); declare it or use one of %s",
-					name, providerNames(in.Mesh))
-			case kind != ProviderExtAuthzHTTP && kind != ProviderExtAuthzGRPC:
-				findings.add(conditions.ResolvedRefs, conditions.ReasonProviderNotExtAuthz, path,
-					"extension provider %q is not an ext-authz provider (envoyExtAuthzHttp or envoyExtAuthzGrpc)", name)
-			}
-		}
-	}
-}
-
-func providerNames(mesh *MeshConfig) string {
-	var names []string
-	for name, kind := range mesh.ExtensionProviders {
-		if kind == ProviderExtAuthzHTTP || kind == ProviderExtAuthzGRPC {
-			names = append(names, name)
-		}
-	}
-	if len(names) == 0 {
-		return "none (the mesh config declares no ext-authz provider)"
-	}
-	sort.Strings(names)
-	return "[" + strings.Join(names, ", ") + "]"
-}
-
 // authorizationPolicies returns the ALLOW and CUSTOM policies of every workload, sorted.
-func (ps *policySet) authorizationPolicies(in Input) []*securityclientv1.AuthorizationPolicy {
+func (ps *policySet) authorizationPolicies(in model.Input) []*securityclientv1.AuthorizationPolicy {
 	var out []*securityclientv1.AuthorizationPolicy
 	for _, key := range ps.keys {
 		w := ps.workloads[key]
@@ -395,7 +300,7 @@ func (ps *policySet) authorizationPolicies(in Input) []*securityclientv1.Authori
 }
 
 // authorizationPolicy builds a policy on the workload with the given action and rules.
-func authorizationPolicy(in Input, w *workloadPolicies, name string, action securityv1.AuthorizationPolicy_Action,
+func authorizationPolicy(in model.Input, w *workloadPolicies, name string, action securityv1.AuthorizationPolicy_Action,
 	provider string, rules []*securityv1.Rule) *securityclientv1.AuthorizationPolicy {
 	ap := &securityclientv1.AuthorizationPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: securityclientv1.SchemeGroupVersion.String(), Kind: "AuthorizationPolicy"},
@@ -411,7 +316,7 @@ func authorizationPolicy(in Input, w *workloadPolicies, name string, action secu
 }
 
 // requestAuthentications returns one RequestAuthentication per workload and issuer set.
-func (ps *policySet) requestAuthentications(in Input) []*securityclientv1.RequestAuthentication {
+func (ps *policySet) requestAuthentications(in model.Input) []*securityclientv1.RequestAuthentication {
 	var out []*securityclientv1.RequestAuthentication
 	for _, key := range ps.keys {
 		w := ps.workloads[key]
@@ -446,7 +351,7 @@ type methodGroup struct {
 // methodGroups splits the methods of rule i by the paths of earlier rules that match each
 // method. A method no earlier rule uses gets no exclusions, so a rule sharing only GET with an
 // earlier rule still allows POST on the earlier rule's path, exactly as it is routed.
-func methodGroups(in Input, i int) []methodGroup {
+func methodGroups(in model.Input, i int) []methodGroup {
 	rules := in.APIRule.Spec.Rules
 	var groups []methodGroup
 	for _, method := range sortedMethods(rules[i].Methods) {

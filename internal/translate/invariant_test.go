@@ -18,7 +18,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/check"
+	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 )
 
 // The security invariants of the translation, checked on generated rule sets:
@@ -59,7 +62,7 @@ const (
 // scenario is one or two APIRules over a shared set of backends.
 type scenario struct {
 	rules    []*apiv2.APIRule
-	services map[types.NamespacedName]Service
+	services map[types.NamespacedName]model.Service
 }
 
 // request is what the model needs to know about one request.
@@ -86,19 +89,19 @@ func TestInvariants(t *testing.T) {
 		sc := generateScenario(rng)
 		outputs := make([]Output, len(sc.rules))
 		for i, rule := range sc.rules {
-			in := Input{
+			in := model.Input{
 				APIRule:  rule,
-				Gateway:  &Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}, Selector: ingressSelector},
+				Gateway:  &model.Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}, Selector: ingressSelector},
 				Services: sc.services,
-				Mesh:     &MeshConfig{ExtensionProviders: map[string]ProviderKind{providerName: ProviderExtAuthzHTTP}, NumTrustedProxies: 1},
-				Options:  Options{IngressGatewayPrincipal: gatewayPrincipal, IngressGatewayNamespace: "istio-system", IngressGatewaySelector: ingressSelector},
+				Mesh:     &model.MeshConfig{ExtensionProviders: map[string]model.ProviderKind{providerName: model.ProviderExtAuthzHTTP}, NumTrustedProxies: 1},
+				Options:  model.Options{IngressGatewayPrincipal: gatewayPrincipal, IngressGatewayNamespace: "istio-system", IngressGatewaySelector: ingressSelector},
 			}
-			outputs[i] = Translate(in)
+			outputs[i] = translateIgnoringShadowing(in)
 			if errs := outputs[i].Findings.Errors(); len(errs) > 0 {
 				t.Fatalf("set %d: generated APIRule rejected: %s\n%s", n, errs.Summary(), describe(rule))
 			}
 			first, _ := manifest.YAML(outputs[i].Objects.InApplyOrder())
-			second, _ := manifest.YAML(Translate(in).Objects.InApplyOrder())
+			second, _ := manifest.YAML(translateIgnoringShadowing(in).Objects.InApplyOrder())
 			if !bytes.Equal(first, second) {
 				t.Fatalf("set %d: two translations differ", n)
 			}
@@ -166,7 +169,7 @@ func checkRequest(sc scenario, outputs []Output, req request) string {
 	if wantBlocked {
 		return ""
 	}
-	backend, _, _ := BackendRef(rule, gotRule)
+	backend, _, _ := model.BackendRef(rule, gotRule)
 	svc := sc.services[backend]
 	if want := fmt.Sprintf("%s.%s.svc.cluster.local", svc.Name, svc.Namespace); destination != want {
 		return fmt.Sprintf("rule %d routes to %s, want %s", gotRule, destination, want)
@@ -225,7 +228,7 @@ func tokenSatisfies(cfg *apiv2.JWTConfig, req request) bool {
 	return false
 }
 
-func internalAllowed(sc scenario, svc Service, req request) bool {
+func internalAllowed(sc scenario, svc model.Service, req request) bool {
 	for _, rule := range sc.rules {
 		if !routesTo(rule, svc) || rule.Spec.InternalTraffic == nil {
 			continue
@@ -241,9 +244,9 @@ func internalAllowed(sc scenario, svc Service, req request) bool {
 	return false
 }
 
-func routesTo(rule *apiv2.APIRule, svc Service) bool {
+func routesTo(rule *apiv2.APIRule, svc model.Service) bool {
 	for i := range rule.Spec.Rules {
-		if ref, _, _ := BackendRef(rule, i); ref.Name == svc.Name && ref.Namespace == svc.Namespace {
+		if ref, _, _ := model.BackendRef(rule, i); ref.Name == svc.Name && ref.Namespace == svc.Namespace {
 			return true
 		}
 	}
@@ -360,13 +363,13 @@ func deniedAtGateway(outputs []Output, req request) bool {
 // allowedAt evaluates the policies of every APIRule that select the workload: CUSTOM first
 // (the authorizer is asked when a CUSTOM rule matches), then ALLOW (when any ALLOW policy
 // selects the workload, a request needs a matching rule).
-func allowedAt(outputs []Output, svc Service, req request) bool {
+func allowedAt(outputs []Output, svc model.Service, req request) bool {
 	allowed, _ := decideAt(outputs, svc, req)
 	return allowed
 }
 
 // decideAt is allowedAt that also says whether the external authorizer denied the request.
-func decideAt(outputs []Output, svc Service, req request) (allowed, deniedByAuthorizer bool) {
+func decideAt(outputs []Output, svc model.Service, req request) (allowed, deniedByAuthorizer bool) {
 	var allows, customs []*securityclientv1.AuthorizationPolicy
 	var issuers []string
 	for _, out := range outputs {
@@ -411,7 +414,7 @@ func decideAt(outputs []Output, svc Service, req request) (allowed, deniedByAuth
 	return false, false
 }
 
-func hasAllowPolicy(outputs []Output, svc Service) bool {
+func hasAllowPolicy(outputs []Output, svc model.Service) bool {
 	for _, out := range outputs {
 		for _, ap := range out.Objects.AuthorizationPolicies {
 			if ap.Spec.Action == securityv1.AuthorizationPolicy_ALLOW && ap.Namespace == svc.Namespace &&
@@ -565,9 +568,9 @@ func isInternalRule(r *securityv1.Rule) bool {
 // --- generators ---
 
 func generateScenario(rng *rand.Rand) scenario {
-	sc := scenario{services: map[types.NamespacedName]Service{}}
+	sc := scenario{services: map[types.NamespacedName]model.Service{}}
 	for _, name := range []string{"a", "b"} {
-		sc.services[types.NamespacedName{Namespace: meshNamespace, Name: name}] = Service{
+		sc.services[types.NamespacedName{Namespace: meshNamespace, Name: name}] = model.Service{
 			Namespace: meshNamespace, Name: name, Selector: map[string]string{"app": name}, Ports: []int32{8000},
 		}
 	}
@@ -814,4 +817,28 @@ func describeAll(sc scenario) string {
 		b.WriteString(describe(r))
 	}
 	return b.String()
+}
+
+// translateIgnoringShadowing is checkAndTranslate for rule sets in which a rule may be
+// shadowed: the invariants hold for those too (the route and the policies agree on who wins),
+// and the generator does not avoid them. Any other error rejects the set.
+func translateIgnoringShadowing(in model.Input) Output {
+	checked := check.Full(in)
+	var kept check.Findings
+	for _, f := range checked.Findings {
+		if f.Reason != conditions.ReasonRuleShadowed {
+			kept = append(kept, f)
+		}
+	}
+	out := Output{Findings: kept}
+	if kept.HasErrors() {
+		return out
+	}
+	objects, err := Translate(in)
+	if err != nil {
+		out.Findings = append(out.Findings, check.Finding{Severity: check.Error, Message: err.Error()})
+		return out
+	}
+	out.Objects = objects
+	return out
 }

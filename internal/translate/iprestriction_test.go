@@ -11,6 +11,7 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 )
 
 // denyPolicy returns the one DENY policy of an output, failing the test otherwise.
@@ -28,15 +29,15 @@ func denyPolicy(t *testing.T, out Output) *securityclientv1.AuthorizationPolicy 
 	return found[0]
 }
 
-func trusting(in Input, proxies uint32) Input {
-	in.Mesh = &MeshConfig{NumTrustedProxies: proxies}
+func trusting(in model.Input, proxies uint32) model.Input {
+	in.Mesh = &model.MeshConfig{NumTrustedProxies: proxies}
 	return in
 }
 
 func TestAPIRuleWideIPRestriction(t *testing.T) {
 	in := trusting(withMeta(input(noAuthRule("/a", "GET"), noAuthRule("/b", "POST"))), 1)
 	in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24", "2001:db8::/32"}, Deny: []apiv2.IPBlock{"203.0.113.128/25"}}
-	out := Translate(in)
+	out := checkAndTranslate(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -66,7 +67,7 @@ func TestRuleIPRestrictionFollowsRouteOrder(t *testing.T) {
 	restricted.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"10.0.0.0/8"}}
 	in := trusting(withMeta(input(noAuthRule("/api/public", "GET"), restricted, noAuthRule("/*", "GET"))), 2)
 	in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Deny: []apiv2.IPBlock{"192.0.2.1"}}
-	out := Translate(in)
+	out := checkAndTranslate(in)
 	ap := denyPolicy(t, out)
 	// Rule 1 has its own restriction, rules 0 and 2 keep the APIRule's.
 	if len(ap.Spec.Rules) != 3 {
@@ -101,12 +102,12 @@ func TestRuleIPRestrictionFollowsRouteOrder(t *testing.T) {
 func TestUnrestrictedRulesGetNoDenyRule(t *testing.T) {
 	restricted := noAuthRule("/admin", "GET")
 	restricted.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"10.0.0.0/8"}}
-	out := Translate(trusting(withMeta(input(noAuthRule("/public", "GET"), restricted)), 1))
+	out := checkAndTranslate(trusting(withMeta(input(noAuthRule("/public", "GET"), restricted)), 1))
 	ap := denyPolicy(t, out)
 	if len(ap.Spec.Rules) != 1 || ap.Spec.Rules[0].To[0].Operation.Paths[0] != "/admin" {
 		t.Errorf("DENY rules %v, want only /admin's", ap.Spec.Rules)
 	}
-	if out := Translate(trusting(withMeta(input(noAuthRule("/public", "GET"))), 1)); len(out.Objects.AuthorizationPolicies) != 1 {
+	if out := checkAndTranslate(trusting(withMeta(input(noAuthRule("/public", "GET"))), 1)); len(out.Objects.AuthorizationPolicies) != 1 {
 		t.Errorf("%d policies without any IP restriction, want only the workload's", len(out.Objects.AuthorizationPolicies))
 	}
 }
@@ -115,15 +116,15 @@ func TestTrustedProxiesWarning(t *testing.T) {
 	one, zero := uint32(1), uint32(0)
 	cases := []struct {
 		name    string
-		mesh    *MeshConfig
-		pods    []IngressPod
+		mesh    *model.MeshConfig
+		pods    []model.IngressPod
 		warning string
 	}{
-		{"mesh trusts one proxy", &MeshConfig{NumTrustedProxies: 1}, nil, ""},
-		{"mesh trusts none", &MeshConfig{}, nil, "the mesh config trusts no proxies"},
+		{"mesh trusts one proxy", &model.MeshConfig{NumTrustedProxies: 1}, nil, ""},
+		{"mesh trusts none", &model.MeshConfig{}, nil, "the mesh config trusts no proxies"},
 		{"mesh config unknown", nil, nil, "the mesh config trusts no proxies"},
-		{"Pod annotation overrides the mesh", &MeshConfig{}, []IngressPod{{Name: "gw-1", NumTrustedProxies: &one}}, ""},
-		{"one Pod trusts none", &MeshConfig{NumTrustedProxies: 2}, []IngressPod{{Name: "gw-1"}, {Name: "gw-2", NumTrustedProxies: &zero}},
+		{"Pod annotation overrides the mesh", &model.MeshConfig{}, []model.IngressPod{{Name: "gw-1", NumTrustedProxies: &one}}, ""},
+		{"one Pod trusts none", &model.MeshConfig{NumTrustedProxies: 2}, []model.IngressPod{{Name: "gw-1"}, {Name: "gw-2", NumTrustedProxies: &zero}},
 			"ingress gateway Pod gw-2 trusts no proxies"},
 	}
 	for _, c := range cases {
@@ -131,7 +132,7 @@ func TestTrustedProxiesWarning(t *testing.T) {
 			in := withMeta(input(noAuthRule("/a", "GET")))
 			in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"10.0.0.0/8"}}
 			in.Mesh, in.IngressPods = c.mesh, c.pods
-			out := Translate(in)
+			out := checkAndTranslate(in)
 			warnings := out.Findings.Warnings()
 			if c.warning == "" {
 				if len(warnings) > 0 {

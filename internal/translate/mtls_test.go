@@ -11,8 +11,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/check"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
 
@@ -20,7 +22,7 @@ var now = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
 // mtlsInput is a valid mTLS APIRule with its Secrets; the server certificate is valid until
 // serverNotAfter.
-func mtlsInput(t *testing.T, serverNotAfter time.Time, rules ...apiv2.Rule) Input {
+func mtlsInput(t *testing.T, serverNotAfter time.Time, rules ...apiv2.Rule) model.Input {
 	t.Helper()
 	ca, err := fixtures.NewCA("partner-ca", now.AddDate(5, 0, 0))
 	if err != nil {
@@ -40,9 +42,9 @@ func mtlsInput(t *testing.T, serverNotAfter time.Time, rules ...apiv2.Rule) Inpu
 		AllowedSubjects: []string{"CN=partner-a,O=Acme"},
 		AllowedSANs:     []string{"spiffe://partner/a"},
 	}
-	in.MTLS = &MTLSSecrets{
-		Credential: SecretFromCore(server.TLSSecret("istio-system", "partner-tls")),
-		CA:         SecretFromCore(ca.CASecret("shop", "partner-ca")),
+	in.MTLS = &model.MTLSSecrets{
+		Credential: model.SecretFromCore(server.TLSSecret("istio-system", "partner-tls")),
+		CA:         model.SecretFromCore(ca.CASecret("shop", "partner-ca")),
 	}
 	in.Now = now
 	return in
@@ -50,7 +52,7 @@ func mtlsInput(t *testing.T, serverNotAfter time.Time, rules ...apiv2.Rule) Inpu
 
 func TestMTLSGatewayCACopyAndRoute(t *testing.T) {
 	in := mtlsInput(t, now.AddDate(1, 0, 0), noAuthRule("/a", "GET"))
-	out := Translate(in)
+	out := checkAndTranslate(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -60,7 +62,7 @@ func TestMTLSGatewayCACopyAndRoute(t *testing.T) {
 		t.Fatalf("%d Gateways and %d Secrets, want one of each", len(out.Objects.Gateways), len(out.Objects.Secrets))
 	}
 	gw, caCopy := out.Objects.Gateways[0], out.Objects.Secrets[0]
-	if gw.Namespace != "istio-system" || gw.Name != MTLSGatewayName(owner) || len(gw.OwnerReferences) != 0 ||
+	if gw.Namespace != "istio-system" || gw.Name != model.MTLSGatewayName(owner) || len(gw.OwnerReferences) != 0 ||
 		gw.Labels[ownership.LabelName] != "api" {
 		t.Errorf("Gateway %s/%s labels %v ownerReferences %v", gw.Namespace, gw.Name, gw.Labels, gw.OwnerReferences)
 	}
@@ -75,7 +77,7 @@ func TestMTLSGatewayCACopyAndRoute(t *testing.T) {
 		server.Tls.CaCertCredentialName != caCopy.Name || !slices.Equal(server.Tls.SubjectAltNames, []string{"spiffe://partner/a"}) {
 		t.Errorf("server TLS %v", server.Tls)
 	}
-	if caCopy.Namespace != "istio-system" || caCopy.Name != CACopyName(owner) ||
+	if caCopy.Namespace != "istio-system" || caCopy.Name != model.CACopyName(owner) ||
 		string(caCopy.Data["ca.crt"]) != string(in.MTLS.CA.Data["ca.crt"]) {
 		t.Errorf("CA copy %s/%s data %v", caCopy.Namespace, caCopy.Name, caCopy.Data)
 	}
@@ -125,7 +127,7 @@ func TestMTLSJWTRuleRequiresIdentityToo(t *testing.T) {
 	jwtRule := apiv2.Rule{Path: "/api", Methods: []apiv2.HTTPMethod{"GET"}, JWT: &apiv2.JWTConfig{
 		Authentications: []apiv2.JWTAuthentication{{Issuer: "https://idp.example.com", JWKSURI: ptr("https://idp.example.com/jwks")}},
 	}}
-	out := Translate(mtlsInput(t, now.AddDate(1, 0, 0), jwtRule))
+	out := checkAndTranslate(mtlsInput(t, now.AddDate(1, 0, 0), jwtRule))
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -143,9 +145,9 @@ func TestMTLSWithoutForwardingRemovesIdentityHeaders(t *testing.T) {
 	no := false
 	in.APIRule.Spec.MTLS.ForwardClientCert = &no
 	in.APIRule.Spec.MTLS.AllowedSubjects, in.APIRule.Spec.MTLS.AllowedSANs = nil, nil
-	out := Translate(in)
+	out := checkAndTranslate(in)
 	ops := out.Objects.VirtualServices[0].Spec.Http[0].Headers.Request
-	for name := range clientIdentityHeaders {
+	for name := range model.ClientIdentityHeaders {
 		if _, set := ops.Set[name]; set || !slices.Contains(ops.Remove, name) {
 			t.Errorf("header %s: set %v, removed %v; want removed", name, set, ops.Remove)
 		}
@@ -158,39 +160,39 @@ func TestMTLSWithoutForwardingRemovesIdentityHeaders(t *testing.T) {
 func TestMTLSSecretProblemsBlockEveryObject(t *testing.T) {
 	cases := []struct {
 		name   string
-		change func(*Input)
+		change func(*model.Input)
 		reason conditions.Reason
 		field  string
 	}{
-		{"operator without an ingress gateway selector", func(in *Input) { in.Options.IngressGatewaySelector = nil },
+		{"operator without an ingress gateway selector", func(in *model.Input) { in.Options.IngressGatewaySelector = nil },
 			conditions.ReasonInvalidSpec, "spec.mtls"},
-		{"server certificate Secret missing", func(in *Input) { in.MTLS.Credential = nil },
+		{"server certificate Secret missing", func(in *model.Input) { in.MTLS.Credential = nil },
 			conditions.ReasonSecretNotFound, "spec.mtls.credentialName"},
-		{"server certificate not PEM", func(in *Input) { in.MTLS.Credential.Data["tls.crt"] = []byte("not a certificate") },
+		{"server certificate not PEM", func(in *model.Input) { in.MTLS.Credential.Data["tls.crt"] = []byte("not a certificate") },
 			conditions.ReasonInvalidCertificate, "spec.mtls.credentialName"},
-		{"CA Secret missing", func(in *Input) { in.MTLS.CA = nil },
+		{"CA Secret missing", func(in *model.Input) { in.MTLS.CA = nil },
 			conditions.ReasonSecretNotFound, "spec.mtls.caSecretRef.name"},
-		{"CA key missing", func(in *Input) { key := "bundle.pem"; in.APIRule.Spec.MTLS.CASecretRef.Key = &key },
+		{"CA key missing", func(in *model.Input) { key := "bundle.pem"; in.APIRule.Spec.MTLS.CASecretRef.Key = &key },
 			conditions.ReasonInvalidCertificate, "spec.mtls.caSecretRef.key"},
-		{"CA not PEM", func(in *Input) {
+		{"CA not PEM", func(in *model.Input) {
 			in.MTLS.CA.Data["ca.crt"] = []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
 		},
 			conditions.ReasonInvalidCertificate, "spec.mtls.caSecretRef"},
-		{"CA is a key", func(in *Input) { in.MTLS.CA.Data["ca.crt"] = in.MTLS.Credential.Data["tls.key"] },
+		{"CA is a key", func(in *model.Input) { in.MTLS.CA.Data["ca.crt"] = in.MTLS.Credential.Data["tls.key"] },
 			conditions.ReasonInvalidCertificate, "spec.mtls.caSecretRef"},
-		{"CA copy belongs to another APIRule", func(in *Input) {
-			in.MTLS.CACopy = &Secret{Namespace: "istio-system", Name: "x", Labels: ownership.Labels(types.NamespacedName{Namespace: "shop", Name: "other"})}
+		{"CA copy belongs to another APIRule", func(in *model.Input) {
+			in.MTLS.CACopy = &model.Secret{Namespace: "istio-system", Name: "x", Labels: ownership.Labels(types.NamespacedName{Namespace: "shop", Name: "other"})}
 		}, conditions.ReasonSecretConflict, "spec.mtls"},
-		{"another Gateway serves the host on 443", func(in *Input) {
-			in.OtherGateways = []Gateway{{Namespace: "istio-system", Name: "partners", Selector: ingressSelector,
-				Servers: []GatewayServer{{Port: 443, Hosts: []string{"shop/partner.example.com"}}}}}
+		{"another Gateway serves the host on 443", func(in *model.Input) {
+			in.OtherGateways = []model.Gateway{{Namespace: "istio-system", Name: "partners", Selector: ingressSelector,
+				Servers: []model.GatewayServer{{Port: 443, Hosts: []string{"shop/partner.example.com"}}}}}
 		}, conditions.ReasonGatewayConflict, "spec.hosts[0]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			in := mtlsInput(t, now.AddDate(1, 0, 0), noAuthRule("/a", "GET"))
 			c.change(&in)
-			out := Translate(in)
+			out := checkAndTranslate(in)
 			if objects := out.Objects.InApplyOrder(); len(objects) > 0 {
 				t.Errorf("%d objects generated despite the error", len(objects))
 			}
@@ -203,13 +205,13 @@ func TestMTLSSecretProblemsBlockEveryObject(t *testing.T) {
 
 func TestMTLSGatewaysThatDoNotConflict(t *testing.T) {
 	in := mtlsInput(t, now.AddDate(1, 0, 0), noAuthRule("/a", "GET"))
-	in.OtherGateways = []Gateway{
-		{Namespace: "istio-system", Name: "wildcard", Selector: ingressSelector, Servers: []GatewayServer{{Port: 443, Hosts: []string{"*.example.com"}}}},
-		{Namespace: "istio-system", Name: "plain-http", Selector: ingressSelector, Servers: []GatewayServer{{Port: 80, Hosts: []string{"partner.example.com"}}}},
+	in.OtherGateways = []model.Gateway{
+		{Namespace: "istio-system", Name: "wildcard", Selector: ingressSelector, Servers: []model.GatewayServer{{Port: 443, Hosts: []string{"*.example.com"}}}},
+		{Namespace: "istio-system", Name: "plain-http", Selector: ingressSelector, Servers: []model.GatewayServer{{Port: 80, Hosts: []string{"partner.example.com"}}}},
 		{Namespace: "istio-system", Name: "other-ingress", Selector: map[string]string{"istio": "eastwest"},
-			Servers: []GatewayServer{{Port: 443, Hosts: []string{"partner.example.com"}}}},
+			Servers: []model.GatewayServer{{Port: 443, Hosts: []string{"partner.example.com"}}}},
 	}
-	if out := Translate(in); len(out.Findings) > 0 {
+	if out := checkAndTranslate(in); len(out.Findings) > 0 {
 		t.Errorf("findings %v; a wildcard server, another port or another ingress gateway is no conflict", out.Findings)
 	}
 }
@@ -222,17 +224,17 @@ func TestServerCertificateWarnings(t *testing.T) {
 		reason    conditions.Reason
 		recheckAt time.Time
 	}{
-		{"valid", now.AddDate(1, 0, 0), "partner.example.com", "", now.AddDate(1, 0, 0).Add(-CertificateExpiryWarning)},
+		{"valid", now.AddDate(1, 0, 0), "partner.example.com", "", now.AddDate(1, 0, 0).Add(-check.CertificateExpiryWarning)},
 		{"expires in 10 days", now.AddDate(0, 0, 10), "partner.example.com", conditions.ReasonCertificateExpiring, now.AddDate(0, 0, 10)},
 		{"expired", now.Add(-time.Hour), "partner.example.com", conditions.ReasonCertificateExpiring, time.Time{}},
 		{"does not name the host", now.AddDate(1, 0, 0), "other.example.com", conditions.ReasonCertificateHostMismatch,
-			now.AddDate(1, 0, 0).Add(-CertificateExpiryWarning)},
+			now.AddDate(1, 0, 0).Add(-check.CertificateExpiryWarning)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			in := mtlsInput(t, c.notAfter, noAuthRule("/a", "GET"))
 			in.APIRule.Spec.Hosts = []apiv2.Host{c.host}
-			out := Translate(in)
+			out := checkAndTranslate(in)
 			if len(out.Findings.Errors()) > 0 || len(out.Objects.Gateways) != 1 {
 				t.Fatalf("errors %v; a certificate problem must not block the objects", out.Findings.Errors())
 			}

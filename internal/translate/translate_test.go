@@ -11,7 +11,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/check"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 )
 
 const principal = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
@@ -21,9 +23,9 @@ func noAuthRule(path string, methods ...apiv2.HTTPMethod) apiv2.Rule {
 	return apiv2.Rule{Path: path, Methods: methods, NoAuth: &yes}
 }
 
-func input(rules ...apiv2.Rule) Input {
+func input(rules ...apiv2.Rule) model.Input {
 	gateway := apiv2.GatewayReference("istio-system/public")
-	return Input{
+	return model.Input{
 		APIRule: &apiv2.APIRule{
 			Spec: apiv2.APIRuleSpec{
 				Hosts:   []apiv2.Host{"api.example.com"},
@@ -32,17 +34,17 @@ func input(rules ...apiv2.Rule) Input {
 				Rules:   rules,
 			},
 		},
-		Gateway: &Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}, Selector: ingressSelector},
-		Services: map[types.NamespacedName]Service{
+		Gateway: &model.Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}, Selector: ingressSelector},
+		Services: map[types.NamespacedName]model.Service{
 			{Namespace: "shop", Name: "api"}: {Namespace: "shop", Name: "api", Selector: map[string]string{"app": "api", "tier": "web"}, Ports: []int32{8000}},
 		},
-		Options: Options{IngressGatewayPrincipal: principal, IngressGatewayNamespace: "istio-system", IngressGatewaySelector: ingressSelector},
+		Options: model.Options{IngressGatewayPrincipal: principal, IngressGatewayNamespace: "istio-system", IngressGatewaySelector: ingressSelector},
 	}
 }
 
 var ingressSelector = map[string]string{"istio": "ingressgateway"}
 
-func withMeta(in Input) Input {
+func withMeta(in model.Input) model.Input {
 	in.APIRule.Namespace, in.APIRule.Name, in.APIRule.UID = "shop", "api", "uid-1"
 	return in
 }
@@ -73,12 +75,12 @@ func TestTranslateIsDeterministic(t *testing.T) {
 		Headers: map[string]string{"X-B": "2", "X-A": "1", "X-C": "3"},
 		Cookies: map[string]string{"z": "1", "a": "2", "m": "3"},
 	}
-	first := render(t, Translate(withMeta(input(noAuthRule("/a", "GET"), rule))))
+	first := render(t, checkAndTranslate(withMeta(input(noAuthRule("/a", "GET"), rule))))
 	if len(first) == 0 {
 		t.Fatal("nothing rendered")
 	}
 	for i := 0; i < 50; i++ {
-		if again := render(t, Translate(withMeta(input(noAuthRule("/a", "GET"), rule)))); !bytes.Equal(first, again) {
+		if again := render(t, checkAndTranslate(withMeta(input(noAuthRule("/a", "GET"), rule)))); !bytes.Equal(first, again) {
 			t.Fatalf("translation %d differs:\n%s\nvs\n%s", i, first, again)
 		}
 	}
@@ -98,7 +100,7 @@ func TestNotPathsGoByRuleIndexAndMethod(t *testing.T) {
 		noAuthRule("/", "GET"),
 		noAuthRule("/*", "GET", "POST", "PUT"),
 	))
-	out := Translate(in)
+	out := checkAndTranslate(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -137,8 +139,8 @@ func TestOneVirtualServiceRouteAndOnePolicyPerWorkload(t *testing.T) {
 	in := withMeta(input(noAuthRule("/a", "GET"), noAuthRule("/b", "GET")))
 	other := apiv2.Service{Name: "other", Port: 9000}
 	in.APIRule.Spec.Rules[1].Service = &other
-	in.Services[types.NamespacedName{Namespace: "shop", Name: "other"}] = Service{Namespace: "shop", Name: "other", Selector: map[string]string{"app": "other"}, Ports: []int32{9000}}
-	out := Translate(in)
+	in.Services[types.NamespacedName{Namespace: "shop", Name: "other"}] = model.Service{Namespace: "shop", Name: "other", Selector: map[string]string{"app": "other"}, Ports: []int32{9000}}
+	out := checkAndTranslate(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -168,7 +170,7 @@ func TestNoOwnerReferenceAcrossNamespaces(t *testing.T) {
 	in.APIRule.Namespace = "gateway-team"
 	ns := "shop"
 	in.APIRule.Spec.Service.Namespace = &ns
-	out := Translate(in)
+	out := checkAndTranslate(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -184,35 +186,35 @@ func TestNoOwnerReferenceAcrossNamespaces(t *testing.T) {
 func TestFindingsBlockEveryObject(t *testing.T) {
 	cases := []struct {
 		name      string
-		change    func(*Input)
+		change    func(*model.Input)
 		condition conditions.Type
 		reason    conditions.Reason
 		field     string
 	}{
-		{"no gateway and no default", func(in *Input) { in.APIRule.Spec.Gateway = nil },
+		{"no gateway and no default", func(in *model.Input) { in.APIRule.Spec.Gateway = nil },
 			conditions.Accepted, conditions.ReasonNoGateway, "spec.gateway"},
-		{"gateway missing", func(in *Input) { in.Gateway = nil },
+		{"gateway missing", func(in *model.Input) { in.Gateway = nil },
 			conditions.ResolvedRefs, conditions.ReasonGatewayNotFound, "spec.gateway"},
-		{"service missing", func(in *Input) { in.Services = nil },
+		{"service missing", func(in *model.Input) { in.Services = nil },
 			conditions.ResolvedRefs, conditions.ReasonServiceNotFound, "spec.service"},
-		{"port missing", func(in *Input) { in.APIRule.Spec.Service.Port = 1 },
+		{"port missing", func(in *model.Input) { in.APIRule.Spec.Service.Port = 1 },
 			conditions.ResolvedRefs, conditions.ReasonPortNotFound, "spec.service.port"},
-		{"service without selector", func(in *Input) {
-			in.Services[types.NamespacedName{Namespace: "shop", Name: "api"}] = Service{Namespace: "shop", Name: "api", Ports: []int32{8000}}
+		{"service without selector", func(in *model.Input) {
+			in.Services[types.NamespacedName{Namespace: "shop", Name: "api"}] = model.Service{Namespace: "shop", Name: "api", Ports: []int32{8000}}
 		}, conditions.ResolvedRefs, conditions.ReasonNoSelector, "spec.service"},
-		{"short host on a gateway without a single wildcard", func(in *Input) {
+		{"short host on a gateway without a single wildcard", func(in *model.Input) {
 			in.APIRule.Spec.Hosts = []apiv2.Host{"api"}
 			in.Gateway.Hosts = []string{"*.example.com", "other.example.org"}
 		}, conditions.ResolvedRefs, conditions.ReasonHostNotResolvable, "spec.hosts[0]"},
-		{"ipRestriction on a Gateway of another ingress gateway", func(in *Input) {
+		{"ipRestriction on a Gateway of another ingress gateway", func(in *model.Input) {
 			in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
 			in.Gateway.Selector = map[string]string{"istio": "partner-gateway"}
 		}, conditions.Accepted, conditions.ReasonNotIngressGateway, "spec.ipRestriction"},
-		{"ipRestriction without an ingress gateway selector", func(in *Input) {
+		{"ipRestriction without an ingress gateway selector", func(in *model.Input) {
 			in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
 			in.Options.IngressGatewaySelector, in.Gateway.Selector = nil, nil
 		}, conditions.Accepted, conditions.ReasonInvalidSpec, "spec.ipRestriction"},
-		{"reserved identity header", func(in *Input) {
+		{"reserved identity header", func(in *model.Input) {
 			in.APIRule.Spec.Rules[0].Request = &apiv2.Request{Headers: map[string]string{"X-Client-Cert-Subject": "CN=admin"}}
 		}, conditions.Accepted, conditions.ReasonInvalidSpec, "spec.rules[0].request.headers[X-Client-Cert-Subject]"},
 	}
@@ -220,7 +222,7 @@ func TestFindingsBlockEveryObject(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			in := withMeta(input(noAuthRule("/a", "GET")))
 			c.change(&in)
-			out := Translate(in)
+			out := checkAndTranslate(in)
 			if len(out.Objects.AuthorizationPolicies)+len(out.Objects.VirtualServices) > 0 {
 				t.Errorf("objects generated despite findings")
 			}
@@ -240,7 +242,7 @@ func TestShortHostAndDefaultGateway(t *testing.T) {
 	in.APIRule.Spec.Gateway = nil
 	in.Options.DefaultGateway = "istio-system/public"
 	in.APIRule.Spec.Hosts = []apiv2.Host{"api", "*.api.example.com"}
-	out := Translate(in)
+	out := checkAndTranslate(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -264,28 +266,28 @@ func TestHostClaims(t *testing.T) {
 	cases := []struct {
 		name     string
 		served   []string
-		claim    HostClaim
-		severity Severity
+		claim    model.HostClaim
+		severity check.Severity
 		reason   conditions.Reason
 	}{
 		{"another APIRule serves the host", nil,
-			HostClaim{APIRule: &other, Since: later}, Error, conditions.ReasonHostConflict},
+			model.HostClaim{APIRule: &other, Since: later}, check.Error, conditions.ReasonHostConflict},
 		{"both serve it; the older one wins", []string{"api.example.com"},
-			HostClaim{APIRule: &other, Since: earlier}, Error, conditions.ReasonHostConflict},
+			model.HostClaim{APIRule: &other, Since: earlier}, check.Error, conditions.ReasonHostConflict},
 		{"both serve it; this one is older", []string{"api.example.com"},
-			HostClaim{APIRule: &other, Since: later}, "", ""},
+			model.HostClaim{APIRule: &other, Since: later}, "", ""},
 		{"an unmanaged route serves the host", nil,
-			HostClaim{VirtualService: other, Since: later}, Error, conditions.ReasonHostConflict},
+			model.HostClaim{VirtualService: other, Since: later}, check.Error, conditions.ReasonHostConflict},
 		{"an unmanaged route came later", []string{"api.example.com"},
-			HostClaim{VirtualService: other, Since: later}, Warning, conditions.ReasonHostShared},
+			model.HostClaim{VirtualService: other, Since: later}, check.Warning, conditions.ReasonHostShared},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			in := withMeta(input(noAuthRule("/a", "GET")))
 			in.APIRule.CreationTimestamp = metav1.NewTime(time.Unix(2000, 0))
 			in.ServedHosts = c.served
-			in.HostClaims = map[string][]HostClaim{"api.example.com": {c.claim}}
-			out := Translate(in)
+			in.HostClaims = map[string][]model.HostClaim{"api.example.com": {c.claim}}
+			out := checkAndTranslate(in)
 			if c.severity == "" {
 				if len(out.Findings) > 0 {
 					t.Fatalf("unexpected findings: %s", out.Findings.Summary())
@@ -296,9 +298,32 @@ func TestHostClaims(t *testing.T) {
 				out.Findings[0].Field.String() != "spec.hosts[0]" {
 				t.Fatalf("findings %+v, want one %s %s on spec.hosts[0]", out.Findings, c.severity, c.reason)
 			}
-			if (c.severity == Error) != (len(out.Objects.VirtualServices) == 0) {
+			if (c.severity == check.Error) != (len(out.Objects.VirtualServices) == 0) {
 				t.Errorf("objects generated: %d VirtualServices", len(out.Objects.VirtualServices))
 			}
 		})
 	}
+}
+
+// Output is what the operator computes for an input: the findings of the checks and, when
+// none is an error, the objects. The pipeline package does this for the operator; this test
+// package cannot import it (the pipeline imports the translator).
+type Output struct {
+	Objects   Objects
+	Findings  check.Findings
+	RecheckAt time.Time
+}
+
+func checkAndTranslate(in model.Input) Output {
+	checked := check.Full(in)
+	out := Output{Findings: checked.Findings, RecheckAt: checked.RecheckAt}
+	if checked.Findings.HasErrors() {
+		return out
+	}
+	objects, err := Translate(in)
+	if err != nil {
+		panic(err)
+	}
+	out.Objects = objects
+	return out
 }

@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
-	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 )
 
 // corsResponseHeaders are removed from every response, so the browser sees only the CORS
@@ -30,7 +30,7 @@ var corsResponseHeaders = []string{
 
 // virtualService builds the single VirtualService of the APIRule: one HTTP route per rule, in
 // rule order, so the first matching rule routes the request.
-func virtualService(in Input, gateway types.NamespacedName, plans []rulePlan, hosts []string) *networkingclientv1.VirtualService {
+func virtualService(in model.Input, gateway types.NamespacedName, plans []rulePlan, hosts []string) *networkingclientv1.VirtualService {
 	spec := &in.APIRule.Spec
 	routes := make([]*networkingv1.HTTPRoute, 0, len(plans))
 	for _, p := range plans {
@@ -38,7 +38,7 @@ func virtualService(in Input, gateway types.NamespacedName, plans []rulePlan, ho
 	}
 	return &networkingclientv1.VirtualService{
 		TypeMeta:   metav1.TypeMeta{APIVersion: networkingclientv1.SchemeGroupVersion.String(), Kind: "VirtualService"},
-		ObjectMeta: objectMeta(in, ownership.ChildName(in.Owner(), "route"), in.APIRule.Namespace),
+		ObjectMeta: objectMeta(in, model.RouteName(in.Owner()), in.APIRule.Namespace),
 		Spec: networkingv1.VirtualService{
 			Hosts:    hosts,
 			Gateways: []string{gateway.String()},
@@ -48,7 +48,7 @@ func virtualService(in Input, gateway types.NamespacedName, plans []rulePlan, ho
 }
 
 func httpRoute(spec *apiv2.APIRuleSpec, p rulePlan, hosts []string) *networkingv1.HTTPRoute {
-	timeout := uint32(DefaultTimeoutSeconds)
+	timeout := uint32(model.DefaultTimeoutSeconds)
 	switch {
 	case p.rule.Timeout != nil:
 		timeout = uint32(*p.rule.Timeout)
@@ -93,14 +93,14 @@ func requestHeaderOperations(spec *apiv2.APIRuleSpec, req *apiv2.Request, hosts 
 	if spec.MTLS == nil {
 		return ops
 	}
-	names := make([]string, 0, len(clientIdentityHeaders))
-	for name := range clientIdentityHeaders {
+	names := make([]string, 0, len(model.ClientIdentityHeaders))
+	for name := range model.ClientIdentityHeaders {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
 		if forwardsClientIdentity(spec.MTLS) {
-			ops.Set[name] = clientIdentityHeaders[name]
+			ops.Set[name] = model.ClientIdentityHeaders[name]
 		} else {
 			ops.Remove = append(ops.Remove, name)
 		}

@@ -30,9 +30,10 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/operator"
+	"github.com/apirule-operator/apirule-operator/internal/pipeline"
 	"github.com/apirule-operator/apirule-operator/internal/testenv"
-	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
 // Config sets the size of a run.
@@ -282,10 +283,10 @@ func measureCeiling(ctx context.Context, scheme *k8sruntime.Scheme, cfg Config, 
 // ceiling namespace and stripped of what would tie them to an APIRule.
 func ceilingObjects(i, round int) []client.Object {
 	rule := benchAPIRule(i)
-	out := translate.Translate(translate.Input{
+	out := pipeline.Run(model.Input{
 		APIRule: rule,
-		Gateway: &translate.Gateway{Namespace: gatewayNamespace, Name: gatewayName, Hosts: []string{"*.example.com"}},
-		Services: map[types.NamespacedName]translate.Service{{Namespace: namespace, Name: rule.Spec.Service.Name}: {
+		Gateway: &model.Gateway{Namespace: gatewayNamespace, Name: gatewayName, Hosts: []string{"*.example.com"}},
+		Services: map[types.NamespacedName]model.Service{{Namespace: namespace, Name: rule.Spec.Service.Name}: {
 			Namespace: namespace, Name: rule.Spec.Service.Name, Selector: map[string]string{"app": rule.Spec.Service.Name}, Ports: []int32{8000},
 		}},
 		Options: operator.DefaultOptions().Settings.Translate(),

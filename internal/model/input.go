@@ -1,7 +1,9 @@
-// Package translate turns an APIRule and what was read from the cluster into the Istio
-// objects that enforce it. It is a pure function: no Kubernetes client, no clock, no globals.
-// The same input always gives byte-identical output.
-package translate
+// Package model holds what the checks and the translator share: the input snapshot that the
+// gatherer reads from the cluster (or from files, offline), the operator's options, and the
+// facts derived from an APIRule alone: which Gateway, Services and Secrets it references,
+// the hosts it routes, the names of its children and the path grammar. It is pure: no
+// Kubernetes client, no clock, no globals.
+package model
 
 import (
 	"time"
@@ -10,10 +12,6 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 )
-
-// DefaultTimeoutSeconds is the request timeout of a rule when neither the rule nor the
-// APIRule sets one.
-const DefaultTimeoutSeconds = 180
 
 // Input is everything the translation depends on.
 type Input struct {
@@ -26,6 +24,8 @@ type Input struct {
 	Services map[types.NamespacedName]Service
 	// Mesh is what was read of the Istio mesh config, or nil when it was not found.
 	Mesh *MeshConfig
+	// MeshError is set when the mesh config exists but does not parse; Mesh is nil then.
+	MeshError error
 	// HostClaims are the other VirtualServices that route one of the APIRule's hosts through
 	// its Gateway, by host.
 	HostClaims map[string][]HostClaim

@@ -1,4 +1,4 @@
-package translate
+package model
 
 import (
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -22,4 +22,9 @@ func ServiceFromCore(svc *corev1.Service) Service {
 		out.Ports = append(out.Ports, p.Port)
 	}
 	return out
+}
+
+// SecretFromCore takes a Secret's labels and data.
+func SecretFromCore(s *corev1.Secret) *Secret {
+	return &Secret{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels, Data: s.Data}
 }

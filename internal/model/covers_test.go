@@ -1,13 +1,15 @@
-package validate
+package model_test
 
 import (
 	"regexp"
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
@@ -23,17 +25,25 @@ import (
 // translator's output so that the two can never drift apart.
 func oracle(t *testing.T, path string) func(string) bool {
 	t.Helper()
-	r := apiRule([]apiv2.Host{"api.example.com"}, rule(path, "GET"))
-	out := translate.Translate(translate.Input{
+	yes := true
+	gw := apiv2.GatewayReference("istio-system/public")
+	r := &apiv2.APIRule{
+		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "shop"},
+		Spec: apiv2.APIRuleSpec{
+			Hosts: []apiv2.Host{"api.example.com"}, Gateway: &gw, Service: &apiv2.Service{Name: "api", Port: 80},
+			Rules: []apiv2.Rule{{Path: path, Methods: []apiv2.HTTPMethod{"GET"}, NoAuth: &yes}},
+		},
+	}
+	objects, err := translate.Translate(model.Input{
 		APIRule: r,
-		Gateway: &translate.Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}},
-		Services: map[types.NamespacedName]translate.Service{{Namespace: "shop", Name: "api"}: {
+		Gateway: &model.Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}},
+		Services: map[types.NamespacedName]model.Service{{Namespace: "shop", Name: "api"}: {
 			Namespace: "shop", Name: "api", Selector: map[string]string{"app": "api"}, Ports: []int32{80}}},
 	})
-	if len(out.Objects.VirtualServices) != 1 {
-		t.Fatalf("%s: no route: %v", path, out.Findings)
+	if err != nil || len(objects.VirtualServices) != 1 {
+		t.Fatalf("%s: no route: %v", path, err)
 	}
-	uri := out.Objects.VirtualServices[0].Spec.Http[0].Match[0].Uri
+	uri := objects.VirtualServices[0].Spec.Http[0].Match[0].Uri
 	switch {
 	case uri.GetPrefix() != "":
 		return func(s string) bool { return strings.HasPrefix(s, uri.GetPrefix()) }
@@ -47,16 +57,16 @@ func oracle(t *testing.T, path string) func(string) bool {
 
 // samples returns request paths matched by the pattern, one for each combination of values.
 func samples(path string) []string {
-	if path == anyPath {
+	if path == model.AnyPath {
 		return []string{"/", "/a", "/a/b", "/x y", "/a/"}
 	}
 	out := []string{""}
 	for _, seg := range strings.Split(path[1:], "/") {
 		var values []string
 		switch seg {
-		case oneSegment:
+		case model.OneSegment:
 			values = []string{"a", "b", "zz"}
-		case anyRest:
+		case model.AnyRest:
 			values = []string{"", "a", "zz", "a/b", "zz/a", "a/"}
 		default:
 			values = []string{seg}
@@ -75,8 +85,8 @@ func samples(path string) []string {
 // patterns enumerates paths of up to three segments over the literals a and b, {*}, {**}
 // (last only), the empty last segment, plus /* and /.
 func patterns() []string {
-	segs := []string{"a", "b", oneSegment}
-	out := []string{anyPath, "/"}
+	segs := []string{"a", "b", model.OneSegment}
+	out := []string{model.AnyPath, "/"}
 	var grow func(prefix string, depth int)
 	grow = func(prefix string, depth int) {
 		if depth == 3 {
@@ -84,11 +94,11 @@ func patterns() []string {
 		}
 		for _, s := range segs {
 			p := prefix + "/" + s
-			out = append(out, p, p+"/", p+"/"+anyRest)
+			out = append(out, p, p+"/", p+"/"+model.AnyRest)
 			grow(p, depth+1)
 		}
 	}
-	out = append(out, "/"+anyRest)
+	out = append(out, "/"+model.AnyRest)
 	grow("", 0)
 	return out
 }
@@ -101,13 +111,13 @@ func TestCoversAgreesWithTheMatchers(t *testing.T) {
 	}
 	checked := 0
 	for _, earlier := range all {
-		p, err := parsePath(earlier)
+		p, err := model.ParsePath(earlier)
 		if err != nil {
 			t.Fatalf("%s: %v", earlier, err)
 		}
 		match := oracles[earlier]
 		for _, later := range all {
-			q, err := parsePath(later)
+			q, err := model.ParsePath(later)
 			if err != nil {
 				t.Fatalf("%s: %v", later, err)
 			}
@@ -121,7 +131,7 @@ func TestCoversAgreesWithTheMatchers(t *testing.T) {
 					break
 				}
 			}
-			if got := p.covers(q); got != want {
+			if got := p.Covers(q); got != want {
 				t.Errorf("%s covers %s = %v, the matchers say %v", earlier, later, got, want)
 			}
 			checked++

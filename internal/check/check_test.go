@@ -1,15 +1,17 @@
-package validate
+package check
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
-	"github.com/apirule-operator/apirule-operator/internal/translate"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 )
 
 func rule(path string, methods ...apiv2.HTTPMethod) apiv2.Rule {
@@ -34,85 +36,13 @@ func apiRule(hosts []apiv2.Host, rules ...apiv2.Rule) *apiv2.APIRule {
 	}
 }
 
-func TestCovers(t *testing.T) {
-	cases := []struct {
-		earlier, later string
-		want           bool
-	}{
-		{"/*", "/anything/{**}", true},
-		{"/*", "/*", true},
-		{"/{**}", "/*", false}, // /* also matches characters outside the template class
-		{"/{**}", "/", true},
-		{"/{**}", "/a/{*}/b", true},
-		{"/api/{**}", "/api/users", true},
-		{"/api/{**}", "/api/", true},
-		{"/api/{**}", "/api", false},
-		{"/api/{**}", "/apis/x", false},
-		{"/api/{*}", "/api/users", true},
-		{"/api/{*}", "/api/{*}", true},
-		{"/api/{*}", "/api/{**}", false},
-		{"/api/{*}", "/api/", false}, // {*} is never empty
-		{"/api/{*}", "/api/a/b", false},
-		{"/{*}/b", "/a/b", true},
-		{"/a/b", "/{*}/b", false},
-		{"/a/b", "/a/b", true},
-		{"/a/b", "/a/b/", false},
-		{"/{*}/{**}", "/x/{**}", true},
-		{"/x/{**}", "/{*}/{**}", false},
-		{"/a%2Fb", "/a%2Fb", true},
-		{"/{*}", "/a%2Fb", true},
-	}
-	for _, c := range cases {
-		p, err := parsePath(c.earlier)
-		if err != nil {
-			t.Fatalf("%s: %v", c.earlier, err)
-		}
-		q, err := parsePath(c.later)
-		if err != nil {
-			t.Fatalf("%s: %v", c.later, err)
-		}
-		if got := p.covers(q); got != c.want {
-			t.Errorf("%s covers %s = %v, want %v", c.earlier, c.later, got, c.want)
-		}
-	}
-}
-
-func TestParsePathRefusesWhatIstioRefuses(t *testing.T) {
-	for path, want := range map[string]string{
-		"api":           "must start with '/'",
-		"/a//b":         "empty segment",
-		"/a/{**}/b":     "only as the last segment",
-		"/a/../b":       "'.' or '..'",
-		"/a*":           "'*' is allowed only as",
-		"/a{*}":         "'{' is allowed only as",
-		"/a b":          `character ' ' is not allowed`,
-		"/a%2":          "percent-encoded",
-		"/a?x=1":        `character '?' is not allowed`,
-		"/{**}/{**}":    "only as the last segment",
-		"/caf\u00e9":    "is not allowed",
-		"/a/{*}x":       "'{' is allowed only as",
-		"/a/%zz":        "percent-encoded",
-		"/templates/{}": "'{' is allowed only as",
-	} {
-		_, err := parsePath(path)
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: error %v, want it to mention %q", path, err, want)
-		}
-	}
-	for _, path := range []string{"/", "/*", "/{**}", "/a/", "/a/{*}/b/{**}", "/a%2Fb", "/v1:run", "/~user/x.y"} {
-		if _, err := parsePath(path); err != nil {
-			t.Errorf("%q refused: %v", path, err)
-		}
-	}
-}
-
 func TestShadowedRuleIsAnErrorNamingBothRules(t *testing.T) {
 	r := apiRule([]apiv2.Host{"api.example.com"},
 		rule("/health", "GET"),
 		jwtRule("/api/{**}", "GET"),
 		rule("/other", "GET"),
 		jwtRule("/api/users", "GET"))
-	ps := Spec(r)
+	ps := Static(r, model.Options{})
 	errs := ps.ErrorList()
 	if len(errs) != 1 {
 		t.Fatalf("want one error, got %v", ps)
@@ -136,7 +66,7 @@ func TestShadowedByDifferentRulesForDifferentMethods(t *testing.T) {
 		jwtRule("/api/{**}", "GET"),
 		jwtRule("/api/{*}", "POST"),
 		jwtRule("/api/users", "GET", "POST"))
-	errs := Spec(r).ErrorList()
+	errs := Static(r, model.Options{}).ErrorList()
 	if len(errs) != 1 || !strings.Contains(errs[0].Detail, "for GET because spec.rules[0]") ||
 		!strings.Contains(errs[0].Detail, "for POST because spec.rules[1]") || !strings.Contains(errs[0].Detail, "rule 0 and rule 1") {
 		t.Fatalf("got %v", errs)
@@ -147,11 +77,11 @@ func TestPartlyShadowedRuleIsAWarning(t *testing.T) {
 	r := apiRule([]apiv2.Host{"api.example.com"},
 		jwtRule("/api/{**}", "GET"),
 		jwtRule("/api/users", "GET", "POST"))
-	ps := Spec(r)
+	ps := Static(r, model.Options{})
 	if ps.HasErrors() {
 		t.Fatalf("partly shadowed by an equally protected rule must not be an error: %v", ps)
 	}
-	w := ps.Warnings()
+	w := ps.WarningLines()
 	if len(w) != 1 || !strings.HasPrefix(w[0], "spec.rules[1].path: ") || !strings.Contains(w[0], "for GET because spec.rules[0]") ||
 		ps[0].Reason != conditions.ReasonRulePartlyShadowed {
 		t.Fatalf("got %v", w)
@@ -163,7 +93,7 @@ func TestPartlyShadowedByNoAuthIsAnError(t *testing.T) {
 	r := apiRule([]apiv2.Host{"api.example.com"},
 		rule("/{**}", "GET"),
 		jwtRule("/admin", "GET", "POST"))
-	errs := Spec(r).ErrorList()
+	errs := Static(r, model.Options{}).ErrorList()
 	if len(errs) != 1 || !strings.Contains(errs[0].Detail, "pass without authentication") {
 		t.Fatalf("got %v", errs)
 	}
@@ -175,14 +105,14 @@ func TestRulesThatDoNotShadow(t *testing.T) {
 		jwtRule("/api/{**}", "GET"),   // broader after narrower: fine
 		jwtRule("/api/users", "POST"), // same path, other method
 		rule("/*", "GET", "POST", "PUT"))
-	if ps := Spec(r); len(ps) != 0 {
+	if ps := Static(r, model.Options{}); len(ps) != 0 {
 		t.Fatalf("got %v", ps)
 	}
 }
 
 func TestHostsIstioRefuses(t *testing.T) {
 	r := apiRule([]apiv2.Host{"api.example.com", "10.0.0.1", "api.123", "Upper.example.com", "api", "*.example.com"}, rule("/x", "GET"))
-	errs := Spec(r).ErrorList()
+	errs := Static(r, model.Options{}).ErrorList()
 	var fields []string
 	for _, e := range errs {
 		fields = append(fields, e.Field)
@@ -200,7 +130,7 @@ func TestRiskyInputWarnings(t *testing.T) {
 	j := jwtRule("/api", "GET")
 	j.JWT.Authentications[0].JWKSURI = &httpURI
 	r := apiRule([]apiv2.Host{"*.example.com", "api.example.com"}, j, rule("/{**}", "GET"), rule("/*", "POST"), rule("/public", "PUT"))
-	got := Risky(r).Warnings()
+	got := Risky(r).WarningLines()
 	want := []string{
 		"spec.hosts[0]: wildcard host *.example.com",
 		"spec.rules[0].jwt.authentications[0].jwksUri: signing keys fetched over plain http",
@@ -220,9 +150,14 @@ func TestRiskyInputWarnings(t *testing.T) {
 func TestProviders(t *testing.T) {
 	r := apiRule([]apiv2.Host{"api.example.com"}, apiv2.Rule{Path: "/x", Methods: []apiv2.HTTPMethod{"GET"},
 		ExtAuth: &apiv2.ExtAuth{Authorizers: []string{"oauth2-proxy", "missing", "tracer"}}})
-	mesh := &translate.MeshConfig{ExtensionProviders: map[string]translate.ProviderKind{
-		"oauth2-proxy": translate.ProviderExtAuthzHTTP, "tracer": translate.ProviderOther}}
-	ps := Providers(r, mesh)
+	mesh := &model.MeshConfig{ExtensionProviders: map[string]model.ProviderKind{
+		"oauth2-proxy": model.ProviderExtAuthzHTTP, "tracer": model.ProviderOther}}
+	warnings := func(mesh *model.MeshConfig) Findings {
+		var fs Findings
+		providers(r, mesh, false, Warning, &fs)
+		return fs
+	}
+	ps := warnings(mesh)
 	if ps.HasErrors() || len(ps) != 2 {
 		t.Fatalf("got %v", ps)
 	}
@@ -232,7 +167,7 @@ func TestProviders(t *testing.T) {
 	if ps[1].Reason != conditions.ReasonProviderNotExtAuthz {
 		t.Errorf("got %v", ps[1])
 	}
-	if ps := Providers(r, nil); len(ps) != 3 || ps[0].Reason != conditions.ReasonMeshConfigNotFound {
+	if ps := warnings(nil); len(ps) != 1 || ps[0].Reason != conditions.ReasonMeshConfigNotFound {
 		t.Errorf("without a mesh config: %v", ps)
 	}
 }
@@ -243,17 +178,17 @@ func TestAdmissionIncludesTheTranslatorsSpecChecks(t *testing.T) {
 	other := "https://other.example.com/jwks"
 	b.JWT.Authentications[0].JWKSURI = &other
 	r := apiRule([]apiv2.Host{"api.example.com"}, a, b)
-	errs := Admission(r, translate.Options{}).ErrorList()
+	errs := Admission(r, nil, nil, nil, nil, model.Options{}).ErrorList()
 	if len(errs) != 1 || errs[0].Field != "spec.rules[1].jwt.authentications[0]" || !strings.Contains(errs[0].Detail, "configured differently") {
 		t.Fatalf("got %v", errs)
 	}
 	// Missing references are not refused at admission: they may be created later.
 	r.Spec.Gateway = nil
-	errs = Admission(r, translate.Options{DefaultGateway: "istio-system/public"}).ErrorList()
+	errs = Admission(r, nil, nil, nil, nil, model.Options{DefaultGateway: "istio-system/public"}).ErrorList()
 	if len(errs) != 1 {
 		t.Fatalf("got %v", errs)
 	}
-	errs = Admission(r, translate.Options{}).ErrorList()
+	errs = Admission(r, nil, nil, nil, nil, model.Options{}).ErrorList()
 	if len(errs) != 2 || errs[1].Field != "spec.gateway" {
 		t.Fatalf("no gateway and no default: %v", errs)
 	}
@@ -272,7 +207,7 @@ func TestHostConflicts(t *testing.T) {
 		"api.example.com": {theirs, *mine},
 		"short":           {theirs, *otherGateway},
 	}
-	ps := HostConflicts(mine, nil, claims, translate.Options{})
+	ps := HostConflicts(mine, nil, claims, model.Options{})
 	errs := ps.ErrorList()
 	if len(errs) != 2 || errs[0].Field != "spec.hosts[0]" || errs[1].Field != "spec.hosts[1]" {
 		t.Fatalf("got %v", errs)
@@ -281,32 +216,57 @@ func TestHostConflicts(t *testing.T) {
 		t.Errorf("got %v", errs)
 	}
 	// An update keeps the hosts it already had.
-	if ps := HostConflicts(mine, mine, claims, translate.Options{}); len(ps) != 0 {
+	if ps := HostConflicts(mine, mine, claims, model.Options{}); len(ps) != 0 {
 		t.Errorf("update keeping its hosts: %v", ps)
 	}
 	// An APIRule being deleted no longer claims.
 	now := metav1.Now()
 	claims["api.example.com"][0].DeletionTimestamp = &now
-	if errs := HostConflicts(mine, nil, claims, translate.Options{}).ErrorList(); len(errs) != 1 || errs[0].Field != "spec.hosts[1]" {
+	if errs := HostConflicts(mine, nil, claims, model.Options{}).ErrorList(); len(errs) != 1 || errs[0].Field != "spec.hosts[1]" {
 		t.Errorf("deleting holder: %v", errs)
 	}
 }
 
-func TestTranslateAddsSpecFindingsAndWithholdsObjects(t *testing.T) {
+func TestFullIncludesStaticFindingsFirst(t *testing.T) {
 	r := apiRule([]apiv2.Host{"api.example.com"}, jwtRule("/{**}", "GET"), jwtRule("/a", "GET"))
-	in := translate.Input{
+	in := model.Input{
 		APIRule:  r,
-		Gateway:  &translate.Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}},
-		Services: map[types.NamespacedName]translate.Service{{Namespace: "shop", Name: "api"}: {Namespace: "shop", Name: "api", Selector: map[string]string{"app": "api"}, Ports: []int32{80}}},
+		Gateway:  &model.Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}},
+		Services: map[types.NamespacedName]model.Service{{Namespace: "shop", Name: "api"}: {Namespace: "shop", Name: "api", Selector: map[string]string{"app": "api"}, Ports: []int32{80}}},
 	}
-	if plain := translate.Translate(in); len(plain.Objects.VirtualServices) != 1 {
-		t.Fatalf("the translator alone serves it: %v", plain.Findings)
+	out := Full(in).Findings
+	if len(out) == 0 || out[0].Reason != conditions.ReasonRuleShadowed || out[0].Condition != conditions.Accepted || !out.HasErrors() {
+		t.Errorf("findings %v", out)
 	}
-	out := Translate(in)
-	if len(out.Objects.InApplyOrder()) != 0 {
-		t.Errorf("objects generated for a shadowed rule")
-	}
-	if len(out.Findings) == 0 || out.Findings[0].Reason != conditions.ReasonRuleShadowed || out.Findings[0].Condition != conditions.Accepted {
-		t.Errorf("findings %v", out.Findings)
+}
+
+// A host conflict names the host it is about, as routed, whatever the hosts before it: an
+// unserved host before it (which resolves to nothing to route) must not shift which host is
+// withdrawn.
+func TestConflictingHostsAreTheHostsInConflict(t *testing.T) {
+	other := types.NamespacedName{Namespace: "shop", Name: "older"}
+	for _, c := range []struct {
+		hosts []apiv2.Host
+		want  []string
+	}{
+		{[]apiv2.Host{"api.other.org", "b.example.com", "c.example.com"}, []string{"b.example.com"}},
+		{[]apiv2.Host{"api.other.org", "b.example.com"}, []string{"b.example.com"}},
+		{[]apiv2.Host{"b", "c.example.com"}, []string{"b.example.com"}},
+	} {
+		r := apiRule(c.hosts, rule("/a", "GET"))
+		r.CreationTimestamp = metav1.Now()
+		in := model.Input{
+			APIRule:  r,
+			Gateway:  &model.Gateway{Namespace: "istio-system", Name: "public", Hosts: []string{"*.example.com"}},
+			Services: map[types.NamespacedName]model.Service{{Namespace: "shop", Name: "api"}: {Namespace: "shop", Name: "api", Selector: map[string]string{"app": "api"}, Ports: []int32{80}}},
+			HostClaims: map[string][]model.HostClaim{"b.example.com": {{
+				APIRule: &other, VirtualService: model.RouteKey(other), Since: metav1.NewTime(r.CreationTimestamp.Add(-time.Hour)),
+			}}},
+			ServedHosts: []string{"b.example.com", "c.example.com"},
+		}
+		got := Full(in).Findings.ConflictingHosts()
+		if !slices.Equal(got, c.want) {
+			t.Errorf("hosts %v: conflicting %v, want %v", c.hosts, got, c.want)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package validate
+package model
 
 import (
 	"fmt"
@@ -10,9 +10,9 @@ import (
 // one non-empty segment) or, as the last segment only, "{**}" (any rest, possibly empty,
 // including "/").
 const (
-	anyPath    = "/*"
-	oneSegment = "{*}"
-	anyRest    = "{**}"
+	AnyPath    = "/*"
+	OneSegment = "{*}"
+	AnyRest    = "{**}"
 )
 
 // literalChars are the characters a literal segment may hold besides %XX escapes: the
@@ -20,6 +20,33 @@ const (
 // paths. They are also the characters {*} and {**} match, so a literal segment is always one
 // of the strings {*} matches.
 const literalChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()+,;=:@"
+
+// SegmentClass and RestClass are regular-expression classes of the characters {*} and {**}
+// match: the literal characters and '%' of an escape, and for {**} also '/'. The route's
+// regex uses them, so a path routed by a rule is exactly a path the rule's policy template
+// matches; a request with other characters in that position matches neither.
+var (
+	SegmentClass = "[" + regexClass(literalChars+"%") + "]"
+	RestClass    = "[" + regexClass(literalChars+"%/") + "]"
+)
+
+// regexClass escapes the characters that are special inside a regex character class.
+func regexClass(chars string) string {
+	var b strings.Builder
+	for _, r := range []string{"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", "0123456789"} {
+		if rest, ok := strings.CutPrefix(chars, r); ok {
+			b.WriteString(r[:1] + "-" + r[len(r)-1:])
+			chars = rest
+		}
+	}
+	for _, c := range chars {
+		if strings.ContainsRune(`\-]^[`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
 
 type segmentKind int
 
@@ -36,42 +63,42 @@ type segment struct {
 	text string
 }
 
-// pathPattern is a parsed APIRule path.
-type pathPattern struct {
+// PathPattern is a parsed APIRule path.
+type PathPattern struct {
 	// everything is "/*".
 	everything bool
 	segments   []segment
 }
 
-// parsePath parses an APIRule path, refusing what Istio's AuthorizationPolicy validation or
+// ParsePath parses an APIRule path, refusing what Istio's AuthorizationPolicy validation or
 // Envoy's URI template matcher would refuse. The CRD's CEL rules refuse the same paths when
 // the API server validates; this parser refuses them offline too (apirulectl) and gives the
 // shadowing check a structure to compare.
-func parsePath(path string) (pathPattern, error) {
-	if path == anyPath {
-		return pathPattern{everything: true}, nil
+func ParsePath(path string) (PathPattern, error) {
+	if path == AnyPath {
+		return PathPattern{everything: true}, nil
 	}
 	if !strings.HasPrefix(path, "/") {
-		return pathPattern{}, fmt.Errorf("must start with '/' (or be /* for every path)")
+		return PathPattern{}, fmt.Errorf("must start with '/' (or be /* for every path)")
 	}
 	parts := strings.Split(path[1:], "/")
-	out := pathPattern{segments: make([]segment, 0, len(parts))}
+	out := PathPattern{segments: make([]segment, 0, len(parts))}
 	for i, part := range parts {
 		switch {
-		case part == oneSegment:
+		case part == OneSegment:
 			out.segments = append(out.segments, segment{kind: one})
-		case part == anyRest:
+		case part == AnyRest:
 			if i != len(parts)-1 {
-				return pathPattern{}, fmt.Errorf("{**} may appear only as the last segment, for example /api/{**}")
+				return PathPattern{}, fmt.Errorf("{**} may appear only as the last segment, for example /api/{**}")
 			}
 			out.segments = append(out.segments, segment{kind: rest})
 		case part == "" && i != len(parts)-1:
-			return pathPattern{}, fmt.Errorf("must not contain an empty segment ('//')")
+			return PathPattern{}, fmt.Errorf("must not contain an empty segment ('//')")
 		case part == "." || part == "..":
-			return pathPattern{}, fmt.Errorf("must not contain '.' or '..' segments: the gateway normalizes them away, so the rule would never match")
+			return PathPattern{}, fmt.Errorf("must not contain '.' or '..' segments: the gateway normalizes them away, so the rule would never match")
 		default:
 			if err := checkLiteral(part); err != nil {
-				return pathPattern{}, err
+				return PathPattern{}, err
 			}
 			out.segments = append(out.segments, segment{kind: literal, text: part})
 		}
@@ -101,9 +128,9 @@ func isHex(c byte) bool {
 	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
 }
 
-// matchesEverything says whether the path matches every request path the gateway routes by
+// MatchesEverything says whether the path matches every request path the gateway routes by
 // pattern: /* and /{**}.
-func (p pathPattern) matchesEverything() bool {
+func (p PathPattern) MatchesEverything() bool {
 	return p.everything || (len(p.segments) == 1 && p.segments[0].kind == rest)
 }
 
@@ -112,7 +139,7 @@ func (p pathPattern) matchesEverything() bool {
 //
 // "/*" (a prefix match on "/") matches every path, including paths with characters outside
 // the template character class; "/{**}" does not, so only "/*" covers "/*".
-func (p pathPattern) covers(q pathPattern) bool {
+func (p PathPattern) Covers(q PathPattern) bool {
 	switch {
 	case p.everything:
 		return true

@@ -1,0 +1,177 @@
+package check
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/model"
+)
+
+// CertificateExpiryWarning is how long before its expiry a server certificate is reported.
+const CertificateExpiryWarning = 14 * 24 * time.Hour
+
+// checkMTLS resolves the Secrets of an mTLS APIRule and checks their certificates.
+func checkMTLS(in model.Input, specPath *field.Path, fs *Findings) (recheckAt time.Time) {
+	cfg := in.APIRule.Spec.MTLS
+	if cfg == nil {
+		return recheckAt
+	}
+	mtlsPath := specPath.Child("mtls")
+	if len(in.Options.IngressGatewaySelector) == 0 || in.Options.IngressGatewayNamespace == "" {
+		return recheckAt // Static reports it
+	}
+	secrets := in.MTLS
+	if secrets == nil {
+		secrets = &model.MTLSSecrets{}
+	}
+	ingress := in.Options.IngressGatewayNamespace
+
+	if secrets.Credential == nil {
+		fs.add(conditions.ResolvedRefs, conditions.ReasonSecretNotFound, mtlsPath.Child("credentialName"), cfg.CredentialName,
+			"Secret %s/%s with the server certificate not found; create it in the ingress gateway namespace, for example "+
+				"kubectl create secret tls %s -n %s --cert=server.crt --key=server.key", ingress, cfg.CredentialName, cfg.CredentialName, ingress)
+	} else {
+		recheckAt = checkServerCertificate(in, secrets.Credential, mtlsPath.Child("credentialName"), fs)
+	}
+
+	caRef, caKey := model.CASecretRef(in.APIRule)
+	caPath := mtlsPath.Child("caSecretRef")
+	switch bundle, ok := secretValue(secrets.CA, caKey); {
+	case secrets.CA == nil:
+		fs.add(conditions.ResolvedRefs, conditions.ReasonSecretNotFound, caPath.Child("name"), caRef.Name,
+			"Secret %s with the client CA bundle not found; create it in the APIRule's namespace, for example "+
+				"kubectl create secret generic %s -n %s --from-file=%s=ca.pem", caRef, caRef.Name, caRef.Namespace, caKey)
+	case !ok:
+		fs.add(conditions.ResolvedRefs, conditions.ReasonInvalidCertificate, caPath.Child("key"), caKey,
+			"Secret %s has no key %q; put the PEM CA bundle under that key or set caSecretRef.key to the key that holds it", caRef, caKey)
+	default:
+		if err := checkCABundle(bundle); err != nil {
+			fs.add(conditions.ResolvedRefs, conditions.ReasonInvalidCertificate, caPath, caKey,
+				"key %q of Secret %s is not a PEM bundle of X.509 certificates: %v; store the CA certificates in PEM form", caKey, caRef, err)
+		}
+	}
+
+	if copied := secrets.CACopy; copied != nil && !model.OwnedBy(copied.Labels, in.Owner()) {
+		fs.add(conditions.Accepted, conditions.ReasonSecretConflict, mtlsPath, copied.Name,
+			"Secret %s/%s, where this APIRule's CA bundle goes, exists and is not managed by this APIRule; delete it so the operator can write it",
+			copied.Namespace, copied.Name)
+	}
+	checkGatewayConflicts(in, specPath.Child("hosts"), fs)
+	return recheckAt
+}
+
+// secretValue returns the value of a key of a Secret that may be nil.
+func secretValue(s *model.Secret, key string) ([]byte, bool) {
+	if s == nil {
+		return nil, false
+	}
+	v, ok := s.Data[key]
+	return v, ok && len(v) > 0
+}
+
+// checkCABundle requires at least one PEM block, every block an X.509 certificate.
+func checkCABundle(bundle []byte) error {
+	rest := bundle
+	count := 0
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return fmt.Errorf("PEM block %d is a %s, not a CERTIFICATE", count+1, block.Type)
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fmt.Errorf("certificate %d: %v", count+1, err)
+		}
+		count++
+	}
+	if count == 0 {
+		return fmt.Errorf("no PEM certificate found")
+	}
+	if strings.TrimSpace(string(rest)) != "" {
+		return fmt.Errorf("text after the last PEM block")
+	}
+	return nil
+}
+
+// checkServerCertificate reports a server certificate that does not name every host or that
+// expires within CertificateExpiryWarning. Both are warnings: clients refuse such a server,
+// so nothing is exposed that should not be. It returns when the expiry finding changes.
+func checkServerCertificate(in model.Input, s *model.Secret, path *field.Path, fs *Findings) time.Time {
+	certPEM, ok := secretValue(s, corev1.TLSCertKey)
+	if !ok {
+		certPEM, ok = secretValue(s, "cert")
+	}
+	var leaf *x509.Certificate
+	if ok {
+		if block, _ := pem.Decode(certPEM); block != nil && block.Type == "CERTIFICATE" {
+			leaf, _ = x509.ParseCertificate(block.Bytes)
+		}
+	}
+	if leaf == nil {
+		fs.add(conditions.ResolvedRefs, conditions.ReasonInvalidCertificate, path, s.Name,
+			"Secret %s/%s has no PEM X.509 server certificate under tls.crt or cert; store the certificate chain there, leaf first",
+			s.Namespace, s.Name)
+		return time.Time{}
+	}
+	for i, h := range in.APIRule.Spec.Hosts {
+		host := string(h)
+		covered := leaf.VerifyHostname(host) == nil
+		if strings.HasPrefix(host, "*.") {
+			covered = slices.Contains(leaf.DNSNames, host)
+		}
+		if !covered {
+			fs.warn(conditions.ResolvedRefs, conditions.ReasonCertificateHostMismatch, field.NewPath("spec", "hosts").Index(i), host,
+				"the server certificate in Secret %s/%s does not name host %q (it names %v), so clients will refuse the connection; "+
+					"issue a certificate that covers the host", s.Namespace, s.Name, host, leaf.DNSNames)
+		}
+	}
+	warnFrom := leaf.NotAfter.Add(-CertificateExpiryWarning)
+	switch {
+	case !in.Now.Before(leaf.NotAfter):
+		fs.warn(conditions.ResolvedRefs, conditions.ReasonCertificateExpiring, path, s.Name,
+			"the server certificate in Secret %s/%s expired at %s; clients refuse it until it is renewed",
+			s.Namespace, s.Name, leaf.NotAfter.UTC().Format(time.RFC3339))
+		return time.Time{}
+	case !in.Now.Before(warnFrom):
+		fs.warn(conditions.ResolvedRefs, conditions.ReasonCertificateExpiring, path, s.Name,
+			"the server certificate in Secret %s/%s expires at %s; renew it before then",
+			s.Namespace, s.Name, leaf.NotAfter.UTC().Format(time.RFC3339))
+		return leaf.NotAfter
+	}
+	return warnFrom
+}
+
+// checkGatewayConflicts refuses an mTLS host that another Gateway of the same ingress gateway
+// serves on the same port: Istio would keep only one of the two servers for that name, so
+// the client certificate might not be asked for. A wildcard server of another Gateway is no
+// conflict: Envoy picks the server whose name matches the request most exactly.
+func checkGatewayConflicts(in model.Input, hostsPath *field.Path, fs *Findings) {
+	for i, h := range in.APIRule.Spec.Hosts {
+		host := string(h)
+		for _, gw := range in.OtherGateways {
+			if !maps.Equal(gw.Selector, in.Options.IngressGatewaySelector) {
+				continue
+			}
+			for _, server := range gw.Servers {
+				if server.Port != model.MTLSPort || !slices.ContainsFunc(server.Hosts, func(s string) bool { return model.ServerHost(s) == host }) {
+					continue
+				}
+				fs.add(conditions.Accepted, conditions.ReasonGatewayConflict, hostsPath.Index(i), host,
+					"Gateway %s/%s already serves host %q on port %d of the same ingress gateway; remove the host from that Gateway, "+
+						"or remove spec.mtls and use that Gateway", gw.Namespace, gw.Name, host, model.MTLSPort)
+			}
+		}
+	}
+}

@@ -1,0 +1,296 @@
+package check
+
+import (
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/model"
+)
+
+// checkHosts refuses hosts that Istio's VirtualService validation refuses and the CRD schema
+// lets through: a top-level label made of digits only (Istio reads it as an IP address and
+// refuses it as a domain), and names longer than 255 characters. It repeats the schema's
+// shape check so that apirulectl, which runs without an API server, refuses the same hosts.
+func checkHosts(hosts []apiv2.Host, hostsPath *field.Path, fs *Findings) {
+	for i, h := range hosts {
+		host := string(h)
+		path := hostsPath.Index(i)
+		name, wildcard := strings.CutPrefix(host, "*.")
+		labels := strings.Split(name, ".")
+		var bad string
+		for _, l := range labels {
+			if !isDNSLabel(l) {
+				bad = l
+				break
+			}
+		}
+		switch {
+		case len(host) > 255:
+			fs.add(conditions.Accepted, conditions.ReasonInvalidHost, path, host, "host is %d characters long; Istio accepts at most 255", len(host))
+		case bad != "" || (wildcard && len(labels) < 2):
+			fs.add(conditions.Accepted, conditions.ReasonInvalidHost, path, host,
+				"host must be a lower-case DNS name such as api.example.com, a wildcard such as *.example.com, or a short name such as api; label %q is not a DNS label", bad)
+		case len(labels) > 1 && allDigits(labels[len(labels)-1]):
+			fs.add(conditions.Accepted, conditions.ReasonInvalidHost, path, host,
+				"Istio refuses a host whose last label is all digits (%q): it is not a domain name; use a DNS name, IP addresses cannot be APIRule hosts",
+				labels[len(labels)-1])
+		}
+	}
+}
+
+func isDNSLabel(l string) bool {
+	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		if !('a' <= c && c <= 'z') && !('0' <= c && c <= '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// checkPaths parses every rule path; a path that does not parse is refused, and its pattern is
+// left out (nil) of the shadowing check.
+func checkPaths(rules []apiv2.Rule, rulesPath *field.Path, fs *Findings) []*model.PathPattern {
+	out := make([]*model.PathPattern, len(rules))
+	for i, r := range rules {
+		p, err := model.ParsePath(r.Path)
+		if err != nil {
+			fs.add(conditions.Accepted, conditions.ReasonInvalidPath, rulesPath.Index(i).Child("path"), r.Path, "path %s", err)
+			continue
+		}
+		out[i] = &p
+	}
+	return out
+}
+
+// checkShadowing finds rules that an earlier rule hides. Rules are matched in order, first
+// match wins, for routing and for authorization alike; rule j is shadowed for method m when an
+// earlier rule with m matches every path j matches. A rule shadowed for all its methods is
+// never reached: an error. A rule shadowed for some methods still serves the others, so that
+// is a warning; except when the earlier rule is noAuth and the later one is not, because then
+// requests the author meant to protect are let through without authentication: an error.
+func checkShadowing(rules []apiv2.Rule, patterns []*model.PathPattern, rulesPath *field.Path, fs *Findings) {
+	for j, later := range rules {
+		if patterns[j] == nil {
+			continue
+		}
+		type hidden struct {
+			method apiv2.HTTPMethod
+			by     int
+		}
+		var shadowed []hidden
+		opened := false
+		for _, m := range later.Methods {
+			for i := 0; i < j; i++ {
+				if patterns[i] == nil || !slices.Contains(rules[i].Methods, m) || !patterns[i].Covers(*patterns[j]) {
+					continue
+				}
+				shadowed = append(shadowed, hidden{method: m, by: i})
+				if rules[i].Strategy() == "noAuth" && later.Strategy() != "noAuth" {
+					opened = true
+				}
+				break
+			}
+		}
+		if len(shadowed) == 0 {
+			continue
+		}
+		// Group the methods by the rule that hides them, in rule order, for one message.
+		byRule := map[int][]string{}
+		var earlier []int
+		for _, s := range shadowed {
+			if _, ok := byRule[s.by]; !ok {
+				earlier = append(earlier, s.by)
+			}
+			byRule[s.by] = append(byRule[s.by], string(s.method))
+		}
+		slices.Sort(earlier)
+		var because, names, methods []string
+		for _, i := range earlier {
+			because = append(because, fmt.Sprintf("for %s because spec.rules[%d] (%s %s, %s) matches first",
+				strings.Join(byRule[i], ","), i, strings.Join(methodStrings(rules[i].Methods), ","), rules[i].Path, rules[i].Strategy()))
+			names = append(names, fmt.Sprintf("rule %d", i))
+			methods = append(methods, byRule[i]...)
+		}
+		path := rulesPath.Index(j).Child("path")
+		fix := fmt.Sprintf("move it before %s or narrow %s", strings.Join(names, " and "), strings.Join(names, " and "))
+		switch {
+		case len(shadowed) == len(later.Methods):
+			fs.add(conditions.Accepted, conditions.ReasonRuleShadowed, path, later.Path, "spec.rules[%d] is never reached %s; %s",
+				j, strings.Join(because, "; "), fix)
+		case opened:
+			fs.add(conditions.Accepted, conditions.ReasonRuleShadowed, path, later.Path,
+				"spec.rules[%d] (%s) is never reached %s, so those requests pass without authentication; remove %s here, %s",
+				j, later.Strategy(), strings.Join(because, "; "), strings.Join(methods, ","), fix)
+		default:
+			fs.warn(conditions.Accepted, conditions.ReasonRulePartlyShadowed, path, later.Path,
+				"spec.rules[%d] is never reached %s; remove %s here, %s", j, strings.Join(because, "; "), strings.Join(methods, ","), fix)
+		}
+	}
+}
+
+func methodStrings(methods []apiv2.HTTPMethod) []string {
+	out := make([]string, len(methods))
+	for i, m := range methods {
+		out[i] = string(m)
+	}
+	return out
+}
+
+// Risky returns warnings about input that is legal but often a mistake: noAuth on a path that
+// matches everything, a JWKS fetched over plain http, and wildcard hosts.
+func Risky(rule *apiv2.APIRule) Findings {
+	var fs Findings
+	specPath := field.NewPath("spec")
+	for i, h := range rule.Spec.Hosts {
+		if strings.HasPrefix(string(h), "*.") {
+			fs.warn(conditions.Accepted, conditions.ReasonWildcardHost, specPath.Child("hosts").Index(i), string(h),
+				"wildcard host %s exposes these rules on every name under %s; list the hosts unless that is intended",
+				h, strings.TrimPrefix(string(h), "*."))
+		}
+	}
+	for i, r := range rule.Spec.Rules {
+		rulePath := specPath.Child("rules").Index(i)
+		if r.NoAuth != nil && *r.NoAuth {
+			if p, err := model.ParsePath(r.Path); err == nil && p.MatchesEverything() {
+				fs.warn(conditions.Accepted, conditions.ReasonUnauthenticatedCatchAll, rulePath.Child("path"), r.Path,
+					"noAuth on %s lets every %s request through without authentication, also to paths added later; list the public paths instead",
+					r.Path, strings.Join(methodStrings(r.Methods), ","))
+			}
+		}
+		if c, ok := model.JWTConfig(r, rulePath); ok {
+			for j, a := range c.Config.Authentications {
+				if a.JWKSURI != nil && strings.HasPrefix(strings.ToLower(*a.JWKSURI), "http://") {
+					fs.warn(conditions.Accepted, conditions.ReasonInsecureJWKSURI, c.Path.Child("authentications").Index(j).Child("jwksUri"), *a.JWKSURI,
+						"signing keys fetched over plain http can be replaced on the way, letting anyone forge tokens; use https")
+				}
+			}
+		}
+	}
+	return fs
+}
+
+// issuerConfig is what Istio keeps of one issuer: everything of a JWTRule the translator
+// builds from an authentication. Istio merges the RequestAuthentications of a workload, so
+// one issuer can have only one configuration.
+type issuerConfig struct {
+	JWKSURI, JWKS        string
+	FromHeaders          []apiv2.JWTHeader
+	FromParams           []string
+	FromCookies          []string
+	ForwardOriginalToken bool
+	OutputClaimToHeaders []apiv2.ClaimToHeader
+}
+
+func issuerConfigOf(a apiv2.JWTAuthentication, claims []apiv2.ClaimToHeader) issuerConfig {
+	c := issuerConfig{
+		FromHeaders: a.FromHeaders, FromParams: a.FromParams, FromCookies: a.FromCookies,
+		ForwardOriginalToken: a.ForwardOriginalToken == nil || *a.ForwardOriginalToken, OutputClaimToHeaders: claims,
+	}
+	if a.JWKSURI != nil {
+		c.JWKSURI = *a.JWKSURI
+	}
+	if a.JWKS != nil {
+		c.JWKS = *a.JWKS
+	}
+	// An empty list and no list configure the same.
+	for _, l := range []*[]string{&c.FromParams, &c.FromCookies} {
+		if len(*l) == 0 {
+			*l = nil
+		}
+	}
+	if len(c.FromHeaders) == 0 {
+		c.FromHeaders = nil
+	}
+	if len(c.OutputClaimToHeaders) == 0 {
+		c.OutputClaimToHeaders = nil
+	}
+	return c
+}
+
+// checkIssuers rejects an issuer that is configured differently in two places of the APIRule.
+func checkIssuers(spec *apiv2.APIRuleSpec, specPath *field.Path, fs *Findings) {
+	type seen struct {
+		config issuerConfig
+		path   *field.Path
+	}
+	first := map[string]seen{}
+	for i, rule := range spec.Rules {
+		c, ok := model.JWTConfig(rule, specPath.Child("rules").Index(i))
+		if !ok {
+			continue
+		}
+		for j, a := range c.Config.Authentications {
+			path := c.Path.Child("authentications").Index(j)
+			config := issuerConfigOf(a, c.Config.OutputClaimToHeaders)
+			prev, ok := first[a.Issuer]
+			if !ok {
+				first[a.Issuer] = seen{config: config, path: path}
+				continue
+			}
+			if !reflect.DeepEqual(prev.config, config) {
+				fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, path, a.Issuer,
+					"issuer %q is configured differently here and in %s; Istio keeps one configuration per issuer, so use the same "+
+						"jwksUri or jwks, token locations, forwardOriginalToken and outputClaimToHeaders everywhere", a.Issuer, prev.path)
+			}
+		}
+	}
+}
+
+// checkReservedHeaders refuses request headers that would overwrite the client identity.
+func checkReservedHeaders(spec *apiv2.APIRuleSpec, specPath *field.Path, fs *Findings) {
+	for i, rule := range spec.Rules {
+		if rule.Request == nil {
+			continue
+		}
+		for _, name := range slices.Sorted(maps.Keys(rule.Request.Headers)) {
+			if _, reserved := model.ClientIdentityHeaders[strings.ToLower(name)]; reserved {
+				fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, specPath.Child("rules").Index(i).Child("request", "headers").Key(name), name,
+					"header %s carries the client certificate identity and is set only by the operator; use another header name", name)
+			}
+		}
+	}
+}
+
+// checkBackendsNamed requires every rule to have a backend Service.
+func checkBackendsNamed(rule *apiv2.APIRule, specPath *field.Path, fs *Findings) {
+	for i := range rule.Spec.Rules {
+		if _, _, ok := model.BackendRef(rule, i); !ok {
+			fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, specPath.Child("service"), "",
+				"no backend service: set spec.service or spec.rules[%d].service", i)
+		}
+	}
+}
+
+// checkIngressGatewayKnown refuses a mode whose objects go to the ingress gateway when the
+// operator has no ingress gateway namespace or selector: a policy or Gateway without a
+// selector would apply to every workload of its namespace (every one of the mesh in the root
+// namespace), not to the ingress gateway.
+func checkIngressGatewayKnown(opts model.Options, path *field.Path, fs *Findings) bool {
+	if len(opts.IngressGatewaySelector) > 0 && opts.IngressGatewayNamespace != "" {
+		return true
+	}
+	fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, path, "",
+		"the operator has no ingress gateway namespace and selector, which this mode needs; start it with "+
+			"--ingress-gateway-namespace and --ingress-gateway-selector")
+	return false
+}

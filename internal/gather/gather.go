@@ -1,0 +1,354 @@
+// Package gather reads everything the checks and the translator need about one APIRule into
+// a model.Input. It reads through a client.Reader: the manager's cache in the operator, an
+// in-memory store of the input files in apirulectl, so both compute from the same reads.
+package gather
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/check"
+	"github.com/apirule-operator/apirule-operator/internal/index"
+	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
+	"github.com/apirule-operator/apirule-operator/internal/model"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
+)
+
+// Gatherer reads the input of APIRules.
+type Gatherer struct {
+	Reader client.Reader
+	// Options are the operator's settings.
+	Options model.Options
+	// MeshConfig is the namespace/name of Istio's mesh config ConfigMap.
+	MeshConfig types.NamespacedName
+	// Holder, when set, returns the APIRule other than self that this process has seen
+	// route the host: the reconciler's record of its own writes, which the cache may not
+	// show yet.
+	Holder func(host string, self types.NamespacedName) (types.NamespacedName, bool)
+	// Now is the clock certificates are checked against; time.Now when nil.
+	Now func() time.Time
+	// SkipPods leaves the backend Pods unread (model.Service.PodsKnown false): offline
+	// inputs usually hold no Pods, and their absence must not read as "no Pods run".
+	SkipPods bool
+}
+
+// Gather reads everything the checks and the translation need. A missing object is left out
+// of the input, for the checks to report; a mesh config that does not parse is recorded in
+// the input too. The error is a failed read: the input is incomplete and nothing may be
+// decided from it.
+func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input, error) {
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	in := model.Input{
+		APIRule:  rule,
+		Services: map[types.NamespacedName]model.Service{},
+		Options:  r.Options,
+		Now:      now(),
+	}
+
+	if gw := model.MTLSGateway(rule, r.Options); gw != nil {
+		in.Gateway = gw
+		if err := r.gatherMTLS(ctx, &in); err != nil {
+			return in, err
+		}
+	} else if ref, ok := model.GatewayRef(rule, r.Options); ok {
+		gw := &networkingclientv1.Gateway{}
+		switch err := r.Reader.Get(ctx, ref, gw); {
+		case err == nil:
+			in.Gateway = model.GatewayFromIstio(gw)
+		case !apierrors.IsNotFound(err):
+			return in, fmt.Errorf("reading Gateway %s: %w", ref, err)
+		}
+	}
+
+	served, err := r.servedHosts(ctx, rule)
+	if err != nil {
+		return in, err
+	}
+	in.ServedHosts = served
+	if in.Gateway != nil {
+		claims, err := r.hostClaims(ctx, in)
+		if err != nil {
+			return in, err
+		}
+		in.HostClaims = claims
+	}
+
+	if model.ReadsMeshConfig(rule) {
+		if in.Mesh, in.MeshError, err = r.meshConfig(ctx); err != nil {
+			return in, err
+		}
+	}
+	if model.UsesIPRestriction(rule) {
+		if in.IngressPods, err = r.ingressPods(ctx); err != nil {
+			return in, err
+		}
+	}
+
+	for _, ref := range model.BackendRefs(rule) {
+		svc := &corev1.Service{}
+		switch err := r.Reader.Get(ctx, ref, svc); {
+		case err == nil:
+			backend := model.ServiceFromCore(svc)
+			if !r.SkipPods {
+				if backend.Pods, err = r.backendPods(ctx, svc); err != nil {
+					return in, err
+				}
+				backend.PodsKnown = true
+			}
+			in.Services[ref] = backend
+		case !apierrors.IsNotFound(err):
+			return in, fmt.Errorf("reading Service %s: %w", ref, err)
+		}
+	}
+	return in, nil
+}
+
+// meshConfig reads the Istio mesh config: nil when the ConfigMap does not exist, and the
+// parse error as invalid when it does not parse (the checks refuse to guess: a guess could
+// route requests to the wrong authorizer). err is a failed read.
+func (r *Gatherer) meshConfig(ctx context.Context) (mesh *model.MeshConfig, invalid, err error) {
+	return MeshConfig(ctx, r.Reader, r.MeshConfig)
+}
+
+// MeshConfig reads and parses the mesh config ConfigMap key: nil when it does not exist,
+// invalid when it does not parse; err is a failed read.
+func MeshConfig(ctx context.Context, reader client.Reader, key types.NamespacedName) (mesh *model.MeshConfig, invalid, err error) {
+	cm := &corev1.ConfigMap{}
+	switch err := reader.Get(ctx, key, cm); {
+	case apierrors.IsNotFound(err):
+		return nil, nil, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("reading the mesh config %s: %w", key, err)
+	}
+	mesh, parseErr := meshconfig.Parse(cm.Data[meshconfig.Key])
+	if parseErr != nil {
+		return nil, fmt.Errorf("ConfigMap %s: %w", key, parseErr), nil
+	}
+	return mesh, nil, nil
+}
+
+// backendPods reads the Pods a Service selects, and whether each runs the Istio sidecar.
+func (r *Gatherer) backendPods(ctx context.Context, svc *corev1.Service) ([]model.Pod, error) {
+	if len(svc.Spec.Selector) == 0 {
+		return nil, nil
+	}
+	// Look up by one selector pair through the index, then keep the Pods the whole selector
+	// matches: a label selector alone would scan every Pod of the namespace.
+	pods := &corev1.PodList{}
+	if err := r.Reader.List(ctx, pods, client.InNamespace(svc.Namespace), client.MatchingFields{index.PodLabel: index.FirstPair(svc.Spec.Selector)}); err != nil {
+		return nil, fmt.Errorf("listing the Pods of Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	selector := labels.SelectorFromSet(svc.Spec.Selector)
+	out := make([]model.Pod, 0, len(pods.Items))
+	for i := range pods.Items {
+		if selector.Matches(labels.Set(pods.Items[i].Labels)) {
+			out = append(out, model.Pod{Name: pods.Items[i].Name, Sidecar: hasSidecar(&pods.Items[i])})
+		}
+	}
+	return out, nil
+}
+
+// sidecarContainer is the name of the Istio proxy container that sidecar injection adds, as
+// a container or, in native sidecar mode, as an init container.
+const sidecarContainer = "istio-proxy"
+
+func hasSidecar(pod *corev1.Pod) bool {
+	for _, containers := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+		for _, c := range containers {
+			if c.Name == sidecarContainer {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// servedHosts returns the hosts the APIRule's VirtualService routes now.
+func (r *Gatherer) servedHosts(ctx context.Context, rule *apiv2.APIRule) ([]string, error) {
+	vs := &networkingclientv1.VirtualService{}
+	key := model.RouteKey(model.Owner(rule))
+	switch err := r.Reader.Get(ctx, key, vs); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading VirtualService %s: %w", key, err)
+	}
+	return vs.Spec.Hosts, nil
+}
+
+// hostClaims finds who else routes one of the APIRule's hosts: other APIRules (from the cache,
+// and from the claims this process made that the cache may not show yet), and unmanaged
+// VirtualServices bound to the same Gateway.
+func (r *Gatherer) hostClaims(ctx context.Context, in model.Input) (map[string][]model.HostClaim, error) {
+	gateway, _ := model.GatewayRef(in.APIRule, r.Options)
+	self := in.Owner()
+	claims := map[string][]model.HostClaim{}
+	claimedBy := func(host string, owner types.NamespacedName, vs types.NamespacedName) error {
+		for _, c := range claims[host] {
+			if c.APIRule != nil && *c.APIRule == owner {
+				return nil
+			}
+		}
+		other := &apiv2.APIRule{}
+		if err := r.Reader.Get(ctx, owner, other); apierrors.IsNotFound(err) {
+			return nil // an orphan its owner's deletion is removing
+		} else if err != nil {
+			return fmt.Errorf("reading APIRule %s: %w", owner, err)
+		}
+		claims[host] = append(claims[host], model.HostClaim{APIRule: &owner, VirtualService: vs, Since: other.CreationTimestamp})
+		return nil
+	}
+	for _, host := range resolvableHosts(in) {
+		routes := &networkingclientv1.VirtualServiceList{}
+		if err := r.Reader.List(ctx, routes, client.MatchingFields{index.VirtualServiceHost: host}); err != nil {
+			return nil, fmt.Errorf("looking up VirtualServices of host %s: %w", host, err)
+		}
+		for _, vs := range routes.Items {
+			owner, managed := ownership.OwnerFromLabels(vs.Labels)
+			switch {
+			case managed && owner == self:
+				continue
+			case managed:
+				if err := claimedBy(host, owner, client.ObjectKeyFromObject(vs)); err != nil {
+					return nil, err
+				}
+			case bindsTo(vs, gateway):
+				claims[host] = append(claims[host], model.HostClaim{
+					VirtualService: client.ObjectKeyFromObject(vs), Since: vs.CreationTimestamp,
+				})
+			}
+		}
+		if r.Holder == nil {
+			continue
+		}
+		if owner, held := r.Holder(host, self); held {
+			if err := claimedBy(host, owner, model.RouteKey(owner)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return claims, nil
+}
+
+// bindsTo says whether a VirtualService is bound to the Gateway (written namespace/name, or
+// name alone for a Gateway in the VirtualService's namespace).
+func bindsTo(vs *networkingclientv1.VirtualService, gateway types.NamespacedName) bool {
+	for _, g := range vs.Spec.Gateways {
+		if g == gateway.String() || (g == gateway.Name && vs.Namespace == gateway.Namespace) {
+			return true
+		}
+	}
+	return false
+}
+
+// gatherMTLS reads the Secrets of an mTLS APIRule and the other Gateways that serve its hosts.
+func (r *Gatherer) gatherMTLS(ctx context.Context, in *model.Input) error {
+	credential, ca, caCopy := model.MTLSSecretRefs(in.APIRule, r.Options)
+	in.MTLS = &model.MTLSSecrets{}
+	for _, s := range []struct {
+		key  types.NamespacedName
+		into **model.Secret
+	}{{credential, &in.MTLS.Credential}, {ca, &in.MTLS.CA}, {caCopy, &in.MTLS.CACopy}} {
+		secret := &corev1.Secret{}
+		switch err := r.Reader.Get(ctx, s.key, secret); {
+		case err == nil:
+			*s.into = model.SecretFromCore(secret)
+		case !apierrors.IsNotFound(err):
+			return fmt.Errorf("reading Secret %s: %w", s.key, err)
+		}
+	}
+	seen := map[types.NamespacedName]bool{}
+	for _, host := range in.APIRule.Spec.Hosts {
+		gateways := &networkingclientv1.GatewayList{}
+		if err := r.Reader.List(ctx, gateways, client.MatchingFields{index.GatewayServerHost: string(host)}); err != nil {
+			return fmt.Errorf("looking up Gateways of host %s: %w", host, err)
+		}
+		for _, gw := range gateways.Items {
+			key := client.ObjectKeyFromObject(gw)
+			if owner, managed := ownership.OwnerFromLabels(gw.Labels); seen[key] || (managed && owner == in.Owner()) {
+				continue
+			}
+			seen[key] = true
+			in.OtherGateways = append(in.OtherGateways, *model.GatewayFromIstio(gw))
+		}
+	}
+	slices.SortFunc(in.OtherGateways, func(a, b model.Gateway) int {
+		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
+	return nil
+}
+
+// ingressPods reads the ingress gateway's Pods and their proxy config overrides. An annotation
+// that does not parse counts as not set: istiod rejects it too and the mesh config applies.
+func (r *Gatherer) ingressPods(ctx context.Context) ([]model.IngressPod, error) {
+	selector := r.Options.IngressGatewaySelector
+	if len(selector) == 0 {
+		return nil, nil
+	}
+	pods := &corev1.PodList{}
+	if err := r.Reader.List(ctx, pods, client.InNamespace(r.Options.IngressGatewayNamespace), client.MatchingFields{index.PodLabel: index.FirstPair(selector)}); err != nil {
+		return nil, fmt.Errorf("listing the ingress gateway Pods: %w", err)
+	}
+	var out []model.IngressPod
+	for _, pod := range pods.Items {
+		if !labels.SelectorFromSet(selector).Matches(labels.Set(pod.Labels)) {
+			continue
+		}
+		p := model.IngressPod{Name: pod.Name}
+		if annotation, ok := pod.Annotations[meshconfig.ProxyConfigAnnotation]; ok {
+			p.NumTrustedProxies, _ = meshconfig.NumTrustedProxies(annotation)
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b model.IngressPod) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// resolvableHosts returns the APIRule's hosts as they will be routed, leaving out those that
+// cannot be resolved: the hosts whose claims matter.
+func resolvableHosts(in model.Input) []string {
+	var out []string
+	for _, h := range model.ResolveHosts(in) {
+		if h.Host != "" {
+			out = append(out, h.Host)
+		}
+	}
+	return out
+}
+
+// Admission runs the admission webhook's checks of rule (old is the APIRule before an update,
+// nil on create) against what reader holds: the APIRules that claim its hosts, found through
+// the host index, and the mesh config.
+func Admission(ctx context.Context, reader client.Reader, rule, old *apiv2.APIRule, opts model.Options, meshConfig types.NamespacedName) (check.Findings, error) {
+	claims := map[string][]apiv2.APIRule{}
+	for _, h := range rule.Spec.Hosts {
+		list := &apiv2.APIRuleList{}
+		if err := reader.List(ctx, list, client.MatchingFields{index.APIRuleHost: index.HostKey(h)}); err != nil {
+			return nil, fmt.Errorf("looking up the APIRules of host %s: %w", h, err)
+		}
+		claims[string(h)] = list.Items
+	}
+	var mesh *model.MeshConfig
+	var meshErr error
+	if model.UsesExtAuth(rule) {
+		var err error
+		if mesh, meshErr, err = MeshConfig(ctx, reader, meshConfig); err != nil {
+			return nil, err
+		}
+	}
+	return check.Admission(rule, old, claims, mesh, meshErr, opts), nil
+}

@@ -1,0 +1,170 @@
+// Package index defines the cache's field indexes: their names, how each key is computed, and
+// their registration. The reconciler, its event mappers, the admission webhook and the offline
+// gatherer all look objects up through these, so a key is computed in one place only.
+package index
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/model"
+)
+
+// Index names.
+const (
+	// APIRuleHost lists APIRules by host as written; a short host as short:<name>.
+	APIRuleHost = "apirule.io/hosts"
+	// APIRuleService lists APIRules by the namespace/name of each backend Service.
+	APIRuleService = "apirule.io/backend-services"
+	// APIRuleGateway lists APIRules by the namespace/name of their Gateway.
+	APIRuleGateway = "apirule.io/gateway"
+	// APIRuleMeshConfig lists the APIRules that read the mesh config, under its namespace/name.
+	APIRuleMeshConfig = "apirule.io/mesh-config"
+	// APIRuleSecret lists mTLS APIRules by the Secrets they read.
+	APIRuleSecret = "apirule.io/secrets"
+	// APIRuleIPRestricted lists the IP-restricted APIRules, which read the ingress gateway
+	// Pods, under IPRestrictedKey.
+	APIRuleIPRestricted = "apirule.io/ip-restricted"
+	// GatewayServerHost lists Gateways by the hosts of their servers, without namespace/.
+	GatewayServerHost = "apirule.io/server-hosts"
+	// VirtualServiceHost lists every VirtualService of the cluster by host.
+	VirtualServiceHost = "spec.hosts"
+	// PodLabel lists Pods by their labels and ServiceSelector Services by their selector, both
+	// as key=value pairs, so Pods and the Services that select them find each other without
+	// scanning a namespace.
+	PodLabel        = "apirule.io/labels"
+	ServiceSelector = "apirule.io/selector"
+)
+
+// IPRestrictedKey is the one key of APIRuleIPRestricted.
+const IPRestrictedKey = "true"
+
+// Definition is one field index.
+type Definition struct {
+	Object  client.Object
+	Field   string
+	Extract client.IndexerFunc
+}
+
+// Definitions returns every index the operator uses. opts decide an APIRule's Gateway and
+// Secrets; meshConfig is the namespace/name of the mesh config ConfigMap.
+func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definition {
+	return []Definition{
+		{&corev1.Pod{}, PodLabel, func(obj client.Object) []string { return LabelPairs(obj.GetLabels()) }},
+		{&corev1.Service{}, ServiceSelector, func(obj client.Object) []string {
+			return LabelPairs(obj.(*corev1.Service).Spec.Selector)
+		}},
+		{&networkingclientv1.VirtualService{}, VirtualServiceHost, func(obj client.Object) []string {
+			return obj.(*networkingclientv1.VirtualService).Spec.Hosts
+		}},
+		{&networkingclientv1.Gateway{}, GatewayServerHost, func(obj client.Object) []string {
+			return ServerHosts(obj.(*networkingclientv1.Gateway))
+		}},
+		{&apiv2.APIRule{}, APIRuleHost, func(obj client.Object) []string {
+			var keys []string
+			for _, h := range obj.(*apiv2.APIRule).Spec.Hosts {
+				keys = append(keys, HostKey(h))
+			}
+			return keys
+		}},
+		{&apiv2.APIRule{}, APIRuleService, func(obj client.Object) []string {
+			var keys []string
+			for _, ref := range model.BackendRefs(obj.(*apiv2.APIRule)) {
+				keys = append(keys, ref.String())
+			}
+			return keys
+		}},
+		{&apiv2.APIRule{}, APIRuleGateway, func(obj client.Object) []string {
+			if ref, ok := model.GatewayRef(obj.(*apiv2.APIRule), opts); ok {
+				return []string{ref.String()}
+			}
+			return nil
+		}},
+		// The cache holds only the mesh config ConfigMap, so its key is the one value.
+		{&apiv2.APIRule{}, APIRuleMeshConfig, func(obj client.Object) []string {
+			if model.ReadsMeshConfig(obj.(*apiv2.APIRule)) {
+				return []string{meshConfig.String()}
+			}
+			return nil
+		}},
+		{&apiv2.APIRule{}, APIRuleIPRestricted, func(obj client.Object) []string {
+			if model.UsesIPRestriction(obj.(*apiv2.APIRule)) {
+				return []string{IPRestrictedKey}
+			}
+			return nil
+		}},
+		{&apiv2.APIRule{}, APIRuleSecret, func(obj client.Object) []string {
+			rule := obj.(*apiv2.APIRule)
+			if rule.Spec.MTLS == nil {
+				return nil
+			}
+			credential, ca, caCopy := model.MTLSSecretRefs(rule, opts)
+			return []string{credential.String(), ca.String(), caCopy.String()}
+		}},
+	}
+}
+
+// Register registers the indexes with a manager's field indexer.
+func Register(ctx context.Context, indexer client.FieldIndexer, defs []Definition) error {
+	for _, d := range defs {
+		if err := indexer.IndexField(ctx, d.Object, d.Field, d.Extract); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// HostKey is the key under which APIRuleHost lists a host: the host as written, or
+// short:<name> for a short host, which is what a routed host's first label is looked up as.
+func HostKey(host apiv2.Host) string {
+	if strings.Contains(string(host), ".") {
+		return string(host)
+	}
+	return ShortHostKey(string(host))
+}
+
+// ShortHostKey is the APIRuleHost key of a short host.
+func ShortHostKey(name string) string { return "short:" + name }
+
+// RoutedHostKeys are the APIRuleHost keys under which APIRules may list a routed host: the
+// host itself, and its first label as a short host.
+func RoutedHostKeys(host string) []string {
+	return []string{host, ShortHostKey(strings.SplitN(host, ".", 2)[0])}
+}
+
+// LabelPairs returns a label map as key=value pairs.
+func LabelPairs(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// FirstPair is the key=value pair under which objects matching the whole selector are looked
+// up: the first in sorted order, so a lookup is one index read and a filter.
+func FirstPair(selector map[string]string) string {
+	pairs := LabelPairs(selector)
+	slices.Sort(pairs)
+	return pairs[0]
+}
+
+// ServerHosts returns the hosts of a Gateway's servers, once each, without namespace/ prefix.
+func ServerHosts(gw *networkingclientv1.Gateway) []string {
+	var hosts []string
+	for _, server := range gw.Spec.Servers {
+		for _, h := range server.Hosts {
+			if h = model.ServerHost(h); !slices.Contains(hosts, h) {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	return hosts
+}
