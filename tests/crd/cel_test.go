@@ -11,9 +11,13 @@ import (
 	. "github.com/onsi/gomega"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	"github.com/apirule-operator/apirule-operator/internal/schema"
 )
 
 type object = map[string]any
@@ -110,9 +114,74 @@ func manyEntries(n int) object {
 	return out
 }
 
-// createDryRun submits the APIRule for validation without storing it.
+// createDryRun submits the APIRule for validation without storing it; see submit.
 func createDryRun(name string, spec object) error {
-	return k8s.Create(ctx, apiRule(name, spec), client.DryRunAll)
+	return submit(apiRule(name, spec))
+}
+
+// submit validates the APIRule twice, offline with internal/schema (what apirulectl validate
+// applies) and with a dry-run create on the API server, with the strict field validation
+// kubectl asks for by default, and fails unless both give the same verdict with the same causes: every
+// field path, type and message, in order. It returns the server's error for the case's own
+// assertions, so that each case of the tables below checks both ways.
+func submit(rule *unstructured.Unstructured) error {
+	GinkgoHelper()
+	// Offline first: a successful create writes the server's answer into rule.Object.
+	_, errs := schema.Validate(rule.Object)
+	offline := offlineVerdict(errs)
+	err := k8s.Create(ctx, rule, client.DryRunAll, client.FieldValidation(metav1.FieldValidationStrict))
+	Expect(offline).To(Equal(serverVerdict(err)), "offline validation (first) differs from the API server's (second)")
+	return err
+}
+
+// verdict is what an APIRule create answers: nothing, the causes of an Invalid error, or the
+// message of a Bad Request (unknown fields under strict field validation).
+type verdict struct {
+	Causes     []cause
+	BadRequest string
+}
+
+type cause struct{ Type, Field, Message string }
+
+func serverVerdict(err error) verdict {
+	if err == nil {
+		return verdict{}
+	}
+	status, ok := err.(apierrors.APIStatus)
+	Expect(ok).To(BeTrue(), "not an API status: %v", err)
+	switch {
+	case apierrors.IsInvalid(err):
+		var v verdict
+		for _, c := range status.Status().Details.Causes {
+			v.Causes = append(v.Causes, cause{string(c.Type), c.Field, c.Message})
+		}
+		return v
+	case apierrors.IsBadRequest(err):
+		return verdict{BadRequest: status.Status().Message}
+	}
+	Fail(fmt.Sprintf("unexpected error kind: %v", err))
+	return verdict{}
+}
+
+// offlineVerdict turns the errors of schema.Validate into the server's answer: a cause per
+// error (apierrors.NewInvalid's), or, for unknown fields, the server's strict decoding message.
+func offlineVerdict(errs field.ErrorList) verdict {
+	if len(errs) == 0 {
+		return verdict{}
+	}
+	var unknown []string
+	var v verdict
+	for _, e := range errs {
+		if e.Type == field.ErrorTypeForbidden && e.Detail == schema.UnknownField {
+			unknown = append(unknown, fmt.Sprintf("unknown field %q", e.Field))
+		}
+		v.Causes = append(v.Causes, cause{string(e.Type), e.Field, e.ErrorBody()})
+	}
+	if len(unknown) > 0 {
+		Expect(unknown).To(HaveLen(len(errs)), "unknown fields are reported alone, as the server refuses them before validating: %v", errs)
+		return verdict{BadRequest: `APIRule in version "v2" cannot be handled as a APIRule: strict decoding error: ` + strings.Join(unknown, ", ")}
+	}
+	return v
 }
 
 // asserted collects the messages the rejection table asserts, for the coverage check below.
@@ -146,7 +215,7 @@ func expectRejected(err error, field, message string) {
 	Fail(fmt.Sprintf("no cause on %s containing %q; causes:\n  %s", field, message, strings.Join(causes, "\n  ")), 1)
 }
 
-var _ = Describe("APIRule validation by the API server", func() {
+var _ = Describe("APIRule validation by the API server, and offline the same", func() {
 	DescribeTable("rejects invalid APIRules with a message naming the field and the fix",
 		func(c rejection) {
 			spec := baseSpec()
@@ -170,6 +239,15 @@ var _ = Describe("APIRule validation by the API server", func() {
 			"a wildcard host needs a domain of at least two labels, such as *.example.com"}),
 		reject("empty host", rejection{func(s object) { s["hosts"] = []any{""} }, "spec.hosts[0]", "should be at least 1 chars long"}),
 		reject("host longer than 253", rejection{func(s object) { s["hosts"] = []any{strings.Repeat("a.", 127) + "io"} }, "spec.hosts[0]", "may not be more than 253 bytes"}),
+
+		// types: the user's YAML is validated before it is decoded into the Go type, so a value
+		// of the wrong type gets the server's message, not a Go decoding error.
+		reject("hosts as a string", rejection{func(s object) { s["hosts"] = "httpbin.example.com" }, "spec.hosts", "must be of type array"}),
+		reject("port as a string", rejection{func(s object) { s["service"].(object)["port"] = "8000" }, "spec.service.port", "must be of type integer"}),
+		reject("port with a fraction", rejection{func(s object) { s["service"].(object)["port"] = 80.5 }, "spec.service.port", "must be of type"}),
+		reject("noAuth as a string", rejection{func(s object) { rule0(s)["noAuth"] = "true" }, "spec.rules[0].noAuth", "must be of type boolean"}),
+		reject("header value as a number", rejection{func(s object) { rule0(s)["request"] = object{"headers": object{"X-Tenant": int64(1)}} },
+			"spec.rules[0].request.headers.X-Tenant", "must be of type string"}),
 
 		// gateway
 		reject("gateway without namespace", rejection{func(s object) { s["gateway"] = "public" }, "spec.gateway",
@@ -387,6 +465,50 @@ var _ = Describe("APIRule validation by the API server", func() {
 		expectRejected(err, "<nil>", nameTooLong)
 	})
 
+	DescribeTable("rejects invalid metadata",
+		func(mutate func(meta object), field, message string) {
+			rule := apiRule("invalid", baseSpec())
+			mutate(rule.Object["metadata"].(object))
+			expectRejected(submit(rule), field, message)
+		},
+		Entry("a name that is not a DNS subdomain", func(m object) { m["name"] = "Httpbin" }, "metadata.name", "a lowercase RFC 1123 subdomain"),
+		Entry("a label value with a space", func(m object) { m["labels"] = object{"team": "a b"} }, "metadata.labels", "a valid label must be"),
+		Entry("an annotation key with two slashes", func(m object) { m["annotations"] = object{"a/b/c": "x"} }, "metadata.annotations", "a valid label key must consist of"),
+	)
+
+	// Strict field validation (kubectl's default) refuses unknown fields with a Bad Request
+	// before any other check; without it the server would drop them and warn.
+	DescribeTable("rejects unknown fields",
+		func(mutate func(o object), paths ...string) {
+			rule := apiRule("invalid", baseSpec())
+			mutate(rule.Object)
+			err := submit(rule)
+			Expect(apierrors.IsBadRequest(err)).To(BeTrue(), "unexpected error: %v", err)
+			for _, p := range paths {
+				Expect(err.Error()).To(ContainSubstring("unknown field %q", p))
+			}
+		},
+		Entry("in spec", func(o object) { o["spec"].(object)["host"] = "a.example.com" }, "spec.host"),
+		Entry("in a rule, with a CEL error the server never reaches", func(o object) {
+			r := rule0(o["spec"].(object))
+			r["noAuth"] = false
+			r["method"] = "GET"
+		}, "spec.rules[0].method"),
+		Entry("in metadata, spec and status", func(o object) {
+			o["metadata"].(object)["label"] = "x"
+			o["spec"].(object)["service"].(object)["ports"] = []any{int64(80)}
+			o["status"] = object{"phase": "Ready"}
+		}, "metadata.label", "spec.service.ports", "status.phase"),
+		Entry("at the root", func(o object) { o["specs"] = object{} }, "specs"),
+		// A rule where the schema wants a list of rules: pruning walks it with the list's
+		// schema, which has no properties, so its fields are unknown and decoding refuses it
+		// before the type check could.
+		Entry("in an object given for a list", func(o object) {
+			s := o["spec"].(object)
+			s["rules"] = rule0(s)
+		}, "spec.rules.methods", "spec.rules.noAuth", "spec.rules.path"),
+	)
+
 	It("has a failing case for every CEL rule of the CRD", func() {
 		raw, err := os.ReadFile(filepath.Join("..", "..", "config", "crd", "bases", "gateway.apirule.io_apirules.yaml"))
 		Expect(err).NotTo(HaveOccurred())
@@ -408,6 +530,11 @@ var _ = Describe("APIRule validation by the API server", func() {
 			Expect(createDryRun("valid", spec)).To(Succeed())
 		},
 		Entry("the base rule", func(object) {}),
+		// The server drops a null it has no default for; so does the offline validation.
+		Entry("null optional fields", func(s object) {
+			s["timeout"] = nil
+			rule0(s)["request"] = nil
+		}),
 		Entry("wildcard, short and 16 hosts", func(s object) {
 			hosts := strings17()[:14]
 			s["hosts"] = append(hosts, "*.example.com", "httpbin")
@@ -460,6 +587,29 @@ var _ = Describe("APIRule validation by the API server", func() {
 			s["ipRestriction"] = object{"allow": []any{"203.0.113.0/24", "2001:db8::/32", "198.51.100.7"}, "deny": []any{"203.0.113.128/25"}}
 			rule0(s)["ipRestriction"] = object{"deny": []any{"::1"}}
 			rule0(s)["request"] = object{"headers": object{"X-Tenant": "a"}, "cookies": object{"lang": "en"}}
+		}),
+	)
+
+	DescribeTable("accepts valid APIRule objects",
+		func(mutate func(o object)) {
+			rule := apiRule("valid", baseSpec())
+			mutate(rule.Object)
+			Expect(submit(rule)).To(Succeed())
+		},
+		// The server truncates the base to leave room for its random suffix within the 63
+		// characters of the CEL rule on metadata.name.
+		Entry("a long generateName", func(o object) {
+			m := o["metadata"].(object)
+			delete(m, "name")
+			m["generateName"] = strings.Repeat("a", 70)
+		}),
+		// A create cannot set status (the status subresource): it is dropped, not validated.
+		Entry("an invalid status", func(o object) { o["status"] = object{"state": "Nonsense"} }),
+		Entry("labels, annotations and finalizers", func(o object) {
+			m := o["metadata"].(object)
+			m["labels"] = object{"app.kubernetes.io/name": "httpbin"}
+			m["annotations"] = object{"example.com/owner": "team a"}
+			m["finalizers"] = []any{"example.com/cleanup"}
 		}),
 	)
 })

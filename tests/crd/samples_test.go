@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/schema"
 )
 
 var _ = Describe("config/samples", func() {
@@ -20,6 +21,11 @@ var _ = Describe("config/samples", func() {
 		for _, file := range files {
 			raw, err := os.ReadFile(file)
 			Expect(err).NotTo(HaveOccurred())
+			// apirulectl validate reads the sample so; it must accept what the server accepts.
+			obj, err := schema.Decode(raw)
+			Expect(err).NotTo(HaveOccurred())
+			_, errs := schema.Validate(obj)
+			Expect(errs).To(BeEmpty(), "%s is refused offline", file)
 			rule := &apiv2.APIRule{}
 			Expect(yaml.UnmarshalStrict(raw, rule)).To(Succeed(), "%s has fields the API does not know", file)
 			rule.Namespace = "default"
