@@ -37,6 +37,10 @@ type Finding struct {
 }
 
 func (f Finding) String() string {
+	if f.Field == nil {
+		// A finding about the whole object, as the API server reports some schema causes.
+		return "object: " + f.Message
+	}
 	return fmt.Sprintf("%s: %s", f.Field, f.Message)
 }
 

@@ -43,6 +43,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/pipeline"
+	"github.com/apirule-operator/apirule-operator/internal/schema"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
@@ -175,11 +176,11 @@ func (b *Bundle) add(doc []byte) error {
 // addAPIRule validates an APIRule document against the CRD's schema as the API server does
 // (a document it refuses is kept, with its errors, for Render to report) and decodes it.
 func (b *Bundle) addAPIRule(doc []byte) error {
-	var raw map[string]any
-	if err := yaml.Unmarshal(doc, &raw); err != nil {
+	raw, err := schema.Decode(doc)
+	if err != nil {
 		return fmt.Errorf("APIRule: %w", err)
 	}
-	defaulted, errs := validateSchema(raw)
+	defaulted, errs := schema.Validate(raw)
 	rule := &apiv2.APIRule{}
 	if len(errs) == 0 {
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(defaulted, rule, true); err != nil {
@@ -312,10 +313,14 @@ func storeObject(ctx context.Context, store client.Client, obj client.Object) er
 func schemaFindings(errs field.ErrorList) check.Findings {
 	out := make(check.Findings, 0, len(errs))
 	for _, e := range errs {
-		out = append(out, check.Finding{
+		f := check.Finding{
 			Severity: check.Error, Condition: conditions.Accepted, Reason: conditions.ReasonInvalidSpec,
-			Field: field.NewPath(e.Field), Value: e.BadValue, Message: e.ErrorBody(),
-		})
+			Value: e.BadValue, Message: e.ErrorBody(),
+		}
+		if e.Field != "" {
+			f.Field = field.NewPath(e.Field)
+		}
+		out = append(out, f)
 	}
 	return out
 }
