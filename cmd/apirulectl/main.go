@@ -15,8 +15,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/apirule-operator/apirule-operator/internal/render"
 	"github.com/apirule-operator/apirule-operator/internal/check"
+	"github.com/apirule-operator/apirule-operator/internal/render"
 )
 
 func main() {

@@ -167,11 +167,11 @@ func TestBadInput(t *testing.T) {
 		args  []string
 		want  string
 	}{
-		"no command":    {"", nil, "Usage:"},
-		"no file":       {"", []string{"render"}, "-f FILE is required"},
-		"unknown kind":  {"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n", []string{"render", "-f", "-"}, "unsupported object apps/v1 Deployment"},
-		"no APIRule":    {"apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", []string{"validate", "-f", "-"}, "holds no APIRule"},
-		"missing file":  {"", []string{"render", "-f", "does-not-exist.yaml"}, "no such file"},
+		"no command":   {"", nil, "Usage:"},
+		"no file":      {"", []string{"render"}, "-f FILE is required"},
+		"unknown kind": {"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n", []string{"render", "-f", "-"}, "unsupported object apps/v1 Deployment"},
+		"no APIRule":   {"apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", []string{"validate", "-f", "-"}, "holds no APIRule"},
+		"missing file": {"", []string{"render", "-f", "does-not-exist.yaml"}, "no such file"},
 	}
 	for name, c := range cases {
 		code, _, stderr := runCLI(t, c.stdin, c.args...)
