@@ -524,9 +524,40 @@ var _ = Describe("APIRule reconciler", func() {
 			g.Expect(current.Status.Description).To(ContainSubstring("PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS"))
 			accepted := conditions.Find(current.Status.Conditions, conditions.Accepted)
 			g.Expect(accepted.Reason).To(Equal(string(conditions.ReasonAcceptedWithWarnings)))
+			By("naming the warning with its own reason and field in status.warnings")
+			g.Expect(current.Status.Warnings).To(ConsistOf(And(
+				HaveField("Reason", string(conditions.ReasonMultipleAuthzProviders)),
+				HaveField("Field", "spec.rules[0].extAuth.authorizers"),
+				HaveField("Message", ContainSubstring("PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS")))))
 		}, timeout, interval).Should(Succeed())
 		_, ap = children(key)
 		Expect(ap).To(HaveLen(3), "the ALLOW policy and one CUSTOM policy per provider")
+
+		By("reporting a mesh config that does not parse as a condition with its reason")
+		mesh := &corev1.ConfigMap{}
+		meshKey := types.NamespacedName{Namespace: gatewayNamespace, Name: "istio"}
+		Expect(k8s.Get(ctx, meshKey, mesh)).To(Succeed())
+		good := mesh.Data["mesh"]
+		mesh.Data["mesh"] = "extensionProviders: {"
+		Expect(k8s.Update(ctx, mesh)).To(Succeed())
+		Eventually(func(g Gomega) {
+			current := &apiv2.APIRule{}
+			g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
+			c := conditions.Find(current.Status.Conditions, conditions.ResolvedRefs)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(string(conditions.ReasonMeshConfigInvalid)))
+			g.Expect(current.Status.State).To(Equal(apiv2.StateError))
+		}, timeout, interval).Should(Succeed())
+		_, ap = children(key)
+		Expect(ap).To(HaveLen(3), "what serves stays while the mesh config is broken")
+		Expect(k8s.Get(ctx, meshKey, mesh)).To(Succeed())
+		mesh.Data["mesh"] = good
+		Expect(k8s.Update(ctx, mesh)).To(Succeed())
+		Eventually(func(g Gomega) {
+			current := &apiv2.APIRule{}
+			g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
+			g.Expect(current.Status.State).To(Equal(apiv2.StateWarning))
+		}, timeout, interval).Should(Succeed())
 	})
 
 	It("refuses to route to Pods without the sidecar, and follows when they are replaced", func() {

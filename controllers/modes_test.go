@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -316,11 +317,54 @@ var _ = Describe("Default Gateway management", Ordered, func() {
 		Expect(vs[0].Spec.Hosts).To(Equal([]string{"shop.managed.example"}))
 		Expect(vs[0].Spec.Gateways).To(Equal([]string{ref.String()}))
 
-		// The APIRule would lose its Gateway when the suite's operator restarts without the
-		// default; delete it so no later spec sees it change state.
-		Expect(k8s.Delete(ctx, rule)).To(Succeed())
+		By("returning every APIRule on it to Ready after a hand-added server with host * is removed")
+		// With the * server the short hosts cannot be completed (Error); the operator restores
+		// the Gateway within a second. Every status must follow, not only those whose cached
+		// copy happened to be current.
+		keys := []types.NamespacedName{keyOf(rule)}
+		for i := range 5 {
+			more := newAPIRule(namespace, fmt.Sprintf("shop-%d", i), "shop", noAuth("/*", "GET"))
+			more.Spec.Gateway = nil
+			more.Spec.Hosts = []apiv2.Host{apiv2.Host(fmt.Sprintf("shop-%d", i))}
+			Expect(k8s.Create(ctx, more)).To(Succeed())
+			keys = append(keys, keyOf(more))
+		}
+		for _, key := range keys {
+			expectReady(key)
+		}
+		Expect(k8s.Get(ctx, ref, gw)).To(Succeed())
+		gw.Spec.Servers = append(gw.Spec.Servers, &networkingv1.Server{
+			Port: &networkingv1.Port{Number: 8443, Name: "https-any", Protocol: "HTTPS"}, Hosts: []string{"*"},
+			Tls: &networkingv1.ServerTLSSettings{Mode: networkingv1.ServerTLSSettings_SIMPLE, CredentialName: "any-tls"},
+		})
+		Expect(k8s.Update(ctx, gw)).To(Succeed())
+		Eventually(func(g Gomega) {
+			restored := &networkingclientv1.Gateway{}
+			g.Expect(k8s.Get(ctx, ref, restored)).To(Succeed())
+			g.Expect(restored.Spec.Servers).To(HaveLen(2))
+		}, timeout, interval).Should(Succeed())
+		allReady := func(g Gomega) {
+			for _, key := range keys {
+				current := &apiv2.APIRule{}
+				g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
+				g.Expect(current.Status.State).To(Equal(apiv2.StateReady), "%s: %s", key, current.Status.Description)
+			}
+		}
+		Eventually(allReady, timeout, interval).Should(Succeed())
+		Consistently(allReady, 3*time.Second, interval).Should(Succeed())
+
+		// The APIRules would lose their Gateway when the suite's operator restarts without the
+		// default; delete them so no later spec sees them change state.
+		for _, key := range keys {
+			Expect(k8s.Delete(ctx, &apiv2.APIRule{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}})).To(Succeed())
+		}
 		Eventually(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, keyOf(rule), &apiv2.APIRule{}))
+			for _, key := range keys {
+				if !apierrors.IsNotFound(k8s.Get(ctx, key, &apiv2.APIRule{})) {
+					return false
+				}
+			}
+			return true
 		}, timeout, interval).Should(BeTrue())
 	})
 })

@@ -64,21 +64,12 @@ func (r *report) checked(findings check.Findings) {
 		r.warnings = append(r.warnings, apiv2.APIRuleWarning{Reason: string(w.Reason), Field: w.Field.String(), Message: w.Message})
 	}
 	if len(warnings) > 0 && len(errs.For(conditions.Accepted)) == 0 {
-		r.set(conditions.Accepted, metav1.ConditionTrue, conditions.ReasonAcceptedWithWarnings, warningSummary(warnings))
+		r.set(conditions.Accepted, metav1.ConditionTrue, conditions.ReasonAcceptedWithWarnings, warnings.Summary())
 	}
 	if len(errs) > 0 {
 		r.set(conditions.Programmed, metav1.ConditionFalse, conditions.ReasonNotApplied,
 			"Nothing was applied for this generation; objects applied for an earlier generation, if any, keep serving until the problems are fixed.")
 	}
-}
-
-// warningSummary names the warnings by reason; status.warnings has each in full.
-func warningSummary(warnings check.Findings) string {
-	var reasons []string
-	for _, w := range warnings {
-		reasons = append(reasons, string(w.Reason))
-	}
-	return fmt.Sprintf("The spec is served with %d warnings (%s); see status.warnings.", len(warnings), strings.Join(reasons, ", "))
 }
 
 func (r *report) fromFindings(t conditions.Type, findings check.Findings, okReason conditions.Reason, okMessage string) {

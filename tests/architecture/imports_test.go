@@ -1,6 +1,7 @@
 // Package architecture checks the dependency rules of the design: the API imports nothing
-// internal, and the translator, the validator and the offline schema validation never reach a
-// Kubernetes client.
+// internal; the translator, the checks, the model and the offline schema validation never reach
+// a Kubernetes client; the checks and the translator do not import each other; the webhook
+// does not import the reconciler.
 package architecture
 
 import (
@@ -29,7 +30,7 @@ func TestAPIImportsNothingInternal(t *testing.T) {
 	}
 }
 
-func TestTranslatorAndValidatorArePure(t *testing.T) {
+func TestTranslatorAndChecksArePure(t *testing.T) {
 	clients := []string{
 		"sigs.k8s.io/controller-runtime",
 		"k8s.io/client-go",
@@ -37,8 +38,9 @@ func TestTranslatorAndValidatorArePure(t *testing.T) {
 		"istio.io/client-go/pkg/informers",
 	}
 	for pkg, forbidden := range map[string][]string{
-		"internal/translate": slices.Concat(clients, []string{"os/exec"}),
-		"internal/validate":  slices.Concat(clients, []string{"os/exec"}),
+		"internal/translate": slices.Concat(clients, []string{"os/exec", module + "/internal/check"}),
+		"internal/check":     slices.Concat(clients, []string{"os/exec", module + "/internal/translate"}),
+		"internal/model":     slices.Concat(clients, []string{"os/exec"}),
 		// internal/schema runs the API server's validation code offline, for apirulectl: it
 		// must not need a cluster either. os/exec is not checked: the OpenAPI code the server
 		// uses links gnostic's plugin runner, which nothing on this path calls.
@@ -50,6 +52,15 @@ func TestTranslatorAndValidatorArePure(t *testing.T) {
 					t.Errorf("%s depends on %s", pkg, dep)
 				}
 			}
+		}
+	}
+}
+
+// The webhook runs the checks and the gatherer; it never needs the reconciler.
+func TestWebhookDoesNotImportTheController(t *testing.T) {
+	for _, dep := range deps(t, module+"/internal/webhook") {
+		if dep == module+"/controllers" {
+			t.Errorf("internal/webhook depends on %s", dep)
 		}
 	}
 }

@@ -120,8 +120,65 @@ func TestTroubleshootingCoversEveryReason(t *testing.T) {
 	}
 }
 
+// TestEveryReasonIsEmitted: no reason is documented that the operator never writes. Each
+// Reason constant of internal/conditions is used by code outside that package and its tests.
+func TestEveryReasonIsEmitted(t *testing.T) {
+	var code strings.Builder
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "bin" || d.Name() == "tests" || d.Name() == ".git" || path == filepath.Join(root, "internal", "conditions")) {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			b, err := os.ReadFile(path)
+			code.Write(b)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := conditionReasonNames(t)
+	if len(names) < 20 {
+		t.Fatalf("found only %d reasons", len(names))
+	}
+	for _, name := range names {
+		if !strings.Contains(code.String(), "conditions."+name) {
+			t.Errorf("conditions.%s is never written by the operator: emit it or remove it and its documentation", name)
+		}
+	}
+}
+
+// conditionReasonNames reads the names of every constant of type Reason in internal/conditions.
+func conditionReasonNames(t *testing.T) []string {
+	var names []string
+	for _, vs := range reasonSpecs(t) {
+		for _, n := range vs.Names {
+			names = append(names, n.Name)
+		}
+	}
+	return names
+}
+
 // conditionReasons reads the values of every constant of type Reason in internal/conditions.
 func conditionReasons(t *testing.T) []string {
+	var reasons []string
+	for _, vs := range reasonSpecs(t) {
+		for _, v := range vs.Values {
+			if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				s, _ := strconv.Unquote(lit.Value)
+				reasons = append(reasons, s)
+			}
+		}
+	}
+	return reasons
+}
+
+// reasonSpecs are the declarations of the constants of type Reason in internal/conditions.
+func reasonSpecs(t *testing.T) []*ast.ValueSpec {
 	t.Helper()
 	fset := token.NewFileSet()
 	pkgDir := filepath.Join(root, "internal", "conditions")
@@ -129,7 +186,7 @@ func conditionReasons(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var reasons []string
+	var out []*ast.ValueSpec
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
 			continue
@@ -145,17 +202,11 @@ func conditionReasons(t *testing.T) []string {
 			}
 			for _, spec := range gen.Specs {
 				vs := spec.(*ast.ValueSpec)
-				if ident, ok := vs.Type.(*ast.Ident); !ok || ident.Name != "Reason" {
-					continue
-				}
-				for _, v := range vs.Values {
-					if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-						s, _ := strconv.Unquote(lit.Value)
-						reasons = append(reasons, s)
-					}
+				if ident, ok := vs.Type.(*ast.Ident); ok && ident.Name == "Reason" {
+					out = append(out, vs)
 				}
 			}
 		}
 	}
-	return reasons
+	return out
 }
