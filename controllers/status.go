@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -178,7 +179,10 @@ func sameStatus(a, b apiv2.APIRuleStatus) bool {
 // operator's field manager, so every field is what this reconcile computed, whatever the
 // cache showed. The state metric and the event follow a successful write only.
 func (r *APIRuleReconciler) writeStatus(ctx context.Context, rule *apiv2.APIRule, rep *report) error {
-	next := rep.status()
+	next, err := asStored(rep.status())
+	if err != nil {
+		return err
+	}
 	previous := rule.Status
 	last, known := r.ledger.get(rule)
 	if known {
@@ -208,6 +212,20 @@ func (r *APIRuleReconciler) writeStatus(ctx context.Context, rule *apiv2.APIRule
 		r.Recorder.Eventf(rule, nil, eventType, string(next.State), "Reconcile", "%s", next.Description)
 	}
 	return nil
+}
+
+// asStored returns the status as the API server stores it, times in whole seconds, so that
+// comparing it with a status read back does not see a difference that is only precision.
+func asStored(status apiv2.APIRuleStatus) (apiv2.APIRuleStatus, error) {
+	raw, err := json.Marshal(status)
+	if err != nil {
+		return status, fmt.Errorf("encoding status: %w", err)
+	}
+	var out apiv2.APIRuleStatus
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return status, fmt.Errorf("decoding status: %w", err)
+	}
+	return out, nil
 }
 
 // statusApplyConfiguration is the apply request for an APIRule's status: identity, the UID as

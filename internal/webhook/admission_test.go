@@ -415,7 +415,7 @@ func TestRiskyInputIsAdmittedWithWarnings(t *testing.T) {
 	}
 	hasWarning(t, seen, "spec.hosts[0]: wildcard host *.risky.example.com exposes these rules on every name under risky.example.com")
 	hasWarning(t, seen, "spec.rules[0].jwt.authentications[0].jwksUri: signing keys fetched over plain http")
-	hasWarning(t, seen, `spec.rules[1].extAuth.authorizers[1]: extension provider "not-declared" is not in the mesh config`)
+	hasWarning(t, seen, `spec.rules[1].extAuth.authorizers[1]: extension provider "not-declared" is not declared in the Istio mesh config`)
 	hasWarning(t, seen, "spec.rules[2].path: noAuth on /* lets every GET request through without authentication")
 	if len(seen) != 4 {
 		t.Errorf("want 4 warnings, got %q", seen)
