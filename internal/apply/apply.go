@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -37,17 +38,29 @@ func (r *Result) count(into *map[string]int, kind string) {
 	(*into)[kind]++
 }
 
-// Apply server-side-applies the objects in the given order and stops at the first failure, so
-// an object later in the list (a route) is never written when one before it (its policy) was
-// not. An object whose cached version already has the desired labels, owner references and
-// spec is not sent at all: a settled APIRule costs no API request.
+// Apply server-side-applies the objects, sorted by the apply rank of their kind, and stops at
+// the first failure, so an object later in the order (a route) is never written when one
+// before it (its policy) was not. An object whose cached version already has the desired
+// labels, owner references and spec is not sent at all: a settled APIRule costs no API
+// request.
 func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, error) {
 	var result Result
-	for _, obj := range objects {
-		desired, err := manifest.ToUnstructured(obj)
+	ordered := InApplyOrder(objects)
+	converted := make([]*unstructured.Unstructured, 0, len(ordered))
+	// Every object is converted and its kind checked before the first write, so a bad object
+	// fails the call before anything is written.
+	for _, obj := range ordered {
+		u, err := manifest.ToUnstructured(obj)
 		if err != nil {
 			return result, err
 		}
+		if _, known := KindOf(u.GroupVersionKind()); !known {
+			return result, fmt.Errorf("%s %s/%s: not a kind of generated object", u.GetKind(), u.GetNamespace(), u.GetName())
+		}
+		converted = append(converted, u)
+	}
+	for i, obj := range ordered {
+		desired := converted[i]
 		current := obj.DeepCopyObject().(client.Object)
 		switch err := a.Client.Get(ctx, client.ObjectKeyFromObject(obj), current); {
 		case err == nil:
@@ -124,16 +137,17 @@ func containsRef(refs []any, ref any) bool {
 	return false
 }
 
-// Prune deletes the children of owner that are not in keep, list by list in the given order
-// (routes first, then their policies). Children are found by owner labels in every namespace.
-func (a *Applier) Prune(ctx context.Context, owner types.NamespacedName, lists []client.ObjectList, keep []client.Object) (Result, error) {
+// Prune deletes the children of owner that are not in keep, kind by kind in the prune order
+// of the kinds table (routes first, then their policies). Children are found by owner labels
+// in every namespace.
+func (a *Applier) Prune(ctx context.Context, owner types.NamespacedName, keep []client.Object) (Result, error) {
 	var result Result
 	wanted := map[string]bool{}
 	for _, obj := range keep {
 		wanted[key(obj.GetObjectKind().GroupVersionKind().Kind, obj.GetNamespace(), obj.GetName())] = true
 	}
-	for _, prototype := range lists {
-		list := prototype.DeepCopyObject().(client.ObjectList)
+	for _, kind := range inPruneOrder() {
+		list := kind.List.DeepCopyObject().(client.ObjectList)
 		if err := a.Client.List(ctx, list, client.MatchingLabelsSelector{Selector: ownership.Selector(owner)}); err != nil {
 			return result, fmt.Errorf("listing children of %s: %w", owner, err)
 		}
@@ -141,26 +155,20 @@ func (a *Applier) Prune(ctx context.Context, owner types.NamespacedName, lists [
 		if err != nil {
 			return result, err
 		}
-		kind := listKind(list)
+		name := kind.GVK.Kind
 		for _, item := range items {
 			obj := item.(client.Object)
-			if wanted[key(kind, obj.GetNamespace(), obj.GetName())] {
+			if wanted[key(name, obj.GetNamespace(), obj.GetName())] {
 				continue
 			}
 			uid := obj.GetUID()
 			if err := a.Client.Delete(ctx, obj, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
-				return result, fmt.Errorf("deleting stale %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
+				return result, fmt.Errorf("deleting stale %s %s/%s: %w", name, obj.GetNamespace(), obj.GetName(), err)
 			}
-			result.count(&result.Pruned, kind)
+			result.count(&result.Pruned, name)
 		}
 	}
 	return result, nil
-}
-
-// listKind is the kind of a typed list's items: the list type's name without "List".
-func listKind(list client.ObjectList) string {
-	name := reflect.TypeOf(list).Elem().Name()
-	return name[:len(name)-len("List")]
 }
 
 func key(kind, namespace, name string) string {

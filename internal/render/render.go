@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/config"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
@@ -215,7 +216,7 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 			})
 		}
 		result := validate.Translate(in)
-		out = append(out, Result{APIRule: rule, Objects: result.Objects.InApplyOrder(), Findings: explainMissing(result.Findings)})
+		out = append(out, Result{APIRule: rule, Objects: apply.InApplyOrder(result.Objects.All()), Findings: explainMissing(result.Findings)})
 	}
 	return out, nil
 }

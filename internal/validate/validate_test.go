@@ -303,7 +303,7 @@ func TestTranslateAddsSpecFindingsAndWithholdsObjects(t *testing.T) {
 		t.Fatalf("the translator alone serves it: %v", plain.Findings)
 	}
 	out := Translate(in)
-	if len(out.Objects.InApplyOrder()) != 0 {
+	if len(out.Objects.All()) != 0 {
 		t.Errorf("objects generated for a shadowed rule")
 	}
 	if len(out.Findings) == 0 || out.Findings[0].Reason != conditions.ReasonRuleShadowed || out.Findings[0].Condition != conditions.Accepted {
