@@ -38,16 +38,6 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
-// Kinds of children, in the order stale ones are pruned: routes go before the policies that
-// protect them.
-var pruneOrder = []client.ObjectList{
-	&networkingclientv1.VirtualServiceList{},
-	&networkingclientv1.GatewayList{},
-	&securityclientv1.AuthorizationPolicyList{},
-	&securityclientv1.RequestAuthenticationList{},
-	&corev1.SecretList{},
-}
-
 // APIRuleReconciler reconciles APIRules into Istio objects.
 type APIRuleReconciler struct {
 	Client   client.Client
@@ -194,9 +184,9 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 // live without its policy; and it cannot reach children in other namespaces at all.
 // The reason says which write failed: ApplyFailed or PruneFailed.
 func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, objects translate.Objects) (conditions.Reason, error) {
-	inOrder := objects.InApplyOrder()
-	ordered := make([]client.Object, 0, len(inOrder))
-	for _, obj := range inOrder {
+	all := objects.All()
+	ordered := make([]client.Object, 0, len(all))
+	for _, obj := range all {
 		ordered = append(ordered, obj)
 	}
 	if err := r.ensureFinalizer(ctx, rule); err != nil {
@@ -211,7 +201,7 @@ func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, ob
 	if err != nil {
 		return conditions.ReasonApplyFailed, err
 	}
-	pruned, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, ordered)
+	pruned, err := applier.Prune(ctx, ownerOf(rule), ordered)
 	metrics.CountPruned(pruned.Pruned)
 	if err != nil {
 		return conditions.ReasonPruneFailed, err
@@ -267,7 +257,7 @@ func (r *APIRuleReconciler) withdraw(ctx context.Context, rule *apiv2.APIRule, h
 	for _, vs := range routes.Items {
 		if slices.ContainsFunc(vs.Spec.Hosts, func(h string) bool { return slices.Contains(hosts, h) }) {
 			applier := apply.Applier{Client: r.Client}
-			pruned, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, nil)
+			pruned, err := applier.Prune(ctx, ownerOf(rule), nil)
 			metrics.CountPruned(pruned.Pruned)
 			return err == nil, err
 		}
@@ -282,7 +272,7 @@ func (r *APIRuleReconciler) finalize(ctx context.Context, rule *apiv2.APIRule) e
 		return nil
 	}
 	applier := apply.Applier{Client: r.Client}
-	pruned, err := applier.Prune(ctx, ownerOf(rule), pruneOrder, nil)
+	pruned, err := applier.Prune(ctx, ownerOf(rule), nil)
 	metrics.CountPruned(pruned.Pruned)
 	if err != nil {
 		return err

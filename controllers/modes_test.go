@@ -367,4 +367,26 @@ var _ = Describe("Default Gateway management", Ordered, func() {
 			return true
 		}, timeout, interval).Should(BeTrue())
 	})
+
+	It("removes a selector key another field manager added to the default Gateway", func() {
+		want := translate.DefaultGateway(ref, opts.Settings.DefaultGatewayDomain, opts.Settings.DefaultGatewayCredential,
+			opts.Settings.Translate().IngressGatewaySelector)
+		gw := &networkingclientv1.Gateway{}
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, ref, gw)).To(Succeed())
+			sameSpec(g, &gw.Spec, &want.Spec)
+		}, timeout, interval).Should(Succeed())
+
+		// The operator does not own this key: a forced apply alone would keep it, and the
+		// Gateway would select pods it was never meant to.
+		handEdit(gw, `{"spec":{"selector":{"extra":"by-hand"}}}`)
+		Expect(k8s.Get(ctx, ref, gw)).To(Succeed())
+		Expect(gw.Spec.Selector).To(HaveKeyWithValue("extra", "by-hand"), "the edit must have landed")
+
+		Eventually(func(g Gomega) {
+			current := &networkingclientv1.Gateway{}
+			g.Expect(k8s.Get(ctx, ref, current)).To(Succeed())
+			sameSpec(g, &current.Spec, &want.Spec)
+		}, timeout, interval).Should(Succeed())
+	})
 })

@@ -75,6 +75,9 @@ type runningOperator struct {
 	requests *testenv.RequestCounter
 	cancel   context.CancelFunc
 	done     chan struct{}
+
+	// mgr is the operator's manager: its cache is what the operator reads.
+	mgr ctrl.Manager
 }
 
 // startOperator starts the operator with the test options and a client that counts its API
@@ -92,7 +95,7 @@ func startOperator() *runningOperator {
 		defer close(done)
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
-	return &runningOperator{requests: counter, cancel: cancel, done: done}
+	return &runningOperator{requests: counter, mgr: mgr, cancel: cancel, done: done}
 }
 
 func (o *runningOperator) stop() {

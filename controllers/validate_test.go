@@ -9,7 +9,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 )
 
-// The reconciler runs the webhook's checks too (internal/validate): an APIRule that reached
+// The reconciler runs the webhook's checks too (internal/check): an APIRule that reached
 // the API server without the webhook (installed before it, or with the webhook off) is
 // reported, and nothing new is applied for it.
 var _ = Describe("APIRule reconciler with the shared validation", func() {

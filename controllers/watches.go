@@ -93,6 +93,8 @@ func SlimVirtualService(obj any) (any, error) {
 		return obj, nil
 	}
 	if _, managed := ownerFromLabels(vs); managed {
+		// This transform replaces the cache's default, which strips managedFields.
+		vs.ManagedFields = nil
 		return vs, nil
 	}
 	slim := &networkingclientv1.VirtualService{ObjectMeta: slimMeta(vs.ObjectMeta)}

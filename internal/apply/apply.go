@@ -1,17 +1,22 @@
 // Package apply writes desired objects with server-side apply under one field manager, in an
-// order that never exposes a route before the policies that protect it, and prunes children
-// that are no longer desired.
+// order that never exposes a route before the policies that protect it, makes them exactly
+// what the translator computed, and prunes children that are no longer desired.
 package apply
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
@@ -37,20 +42,34 @@ func (r *Result) count(into *map[string]int, kind string) {
 	(*into)[kind]++
 }
 
-// Apply server-side-applies the objects in the given order and stops at the first failure, so
-// an object later in the list (a route) is never written when one before it (its policy) was
-// not. An object whose cached version already has the desired labels, owner references and
-// spec is not sent at all: a settled APIRule costs no API request.
+// Apply writes the objects, sorted by the apply rank of their kind, and stops at the first
+// failure, so an object later in the order (a route) is never written when one before it
+// (its policy) was not. An object whose cached version already has the desired labels, owner
+// references and exactly the desired state is not sent at all: a settled APIRule costs no
+// API request.
 func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, error) {
 	var result Result
-	for _, obj := range objects {
-		desired, err := manifest.ToUnstructured(obj)
+	ordered := InApplyOrder(objects)
+	converted := make([]*unstructured.Unstructured, 0, len(ordered))
+	// Every object is converted and its kind checked before the first write, so a bad object
+	// fails the call before anything is written.
+	for _, obj := range ordered {
+		u, err := manifest.ToUnstructured(obj)
 		if err != nil {
 			return result, err
 		}
+		if _, known := KindOf(u.GroupVersionKind()); !known {
+			return result, fmt.Errorf("%s %s/%s: not a kind of generated object", u.GetKind(), u.GetNamespace(), u.GetName())
+		}
+		converted = append(converted, u)
+	}
+	for i, obj := range ordered {
+		desired := converted[i]
 		current := obj.DeepCopyObject().(client.Object)
 		switch err := a.Client.Get(ctx, client.ObjectKeyFromObject(obj), current); {
 		case err == nil:
+			// A typed read through a client without a cache leaves apiVersion and kind empty.
+			current.GetObjectKind().SetGroupVersionKind(desired.GroupVersionKind())
 			upToDate, err := matches(desired.Object, current)
 			if err != nil {
 				return result, err
@@ -61,8 +80,7 @@ func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, e
 		case !apierrors.IsNotFound(err):
 			return result, fmt.Errorf("reading %s %s/%s: %w", desired.GetKind(), desired.GetNamespace(), desired.GetName(), err)
 		}
-		if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(desired),
-			client.FieldOwner(ownership.FieldManager), client.ForceOwnership); err != nil {
+		if err := a.write(ctx, desired); err != nil {
 			return result, fmt.Errorf("applying %s %s/%s: %w", desired.GetKind(), desired.GetNamespace(), desired.GetName(), err)
 		}
 		result.count(&result.Applied, desired.GetKind())
@@ -70,23 +88,118 @@ func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, e
 	return result, nil
 }
 
+// write makes the stored object exactly desired: the desired labels and owner references
+// (others may add more), and the desired state (spec, or a Secret's type and data) with
+// nothing added.
+//
+// Server-side apply with force takes back every field the operator sets, but by design it
+// never removes a field another field manager set (an action: AUDIT, an exportTo, a selector
+// key added by hand): the object would keep it for good. So the object the apply returns is
+// checked, and only when it still differs is its state replaced with a JSON patch. Writes:
+// none for a settled object (Apply skips it), one for a new object, a changed desired state
+// or an edit of the operator's own fields (the apply), two only when another manager added
+// fields. The alternatives cost more or lose something: patching without the apply first
+// would compute the patch from the cache, which may be stale, and would merge labels and
+// owner references by hand; an Update (PUT) replaces the whole object, which the cache holds
+// only slimmed (no annotations, Secret values masked), so it would take a live read first
+// and needs the update verb on every kind.
+//
+// The patch sets the resourceVersion the apply returned, so the API server's optimistic lock
+// applies it only to the version that was checked and answers 409 Conflict otherwise; the
+// apply and the check are then repeated on the newer version. A JSON patch "test" of the
+// resourceVersion would fail with 422 Invalid instead, which cannot be told from a broken
+// patch and would not be retried.
+func (a *Applier) write(ctx context.Context, desired *unstructured.Unstructured) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		applied := desired.DeepCopy()
+		if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(applied),
+			client.FieldOwner(ownership.FieldManager), client.ForceOwnership); err != nil {
+			return err
+		}
+		stored, err := normalized(applied.Object)
+		if err != nil {
+			return err
+		}
+		ops := stateReplacement(desired.Object, stored)
+		if len(ops) == 0 {
+			return nil
+		}
+		ops = append([]jsonPatchOp{{Op: "replace", Path: "/metadata/resourceVersion", Value: applied.GetResourceVersion()}}, ops...)
+		raw, err := json.Marshal(ops)
+		if err != nil {
+			return err
+		}
+		return a.Client.Patch(ctx, applied, client.RawPatch(types.JSONPatchType, raw), client.FieldOwner(ownership.FieldManager))
+	})
+}
+
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// stateReplacement returns the JSON patch operations that make the state of current exactly
+// the desired state: each differing field is set whole or removed.
+func stateReplacement(desired, current map[string]any) []jsonPatchOp {
+	var ops []jsonPatchOp
+	for _, field := range stateFields(desired, current) {
+		want, wanted := desired[field]
+		have, had := current[field]
+		path := "/" + jsonPointerEscaper.Replace(field)
+		switch {
+		case wanted && (!had || !equality.Semantic.DeepEqual(want, have)):
+			ops = append(ops, jsonPatchOp{Op: "add", Path: path, Value: want}) // add replaces a member
+		case !wanted && had:
+			ops = append(ops, jsonPatchOp{Op: "remove", Path: path})
+		}
+	}
+	return ops
+}
+
+var jsonPointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
+// stateFields are the top-level fields of either object that hold desired state: all but
+// type and object metadata and status. That is spec for the Istio objects, type and data
+// for Secrets; a field only one side has counts as a difference too.
+func stateFields(desired, current map[string]any) []string {
+	var fields []string
+	for _, obj := range []map[string]any{desired, current} {
+		for field := range obj {
+			switch field {
+			case "apiVersion", "kind", "metadata", "status":
+				continue
+			}
+			if !slices.Contains(fields, field) {
+				fields = append(fields, field)
+			}
+		}
+	}
+	slices.Sort(fields)
+	return fields
+}
+
+// normalized returns the object as ToUnstructured would: numbers as float64, as JSON
+// decodes them into a map. An object read from the API server holds int64 instead.
+func normalized(obj map[string]any) (map[string]any, error) {
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	return out, json.Unmarshal(raw, &out)
+}
+
 // matches says whether the current object carries everything desired: every desired label
-// and owner reference, and exactly the desired state (spec, or a Secret's type and data).
+// and owner reference, and exactly the desired state. Labels and owner references others
+// add are left alone: they do not change what the object does.
 func matches(desired map[string]any, current client.Object) (bool, error) {
 	actual, err := manifest.ToUnstructured(current)
 	if err != nil {
 		return false, err
 	}
-	// Everything but metadata and status is desired state: spec for the Istio objects, type
-	// and data for Secrets.
-	for field, want := range desired {
-		switch field {
-		case "apiVersion", "kind", "metadata", "status":
-			continue
-		}
-		if !equality.Semantic.DeepEqual(want, actual.Object[field]) {
-			return false, nil
-		}
+	if len(stateReplacement(desired, actual.Object)) > 0 {
+		return false, nil
 	}
 	want, have := metaOf(desired), metaOf(actual.Object)
 	for k, v := range want.labels {
@@ -124,16 +237,17 @@ func containsRef(refs []any, ref any) bool {
 	return false
 }
 
-// Prune deletes the children of owner that are not in keep, list by list in the given order
-// (routes first, then their policies). Children are found by owner labels in every namespace.
-func (a *Applier) Prune(ctx context.Context, owner types.NamespacedName, lists []client.ObjectList, keep []client.Object) (Result, error) {
+// Prune deletes the children of owner that are not in keep, kind by kind in the prune order
+// of the kinds table (routes first, then their policies). Children are found by owner labels
+// in every namespace.
+func (a *Applier) Prune(ctx context.Context, owner types.NamespacedName, keep []client.Object) (Result, error) {
 	var result Result
 	wanted := map[string]bool{}
 	for _, obj := range keep {
 		wanted[key(obj.GetObjectKind().GroupVersionKind().Kind, obj.GetNamespace(), obj.GetName())] = true
 	}
-	for _, prototype := range lists {
-		list := prototype.DeepCopyObject().(client.ObjectList)
+	for _, kind := range inPruneOrder() {
+		list := kind.List.DeepCopyObject().(client.ObjectList)
 		if err := a.Client.List(ctx, list, client.MatchingLabelsSelector{Selector: ownership.Selector(owner)}); err != nil {
 			return result, fmt.Errorf("listing children of %s: %w", owner, err)
 		}
@@ -141,26 +255,20 @@ func (a *Applier) Prune(ctx context.Context, owner types.NamespacedName, lists [
 		if err != nil {
 			return result, err
 		}
-		kind := listKind(list)
+		name := kind.GVK.Kind
 		for _, item := range items {
 			obj := item.(client.Object)
-			if wanted[key(kind, obj.GetNamespace(), obj.GetName())] {
+			if wanted[key(name, obj.GetNamespace(), obj.GetName())] {
 				continue
 			}
 			uid := obj.GetUID()
 			if err := a.Client.Delete(ctx, obj, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
-				return result, fmt.Errorf("deleting stale %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
+				return result, fmt.Errorf("deleting stale %s %s/%s: %w", name, obj.GetNamespace(), obj.GetName(), err)
 			}
-			result.count(&result.Pruned, kind)
+			result.count(&result.Pruned, name)
 		}
 	}
 	return result, nil
-}
-
-// listKind is the kind of a typed list's items: the list type's name without "List".
-func listKind(list client.ObjectList) string {
-	name := reflect.TypeOf(list).Elem().Name()
-	return name[:len(name)-len("List")]
 }
 
 func key(kind, namespace, name string) string {

@@ -92,16 +92,25 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// All VirtualServices are cached, for host conflicts; those the operator does not
-			// manage only as hosts and gateways.
-			&networkingclientv1.VirtualService{}:      {Transform: controllers.SlimVirtualService},
-			&securityclientv1.AuthorizationPolicy{}:   generated,
-			&securityclientv1.RequestAuthentication{}: generated,
-			&corev1.ConfigMap{}:                       meshConfig,
-			// Secrets only for their certificates: keys and other values never enter memory.
-			&corev1.Secret{}: {Transform: controllers.SlimSecret},
-		}},
+		Cache: cache.Options{
+			// managedFields are a large part of every object and the operator reads none of
+			// them. A ByObject Transform replaces this default: the slim transforms drop them
+			// too.
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				// All VirtualServices are cached, for host conflicts; those the operator does not
+				// manage only as hosts and gateways.
+				&networkingclientv1.VirtualService{}:      {Transform: controllers.SlimVirtualService},
+				&securityclientv1.AuthorizationPolicy{}:   generated,
+				&securityclientv1.RequestAuthentication{}: generated,
+				&corev1.ConfigMap{}:                       meshConfig,
+				// Secrets only for their certificates: keys and other values never enter memory.
+				&corev1.Secret{}: {Transform: controllers.SlimSecret},
+				// Pods only for the sidecar and trusted-proxy checks: a cluster's Pod specs (images,
+				// env values, volumes) would be most of the cache.
+				&corev1.Pod{}: {Transform: controllers.SlimPod},
+			},
+		},
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:  opts.HealthProbeAddress,
 		WebhookServer:           webhookServer,

@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/check"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/config"
@@ -261,7 +262,7 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 		}
 		run := pipeline.Run(in)
 		result.Findings = explainMissing(run.Findings)
-		result.Objects = run.Objects.InApplyOrder()
+		result.Objects = apply.InApplyOrder(run.Objects.All())
 		for _, obj := range result.Objects {
 			if err := storeObject(ctx, store, obj); err != nil {
 				return nil, err

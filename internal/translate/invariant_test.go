@@ -100,8 +100,8 @@ func TestInvariants(t *testing.T) {
 			if errs := outputs[i].Findings.Errors(); len(errs) > 0 {
 				t.Fatalf("set %d: generated APIRule rejected: %s\n%s", n, errs.Summary(), describe(rule))
 			}
-			first, _ := manifest.YAML(outputs[i].Objects.InApplyOrder())
-			second, _ := manifest.YAML(translateIgnoringShadowing(in).Objects.InApplyOrder())
+			first, _ := manifest.YAML(outputs[i].Objects.All())
+			second, _ := manifest.YAML(translateIgnoringShadowing(in).Objects.All())
 			if !bytes.Equal(first, second) {
 				t.Fatalf("set %d: two translations differ", n)
 			}

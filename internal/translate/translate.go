@@ -32,11 +32,9 @@ type Objects struct {
 	VirtualServices []*networkingclientv1.VirtualService
 }
 
-// InApplyOrder lists the objects in the order they must be written: a route must never be
-// live before the policies that protect it, a policy requiring a token never before the
-// RequestAuthentication that validates it, and a Gateway asking for client certificates
-// never before the CA bundle it verifies them with.
-func (o Objects) InApplyOrder() []Object {
+// All lists every object, kind by kind in the order of the fields above. The order in
+// which they must be written and deleted is internal/apply's kinds table.
+func (o Objects) All() []Object {
 	var out []Object
 	out = appendObjects(out, o.RequestAuthentications)
 	out = appendObjects(out, o.AuthorizationPolicies)

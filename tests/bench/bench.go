@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/operator"
@@ -299,7 +300,7 @@ func ceilingObjects(i, round int) []client.Object {
 		}
 	}
 	var objects []client.Object
-	for _, obj := range out.Objects.InApplyOrder() {
+	for _, obj := range apply.InApplyOrder(out.Objects.All()) {
 		o := obj.(client.Object)
 		o.SetNamespace(ceilingNamespace)
 		o.SetName(fmt.Sprintf("%s-r%d", o.GetName(), round))

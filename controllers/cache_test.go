@@ -1,0 +1,87 @@
+package controllers_test
+
+import (
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/apirule-operator/apirule-operator/internal/fixtures"
+	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
+)
+
+// fromCache reads an object as the operator does: from its manager's cache, once the cache
+// has seen it.
+func fromCache(key client.ObjectKey, obj client.Object) {
+	EventuallyWithOffset(1, func() error { return running.mgr.GetCache().Get(ctx, key, obj) }, timeout, interval).Should(Succeed())
+}
+
+var _ = Describe("The operator's cache", func() {
+	var namespace string
+
+	BeforeEach(func() {
+		namespace = newNamespace()
+	})
+
+	It("keeps of a Pod only the names, labels, proxy config and container names the checks read", func() {
+		pod := fixtures.SidecarPod(namespace, "cached-0", "cached")
+		pod.Annotations = map[string]string{
+			meshconfig.ProxyConfigAnnotation: `{"gatewayTopology":{"numTrustedProxies":2}}`,
+			"example.com/unrelated":          "a large value the operator never reads",
+		}
+		app := &pod.Spec.Containers[0]
+		app.Command = []string{"/app", "--serve"}
+		app.Env = []corev1.EnvVar{{Name: "DATABASE_PASSWORD", Value: "hunter2"}}
+		app.Ports = []corev1.ContainerPort{{ContainerPort: 8000}}
+		pod.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "registry.example/migrate:1",
+			Env: []corev1.EnvVar{{Name: "TOKEN", Value: "s3cret"}}}}
+		pod.Spec.NodeSelector = map[string]string{"pool": "apps"}
+		Expect(k8s.Create(ctx, pod)).To(Succeed())
+		live := &corev1.Pod{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), live)).To(Succeed())
+		Expect(live.ManagedFields).NotTo(BeEmpty(), "the API server tracks field managers; the cache must drop them")
+
+		cached := &corev1.Pod{}
+		fromCache(client.ObjectKeyFromObject(pod), cached)
+		Expect(cached.Name).To(Equal(live.Name))
+		Expect(cached.Namespace).To(Equal(live.Namespace))
+		Expect(cached.UID).To(Equal(live.UID))
+		Expect(cached.Labels).To(Equal(map[string]string{"app": "cached"}))
+		Expect(cached.Annotations).To(Equal(map[string]string{
+			meshconfig.ProxyConfigAnnotation: `{"gatewayTopology":{"numTrustedProxies":2}}`}))
+		Expect(cached.ManagedFields).To(BeEmpty())
+		Expect(cached.Spec).To(Equal(corev1.PodSpec{
+			Containers:     []corev1.Container{{Name: "cached"}, {Name: "istio-proxy"}},
+			InitContainers: []corev1.Container{{Name: "migrate"}},
+		}), "images, commands, env values and the rest of the spec stay out of memory")
+		Expect(cached.Status).To(Equal(corev1.PodStatus{}))
+	})
+
+	It("holds generated objects without managedFields", func() {
+		key := createReady(namespace, "slim", noAuth("/*", "GET"))
+		vs, ap := children(key)
+		Expect(vs).To(HaveLen(1))
+		Expect(ap).To(HaveLen(1))
+		Expect(vs[0].ManagedFields).NotTo(BeEmpty())
+		Expect(ap[0].ManagedFields).NotTo(BeEmpty())
+
+		cachedRoute := &networkingclientv1.VirtualService{}
+		fromCache(client.ObjectKeyFromObject(vs[0]), cachedRoute)
+		Expect(cachedRoute.ManagedFields).To(BeEmpty())
+		Expect(cachedRoute.Labels).To(Equal(vs[0].Labels))
+		Expect(cachedRoute.Spec.Http).To(HaveLen(1), "a generated route is cached whole, but for managedFields")
+
+		cachedPolicy := &securityclientv1.AuthorizationPolicy{}
+		fromCache(client.ObjectKeyFromObject(ap[0]), cachedPolicy)
+		Expect(cachedPolicy.ManagedFields).To(BeEmpty())
+		Expect(cachedPolicy.Spec.Rules).To(HaveLen(1))
+
+		// The Service of the backend takes the default transform.
+		cachedService := &corev1.Service{}
+		fromCache(client.ObjectKey{Namespace: namespace, Name: "slim"}, cachedService)
+		Expect(cachedService.ManagedFields).To(BeEmpty())
+		Expect(cachedService.Spec.Selector).To(Equal(map[string]string{"app": "slim"}))
+	})
+})

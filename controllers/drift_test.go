@@ -1,0 +1,178 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	securityv1 "istio.io/api/security/v1"
+	typev1beta1 "istio.io/api/type/v1beta1"
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/apirule-operator/apirule-operator/internal/apply"
+)
+
+// handEdit merge-patches an object as a person or another tool would: under a field manager
+// of its own, so server-side apply by the operator does not take the fields over.
+func handEdit(obj client.Object, patch string) {
+	ExpectWithOffset(1, k8s.Patch(ctx, obj, client.RawPatch(types.MergePatchType, []byte(patch)),
+		client.FieldOwner("hand-edit"))).To(Succeed())
+}
+
+// sameSpec says whether two proto specs are equal, and shows both when they are not.
+func sameSpec(g Gomega, got, want proto.Message) {
+	g.ExpectWithOffset(1, proto.Equal(got, want)).To(BeTrue(), "spec\n  %s\nwant\n  %s",
+		protojson.Format(got), protojson.Format(want))
+}
+
+// expectNoWriteOnResync triggers reconciles of a settled APIRule through its Service and
+// expects the operator to send no write: the repaired objects equal the desired ones.
+func expectNoWriteOnResync(namespace, service string) {
+	waitQuiet(running.requests)
+	writes, before := running.requests.Writes(), reconciles()
+	svc := &corev1.Service{}
+	ExpectWithOffset(1, k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: service}, svc)).To(Succeed())
+	handEdit(svc, fmt.Sprintf(`{"metadata":{"labels":{"touch":"%d"}}}`, time.Now().UnixNano()))
+	EventuallyWithOffset(1, reconciles, timeout, interval).Should(BeNumerically(">", before))
+	ConsistentlyWithOffset(1, func() int { return running.requests.Writes() }, time.Second, interval).Should(Equal(writes))
+}
+
+var _ = Describe("Generated objects are exactly what the translator computed", func() {
+	var namespace string
+
+	BeforeEach(func() {
+		namespace = newNamespace()
+	})
+
+	It("removes an action another field manager set on a generated AuthorizationPolicy", func() {
+		key := createReady(namespace, "audited", noAuth("/*", "GET"))
+		_, ap := children(key)
+		Expect(ap).To(HaveLen(1))
+		want := ap[0].Spec.DeepCopy()
+		// ALLOW is the zero value: the operator's apply does not send it, so it does not own
+		// the field, and a forced apply alone leaves AUDIT in place.
+		Expect(want.Action).To(Equal(securityv1.AuthorizationPolicy_ALLOW))
+
+		handEdit(ap[0], `{"spec":{"action":"AUDIT"}}`)
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ap[0]), ap[0])).To(Succeed())
+		Expect(ap[0].Spec.Action).To(Equal(securityv1.AuthorizationPolicy_AUDIT), "the edit must have landed")
+
+		Eventually(func(g Gomega) {
+			current := &securityclientv1.AuthorizationPolicy{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ap[0]), current)).To(Succeed())
+			sameSpec(g, &current.Spec, want)
+		}, timeout, interval).Should(Succeed())
+		expectNoWriteOnResync(namespace, "audited")
+	})
+
+	It("removes an exportTo another manager applied to the generated VirtualService", func() {
+		key := createReady(namespace, "exported", noAuth("/*", "GET"))
+		vs, _ := children(key)
+		Expect(vs).To(HaveLen(1))
+		want := vs[0].Spec.DeepCopy()
+
+		// A server-side apply under another manager: that manager owns spec.exportTo.
+		other := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": networkingclientv1.SchemeGroupVersion.String(),
+			"kind":       "VirtualService",
+			"metadata":   map[string]any{"namespace": vs[0].Namespace, "name": vs[0].Name},
+			"spec":       map[string]any{"exportTo": []any{"."}},
+		}}
+		Expect(k8s.Apply(ctx, client.ApplyConfigurationFromUnstructured(other), client.FieldOwner("other-tool"))).To(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(vs[0]), vs[0])).To(Succeed())
+		Expect(vs[0].Spec.ExportTo).To(Equal([]string{"."}), "the apply must have landed")
+
+		Eventually(func(g Gomega) {
+			current := &networkingclientv1.VirtualService{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(vs[0]), current)).To(Succeed())
+			sameSpec(g, &current.Spec, want)
+		}, timeout, interval).Should(Succeed())
+		expectNoWriteOnResync(namespace, "exported")
+	})
+
+	It("removes a key another manager added to the data of a CA copy", func() {
+		createBackend(namespace, "drift-mtls")
+		rule := mtlsRule(namespace, "drift-mtls")
+		ca, server := newCA("drift-mtls.example.com")
+		Expect(k8s.Create(ctx, server.TLSSecret(gatewayNamespace, "drift-mtls-tls"))).To(Succeed())
+		DeferCleanup(func() {
+			Expect(k8s.Delete(ctx, server.TLSSecret(gatewayNamespace, "drift-mtls-tls"))).To(Succeed())
+		})
+		Expect(k8s.Create(ctx, ca.CASecret(namespace, "drift-mtls-ca"))).To(Succeed())
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		expectReady(key)
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, rule)).To(Succeed()) })
+		_, secrets, _ := crossNamespaceChildren(Default, key)
+		Expect(secrets).To(HaveLen(1))
+		caCopy := &secrets[0]
+		want := caCopy.Data
+
+		// Not a certificate: the operator's cache holds only a marker for it.
+		handEdit(caCopy, `{"data":{"extra":"c2VjcmV0"}}`)
+
+		Eventually(func(g Gomega) {
+			current := &corev1.Secret{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(caCopy), current)).To(Succeed())
+			g.Expect(current.Data).To(Equal(want))
+			g.Expect(current.Type).To(Equal(corev1.SecretTypeOpaque))
+		}, timeout, interval).Should(Succeed())
+		expectNoWriteOnResync(namespace, "drift-mtls")
+	})
+
+	It("repeats the check when the object changes between its apply and the patch that removes foreign fields", func() {
+		// An AuthorizationPolicy no APIRule owns: the running operator leaves it alone, so
+		// only the Applier under test writes it.
+		desired := &securityclientv1.AuthorizationPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: securityclientv1.SchemeGroupVersion.String(), Kind: "AuthorizationPolicy"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "racing"},
+		}
+		desired.Spec.Selector = &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "racing"}}
+		desired.Spec.Rules = []*securityv1.Rule{{}}
+		created := desired.DeepCopy()
+		Expect(k8s.Create(ctx, created)).To(Succeed())
+		handEdit(created, `{"spec":{"action":"AUDIT"}}`)
+
+		// The first JSON patch finds the object changed by someone else since the apply: it
+		// must be refused, not applied to a version nobody checked, and the next try must
+		// succeed.
+		live, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		var patches, conflicts atomic.Int32
+		c := interceptor.NewClient(live, interceptor.Funcs{
+			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+				if patch.Type() == types.JSONPatchType && patches.Add(1) == 1 {
+					handEdit(created, `{"metadata":{"annotations":{"raced":"true"}}}`)
+				}
+				err := c.Patch(ctx, obj, patch, opts...)
+				if apierrors.IsConflict(err) {
+					conflicts.Add(1)
+				}
+				return err
+			},
+		})
+		// A client without a cache: this Applier reads what it wrote at once.
+		_, err = (&apply.Applier{Client: c}).Apply(ctx, []client.Object{desired})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(patches.Load()).To(BeEquivalentTo(2), "one refused patch, one that went through")
+		Expect(conflicts.Load()).To(BeEquivalentTo(1))
+
+		current := &securityclientv1.AuthorizationPolicy{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(desired), current)).To(Succeed())
+		sameSpec(Default, &current.Spec, &desired.Spec)
+		Expect(current.Annotations).To(HaveKeyWithValue("raced", "true"), "the other write is kept")
+	})
+})

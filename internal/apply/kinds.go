@@ -1,0 +1,75 @@
+package apply
+
+import (
+	"cmp"
+	"slices"
+
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Kind is one kind of object the operator generates.
+type Kind struct {
+	GVK schema.GroupVersionKind
+	// List is an empty list of the kind, the prototype Prune lists children with.
+	List client.ObjectList
+	// ApplyRank orders writes: lower first. PruneRank orders deletions: lower first.
+	ApplyRank, PruneRank int
+}
+
+// Kinds are the kinds of generated objects: the one place that says in which order they are
+// written and deleted, each so that traffic never sees a moment in between two writes that
+// is less protected than before or after:
+//
+//   - Apply: a route is never live before the policies that protect it, a policy requiring a
+//     token never before the RequestAuthentication that validates it, and a Gateway asking
+//     for client certificates never before the CA bundle it verifies them with.
+//   - Prune: the route goes first, before the Gateway it is bound to and the policies that
+//     protect it; a policy before the RequestAuthentication its token check relies on; the
+//     CA bundle last, after the Gateway that reads it.
+var Kinds = []Kind{
+	{GVK: securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"),
+		List: &securityclientv1.RequestAuthenticationList{}, ApplyRank: 0, PruneRank: 3},
+	{GVK: securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"),
+		List: &securityclientv1.AuthorizationPolicyList{}, ApplyRank: 1, PruneRank: 2},
+	{GVK: corev1.SchemeGroupVersion.WithKind("Secret"),
+		List: &corev1.SecretList{}, ApplyRank: 2, PruneRank: 4},
+	{GVK: networkingclientv1.SchemeGroupVersion.WithKind("Gateway"),
+		List: &networkingclientv1.GatewayList{}, ApplyRank: 3, PruneRank: 1},
+	{GVK: networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"),
+		List: &networkingclientv1.VirtualServiceList{}, ApplyRank: 4, PruneRank: 0},
+}
+
+// KindOf returns the table entry of a GroupVersionKind.
+func KindOf(gvk schema.GroupVersionKind) (Kind, bool) {
+	i := slices.IndexFunc(Kinds, func(k Kind) bool { return k.GVK == gvk })
+	if i < 0 {
+		return Kind{}, false
+	}
+	return Kinds[i], true
+}
+
+// InApplyOrder returns the objects sorted by the apply rank of their kind, keeping the order
+// of objects of one kind. An object of a kind not in the table sorts last; Apply refuses it.
+func InApplyOrder[T runtime.Object](objects []T) []T {
+	rank := func(obj T) int {
+		if k, ok := KindOf(obj.GetObjectKind().GroupVersionKind()); ok {
+			return k.ApplyRank
+		}
+		return len(Kinds)
+	}
+	out := slices.Clone(objects)
+	slices.SortStableFunc(out, func(a, b T) int { return cmp.Compare(rank(a), rank(b)) })
+	return out
+}
+
+// inPruneOrder returns the table sorted by prune rank.
+func inPruneOrder() []Kind {
+	out := slices.Clone(Kinds)
+	slices.SortFunc(out, func(a, b Kind) int { return cmp.Compare(a.PruneRank, b.PruneRank) })
+	return out
+}
