@@ -2,7 +2,7 @@
 // become Ready, against the write ceiling of the same API server, what the operator sends,
 // what a resync costs, latency under a steady load, and the process's CPU and memory.
 //
-// The workload is the one of DESIGN.md section 8, so figures compare over time: one namespace;
+// The workload is the one of docs/architecture.md (Performance targets), so figures compare over time: one namespace;
 // per APIRule a Service (selector app: ar-<i>) and one Pod with an istio-proxy container; host
 // ar-<i>.example.com on a Gateway serving *.example.com; rules GET /public noAuth,
 // GET,POST /api/{**} jwt, GET /health noAuth.
