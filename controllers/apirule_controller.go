@@ -90,18 +90,26 @@ func (r *APIRuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if apierrors.IsConflict(err) {
 		// The cached APIRule was stale; the newer version is already queued.
 		ctrl.LoggerFrom(ctx).V(1).Info("conflict, requeueing", "error", err.Error())
-		result, err = ctrl.Result{Requeue: true}, nil
+		result, err = ctrl.Result{RequeueAfter: retryDelay}, nil
 	}
 	outcome := "success"
 	switch {
 	case err != nil:
 		outcome = "error"
-	case result.Requeue || result.RequeueAfter > 0:
+	case result.RequeueAfter > 0:
 		outcome = "requeue"
 	}
 	metrics.ObserveReconcile(outcome, time.Since(start))
 	return result, err
 }
+
+// retryDelay is how soon a reconcile that lost a race (a stale cached APIRule, a host
+// claimed meanwhile) runs again. It replaces the deprecated Result{Requeue: true}, which
+// requeued through the rate limiter (5 ms at first, doubling while the same APIRule kept
+// requeueing). The next reconcile is expected to succeed or to report the conflict, so a short
+// fixed delay suffices; returning the error instead would log and count a lost race as a
+// reconcile error.
+const retryDelay = 100 * time.Millisecond
 
 func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	rule := &apiv2.APIRule{}
@@ -137,7 +145,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (ct
 		if held := r.registry().claim(ownerOf(rule), output.Objects.VirtualServices[0].Spec.Hosts); len(held) > 0 {
 			// Another APIRule claimed a host since gather read the claims; the next
 			// reconcile sees it and reports the conflict.
-			return ctrl.Result{Requeue: true}, nil
+			return ctrl.Result{RequeueAfter: retryDelay}, nil
 		}
 		if err := r.program(ctx, rule, output.Objects); err != nil {
 			report.programFailed(err)

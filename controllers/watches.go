@@ -21,12 +21,13 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
+	"github.com/apirule-operator/apirule-operator/internal/validate"
 )
 
 // Field indexes on APIRules, so an event on a referenced object finds the APIRules that
 // reference it without listing them all.
 const (
-	hostIndex       = "apirule.io/hosts"
+	hostIndex       = validate.HostIndex
 	serviceIndex    = "apirule.io/backend-services"
 	gatewayIndex    = "apirule.io/gateway"
 	meshConfigIndex = "apirule.io/mesh-config"

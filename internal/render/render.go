@@ -122,14 +122,14 @@ func (b *Bundle) add(doc []byte) error {
 	case "v1 Service":
 		svc := &corev1.Service{}
 		if err := yaml.UnmarshalStrict(doc, svc); err != nil {
-			return fmt.Errorf("Service: %w", err)
+			return fmt.Errorf("Service: %w", err) //nolint:staticcheck // ST1005: the error starts with the kind, spelled as in YAML
 		}
 		defaultNamespace(&svc.Namespace)
 		b.Services[types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}] = translate.ServiceFromCore(svc)
 	case networkingclientv1.SchemeGroupVersion.String() + " Gateway":
 		gw := &networkingclientv1.Gateway{}
 		if err := yaml.UnmarshalStrict(doc, gw); err != nil {
-			return fmt.Errorf("Gateway: %w", err)
+			return fmt.Errorf("Gateway: %w", err) //nolint:staticcheck // ST1005: the error starts with the kind, spelled as in YAML
 		}
 		defaultNamespace(&gw.Namespace)
 		b.Gateways[types.NamespacedName{Namespace: gw.Namespace, Name: gw.Name}] = translate.GatewayFromIstio(gw)
@@ -143,7 +143,7 @@ func (b *Bundle) add(doc []byte) error {
 	case "v1 Secret":
 		secret := &corev1.Secret{}
 		if err := yaml.UnmarshalStrict(doc, secret); err != nil {
-			return fmt.Errorf("Secret: %w", err)
+			return fmt.Errorf("Secret: %w", err) //nolint:staticcheck // ST1005: the error starts with the kind, spelled as in YAML
 		}
 		defaultNamespace(&secret.Namespace)
 		for k, v := range secret.StringData {

@@ -56,6 +56,11 @@ func HostConflicts(rule, old *apiv2.APIRule, claims map[string][]apiv2.APIRule, 
 	return ps
 }
 
+// HostIndex is the name of the operator's cache index of APIRules by host. The admission
+// webhook finds the APIRules that claim a host through it (with HostIndexKey), instead of
+// listing them all.
+const HostIndex = "apirule.io/hosts"
+
 // HostIndexKey is the key under which the operator's APIRule host index lists a host: the host
 // as written, or short:<name> for a short host.
 func HostIndexKey(host apiv2.Host) string {

@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
-	"github.com/apirule-operator/apirule-operator/controllers"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 	"github.com/apirule-operator/apirule-operator/internal/validate"
@@ -105,7 +104,7 @@ func (v *Validator) hostClaims(ctx context.Context, rule *apiv2.APIRule) (map[st
 	claims := map[string][]apiv2.APIRule{}
 	for _, h := range rule.Spec.Hosts {
 		list := &apiv2.APIRuleList{}
-		if err := v.Reader.List(ctx, list, client.MatchingFields{controllers.HostIndex: validate.HostIndexKey(h)}); err != nil {
+		if err := v.Reader.List(ctx, list, client.MatchingFields{validate.HostIndex: validate.HostIndexKey(h)}); err != nil {
 			return nil, fmt.Errorf("looking up the APIRules of host %s: %w", h, err)
 		}
 		claims[string(h)] = list.Items
