@@ -744,7 +744,7 @@ var _ = Describe("APIRule reconciler", func() {
 		routeDown := writes.first("VirtualService", watch.Deleted)
 		Expect(routeDown).To(BeNumerically(">", 0), "the old route must be taken down")
 		Expect(routeDown).To(BeNumerically("<", policyModified))
-		rule = expectReady(key)
+		expectReady(key)
 		vs, _ := children(key)
 		Expect(vs).To(HaveLen(1))
 		Expect(vs[0].Spec.Http).To(HaveLen(1))

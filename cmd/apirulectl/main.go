@@ -148,6 +148,6 @@ func newFlags(stderr io.Writer, opts *render.Options, files *fileList) *flag.Fla
 	flags := flag.NewFlagSet("apirulectl", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	flags.Var(files, "f", "input file, or - for standard input; repeat to combine files (APIRules and their context)")
-	opts.Settings.BindFlags(flags)
+	opts.BindFlags(flags)
 	return flags
 }

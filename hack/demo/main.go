@@ -110,7 +110,9 @@ func run() error {
 	go func() { mgrDone <- mgr.Start(mgrCtx) }()
 	defer func() {
 		stopManager()
-		<-mgrDone
+		if err := <-mgrDone; err != nil {
+			fmt.Fprintln(os.Stderr, "the operator stopped with:", err)
+		}
 	}()
 
 	c, err := client.New(env.Config, client.Options{Scheme: mgr.GetScheme()})

@@ -302,7 +302,7 @@ func (v *validator) validateCreate(obj map[string]any) field.ErrorList {
 		}
 	}
 	if len(errs) == 0 {
-		errs = metavalidation.ValidateObjectMetaAccessor(meta, true, path.ValidatePathSegmentName, field.NewPath("metadata"))
+		errs = metavalidation.ValidateObjectMetaAccessor(meta, true, path.ValidatePathSegmentName, field.NewPath("metadata")) //nolint:staticcheck // SA1019: the API server's generic registry still runs this exact check on create
 	}
 	return errs
 }

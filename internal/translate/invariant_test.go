@@ -290,7 +290,7 @@ func routeOf(vs *networkingclientv1.VirtualService, req request) (int, string) {
 		for _, m := range route.Match {
 			if stringMatches(m.Uri, req.path) && stringMatches(m.Method, req.method) {
 				var index int
-				fmt.Sscanf(route.Name, "rule-%d", &index)
+				_, _ = fmt.Sscanf(route.Name, "rule-%d", &index)
 				return index, route.Route[0].Destination.Host
 			}
 		}

@@ -115,7 +115,9 @@ func run(m *testing.M) (int, error) {
 	go func() { done <- mgr.Start(ctx) }()
 	defer func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			fmt.Fprintln(os.Stderr, "the operator stopped with:", err)
+		}
 	}()
 
 	cfg := rest.CopyConfig(env.Config)

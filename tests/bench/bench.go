@@ -248,7 +248,7 @@ func measureCeiling(ctx context.Context, scheme *k8sruntime.Scheme, cfg Config, 
 	if err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	ceilingCfg := rest.CopyConfig(env.Config)
 	ceilingCfg.QPS, ceilingCfg.Burst = 500, 1000
 	c, err := client.New(ceilingCfg, client.Options{Scheme: scheme})
@@ -261,9 +261,7 @@ func measureCeiling(ctx context.Context, scheme *k8sruntime.Scheme, cfg Config, 
 	for round, w := range workers {
 		var objects []client.Object
 		for i := 0; i < cfg.N; i++ {
-			for _, obj := range ceilingObjects(i, round) {
-				objects = append(objects, obj)
-			}
+			objects = append(objects, ceilingObjects(i, round)...)
 		}
 		report.ObjectsPerAPIRule = len(objects) / cfg.N
 		start := time.Now()
@@ -482,7 +480,9 @@ func startOperator(base *rest.Config, workers int) (*runningOperator, error) {
 
 func (o *runningOperator) stop() {
 	o.cancel()
-	<-o.done
+	if err := <-o.done; err != nil {
+		fmt.Fprintln(os.Stderr, "bench: the operator stopped with:", err)
+	}
 }
 
 // waitQuiet waits until the operator has sent no write (leases aside) for a second.
@@ -585,7 +585,7 @@ func peakRSSMiB() float64 {
 	for _, line := range strings.Split(string(raw), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			var kb float64
-			fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
+			_, _ = fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
 			return kb / 1024
 		}
 	}

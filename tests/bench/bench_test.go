@@ -16,7 +16,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	report, err := Run(context.Background(), env, Config{
 		N: 20, SteadyRate: 10, SteadyFor: time.Second, CeilingWorkers: []int{4}, Logf: t.Logf,
 	})

@@ -53,7 +53,7 @@ func Machine() string {
 		for _, line := range strings.Split(string(raw), "\n") {
 			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
 				var kb float64
-				fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
+				_, _ = fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
 				mem = fmt.Sprintf("%.0f GiB", kb/(1<<20))
 			}
 		}

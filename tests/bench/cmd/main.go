@@ -51,16 +51,16 @@ func main() {
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-signals
-		env.Stop()
+		_ = env.Stop()
 		os.Exit(130)
 	}()
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	report, err := bench.Run(context.Background(), env, bench.Config{
 		N: *n, SteadyRate: *rate, SteadyFor: *steadyFor, Workers: *workers, CeilingWorkers: parseInts(*ceilingWorkers),
 		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) },
 	})
 	if err != nil {
-		env.Stop()
+		_ = env.Stop()
 		fail(err)
 	}
 	fmt.Printf("\nMachine: %s\n\n%s", bench.Machine(), report.Table())
