@@ -93,19 +93,24 @@ func TestOfflineValidationAgreesWithAdmission(t *testing.T) {
 	}
 }
 
-// refusedFields creates the APIRule (dry run) until the webhook's cache has caught up with
-// the APIRules created before, and returns the fields of the refusal's causes.
-func refusedFields(t *testing.T, ctx context.Context, r *apiv2.APIRule) []string {
-	t.Helper()
+// dryRunUntilRefused creates the APIRule as a dry run until it is refused or 10 s have
+// passed: the webhook reads other APIRules from the operator's cache, which sees an APIRule
+// created just before a moment later.
+func dryRunUntilRefused(ctx context.Context, r *apiv2.APIRule) error {
 	deadline := time.Now().Add(10 * time.Second)
-	var err error
 	for {
-		err = k8s.Create(ctx, r.DeepCopy(), client.DryRunAll)
+		err := k8s.Create(ctx, r.DeepCopy(), client.DryRunAll)
 		if err != nil || time.Now().After(deadline) {
-			break
+			return err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// refusedFields returns the fields of the causes of the API server's refusal of the APIRule.
+func refusedFields(t *testing.T, ctx context.Context, r *apiv2.APIRule) []string {
+	t.Helper()
+	err := dryRunUntilRefused(ctx, r)
 	var status apierrors.APIStatus
 	if !errors.As(err, &status) || status.Status().Details == nil {
 		t.Fatalf("the API server did not refuse %s: %v", r.Name, err)
