@@ -259,33 +259,25 @@ var _ = Describe("APIRule reconciler", func() {
 		By("routing each rule in order to the backend")
 		Expect(vs.Spec.Hosts).To(Equal([]string{"httpbin.example.com"}))
 		Expect(vs.Spec.Gateways).To(Equal([]string{"istio-system/public-gateway"}))
-		Expect(vs.Spec.Http).To(HaveLen(2))
-		Expect(vs.Spec.Http[0].Match[0].Uri.GetExact()).To(Equal("/headers"))
-		Expect(vs.Spec.Http[1].Match[0].Uri.GetPrefix()).To(Equal("/"))
-		Expect(vs.Spec.Http[1].Match[0].Method.GetRegex()).To(Equal("^(GET|POST)$"))
-		Expect(vs.Spec.Http[0].Route[0].Destination.Host).To(Equal(fmt.Sprintf("httpbin.%s.svc.cluster.local", namespace)))
-		Expect(vs.Spec.Http[0].Route[0].Destination.Port.Number).To(BeEquivalentTo(8000))
+		Expect(vs.Spec.Http).To(HaveLen(3), "the ambiguous-path refusal, then one route per rule")
+		Expect(vs.Spec.Http[0].DirectResponse.GetStatus()).To(BeEquivalentTo(400))
+		Expect(vs.Spec.Http[1].Match[0].Uri.GetExact()).To(Equal("/headers"))
+		Expect(vs.Spec.Http[2].Match[0].Uri.GetPrefix()).To(Equal("/"))
+		Expect(vs.Spec.Http[2].Match[0].Method.GetRegex()).To(Equal("^(GET|POST)$"))
+		Expect(vs.Spec.Http[1].Route[0].Destination.Host).To(Equal(fmt.Sprintf("httpbin.%s.svc.cluster.local", namespace)))
+		Expect(vs.Spec.Http[1].Route[0].Destination.Port.Number).To(BeEquivalentTo(8000))
 
-		By("allowing only the ingress gateway, on the rule's hosts, methods and paths, in first-match order")
+		By("allowing only the ingress gateway, and each rule only for requests its route chose")
 		Expect(ap.Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "httpbin"}))
 		Expect(ap.Spec.Action).To(Equal(securityv1.AuthorizationPolicy_ALLOW))
 		Expect(ap.Spec.Rules).To(HaveLen(2), "one policy rule per APIRule rule")
-		for _, r := range ap.Spec.Rules {
+		for i, r := range ap.Spec.Rules {
 			Expect(r.From[0].Source.Principals).To(Equal([]string{opts.Settings.IngressGatewayPrincipal}))
-			for _, to := range r.To {
-				Expect(to.Operation.Hosts).To(Equal([]string{"httpbin.example.com", "httpbin.example.com:*"}))
-			}
+			Expect(r.To).To(BeEmpty(), "the route decides hosts, methods and paths")
+			token := vs.Spec.Http[i+1].Headers.Request.Set["x-apirule-route"]
+			Expect(token).NotTo(BeEmpty())
+			Expect(r.When).To(ConsistOf(And(HaveField("Key", "request.headers[x-apirule-route]"), HaveField("Values", []string{token}))))
 		}
-		Expect(ap.Spec.Rules[0].To).To(HaveLen(1))
-		Expect(ap.Spec.Rules[0].To[0].Operation.Paths).To(Equal([]string{"/headers"}))
-		// GET on /* must not allow /headers again; POST was never routed to /headers' rule.
-		second := ap.Spec.Rules[1].To
-		Expect(second).To(HaveLen(2))
-		Expect(second[0].Operation.Methods).To(Equal([]string{"GET"}))
-		Expect(second[0].Operation.Paths).To(Equal([]string{"/{**}"}))
-		Expect(second[0].Operation.NotPaths).To(Equal([]string{"/headers"}))
-		Expect(second[1].Operation.Methods).To(Equal([]string{"POST"}))
-		Expect(second[1].Operation.NotPaths).To(BeEmpty())
 	})
 
 	It("sends no write when it reconciles a settled APIRule again", func() {
@@ -363,14 +355,15 @@ var _ = Describe("APIRule reconciler", func() {
 
 		Expect(k8s.Delete(ctx, vs[0])).To(Succeed())
 		edited := ap[0].DeepCopy()
-		edited.Spec.Rules[0].To[0].Operation.Paths = []string{"/admin"}
+		token := edited.Spec.Rules[0].When[0].Values
+		edited.Spec.Rules[0].When[0].Values = []string{"widened"}
 		Expect(k8s.Update(ctx, edited)).To(Succeed())
 
 		Eventually(func(g Gomega) {
 			vs, ap := children(key)
 			g.Expect(vs).To(HaveLen(1))
 			g.Expect(ap).To(HaveLen(1))
-			g.Expect(ap[0].Spec.Rules[0].To[0].Operation.Paths).To(Equal([]string{"/{**}"}))
+			g.Expect(ap[0].Spec.Rules[0].When[0].Values).To(Equal(token))
 		}, timeout, interval).Should(Succeed())
 	})
 
@@ -477,10 +470,11 @@ var _ = Describe("APIRule reconciler", func() {
 		Expect(ap).To(HaveLen(1))
 		Expect(ap[0].Spec.Rules[0].From[0].Source.RequestPrincipals).To(Equal([]string{"https://idp.example.com/*"}))
 		when := ap[0].Spec.Rules[0].When
-		Expect(when).To(HaveLen(2))
+		Expect(when).To(HaveLen(3))
 		Expect(when[0].Key).To(Equal("request.auth.claims[iss]"))
 		Expect(when[0].Values).To(Equal([]string{"https://idp.example.com"}))
-		Expect(when[1].Key).To(Equal("request.auth.claims[aud]"))
+		Expect(when[1].Key).To(Equal("request.headers[x-apirule-route]"))
+		Expect(when[2].Key).To(Equal("request.auth.claims[aud]"))
 
 		By("having written the token check and the policy before the route that depends on them")
 		// etcd resource versions grow with every write, so they order the creations.
@@ -747,6 +741,6 @@ var _ = Describe("APIRule reconciler", func() {
 		expectReady(key)
 		vs, _ := children(key)
 		Expect(vs).To(HaveLen(1))
-		Expect(vs[0].Spec.Http).To(HaveLen(1))
+		Expect(vs[0].Spec.Http).To(HaveLen(2), "the ambiguous-path refusal and the remaining rule")
 	})
 })

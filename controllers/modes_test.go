@@ -96,8 +96,8 @@ var _ = Describe("mTLS-certificate mode", func() {
 		Expect(caCopy.Data["ca.crt"]).To(Equal(ca.CertPEM))
 		vs, ap := children(key)
 		Expect(vs[0].Spec.Gateways).To(Equal([]string{gatewayNamespace + "/" + gw.Name}))
-		Expect(vs[0].Spec.Http[0].Headers.Request.Set).To(HaveKeyWithValue("x-client-cert-subject", "%DOWNSTREAM_PEER_SUBJECT%"))
-		Expect(ap[0].Spec.Rules[0].When[0].Key).To(Equal("request.headers[x-client-cert-subject]"))
+		Expect(vs[0].Spec.Http[1].Headers.Request.Set).To(HaveKeyWithValue("x-client-cert-subject", "%DOWNSTREAM_PEER_SUBJECT%"))
+		Expect(ap[0].Spec.Rules[0].When).To(ContainElement(HaveField("Key", "request.headers[x-client-cert-subject]")))
 
 		By("restoring a CA copy someone edited")
 		caCopy.Data["ca.crt"] = []byte("tampered")

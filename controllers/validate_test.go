@@ -31,7 +31,7 @@ var _ = Describe("APIRule reconciler with the shared validation", func() {
 
 		routesAfter, _ := children(key)
 		Expect(routesAfter).To(HaveLen(1))
-		Expect(routesAfter[0].Spec.Http).To(HaveLen(2), "the route of the last good generation keeps serving")
+		Expect(routesAfter[0].Spec.Http).To(HaveLen(3), "the route of the last good generation keeps serving (the ambiguous-path refusal and its 2 rules)")
 	})
 
 	It("accepts a partly shadowed rule with a warning", func() {

@@ -42,6 +42,8 @@ func Static(rule *apiv2.APIRule, opts model.Options) Findings {
 	checkShadowing(rule.Spec.Rules, patterns, specPath.Child("rules"), &fs)
 	checkIssuers(&rule.Spec, specPath, &fs)
 	checkReservedHeaders(&rule.Spec, specPath, &fs)
+	checkInternalTraffic(&rule.Spec, opts, specPath, &fs)
+	checkEscapesUnderIPRestriction(&rule.Spec, specPath, &fs)
 	checkBackendsNamed(rule, specPath, &fs)
 	if _, ok := model.GatewayRef(rule, opts); !ok && rule.Spec.MTLS == nil {
 		if rule.Spec.Gateway != nil {

@@ -270,3 +270,58 @@ func TestConflictingHostsAreTheHostsInConflict(t *testing.T) {
 		}
 	}
 }
+
+// Headers only the gateway or the operator sets may be written neither by a rule's request
+// headers nor by a token claim.
+func TestReservedHeadersAreRefused(t *testing.T) {
+	j := jwtRule("/a", "GET")
+	j.JWT.OutputClaimToHeaders = []apiv2.ClaimToHeader{{Header: "X-Client-Cert-Subject", Claim: "sub"}, {Header: "x-user", Claim: "sub"}}
+	r := rule("/b", "GET")
+	r.Request = &apiv2.Request{Headers: map[string]string{"X-Forwarded-For": "1.2.3.4", "x-apirule-route": "t", "Host": "h", "x-team": "shop"}}
+	errs := Static(apiRule([]apiv2.Host{"api.example.com"}, j, r), model.Options{}).ErrorList()
+	var fields []string
+	for _, e := range errs {
+		fields = append(fields, e.Field)
+	}
+	want := []string{"spec.rules[0].jwt.outputClaimToHeaders[0].header", "spec.rules[1].request.headers[Host]",
+		"spec.rules[1].request.headers[X-Forwarded-For]", "spec.rules[1].request.headers[x-apirule-route]"}
+	slices.Sort(fields)
+	if !slices.Equal(fields, want) {
+		t.Errorf("refused %v, want %v", fields, want)
+	}
+}
+
+// internalTraffic never admits the ingress gateway; lists that name it are refused.
+func TestInternalTrafficNamingTheGatewayIsRefused(t *testing.T) {
+	opts := model.Options{IngressGatewayPrincipal: "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"}
+	r := apiRule([]apiv2.Host{"api.example.com"}, rule("/a", "GET"))
+	r.Spec.InternalTraffic = &apiv2.InternalTraffic{
+		FromNamespaces:      []string{"batch", "istio-system"},
+		FromServiceAccounts: []string{"istio-system/istio-ingressgateway-service-account", "batch/job"},
+	}
+	errs := Static(r, opts).ErrorList()
+	if len(errs) != 2 || errs[0].Field != "spec.internalTraffic.fromNamespaces[1]" || errs[1].Field != "spec.internalTraffic.fromServiceAccounts[0]" {
+		t.Errorf("got %v", errs)
+	}
+}
+
+// Escapes of unreserved characters never match (the gateway decodes them); other escapes
+// cannot be IP-restricted per rule.
+func TestPathEscapes(t *testing.T) {
+	r := apiRule([]apiv2.Host{"api.example.com"}, rule("/%61pi/{**}", "GET"))
+	if errs := Static(r, model.Options{}).ErrorList(); len(errs) != 1 || errs[0].Field != "spec.rules[0].path" || !strings.Contains(errs[0].Detail, `unreserved character 'a'`) {
+		t.Errorf("unreserved escape: %v", errs)
+	}
+	opts := model.Options{IngressGatewayNamespace: "istio-system", IngressGatewaySelector: map[string]string{"istio": "ingressgateway"}}
+	escaped := rule("/caf%C3%A9/{**}", "GET")
+	escaped.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
+	r = apiRule([]apiv2.Host{"api.example.com"}, escaped)
+	if errs := Static(r, opts).ErrorList(); len(errs) != 1 || errs[0].Field != "spec.rules[0].path" {
+		t.Errorf("escape under a rule's IP restriction: %v", errs)
+	}
+	r.Spec.Rules[0].IPRestriction = nil
+	r.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
+	if errs := Static(r, opts).ErrorList(); len(errs) != 0 {
+		t.Errorf("an APIRule-wide restriction is scoped by host only: %v", errs)
+	}
+}

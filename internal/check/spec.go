@@ -203,7 +203,7 @@ type issuerConfig struct {
 
 func issuerConfigOf(a apiv2.JWTAuthentication, claims []apiv2.ClaimToHeader) issuerConfig {
 	c := issuerConfig{
-		FromHeaders: a.FromHeaders, FromParams: a.FromParams, FromCookies: a.FromCookies,
+		FromHeaders: model.TokenHeaders(a), FromParams: a.FromParams, FromCookies: a.FromCookies,
 		ForwardOriginalToken: a.ForwardOriginalToken == nil || *a.ForwardOriginalToken, OutputClaimToHeaders: claims,
 	}
 	if a.JWKSURI != nil {
@@ -256,17 +256,69 @@ func checkIssuers(spec *apiv2.APIRuleSpec, specPath *field.Path, fs *Findings) {
 	}
 }
 
-// checkReservedHeaders refuses request headers that would overwrite the client identity.
+// checkReservedHeaders refuses header names that only the gateway or the operator may set
+// (the client identity headers, the route binding, Host, X-Forwarded-*), in a rule's request
+// headers and in the headers a token's claims are copied to. jwt_authn writes claim headers
+// after the route: a claim copied into x-client-cert-subject would pass another APIRule's
+// subject check on the same workload.
 func checkReservedHeaders(spec *apiv2.APIRuleSpec, specPath *field.Path, fs *Findings) {
 	for i, rule := range spec.Rules {
-		if rule.Request == nil {
-			continue
-		}
-		for _, name := range slices.Sorted(maps.Keys(rule.Request.Headers)) {
-			if _, reserved := model.ClientIdentityHeaders[strings.ToLower(name)]; reserved {
-				fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, specPath.Child("rules").Index(i).Child("request", "headers").Key(name), name,
-					"header %s carries the client certificate identity and is set only by the operator; use another header name", name)
+		rulePath := specPath.Child("rules").Index(i)
+		if rule.Request != nil {
+			for _, name := range slices.Sorted(maps.Keys(rule.Request.Headers)) {
+				if model.ReservedHeader(name) {
+					fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, rulePath.Child("request", "headers").Key(name), name,
+						"header %s is set only by the gateway or the operator (client identity, route binding, Host, X-Forwarded-*); use another header name", name)
+				}
 			}
+		}
+		if c, ok := model.JWTConfig(rule, rulePath); ok {
+			for j, h := range c.Config.OutputClaimToHeaders {
+				if model.ReservedHeader(h.Header) {
+					fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, c.Path.Child("outputClaimToHeaders").Index(j).Child("header"), h.Header,
+						"header %s is set only by the gateway or the operator (client identity, route binding, Host, X-Forwarded-*), so a token claim may not write it; use another header name", h.Header)
+				}
+			}
+		}
+	}
+}
+
+// checkInternalTraffic refuses internalTraffic lists that name the ingress gateway's
+// namespace or service account: the generated rule never admits the gateway's identity
+// (through the gateway only the route-bound rules decide), so such an entry would not do what
+// it says.
+func checkInternalTraffic(spec *apiv2.APIRuleSpec, opts model.Options, specPath *field.Path, fs *Findings) {
+	it := spec.InternalTraffic
+	namespace, serviceAccount, ok := model.GatewayIdentity(opts)
+	if it == nil || !ok {
+		return
+	}
+	path := specPath.Child("internalTraffic")
+	for i, ns := range it.FromNamespaces {
+		if ns == namespace {
+			fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, path.Child("fromNamespaces").Index(i), ns,
+				"namespace %s holds the ingress gateway, whose requests are decided by the rules alone; internalTraffic never admits it: remove the namespace, or list the service accounts of that namespace that may call directly", ns)
+		}
+	}
+	for i, sa := range it.FromServiceAccounts {
+		if sa == namespace+"/"+serviceAccount {
+			fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, path.Child("fromServiceAccounts").Index(i), sa,
+				"service account %s is the ingress gateway's, whose requests are decided by the rules alone; internalTraffic never admits it: remove it", sa)
+		}
+	}
+}
+
+// checkEscapesUnderIPRestriction refuses a percent-escape in the path of a rule that has an IP
+// restriction of its own scope. The route matches escapes in either hex case, as clients may
+// send them; the gateway's DENY policy, which must scope the restriction by path, matches
+// paths exactly, so a differently cased request would escape the restriction.
+func checkEscapesUnderIPRestriction(spec *apiv2.APIRuleSpec, specPath *field.Path, fs *Findings) {
+	scoped := slices.ContainsFunc(spec.Rules, func(r apiv2.Rule) bool { return r.IPRestriction != nil })
+	for i, r := range spec.Rules {
+		if restriction, _ := model.Restriction(spec, i); scoped && restriction != nil && strings.Contains(r.Path, "%") {
+			fs.add(conditions.Accepted, conditions.ReasonInvalidPath, specPath.Child("rules").Index(i).Child("path"), r.Path,
+				"a path with percent-escapes cannot be IP-restricted per rule: the gateway's policy matches the escapes' hex case exactly, "+
+					"so a client could spell them otherwise; write the path without escapes, or restrict the whole APIRule (spec.ipRestriction only)")
 		}
 	}
 }

@@ -114,6 +114,11 @@ func checkLiteral(part string) error {
 			if i+2 >= len(part) || !isHex(part[i+1]) || !isHex(part[i+2]) {
 				return fmt.Errorf("'%%' must start a percent-encoded byte such as %%2F")
 			}
+			// Envoy decodes escapes of unreserved characters before matching (RFC 3986
+			// normalization), so a rule spelled with one would never match.
+			if b := hexValue(part[i+1])<<4 | hexValue(part[i+2]); isUnreserved(b) {
+				return fmt.Errorf("%%%c%c is the unreserved character %q, which the gateway decodes before matching, so the rule would never match; write %q", part[i+1], part[i+2], b, b)
+			}
 			i += 2
 		case c == '*' || c == '{' || c == '}':
 			return fmt.Errorf("'%c' is allowed only as {*}, {**} or the whole path /*; segment %q mixes it with other characters", c, part)
@@ -122,6 +127,20 @@ func checkLiteral(part string) error {
 		}
 	}
 	return nil
+}
+
+func hexValue(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
+
+func isUnreserved(b byte) bool {
+	return ('a' <= b && b <= 'z') || ('A' <= b && b <= 'Z') || ('0' <= b && b <= '9') || b == '-' || b == '.' || b == '_' || b == '~'
 }
 
 func isHex(c byte) bool {

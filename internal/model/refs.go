@@ -1,7 +1,11 @@
 package model
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"sort"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -264,4 +268,74 @@ func OwnedBy(labels map[string]string, owner types.NamespacedName) bool {
 		}
 	}
 	return true
+}
+
+// RouteHeader carries, from the ingress gateway to the backend, which rule of which APIRule
+// routed the request. Every generated route sets it, overwriting what the client sent, and
+// every ALLOW rule for gateway traffic requires its own value: a policy is satisfiable only by
+// requests the gateway routed through its rule, so rule order lives in the route alone and
+// other APIRules' routes on the same workload cannot borrow a rule's access.
+const RouteHeader = "x-apirule-route"
+
+// RouteToken is the value of RouteHeader for rule i of the APIRule. It is derived from the
+// APIRule's UID (random, known only to those who may read the APIRule), its identity, the
+// rule's index and the rule's whole content: an outside client cannot know it, and a changed
+// rule gets a new value, so a route of the previous generation still live during an update
+// matches no rule of the new policies (denied, never decided by another rule). Offline, where
+// an APIRule has no UID, the value is derived from the rest alone and differs from the
+// cluster's.
+func RouteToken(rule *apiv2.APIRule, i int) string {
+	content, _ := json.Marshal(rule.Spec.Rules[i]) // a struct of plain fields: cannot fail
+	h := sha256.New()
+	for _, part := range []string{string(rule.UID), rule.Namespace, rule.Name, strconv.Itoa(i), string(content)} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// ReservedHeader says whether a request header name is set only by the gateway or the
+// operator, so that neither a rule's request headers nor a token claim may write it: the
+// client identity headers, the route binding, Host and the X-Forwarded-* family.
+func ReservedHeader(name string) bool {
+	name = strings.ToLower(name)
+	_, identity := ClientIdentityHeaders[name]
+	return identity || name == RouteHeader || name == "host" || name == ":authority" || strings.HasPrefix(name, "x-forwarded-") ||
+		strings.HasPrefix(name, "x-envoy-") || strings.HasPrefix(name, "x-client-cert")
+}
+
+// Default token location: with none given, a token is read from the Authorization header with
+// the Bearer prefix only. Envoy's own default would also read the access_token query
+// parameter, which puts tokens into access logs and links.
+const (
+	DefaultTokenHeader = "Authorization"
+	DefaultTokenPrefix = "Bearer "
+)
+
+// TokenHeaders returns where an authentication reads its token from headers: its own header
+// locations, or the default when it names no location at all.
+func TokenHeaders(a apiv2.JWTAuthentication) []apiv2.JWTHeader {
+	if len(a.FromHeaders) == 0 && len(a.FromParams) == 0 && len(a.FromCookies) == 0 {
+		return []apiv2.JWTHeader{{Name: DefaultTokenHeader, Prefix: DefaultTokenPrefix}}
+	}
+	return a.FromHeaders
+}
+
+// ServiceAccountPrincipal is the mesh identity of a namespace/name service account, in the
+// trust domain of the ingress gateway's principal.
+func ServiceAccountPrincipal(opts Options, serviceAccount string) string {
+	trustDomain, _, _ := strings.Cut(opts.IngressGatewayPrincipal, "/ns/")
+	namespace, name, _ := strings.Cut(serviceAccount, "/")
+	return trustDomain + "/ns/" + namespace + "/sa/" + name
+}
+
+// GatewayIdentity returns the namespace and service account of the ingress gateway's
+// principal (cluster.local/ns/<namespace>/sa/<name>); ok is false when it has another form.
+func GatewayIdentity(opts Options) (namespace, serviceAccount string, ok bool) {
+	_, rest, found := strings.Cut(opts.IngressGatewayPrincipal, "/ns/")
+	if !found {
+		return "", "", false
+	}
+	namespace, serviceAccount, ok = strings.Cut(rest, "/sa/")
+	return namespace, serviceAccount, ok && namespace != "" && serviceAccount != ""
 }

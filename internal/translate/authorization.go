@@ -20,14 +20,17 @@ import (
 //   - one ALLOW policy with a rule per APIRule rule: noAuth and extAuth rules require the
 //     ingress gateway's principal; jwt rules (and extAuth restrictions) also require a request
 //     principal from the listed issuers and the authorization conditions;
-//   - one CUSTOM policy per ext-authz provider, naming the paths of the rules that use it
+//   - one CUSTOM policy per ext-authz provider, naming the routes of the rules that use it
 //     (Istio rejects principals and JWT conditions in CUSTOM policies, so they stay in ALLOW);
 //   - one RequestAuthentication per set of issuers that a rule accepts.
 //
-// Istio ORs the rules of ALLOW policies, with no order. To keep first-match order, the
-// operations of APIRule rule i exclude (notPaths) the paths of the earlier rules that match
-// the same method, found by rule index: a request the VirtualService routes by an earlier rule
-// is never allowed, or sent to an authorizer, by a later rule's policy.
+// Istio ORs the rules of every ALLOW policy of a workload, with no order, whichever APIRule
+// wrote them. Each rule for gateway traffic is therefore bound to its route: the route of
+// APIRule rule i sets the route header (model.RouteHeader) to rule i's token, overwriting what
+// the client sent, and the policy rule requires that value together with the gateway's
+// principal. A request is decided by exactly the rule whose route the gateway chose: first-match
+// order, hosts, methods and path spellings live in the route alone, and another APIRule's rule
+// on the same workload (a wildcard host, a catch-all path) can never admit it.
 
 const (
 	claimScp    = "request.auth.claims[scp]"
@@ -68,33 +71,38 @@ func (ps *policySet) workload(svc model.Service) *workloadPolicies {
 	return w
 }
 
-func buildPolicies(in model.Input, plans []rulePlan, hosts []string) *policySet {
+func buildPolicies(in model.Input, plans []rulePlan) *policySet {
 	ps := &policySet{workloads: map[string]*workloadPolicies{}}
-	policyHosts := hostsWithPorts(hosts)
 	gateway := gatewaySource{principal: in.Options.IngressGatewayPrincipal, when: clientIdentityConditions(&in.APIRule.Spec)}
 
 	for _, p := range plans {
 		w := ps.workload(p.backend)
-		to := operations(in, p.index, policyHosts)
+		// Bound to the route: the rule matches only requests the gateway routed through
+		// rule p, so it needs no operations of its own.
+		token := p.token
+		bound := gateway.boundTo(token)
 		switch {
 		case p.rule.JWT != nil:
-			w.allow = append(w.allow, tokenRules(gateway, p.rule.JWT, to)...)
+			w.allow = append(w.allow, tokenRules(bound, p.rule.JWT)...)
 			w.addIssuers(p.rule.JWT)
 		case p.rule.ExtAuth != nil:
 			for _, provider := range p.rule.ExtAuth.Authorizers {
 				if _, used := w.custom[provider]; !used {
 					w.customOrder = append(w.customOrder, provider)
+					w.custom[provider] = []*securityv1.Rule{{When: []*securityv1.Condition{routeCondition()}}}
 				}
-				w.custom[provider] = append(w.custom[provider], &securityv1.Rule{To: to})
+				// One CUSTOM rule per provider, listing the routes that ask it.
+				cond := w.custom[provider][0].When[0]
+				cond.Values = append(cond.Values, token)
 			}
 			if restrictions := p.rule.ExtAuth.Restrictions; restrictions != nil {
-				w.allow = append(w.allow, tokenRules(gateway, restrictions, to)...)
+				w.allow = append(w.allow, tokenRules(bound, restrictions)...)
 				w.addIssuers(restrictions)
 			} else {
-				w.allow = append(w.allow, gatewayRule(gateway, to))
+				w.allow = append(w.allow, gatewayRule(bound))
 			}
 		default:
-			w.allow = append(w.allow, gatewayRule(gateway, to))
+			w.allow = append(w.allow, gatewayRule(bound))
 		}
 	}
 
@@ -131,11 +139,22 @@ type gatewaySource struct {
 	when      []*securityv1.Condition
 }
 
-// gatewayRule allows the operations to requests that came through the ingress gateway.
-func gatewayRule(gateway gatewaySource, to []*securityv1.Rule_To) *securityv1.Rule {
+// boundTo is the gateway source of requests routed by the rule whose route token is given.
+func (g gatewaySource) boundTo(token string) gatewaySource {
+	cond := routeCondition()
+	cond.Values = []string{token}
+	return gatewaySource{principal: g.principal, when: append([]*securityv1.Condition{cond}, g.when...)}
+}
+
+// routeCondition is the condition on the route binding header, without values.
+func routeCondition() *securityv1.Condition {
+	return &securityv1.Condition{Key: "request.headers[" + model.RouteHeader + "]"}
+}
+
+// gatewayRule allows requests that came through the ingress gateway and the bound route.
+func gatewayRule(gateway gatewaySource) *securityv1.Rule {
 	return &securityv1.Rule{
 		From: []*securityv1.Rule_From{{Source: &securityv1.Source{Principals: []string{gateway.principal}}}},
-		To:   to,
 		When: gateway.when,
 	}
 }
@@ -149,7 +168,7 @@ func gatewayRule(gateway gatewaySource, to []*securityv1.Rule_To) *securityv1.Ru
 // of an issuer whose name extends a trusted one ("https://idp.example.com/tenant" for
 // "https://idp.example.com") would match when another rule on the workload trusts it. Every
 // rule therefore also requires the iss claim to equal one of the issuers exactly.
-func tokenRules(gateway gatewaySource, cfg *apiv2.JWTConfig, to []*securityv1.Rule_To) []*securityv1.Rule {
+func tokenRules(gateway gatewaySource, cfg *apiv2.JWTConfig) []*securityv1.Rule {
 	var requestPrincipals, issuers []string
 	for _, a := range cfg.Authentications {
 		if !slices.Contains(issuers, a.Issuer) {
@@ -163,12 +182,12 @@ func tokenRules(gateway gatewaySource, cfg *apiv2.JWTConfig, to []*securityv1.Ru
 	}}}
 	common := append([]*securityv1.Condition{{Key: claimIss, Values: issuers}}, gateway.when...)
 	if len(cfg.Authorizations) == 0 {
-		return []*securityv1.Rule{{From: from, To: to, When: common}}
+		return []*securityv1.Rule{{From: from, When: common}}
 	}
 	var out []*securityv1.Rule
 	for _, authz := range cfg.Authorizations {
 		for _, when := range authorizationConditions(authz) {
-			out = append(out, &securityv1.Rule{From: from, To: to, When: append(slices.Clone(common), when...)})
+			out = append(out, &securityv1.Rule{From: from, When: append(slices.Clone(common), when...)})
 		}
 	}
 	return out
@@ -205,32 +224,36 @@ func authorizationConditions(authz apiv2.JWTAuthorization) [][]*securityv1.Condi
 }
 
 // internalTrafficRule returns the rule that lets in-mesh callers other than the ingress
-// gateway call the workload directly, or nil when the APIRule does not allow them.
+// gateway call the workload directly, or nil when the APIRule does not allow them. Every form
+// requires an authenticated mesh peer (a principal, which a caller without a sidecar does not
+// have under PERMISSIVE mTLS) and excludes the gateway's own identity: through the gateway,
+// only the bound route rules decide.
 func internalTrafficRule(in model.Input) *securityv1.Rule {
 	it := in.APIRule.Spec.InternalTraffic
 	if it == nil {
 		return nil
 	}
+	notGateway := []string{in.Options.IngressGatewayPrincipal}
 	if it.Allow != nil && *it.Allow {
 		return &securityv1.Rule{From: []*securityv1.Rule_From{{Source: &securityv1.Source{
-			NotPrincipals: []string{in.Options.IngressGatewayPrincipal},
+			Principals: []string{"*"}, NotPrincipals: notGateway,
 		}}}}
 	}
 	var from []*securityv1.Rule_From
 	if len(it.FromNamespaces) > 0 {
 		namespaces := slices.Clone(it.FromNamespaces)
 		slices.Sort(namespaces)
-		from = append(from, &securityv1.Rule_From{Source: &securityv1.Source{Namespaces: namespaces}})
+		from = append(from, &securityv1.Rule_From{Source: &securityv1.Source{
+			Namespaces: namespaces, Principals: []string{"*"}, NotPrincipals: notGateway,
+		}})
 	}
 	if len(it.FromServiceAccounts) > 0 {
-		trustDomain, _, _ := strings.Cut(in.Options.IngressGatewayPrincipal, "/ns/")
 		var principals []string
 		for _, sa := range it.FromServiceAccounts {
-			namespace, name, _ := strings.Cut(sa, "/")
-			principals = append(principals, trustDomain+"/ns/"+namespace+"/sa/"+name)
+			principals = append(principals, model.ServiceAccountPrincipal(in.Options, sa))
 		}
 		slices.Sort(principals)
-		from = append(from, &securityv1.Rule_From{Source: &securityv1.Source{Principals: principals}})
+		from = append(from, &securityv1.Rule_From{Source: &securityv1.Source{Principals: principals, NotPrincipals: notGateway}})
 	}
 	if len(from) == 0 {
 		return nil
@@ -272,7 +295,7 @@ func jwtRule(a apiv2.JWTAuthentication, claimsToHeaders []apiv2.ClaimToHeader) *
 	if a.JWKS != nil {
 		r.Jwks = *a.JWKS
 	}
-	for _, h := range a.FromHeaders {
+	for _, h := range model.TokenHeaders(a) {
 		r.FromHeaders = append(r.FromHeaders, &securityv1.JWTHeader{Name: h.Name, Prefix: h.Prefix})
 	}
 	for _, c := range claimsToHeaders {

@@ -78,6 +78,9 @@ type request struct {
 	extAuthzAllows bool
 	// client is the client address the gateway derives from X-Forwarded-For.
 	client netip.Addr
+	// headers are the request headers the workload sees that policies may name: for a request
+	// through the gateway, what its route set; for an in-mesh caller, whatever it sends.
+	headers map[string]string
 }
 
 func (r request) fromGateway() bool { return r.principal == gatewayPrincipal }
@@ -126,12 +129,17 @@ func checkRequest(sc scenario, outputs []Output, req request) string {
 				continue // no APIRule exposes this workload; its policies are not ours
 			}
 			want := internalAllowed(sc, svc, req)
-			got, byAuthorizer := decideAt(outputs, svc, req)
-			// An in-mesh caller that sends an extAuth rule's public host and path is also
-			// asked to the authorizer (CUSTOM policies cannot name callers); it is never
-			// allowed more than internalTraffic grants.
-			if got != want && !(want && byAuthorizer) {
-				return fmt.Sprintf("in-mesh caller at workload %s: policies say allowed=%v, internalTraffic says %v", key, got, want)
+			// The caller may send any route token it has read from a policy: none of them
+			// stands in for the gateway's identity.
+			for _, token := range append(allTokens(outputs), "") {
+				req.headers = map[string]string{model.RouteHeader: token}
+				got, byAuthorizer := decideAt(outputs, svc, req)
+				// An in-mesh caller that sends an extAuth rule's route token is also asked to
+				// the authorizer (CUSTOM policies cannot name callers); it is never allowed
+				// more than internalTraffic grants.
+				if got != want && !(want && byAuthorizer) {
+					return fmt.Sprintf("in-mesh caller at workload %s with route token %q: policies say allowed=%v, internalTraffic says %v", key, token, got, want)
+				}
 			}
 		}
 		return ""
@@ -145,7 +153,7 @@ func checkRequest(sc scenario, outputs []Output, req request) string {
 	}
 	if owner < 0 {
 		for i, out := range outputs {
-			if route, _ := routeOf(out.Objects.VirtualServices[0], req); route >= 0 {
+			if route, _, _ := routeOf(out.Objects.VirtualServices[0], req); route >= 0 {
 				return fmt.Sprintf("APIRule %d routes a host it does not own", i)
 			}
 		}
@@ -154,13 +162,15 @@ func checkRequest(sc scenario, outputs []Output, req request) string {
 
 	rule := sc.rules[owner]
 	wantRule := firstMatch(rule, req)
-	gotRule, destination := routeOf(outputs[owner].Objects.VirtualServices[0], req)
+	gotRule, destination, token := routeOf(outputs[owner].Objects.VirtualServices[0], req)
 	if wantRule != gotRule {
 		return fmt.Sprintf("APIRule %d: first-match picks rule %d, the VirtualService routes by rule %d", owner, wantRule, gotRule)
 	}
 	if gotRule < 0 {
 		return ""
 	}
+	// The route overwrites whatever the client sent in the route header.
+	req.headers = map[string]string{model.RouteHeader: token}
 	wantBlocked := restrictionRefuses(rule, gotRule, req.client)
 	if gotBlocked := deniedAtGateway(outputs, req); gotBlocked != wantBlocked {
 		return fmt.Sprintf("APIRule %d rule %d: client %s denied at the gateway=%v, the IP restriction says refused=%v",
@@ -186,7 +196,14 @@ func checkRequest(sc scenario, outputs []Output, req request) string {
 
 // --- the APIRule semantics ---
 
+// refused is the rule index of a request the gateway answers itself (400): a path a backend
+// could read as another (doubled or encoded slashes).
+const refused = -2
+
 func firstMatch(rule *apiv2.APIRule, req request) int {
+	if strings.Contains(req.path, "//") || strings.Contains(strings.ToLower(req.path), "%2f") || strings.Contains(strings.ToLower(req.path), "%5c") {
+		return refused
+	}
 	for i, r := range rule.Spec.Rules {
 		if slices.Contains(r.Methods, apiv2.HTTPMethod(req.method)) && (r.Path == "/*" || templateMatches(r.Path, req.path)) {
 			return i
@@ -229,6 +246,9 @@ func tokenSatisfies(cfg *apiv2.JWTConfig, req request) bool {
 }
 
 func internalAllowed(sc scenario, svc model.Service, req request) bool {
+	if req.principal == "" {
+		return false // internalTraffic admits authenticated mesh peers only
+	}
 	for _, rule := range sc.rules {
 		if !routesTo(rule, svc) || rule.Spec.InternalTraffic == nil {
 			continue
@@ -280,22 +300,40 @@ func templateMatches(template, path string) bool {
 
 // --- the model of what Istio does with the generated objects ---
 
-// routeOf returns the rule index (from the route name) and destination host of the route the
-// VirtualService picks, or -1.
-func routeOf(vs *networkingclientv1.VirtualService, req request) (int, string) {
+// routeOf returns the rule index (from the route name), destination host and route token of
+// the route the VirtualService picks; -1 for none, refused for a direct 400.
+func routeOf(vs *networkingclientv1.VirtualService, req request) (int, string, string) {
 	if !slices.Contains(vs.Spec.Hosts, stripPort(req.host)) {
-		return -1, ""
+		return -1, "", ""
 	}
 	for _, route := range vs.Spec.Http {
 		for _, m := range route.Match {
-			if stringMatches(m.Uri, req.path) && stringMatches(m.Method, req.method) {
+			if stringMatches(m.Uri, req.path) && (m.Method == nil || stringMatches(m.Method, req.method)) {
+				if route.DirectResponse != nil {
+					return refused, "", ""
+				}
 				var index int
 				_, _ = fmt.Sscanf(route.Name, "rule-%d", &index)
-				return index, route.Route[0].Destination.Host
+				return index, route.Route[0].Destination.Host, route.Headers.Request.Set[model.RouteHeader]
 			}
 		}
 	}
-	return -1, ""
+	return -1, "", ""
+}
+
+// allTokens are the route tokens every route of the outputs sets.
+func allTokens(outputs []Output) []string {
+	var out []string
+	for _, o := range outputs {
+		for _, vs := range o.Objects.VirtualServices {
+			for _, route := range vs.Spec.Http {
+				if route.Headers != nil && route.Headers.Request != nil {
+					out = append(out, route.Headers.Request.Set[model.RouteHeader])
+				}
+			}
+		}
+	}
+	return out
 }
 
 var regexCache = map[string]*regexp.Regexp{}
@@ -451,7 +489,8 @@ func sourceMatches(s *securityv1.Source, req request, requestPrincipal string) b
 	if len(s.NotRemoteIpBlocks) > 0 && inBlocks(s.NotRemoteIpBlocks) {
 		return false
 	}
-	if len(s.Principals) > 0 && !slices.Contains(s.Principals, req.principal) {
+	// "*" is any authenticated principal; a caller without one matches no principal.
+	if len(s.Principals) > 0 && (req.principal == "" || !slices.ContainsFunc(s.Principals, func(p string) bool { return p == "*" || p == req.principal })) {
 		return false
 	}
 	if slices.Contains(s.NotPrincipals, req.principal) {
@@ -495,6 +534,10 @@ func hostMatches(pattern, host string) bool {
 }
 
 func conditionMatches(c *securityv1.Condition, req request, requestPrincipal string) bool {
+	if name, ok := strings.CutPrefix(c.Key, "request.headers["); ok {
+		value, sent := req.headers[strings.TrimSuffix(name, "]")]
+		return sent && slices.Contains(c.Values, value)
+	}
 	if requestPrincipal == "" {
 		return false
 	}
@@ -529,8 +572,8 @@ func checkPolicyShape(t *testing.T, n int, objects Objects) {
 				}
 			}
 			if ap.Spec.Action == securityv1.AuthorizationPolicy_CUSTOM {
-				if len(r.To) == 0 || len(r.From) > 0 || len(r.When) > 0 {
-					t.Fatalf("set %d: CUSTOM policy %s has a rule without operations or with conditions Istio rejects", n, ap.Name)
+				if len(r.To) > 0 || len(r.From) > 0 || len(r.When) != 1 || !boundToRoutes(r) {
+					t.Fatalf("set %d: CUSTOM policy %s has a rule not bound to routes, or with conditions Istio rejects", n, ap.Name)
 				}
 				continue
 			}
@@ -549,11 +592,23 @@ func checkPolicyShape(t *testing.T, n int, objects Objects) {
 					t.Fatalf("set %d: ALLOW policy %s has a source without a caller identity", n, ap.Name)
 				}
 			}
-			if len(r.To) == 0 && !(len(r.From) > 0 && len(r.From[0].Source.Principals) == 0) && !isInternalRule(r) {
-				t.Fatalf("set %d: ALLOW policy %s has a gateway rule without operations", n, ap.Name)
+			if !isInternalRule(r) && !boundToRoutes(r) {
+				t.Fatalf("set %d: ALLOW policy %s has a gateway rule not bound to a route", n, ap.Name)
+			}
+			if isInternalRule(r) && !slices.ContainsFunc(r.From, func(f *securityv1.Rule_From) bool {
+				return len(f.Source.Principals) > 0 && slices.Contains(f.Source.NotPrincipals, gatewayPrincipal)
+			}) {
+				t.Fatalf("set %d: ALLOW policy %s has an internal-traffic rule that admits callers without a principal or the gateway", n, ap.Name)
 			}
 		}
 	}
+}
+
+// boundToRoutes says whether a rule requires route tokens.
+func boundToRoutes(r *securityv1.Rule) bool {
+	return slices.ContainsFunc(r.When, func(c *securityv1.Condition) bool {
+		return c.Key == "request.headers["+model.RouteHeader+"]" && len(c.Values) > 0
+	})
 }
 
 func isInternalRule(r *securityv1.Rule) bool {
@@ -726,11 +781,13 @@ func sampleRequest(rng *rand.Rand, sc scenario) request {
 	default:
 		req.host = "elsewhere.example.com"
 	}
-	switch k := rng.IntN(10); {
+	switch k := rng.IntN(12); {
 	case k < 1:
 		req.principal = "cluster.local/ns/batch/sa/job"
 	case k < 2:
 		req.principal = "cluster.local/ns/other/sa/client"
+	case k < 3:
+		req.principal = "" // a caller without a sidecar, under PERMISSIVE mTLS
 	}
 	switch k := rng.IntN(12); {
 	case k < 3:
@@ -765,6 +822,15 @@ func samplePath(rng *rand.Rand) string {
 	path := "/" + strings.Join(segments, "/")
 	if n > 0 && rng.IntN(8) == 0 {
 		path += "/"
+	}
+	// Spellings a backend may read as another path.
+	switch rng.IntN(20) {
+	case 0:
+		path = "/" + path
+	case 1:
+		if i := strings.LastIndex(path, "/"); i > 0 {
+			path = path[:i] + []string{"%2f", "%2F", "%5c"}[rng.IntN(3)] + path[i+1:]
+		}
 	}
 	return path
 }

@@ -86,7 +86,7 @@ func TestMTLSGatewayCACopyAndRoute(t *testing.T) {
 	if !slices.Equal(vs.Spec.Gateways, []string{"istio-system/" + gw.Name}) {
 		t.Errorf("route bound to %v, want the mTLS Gateway", vs.Spec.Gateways)
 	}
-	set := vs.Spec.Http[0].Headers.Request.Set
+	set := vs.Spec.Http[1].Headers.Request.Set
 	for name, variable := range map[string]string{
 		"x-client-cert-subject": "%DOWNSTREAM_PEER_SUBJECT%", "x-client-cert-uri-san": "%DOWNSTREAM_PEER_URI_SAN%",
 		"x-client-cert-issuer": "%DOWNSTREAM_PEER_ISSUER%", "x-client-cert-sha256": "%DOWNSTREAM_PEER_FINGERPRINT_256%",
@@ -101,6 +101,7 @@ func TestMTLSGatewayCACopyAndRoute(t *testing.T) {
 		t.Errorf("policy admits %v, want the ingress gateway", rule.From[0].Source.Principals)
 	}
 	want := map[string][]string{
+		"request.headers[x-apirule-route]":       {model.RouteToken(in.APIRule, 0)},
 		"request.headers[x-client-cert-subject]": {"CN=partner-a,O=Acme"},
 		"request.headers[x-client-cert-uri-san]": {"spiffe://partner/a"},
 	}
@@ -147,14 +148,15 @@ func TestMTLSWithoutForwardingRemovesIdentityHeaders(t *testing.T) {
 	in.APIRule.Spec.MTLS.ForwardClientCert = &no
 	in.APIRule.Spec.MTLS.AllowedSubjects, in.APIRule.Spec.MTLS.AllowedSANs = nil, nil
 	out := checkAndTranslate(in)
-	ops := out.Objects.VirtualServices[0].Spec.Http[0].Headers.Request
+	ops := out.Objects.VirtualServices[0].Spec.Http[1].Headers.Request
 	for name := range model.ClientIdentityHeaders {
 		if _, set := ops.Set[name]; set || !slices.Contains(ops.Remove, name) {
 			t.Errorf("header %s: set %v, removed %v; want removed", name, set, ops.Remove)
 		}
 	}
-	if len(out.Objects.AuthorizationPolicies[0].Spec.Rules[0].When) != 0 {
-		t.Errorf("conditions without allowed identities: %v", out.Objects.AuthorizationPolicies[0].Spec.Rules[0].When)
+	// Only the route binding: no identity conditions without allowed identities.
+	if when := out.Objects.AuthorizationPolicies[0].Spec.Rules[0].When; len(when) != 1 || when[0].Key != "request.headers["+model.RouteHeader+"]" {
+		t.Errorf("conditions without allowed identities: %v", when)
 	}
 }
 

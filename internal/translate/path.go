@@ -16,7 +16,7 @@ func uriMatch(path string) *networkingv1.StringMatch {
 	if path == model.AnyPath {
 		return &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Prefix{Prefix: "/"}}
 	}
-	if !strings.Contains(path, model.OneSegment) && !strings.Contains(path, model.AnyRest) {
+	if !strings.Contains(path, model.OneSegment) && !strings.Contains(path, model.AnyRest) && !strings.Contains(path, "%") {
 		return &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Exact{Exact: path}}
 	}
 	var b strings.Builder
@@ -31,7 +31,7 @@ func uriMatch(path string) *networkingv1.StringMatch {
 		case model.AnyRest:
 			b.WriteString(model.RestClass + "*")
 		default:
-			b.WriteString(regexp.QuoteMeta(segment))
+			b.WriteString(literalRegex(segment))
 		}
 	}
 	b.WriteString("$")
@@ -45,4 +45,26 @@ func policyPath(path string) string {
 		return "/" + model.AnyRest
 	}
 	return path
+}
+
+// literalRegex matches a literal segment, its percent-escapes in either hex case: Envoy keeps
+// the escapes as the client wrote them, and %c3%a9 names the same byte as %C3%A9.
+func literalRegex(segment string) string {
+	var b strings.Builder
+	for i := 0; i < len(segment); i++ {
+		if segment[i] == '%' && i+2 < len(segment) {
+			b.WriteByte('%')
+			for _, c := range []byte{segment[i+1], segment[i+2]} {
+				if lower, upper := strings.ToLower(string(c)), strings.ToUpper(string(c)); lower != upper {
+					b.WriteString("[" + upper + lower + "]")
+				} else {
+					b.WriteByte(c)
+				}
+			}
+			i += 2
+			continue
+		}
+		b.WriteString(regexp.QuoteMeta(segment[i : i+1]))
+	}
+	return b.String()
 }

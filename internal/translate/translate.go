@@ -56,6 +56,8 @@ type rulePlan struct {
 	rule    apiv2.Rule
 	backend model.Service
 	port    uint32
+	// token is the value of the route binding header its route sets (model.RouteToken).
+	token string
 }
 
 // Translate builds the Istio objects of an APIRule from an input that check.Full found
@@ -79,7 +81,7 @@ func Translate(in model.Input) (Objects, error) {
 		return Objects{}, err
 	}
 
-	policies := buildPolicies(in, plans, hosts)
+	policies := buildPolicies(in, plans)
 	gateways, secrets := mtlsObjects(in, hosts)
 	authorizationPolicies := policies.authorizationPolicies(in)
 	if deny := ipRestrictionPolicy(in, plans, hostsWithPorts(hosts)); deny != nil {
@@ -107,7 +109,7 @@ func rulePlans(in model.Input) ([]rulePlan, error) {
 		if !ok || !found || len(svc.Selector) == 0 {
 			return nil, fmt.Errorf("APIRule %s: spec.rules[%d] has no resolved backend with a selector; check the input first", in.Owner(), i)
 		}
-		plans = append(plans, rulePlan{index: i, rule: rule, backend: svc, port: port})
+		plans = append(plans, rulePlan{index: i, rule: rule, backend: svc, port: port, token: model.RouteToken(in.APIRule, i)})
 	}
 	return plans, nil
 }

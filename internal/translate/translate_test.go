@@ -2,6 +2,7 @@ package translate
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,46 +93,56 @@ func TestTranslateIsDeterministic(t *testing.T) {
 // Kyma's predecessor found "earlier rules" by comparing path strings: with an earlier rule on
 // the same path for another method, a later noAuth rule lost the exclusion of a jwt path in
 // between. Exclusions here go by rule index and by method.
-func TestNotPathsGoByRuleIndexAndMethod(t *testing.T) {
+// Every ALLOW rule for gateway traffic is bound to its route: it requires the gateway's
+// principal and the token that route, and only that route, sets. Rule order lives in the
+// route; the policy names no paths, methods or hosts.
+func TestEveryRuleIsBoundToItsRoute(t *testing.T) {
 	in := withMeta(input(
 		noAuthRule("/a/{*}", "POST"),
 		noAuthRule("/a/b", "GET"),
 		noAuthRule("/a/{*}", "GET"),
-		noAuthRule("/", "GET"),
 		noAuthRule("/*", "GET", "POST", "PUT"),
 	))
 	out := checkAndTranslate(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
+	routes := out.Objects.VirtualServices[0].Spec.Http
+	if routes[0].Name != AmbiguousPathRoute || routes[0].DirectResponse.GetStatus() != 400 {
+		t.Fatalf("first route %v, want the ambiguous-path refusal", routes[0])
+	}
+	tokens := map[string]int{}
+	for i, route := range routes[1:] {
+		token := route.Headers.Request.Set[model.RouteHeader]
+		if token != model.RouteToken(in.APIRule, i) {
+			t.Errorf("route %d sets %s=%q, want the token of rule %d", i, model.RouteHeader, token, i)
+		}
+		tokens[token] = i
+	}
+	if len(tokens) != len(in.APIRule.Spec.Rules) {
+		t.Fatalf("tokens %v are not distinct", tokens)
+	}
 	rules := out.Objects.AuthorizationPolicies[0].Spec.Rules
-	type entry struct{ methods, paths, notPaths string }
-	var got []entry
-	for _, r := range rules {
-		if len(r.From) != 1 || len(r.From[0].Source.Principals) != 1 || r.From[0].Source.Principals[0] != principal {
-			t.Errorf("rule %v does not require the ingress gateway principal", r)
+	if len(rules) != len(in.APIRule.Spec.Rules) {
+		t.Fatalf("%d policy rules, want one per APIRule rule", len(rules))
+	}
+	for i, r := range rules {
+		if len(r.From) != 1 || !slices.Equal(r.From[0].Source.Principals, []string{principal}) {
+			t.Errorf("policy rule %d does not require the ingress gateway principal: %v", i, r)
 		}
-		for _, to := range r.To {
-			op := to.Operation
-			got = append(got, entry{strings.Join(op.Methods, ","), strings.Join(op.Paths, ","), strings.Join(op.NotPaths, ",")})
+		if len(r.To) != 0 {
+			t.Errorf("policy rule %d names operations %v: the route decides them", i, r.To)
+		}
+		if len(r.When) != 1 || r.When[0].Key != "request.headers["+model.RouteHeader+"]" || len(r.When[0].Values) != 1 || tokens[r.When[0].Values[0]] != i {
+			t.Errorf("policy rule %d is not bound to route %d: %v", i, i, r.When)
 		}
 	}
-	want := []entry{
-		{"POST", "/a/{*}", ""},
-		{"GET", "/a/b", ""},
-		{"GET", "/a/{*}", "/a/b"},
-		{"GET", "/", "/a/b,/a/{*}"},
-		{"GET", "/{**}", "/a/b,/a/{*},/"},
-		{"POST", "/{**}", "/a/{*}"},
-		{"PUT", "/{**}", ""},
-	}
-	if len(got) != len(want) {
-		t.Fatalf("got %d policy rules %v, want %v", len(got), got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("policy rule %d = %+v, want %+v", i, got[i], want[i])
-		}
+	// A changed rule gets a new token: a route still live from the previous generation
+	// matches no rule of the new policies.
+	changed := in.APIRule.DeepCopy()
+	changed.Spec.Rules[1].Methods = []apiv2.HTTPMethod{"GET", "HEAD"}
+	if model.RouteToken(changed, 1) == model.RouteToken(in.APIRule, 1) || model.RouteToken(changed, 0) != model.RouteToken(in.APIRule, 0) {
+		t.Errorf("tokens do not follow the rules' content")
 	}
 }
 
@@ -148,7 +159,7 @@ func TestOneVirtualServiceRouteAndOnePolicyPerWorkload(t *testing.T) {
 		t.Fatalf("%d VirtualServices, want 1", n)
 	}
 	vs := out.Objects.VirtualServices[0]
-	if got := vs.Spec.Http[1].Route[0].Destination.Host; got != "other.shop.svc.cluster.local" {
+	if got := vs.Spec.Http[2].Route[0].Destination.Host; got != "other.shop.svc.cluster.local" {
 		t.Errorf("rule 1 routes to %q", got)
 	}
 	aps := out.Objects.AuthorizationPolicies
@@ -250,12 +261,8 @@ func TestShortHostAndDefaultGateway(t *testing.T) {
 	if got := strings.Join(vs.Spec.Hosts, ","); got != "api.example.com,*.api.example.com" {
 		t.Errorf("hosts %s", got)
 	}
-	if got := vs.Spec.Http[0].Headers.Request.Set["x-forwarded-host"]; got != "%REQ(:AUTHORITY)%" {
+	if got := vs.Spec.Http[1].Headers.Request.Set["x-forwarded-host"]; got != "%REQ(:AUTHORITY)%" {
 		t.Errorf("x-forwarded-host with several hosts = %q", got)
-	}
-	// A wildcard host cannot be combined with a port wildcard in an Istio policy host.
-	if got := strings.Join(out.Objects.AuthorizationPolicies[0].Spec.Rules[0].To[0].Operation.Hosts, ","); got != "api.example.com,api.example.com:*,*.api.example.com" {
-		t.Errorf("policy hosts %s", got)
 	}
 }
 

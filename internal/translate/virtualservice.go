@@ -32,7 +32,8 @@ var corsResponseHeaders = []string{
 // rule order, so the first matching rule routes the request.
 func virtualService(in model.Input, gateway types.NamespacedName, plans []rulePlan, hosts []string) *networkingclientv1.VirtualService {
 	spec := &in.APIRule.Spec
-	routes := make([]*networkingv1.HTTPRoute, 0, len(plans))
+	routes := make([]*networkingv1.HTTPRoute, 0, len(plans)+1)
+	routes = append(routes, ambiguousPathRoute())
 	for _, p := range plans {
 		routes = append(routes, httpRoute(spec, p, hosts))
 	}
@@ -69,10 +70,34 @@ func httpRoute(spec *apiv2.APIRuleSpec, p rulePlan, hosts []string) *networkingv
 		}},
 		Timeout: durationpb.New(durationSeconds(timeout)),
 		Headers: &networkingv1.Headers{
-			Request:  requestHeaderOperations(spec, p.rule.Request, hosts),
+			Request:  requestHeaderOperations(spec, p, hosts),
 			Response: &networkingv1.Headers_HeaderOperations{Remove: corsResponseHeaders},
 		},
 		CorsPolicy: corsPolicy(spec.CorsPolicy),
+	}
+}
+
+// AmbiguousPathRoute is the name of the first route of every VirtualService.
+const AmbiguousPathRoute = "ambiguous-path"
+
+// ambiguousPathRegex matches request paths that a backend may read as another path than the
+// gateway routed: a doubled slash (Istio's default normalization does not merge slashes) and
+// an encoded slash or backslash, in either hex case (Envoy keeps them encoded; a backend that
+// decodes them sees other segments). Escapes of unreserved characters and dot segments need
+// no such route: the gateway decodes and removes them before routing.
+const ambiguousPathRegex = `.*(//|%2[Ff]|%5[Cc]|\\).*`
+
+// ambiguousPathRoute answers 400 to every ambiguous request path before any rule is tried, so
+// no spelling of a protected path reaches a later, more open rule while the backend serves
+// the protected resource.
+func ambiguousPathRoute() *networkingv1.HTTPRoute {
+	return &networkingv1.HTTPRoute{
+		Name:  AmbiguousPathRoute,
+		Match: []*networkingv1.HTTPMatchRequest{{Uri: &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Regex{Regex: ambiguousPathRegex}}}},
+		DirectResponse: &networkingv1.HTTPDirectResponse{
+			Status: 400,
+			Body:   &networkingv1.HTTPBody{Specifier: &networkingv1.HTTPBody_String_{String_: "ambiguous request path: doubled or encoded slashes are refused\n"}},
+		},
 	}
 }
 
@@ -88,18 +113,19 @@ func methodMatch(methods []apiv2.HTTPMethod) *networkingv1.StringMatch {
 // requestHeaderOperations sets the forwarded request's headers. With spec.mtls it also sets
 // the client identity headers from the TLS session, or removes them when the identity is not
 // forwarded: either way the backend never sees a value the client wrote.
-func requestHeaderOperations(spec *apiv2.APIRuleSpec, req *apiv2.Request, hosts []string) *networkingv1.Headers_HeaderOperations {
-	ops := &networkingv1.Headers_HeaderOperations{Set: requestHeaders(req, hosts)}
-	if spec.MTLS == nil {
-		return ops
-	}
+func requestHeaderOperations(spec *apiv2.APIRuleSpec, p rulePlan, hosts []string) *networkingv1.Headers_HeaderOperations {
+	ops := &networkingv1.Headers_HeaderOperations{Set: requestHeaders(p.rule.Request, hosts)}
+	ops.Set[model.RouteHeader] = p.token
 	names := make([]string, 0, len(model.ClientIdentityHeaders))
 	for name := range model.ClientIdentityHeaders {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	// The identity headers reach the backend only as the gateway saw the client certificate:
+	// set from the TLS session, or removed. A route without mTLS removes them too, so a client
+	// cannot forge them through it on a workload that an mTLS APIRule also serves.
 	for _, name := range names {
-		if forwardsClientIdentity(spec.MTLS) {
+		if spec.MTLS != nil && forwardsClientIdentity(spec.MTLS) {
 			ops.Set[name] = model.ClientIdentityHeaders[name]
 		} else {
 			ops.Remove = append(ops.Remove, name)
