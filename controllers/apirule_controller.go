@@ -212,10 +212,9 @@ func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, ob
 // takeDownRouteIfPoliciesNarrow deletes the current route before policies are written that
 // drop a rule the current policies have. Policies go before routes so a new route is never
 // live without its policy; but a policy that loses a rule (a rule removed, reordered or
-// changed) can leave the old route, still live, decided by a different rule: removing a jwt
-// rule also removes its path from a later noAuth rule's exclusions. Policies that only gain
-// rules cannot change what the old route's requests get, because a new rule's operations
-// exclude the paths of every rule before it. The route comes back with the new policies in
+// changed) would leave the old route live with tokens no policy rule accepts, for rules that no
+// longer exist. Policies that only gain rules cannot change what the old route's requests get:
+// the old route sets none of the new tokens. The route comes back with the new policies in
 // place; until then its requests get 404, never an unchecked 200.
 func (r *APIRuleReconciler) takeDownRouteIfPoliciesNarrow(ctx context.Context, rule *apiv2.APIRule, objects translate.Objects) error {
 	narrows := false

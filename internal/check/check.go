@@ -79,6 +79,7 @@ func Full(in model.Input) Result {
 	recheckAt := checkMTLS(in, specPath, &fs)
 	checkIPRestriction(in, &fs)
 	checkBackends(in, specPath, &fs)
+	checkWorkloadPeers(in, specPath, &fs)
 	return Result{Findings: fs, RecheckAt: recheckAt}
 }
 

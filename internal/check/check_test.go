@@ -325,3 +325,34 @@ func TestPathEscapes(t *testing.T) {
 		t.Errorf("an APIRule-wide restriction is scoped by host only: %v", errs)
 	}
 }
+
+// APIRules on one workload must agree on issuers and ext-authz providers; the younger is
+// refused, naming the older.
+func TestWorkloadPeersMustAgree(t *testing.T) {
+	svc := model.Service{Namespace: "shop", Name: "api", Selector: map[string]string{"app": "api"}, Ports: []int32{80}}
+	older := apiRule([]apiv2.Host{"a.example.com"}, apiv2.Rule{Path: "/x", Methods: []apiv2.HTTPMethod{"GET"}, ExtAuth: &apiv2.ExtAuth{Authorizers: []string{"opa"}}}, jwtRule("/y", "GET"))
+	older.Name, older.CreationTimestamp = "older", metav1.NewTime(time.Unix(1000, 0))
+	mine := apiRule([]apiv2.Host{"b.example.com"}, apiv2.Rule{Path: "/x", Methods: []apiv2.HTTPMethod{"GET"}, ExtAuth: &apiv2.ExtAuth{Authorizers: []string{"oauth2"}}}, jwtRule("/y", "GET"))
+	mine.CreationTimestamp = metav1.NewTime(time.Unix(2000, 0))
+	mine.Spec.Rules[1].JWT.Authentications[0].FromCookies = []string{"session"}
+	in := model.Input{
+		APIRule:  mine,
+		Services: map[types.NamespacedName]model.Service{{Namespace: "shop", Name: "api"}: svc},
+		Peers:    []model.Peer{{APIRule: older, Workloads: []string{model.WorkloadKey(svc)}, Services: []types.NamespacedName{{Namespace: "shop", Name: "api"}}}},
+	}
+	var got []string
+	for _, f := range WorkloadPeers(in).Errors() {
+		if f.Reason != conditions.ReasonWorkloadConflict || !strings.Contains(f.Message, "APIRule shop/older") {
+			t.Errorf("finding %v", f)
+		}
+		got = append(got, f.Field.String())
+	}
+	if want := []string{"spec.rules[1].jwt.authentications[0]", "spec.rules"}; !slices.Equal(got, want) {
+		t.Errorf("refused %v, want %v", got, want)
+	}
+	// The older APIRule is not refused for the younger one.
+	in.APIRule, in.Peers[0].APIRule = older, mine
+	if fs := WorkloadPeers(in); len(fs) != 0 {
+		t.Errorf("older refused: %v", fs)
+	}
+}

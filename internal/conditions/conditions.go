@@ -39,6 +39,9 @@ const (
 	ReasonMultipleAuthzProviders Reason = "MultipleAuthzProviders"
 	// ReasonHostConflict: another owner routes one of the hosts through the Gateway.
 	ReasonHostConflict Reason = "HostConflict"
+	// ReasonWorkloadConflict: another APIRule on the same workload configures an issuer or an
+	// ext-authz provider differently; Istio merges them per workload.
+	ReasonWorkloadConflict Reason = "WorkloadConflict"
 	// ReasonHostShared warns that an unmanaged VirtualService also routes a host.
 	ReasonHostShared Reason = "HostShared"
 	// ReasonGatewayConflict: another Gateway of the same ingress gateway serves an mTLS host

@@ -114,7 +114,70 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 			return in, fmt.Errorf("reading Service %s: %w", ref, err)
 		}
 	}
+	if in.Peers, err = Peers(ctx, r.Reader, rule, in.Services); err != nil {
+		return in, err
+	}
 	return in, nil
+}
+
+// Peers finds the other APIRules whose backend Services may select Pods of the APIRule's
+// backends (model.SelectorsOverlap), through the Service selector and APIRule backend
+// indexes. services are the APIRule's backends as read.
+func Peers(ctx context.Context, reader client.Reader, rule *apiv2.APIRule, services map[types.NamespacedName]model.Service) ([]model.Peer, error) {
+	self := model.Owner(rule)
+	byOwner := map[types.NamespacedName]*model.Peer{}
+	var order []types.NamespacedName
+	for _, ref := range model.BackendRefs(rule) {
+		mine, ok := services[ref]
+		if !ok || len(mine.Selector) == 0 {
+			continue
+		}
+		seen := map[types.NamespacedName]bool{}
+		for pair := range mine.Selector {
+			candidates := &corev1.ServiceList{}
+			if err := reader.List(ctx, candidates, client.InNamespace(mine.Namespace),
+				client.MatchingFields{index.ServiceSelector: pair + "=" + mine.Selector[pair]}); err != nil {
+				return nil, fmt.Errorf("listing the Services that may share workload %s: %w", model.WorkloadKey(mine), err)
+			}
+			for i := range candidates.Items {
+				other := model.ServiceFromCore(&candidates.Items[i])
+				key := types.NamespacedName{Namespace: other.Namespace, Name: other.Name}
+				if seen[key] || !model.SelectorsOverlap(mine, other) {
+					continue
+				}
+				seen[key] = true
+				rules := &apiv2.APIRuleList{}
+				if err := reader.List(ctx, rules, client.MatchingFields{index.APIRuleService: key.String()}); err != nil {
+					return nil, fmt.Errorf("listing the APIRules of Service %s: %w", key, err)
+				}
+				for j := range rules.Items {
+					peer := &rules.Items[j]
+					owner := model.Owner(peer)
+					if owner == self || !peer.DeletionTimestamp.IsZero() {
+						continue
+					}
+					p, ok := byOwner[owner]
+					if !ok {
+						p = &model.Peer{APIRule: peer}
+						byOwner[owner] = p
+						order = append(order, owner)
+					}
+					if w := model.WorkloadKey(mine); !slices.Contains(p.Workloads, w) {
+						p.Workloads = append(p.Workloads, w)
+					}
+					if !slices.Contains(p.Services, key) {
+						p.Services = append(p.Services, key)
+					}
+				}
+			}
+		}
+	}
+	slices.SortFunc(order, func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) })
+	out := make([]model.Peer, 0, len(order))
+	for _, o := range order {
+		out = append(out, *byOwner[o])
+	}
+	return out, nil
 }
 
 // meshConfig reads the Istio mesh config: nil when the ConfigMap does not exist, and the
@@ -350,5 +413,21 @@ func Admission(ctx context.Context, reader client.Reader, rule, old *apiv2.APIRu
 			return nil, err
 		}
 	}
-	return check.Admission(rule, old, claims, mesh, meshErr, opts), nil
+	findings := check.Admission(rule, old, claims, mesh, meshErr, opts)
+	// The workload-wide view: the backends as they exist now, and the APIRules on them.
+	in := model.Input{APIRule: rule, Options: opts, Services: map[types.NamespacedName]model.Service{}}
+	for _, ref := range model.BackendRefs(rule) {
+		svc := &corev1.Service{}
+		switch err := reader.Get(ctx, ref, svc); {
+		case err == nil:
+			in.Services[ref] = model.ServiceFromCore(svc)
+		case !apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("reading Service %s: %w", ref, err)
+		}
+	}
+	var err error
+	if in.Peers, err = Peers(ctx, reader, rule, in.Services); err != nil {
+		return nil, err
+	}
+	return append(findings, check.WorkloadPeers(in)...), nil
 }

@@ -36,6 +36,10 @@ type Input struct {
 	// OtherGateways are the Gateways, other than the operator's own, that serve one of the
 	// APIRule's hosts: an mTLS APIRule's Gateway must not share a host and port with them.
 	OtherGateways []Gateway
+	// Peers are the other APIRules whose backends may select Pods of this APIRule's backends:
+	// Istio merges every RequestAuthentication and ORs every policy of a workload, so their
+	// issuer configurations and ext-authz providers must agree with this APIRule's.
+	Peers []Peer
 	// IngressPods are the ingress gateway's Pods, read for their proxy settings.
 	IngressPods []IngressPod
 	// Now is the time certificates are checked against.
@@ -156,4 +160,14 @@ type Pod struct {
 // Owner returns the namespace/name of the APIRule being translated.
 func (in Input) Owner() types.NamespacedName {
 	return types.NamespacedName{Namespace: in.APIRule.Namespace, Name: in.APIRule.Name}
+}
+
+// Peer is another APIRule on a workload this APIRule also serves.
+type Peer struct {
+	APIRule *apiv2.APIRule
+	// Workloads are the keys (WorkloadKey) of this APIRule's backends that the peer's
+	// backends may share.
+	Workloads []string
+	// Services are the peer's backend Services that may share them.
+	Services []types.NamespacedName
 }

@@ -339,3 +339,18 @@ func GatewayIdentity(opts Options) (namespace, serviceAccount string, ok bool) {
 	namespace, serviceAccount, ok = strings.Cut(rest, "/sa/")
 	return namespace, serviceAccount, ok && namespace != "" && serviceAccount != ""
 }
+
+// SelectorsOverlap says whether one Pod could be selected by both selectors: same namespace,
+// and no label required with two different values. The check errs towards overlap: it only
+// makes APIRules on possibly shared workloads agree with each other.
+func SelectorsOverlap(a, b Service) bool {
+	if a.Namespace != b.Namespace || len(a.Selector) == 0 || len(b.Selector) == 0 {
+		return false
+	}
+	for k, v := range a.Selector {
+		if w, ok := b.Selector[k]; ok && w != v {
+			return false
+		}
+	}
+	return true
+}

@@ -216,6 +216,9 @@ type Result struct {
 	Refused bool
 }
 
+// inputEpoch is the creation time given to the first APIRule of an input that sets none.
+var inputEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // Render takes every APIRule of the bundle through admission and the operator, in input order
 // (as if applied one after the other), and returns the results sorted by namespace and name.
 func Render(b *Bundle, opts Options) ([]Result, error) {
@@ -253,10 +256,16 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 			out = append(out, result)
 			continue
 		}
-		if err := store.Create(ctx, rule.DeepCopy()); err != nil {
+		// Input order is creation order: an earlier APIRule is the older owner of what both
+		// claim, as it would be in the cluster.
+		stored := rule.DeepCopy()
+		if stored.CreationTimestamp.IsZero() {
+			stored.CreationTimestamp = metav1.NewTime(inputEpoch.Add(time.Duration(i) * time.Second))
+		}
+		if err := store.Create(ctx, stored); err != nil {
 			return nil, fmt.Errorf("APIRule %s/%s: %w", rule.Namespace, rule.Name, err)
 		}
-		in, err := gatherer.Gather(ctx, rule)
+		in, err := gatherer.Gather(ctx, stored)
 		if err != nil {
 			return nil, err
 		}

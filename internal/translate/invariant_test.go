@@ -43,7 +43,7 @@ import (
 // Run more with: go test ./internal/translate -run TestInvariants -invariant-sets 100000
 
 var (
-	invariantSets     = flag.Int("invariant-sets", 3000, "number of generated rule sets for TestInvariants")
+	invariantSets     = flag.Int("invariant-sets", 10000, "number of generated rule sets for TestInvariants")
 	invariantRequests = flag.Int("invariant-requests", 60, "sampled requests per rule set")
 	invariantSeed     = flag.Uint64("invariant-seed", 20261123, "seed of the rule-set generator")
 )

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -43,6 +44,14 @@ func TestOfflineValidationAgreesWithAdmission(t *testing.T) {
 			r.Spec.Gateway = nil
 			return r
 		}()},
+		"issuer configured differently on a shared workload": {
+			earlier: []*apiv2.APIRule{apiRule("headers", "headers-off.example.com", jwt("/a", "https://idp.example.com/jwks", "GET"))},
+			refused: func() *apiv2.APIRule {
+				r := apiRule("cookies", "cookies-off.example.com", jwt("/b", "https://idp.example.com/jwks", "GET"))
+				r.Spec.Rules[0].JWT.Authentications[0].FromCookies = []string{"session"}
+				return r
+			}(),
+		},
 		"two strategies (schema)": {refused: apiRule("both", "both-off.example.com", apiv2.Rule{
 			Path: "/a", Methods: []apiv2.HTTPMethod{"GET"}, NoAuth: &yes,
 			JWT: &apiv2.JWTConfig{Authentications: []apiv2.JWTAuthentication{{Issuer: "https://i", JWKSURI: ptr("https://i/k")}}},
@@ -52,6 +61,15 @@ func TestOfflineValidationAgreesWithAdmission(t *testing.T) {
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			ns := namespace(t)
+			// The backend every case's APIRules share, in the cluster and in the offline input.
+			backend := &corev1.Service{
+				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "backend"},
+				Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "backend"}, Ports: []corev1.ServicePort{{Port: 8080}}},
+			}
+			if err := k8s.Create(ctx, backend.DeepCopy()); err != nil {
+				t.Fatal(err)
+			}
 			var applied []*apiv2.APIRule
 			for _, r := range c.earlier {
 				r = in(ns, r.DeepCopy())
@@ -63,7 +81,12 @@ func TestOfflineValidationAgreesWithAdmission(t *testing.T) {
 			refused := in(ns, c.refused.DeepCopy())
 			serverFields := refusedFields(t, ctx, refused)
 
-			bundle, err := render.Load(bytes.NewReader(manifests(t, append(applied, refused)...)))
+			service, err := yaml.Marshal(backend)
+			if err != nil {
+				t.Fatal(err)
+			}
+			input := append(append(manifests(t, append(applied, refused)...), "---\n"...), service...)
+			bundle, err := render.Load(bytes.NewReader(input))
 			if err != nil {
 				t.Fatal(err)
 			}
