@@ -55,6 +55,9 @@ var _ = BeforeSuite(func() {
 	opts.MetricsAddress = "0"
 	opts.HealthProbeAddress = "0"
 	opts.RestartableInProcess = true
+	// The specs of cross-namespace children need backends in other namespaces; refusing them
+	// by default is checked by the webhook suite and the checks' unit tests.
+	opts.Settings.AllowCrossNamespaceBackends = true
 	running = startOperator()
 
 	Expect(k8s.Create(ctx, fixtures.Gateway(gatewayNamespace, "public-gateway", "*.example.com"))).To(Succeed())

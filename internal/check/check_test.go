@@ -356,3 +356,22 @@ func TestWorkloadPeersMustAgree(t *testing.T) {
 		t.Errorf("older refused: %v", fs)
 	}
 }
+
+// A backend in another namespace is refused unless the operator allows it.
+func TestCrossNamespaceBackendNeedsConsent(t *testing.T) {
+	other := "finance"
+	r := apiRule([]apiv2.Host{"api.example.com"}, rule("/a", "GET"))
+	r.Spec.Service.Namespace = &other
+	errs := Static(r, model.Options{}).ErrorList()
+	if len(errs) != 1 || errs[0].Field != "spec.service.namespace" || !strings.Contains(errs[0].Detail, "--allow-cross-namespace-backends") {
+		t.Errorf("got %v", errs)
+	}
+	if errs := Static(r, model.Options{CrossNamespaceBackends: true}).ErrorList(); len(errs) != 0 {
+		t.Errorf("allowed by the operator: %v", errs)
+	}
+	same := "shop"
+	r.Spec.Service.Namespace = &same
+	if errs := Static(r, model.Options{}).ErrorList(); len(errs) != 0 {
+		t.Errorf("the APIRule's own namespace written out: %v", errs)
+	}
+}

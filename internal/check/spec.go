@@ -323,12 +323,25 @@ func checkEscapesUnderIPRestriction(spec *apiv2.APIRuleSpec, specPath *field.Pat
 	}
 }
 
-// checkBackendsNamed requires every rule to have a backend Service.
-func checkBackendsNamed(rule *apiv2.APIRule, specPath *field.Path, fs *Findings) {
+// checkBackendsNamed requires every rule to have a backend Service, in the APIRule's own
+// namespace unless the operator allows other namespaces: the policies go to the backend's
+// namespace, so a backend elsewhere is another team's workload, exposed without its consent.
+func checkBackendsNamed(rule *apiv2.APIRule, opts model.Options, specPath *field.Path, fs *Findings) {
 	for i := range rule.Spec.Rules {
-		if _, _, ok := model.BackendRef(rule, i); !ok {
+		ref, _, ok := model.BackendRef(rule, i)
+		if !ok {
 			fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, specPath.Child("service"), "",
 				"no backend service: set spec.service or spec.rules[%d].service", i)
+			continue
+		}
+		if ref.Namespace != rule.Namespace && !opts.CrossNamespaceBackends {
+			path := specPath.Child("rules").Index(i).Child("service", "namespace")
+			if rule.Spec.Rules[i].Service == nil || rule.Spec.Rules[i].Service.Namespace == nil {
+				path = specPath.Child("service", "namespace")
+			}
+			fs.add(conditions.Accepted, conditions.ReasonCrossNamespaceBackend, path, ref.Namespace,
+				"Service %s is in namespace %s, not the APIRule's (%s); exposing another namespace's workload needs the operator's "+
+					"--allow-cross-namespace-backends: create the APIRule in %s instead", ref, ref.Namespace, rule.Namespace, ref.Namespace)
 		}
 	}
 }

@@ -39,6 +39,9 @@ const (
 	ReasonMultipleAuthzProviders Reason = "MultipleAuthzProviders"
 	// ReasonHostConflict: another owner routes one of the hosts through the Gateway.
 	ReasonHostConflict Reason = "HostConflict"
+	// ReasonCrossNamespaceBackend: a backend Service in another namespace, which the operator
+	// does not allow (--allow-cross-namespace-backends).
+	ReasonCrossNamespaceBackend Reason = "CrossNamespaceBackend"
 	// ReasonWorkloadConflict: another APIRule on the same workload configures an issuer or an
 	// ext-authz provider differently; Istio merges them per workload.
 	ReasonWorkloadConflict Reason = "WorkloadConflict"

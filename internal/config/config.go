@@ -23,6 +23,10 @@ type Settings struct {
 	// MultipleCustomAuthzProviders says istiod runs with
 	// PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS=true.
 	MultipleCustomAuthzProviders bool `json:"multipleCustomAuthzProviders,omitempty"`
+	// AllowCrossNamespaceBackends lets an APIRule send traffic to Services of other
+	// namespaces. Off by default: the operator writes the policies into the backend's namespace,
+	// so any team that may create APIRules could otherwise expose any other team's workload.
+	AllowCrossNamespaceBackends bool `json:"allowCrossNamespaceBackends,omitempty"`
 	// IstioNamespace and IstioRevision locate the mesh config ConfigMap.
 	IstioNamespace string `json:"istioNamespace,omitempty"`
 	IstioRevision  string `json:"istioRevision,omitempty"`
@@ -58,6 +62,8 @@ func (s *Settings) BindFlags(fs *flag.FlagSet) {
 		"Istio Gateway (namespace/name) for APIRules that set no spec.gateway; empty means spec.gateway is required")
 	fs.BoolVar(&s.MultipleCustomAuthzProviders, "multiple-custom-authz-providers", s.MultipleCustomAuthzProviders,
 		"istiod runs with PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS=true, so one workload may use several ext-authz providers")
+	fs.BoolVar(&s.AllowCrossNamespaceBackends, "allow-cross-namespace-backends", s.AllowCrossNamespaceBackends,
+		"let APIRules send traffic to Services in other namespaces (the operator then writes policies there); off, such APIRules are refused")
 	fs.StringVar(&s.IstioNamespace, "istio-namespace", s.IstioNamespace, "namespace of Istio's mesh config ConfigMap")
 	fs.StringVar(&s.IstioRevision, "istio-revision", s.IstioRevision,
 		"Istio revision whose mesh config to read (ConfigMap istio-<revision>); empty for the ConfigMap istio")
@@ -114,6 +120,7 @@ func (s Settings) Translate() model.Options {
 		IngressGatewayPrincipal: s.IngressGatewayPrincipal,
 		DefaultGateway:          s.DefaultGateway,
 		MultipleCustomProviders: s.MultipleCustomAuthzProviders,
+		CrossNamespaceBackends:  s.AllowCrossNamespaceBackends,
 		IngressGatewayNamespace: s.IngressGatewayNamespace,
 		IngressGatewaySelector:  s.ingressSelector(),
 	}

@@ -107,6 +107,8 @@ type Options struct {
 	// so one workload may use several ext-authz providers. Without it Istio enforces one
 	// provider per workload and turns the others into deny rules.
 	MultipleCustomProviders bool
+	// CrossNamespaceBackends lets APIRules send traffic to Services of other namespaces.
+	CrossNamespaceBackends bool
 	// IngressGatewayNamespace is the namespace of the ingress gateway's Pods: the operator's
 	// own Gateways, CA copies and gateway-level policies go there.
 	IngressGatewayNamespace string

@@ -181,6 +181,7 @@ func TestNoOwnerReferenceAcrossNamespaces(t *testing.T) {
 	in.APIRule.Namespace = "gateway-team"
 	ns := "shop"
 	in.APIRule.Spec.Service.Namespace = &ns
+	in.Options.CrossNamespaceBackends = true
 	out := checkAndTranslate(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())

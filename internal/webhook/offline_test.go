@@ -52,6 +52,12 @@ func TestOfflineValidationAgreesWithAdmission(t *testing.T) {
 				return r
 			}(),
 		},
+		"backend in another namespace": {refused: func() *apiv2.APIRule {
+			r := apiRule("elsewhere", "elsewhere-off.example.com", noAuth("/a", "GET"))
+			other := "default"
+			r.Spec.Service.Namespace = &other
+			return r
+		}()},
 		"two strategies (schema)": {refused: apiRule("both", "both-off.example.com", apiv2.Rule{
 			Path: "/a", Methods: []apiv2.HTTPMethod{"GET"}, NoAuth: &yes,
 			JWT: &apiv2.JWTConfig{Authentications: []apiv2.JWTAuthentication{{Issuer: "https://i", JWKSURI: ptr("https://i/k")}}},
