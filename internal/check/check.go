@@ -44,6 +44,7 @@ func Static(rule *apiv2.APIRule, opts model.Options) Findings {
 	checkReservedHeaders(&rule.Spec, specPath, &fs)
 	checkInternalTraffic(&rule.Spec, opts, specPath, &fs)
 	checkEscapesUnderIPRestriction(&rule.Spec, specPath, &fs)
+	checkWildcardUnderIPRestriction(rule, specPath, &fs)
 	checkBackendsNamed(rule, opts, specPath, &fs)
 	if _, ok := model.GatewayRef(rule, opts); !ok && rule.Spec.MTLS == nil {
 		if rule.Spec.Gateway != nil {

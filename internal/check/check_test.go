@@ -375,3 +375,23 @@ func TestCrossNamespaceBackendNeedsConsent(t *testing.T) {
 		t.Errorf("the APIRule's own namespace written out: %v", errs)
 	}
 }
+
+// The gateway's DENY policy cannot match a wildcard host with a port, so a wildcard host
+// cannot be IP-restricted; an exact host can (its port form is listed).
+func TestWildcardHostCannotBeIPRestricted(t *testing.T) {
+	opts := model.Options{IngressGatewayNamespace: "istio-system", IngressGatewaySelector: map[string]string{"istio": "ingressgateway"}}
+	r := apiRule([]apiv2.Host{"api.example.com", "*.shop.example.com"}, rule("/a", "GET"))
+	r.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
+	if errs := Static(r, opts).ErrorList(); len(errs) != 1 || errs[0].Field != "spec.hosts[1]" {
+		t.Errorf("APIRule-wide restriction: %v", errs)
+	}
+	r.Spec.IPRestriction = nil
+	r.Spec.Rules[0].IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
+	if errs := Static(r, opts).ErrorList(); len(errs) != 1 || errs[0].Field != "spec.hosts[1]" {
+		t.Errorf("rule restriction: %v", errs)
+	}
+	r.Spec.Hosts = r.Spec.Hosts[:1]
+	if errs := Static(r, opts).ErrorList(); len(errs) != 0 {
+		t.Errorf("exact host: %v", errs)
+	}
+}

@@ -308,6 +308,23 @@ func checkInternalTraffic(spec *apiv2.APIRuleSpec, opts model.Options, specPath 
 	}
 }
 
+// checkWildcardUnderIPRestriction refuses IP restriction on a wildcard host. The restriction
+// is the ingress gateway's DENY policy, scoped by host, and Istio cannot write a wildcard host
+// with a port in a policy: a client that sends "www.shop.example.com:443" would escape it, and
+// the workload's policies, bound to the route, do not look at the host.
+func checkWildcardUnderIPRestriction(rule *apiv2.APIRule, specPath *field.Path, fs *Findings) {
+	if !model.UsesIPRestriction(rule) {
+		return
+	}
+	for i, h := range rule.Spec.Hosts {
+		if strings.HasPrefix(string(h), "*") {
+			fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, specPath.Child("hosts").Index(i), string(h),
+				"a wildcard host cannot be IP-restricted: the gateway's policy cannot match it with a port, so a client sending "+
+					"Host %s:443 would escape the restriction; list the hosts instead", strings.Replace(string(h), "*", "www", 1))
+		}
+	}
+}
+
 // checkEscapesUnderIPRestriction refuses a percent-escape in the path of a rule that has an IP
 // restriction of its own scope. The route matches escapes in either hex case, as clients may
 // send them; the gateway's DENY policy, which must scope the restriction by path, matches

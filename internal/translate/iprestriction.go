@@ -19,11 +19,11 @@ import (
 // An allow list becomes a rule denying notRemoteIpBlocks, a deny list one denying
 // remoteIpBlocks. The rules are scoped to the APIRule's hosts (h and h:*) and, for a rule's
 // own restriction, to the requests the route sends to that rule: its methods and path minus
-// the paths of earlier rules with the same method, the same operations its ALLOW rules use.
+// the paths of earlier rules with the same method: the requests the route sends to that rule.
 //
-// A wildcard host cannot be written with a port in a policy, so a request for a wildcard
-// host whose Host header carries a port escapes the DENY rule's host match; the backend's
-// ALLOW policy has the same host list and refuses it, so such a request is never served.
+// A wildcard host cannot be written with a port in a policy, and the workload's policies,
+// bound to the route, do not look at hosts: the checks refuse IP restriction on a wildcard
+// host, so every host here is exact and listed with its port form too.
 
 // ipRestrictionPolicy returns the APIRule's DENY policy at the ingress gateway, or nil when no
 // rule is IP-restricted.
