@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,8 +154,19 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 		}
 		if withdrawn {
 			r.registry().set(ownerOf(rule), nil)
-			report.withdrawn(hosts)
+			report.withdrawn(strings.Join(hosts, ", ") + " are held by an older owner")
 		}
+	}
+	if output.Findings.Refuses(conditions.ReasonWorkloadConflict) && conditions.ProgrammedAsIs(rule) {
+		// What serves is this very spec (a race let both APIRules through): it conflicts
+		// live with the APIRule that prevails. An edit that introduced the conflict is
+		// different: the objects of the earlier generation keep serving.
+		if err := r.withdrawAll(ctx, rule); err != nil {
+			report.programFailed(conditions.ReasonPruneFailed, err)
+			return ctrl.Result{}, err
+		}
+		r.registry().set(ownerOf(rule), nil)
+		report.withdrawn("it shares a workload with an APIRule whose issuer or ext-authz configuration prevails")
 	}
 	if !output.Findings.HasErrors() {
 		if held := r.registry().claim(ownerOf(rule), output.Objects.VirtualServices[0].Spec.Hosts); len(held) > 0 {
@@ -255,13 +267,18 @@ func (r *APIRuleReconciler) withdraw(ctx context.Context, rule *apiv2.APIRule, h
 	}
 	for _, vs := range routes.Items {
 		if slices.ContainsFunc(vs.Spec.Hosts, func(h string) bool { return slices.Contains(hosts, h) }) {
-			applier := apply.Applier{Client: r.Client}
-			pruned, err := applier.Prune(ctx, ownerOf(rule), nil)
-			metrics.CountPruned(pruned.Pruned)
-			return err == nil, err
+			return true, r.withdrawAll(ctx, rule)
 		}
 	}
 	return false, nil
+}
+
+// withdrawAll removes every child of the APIRule, routes first.
+func (r *APIRuleReconciler) withdrawAll(ctx context.Context, rule *apiv2.APIRule) error {
+	applier := apply.Applier{Client: r.Client}
+	pruned, err := applier.Prune(ctx, ownerOf(rule), nil)
+	metrics.CountPruned(pruned.Pruned)
+	return err
 }
 
 // finalize removes every child of a deleted APIRule, routes first, then lets it go.
@@ -313,6 +330,10 @@ func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("apirule").
 		For(&apiv2.APIRule{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
+		// Another APIRule on the same backends: a workload conflict may start or end when it
+		// appears, changes, goes away or starts or stops serving its spec.
+		Watches(&apiv2.APIRule{}, handler.EnqueueRequestsFromMapFunc(r.requestsForWorkloadPeers),
+			builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, deletionPredicate{}, programmedChanges))).
 		Watches(&networkingclientv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(r.requestsForVirtualService),
 			builder.WithPredicates(notOwnCreation)).
 		Watches(&securityclientv1.AuthorizationPolicy{}, children, builder.WithPredicates(notOwnCreation)).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -87,11 +86,11 @@ func (r *report) readFailed(err error) {
 	r.unknown = &metav1.Condition{Reason: string(conditions.ReasonReadFailed), Message: "Reading the cluster failed; retrying: " + err.Error()}
 }
 
-// withdrawn records that the APIRule's objects were removed because an older owner holds
-// some of its hosts.
-func (r *report) withdrawn(hosts []string) {
+// withdrawn records that the APIRule's objects were removed, and why: another APIRule
+// prevails over what it asks for.
+func (r *report) withdrawn(why string) {
 	r.set(conditions.Programmed, metav1.ConditionFalse, conditions.ReasonWithdrawn,
-		fmt.Sprintf("The routes and policies of this APIRule were removed: %s are held by an older owner.", strings.Join(hosts, ", ")))
+		fmt.Sprintf("The routes and policies of this APIRule were removed: %s.", why))
 }
 
 func (r *report) programFailed(reason conditions.Reason, err error) {

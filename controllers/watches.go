@@ -3,6 +3,7 @@ package controllers
 import (
 	"bytes"
 	"context"
+	"slices"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,8 +17,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/index"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
 
@@ -217,4 +220,33 @@ func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 		Name: m.Name, Namespace: m.Namespace, Labels: m.Labels, UID: m.UID, ResourceVersion: m.ResourceVersion,
 		CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp,
 	}
+}
+
+// requestsForWorkloadPeers maps an APIRule to the other APIRules with a backend Service in
+// common, whose workload-wide checks it takes part in.
+func (r *APIRuleReconciler) requestsForWorkloadPeers(ctx context.Context, obj client.Object) []reconcile.Request {
+	rule := obj.(*apiv2.APIRule)
+	self := ownerOf(rule)
+	var out []reconcile.Request
+	for _, ref := range model.BackendRefs(rule) {
+		for _, req := range r.requestsForKey(ctx, index.APIRuleService, ref.String()) {
+			if req.NamespacedName != self && !slices.Contains(out, req) {
+				out = append(out, req)
+			}
+		}
+	}
+	return out
+}
+
+// programmedChanges lets through the status updates in which an APIRule starts or stops
+// serving its current spec, which decides who prevails in a workload conflict.
+var programmedChanges = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(*apiv2.APIRule)
+		cur, okNew := e.ObjectNew.(*apiv2.APIRule)
+		return okOld && okNew && conditions.ProgrammedAsIs(old) != conditions.ProgrammedAsIs(cur)
+	},
 }

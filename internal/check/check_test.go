@@ -395,3 +395,35 @@ func TestWildcardHostCannotBeIPRestricted(t *testing.T) {
 		t.Errorf("exact host: %v", errs)
 	}
 }
+
+// The APIRule whose current spec already serves prevails, whatever its age: a new APIRule or
+// an edit never takes a live configuration away from another.
+func TestWorkloadPeerServingItsSpecPrevails(t *testing.T) {
+	svc := model.Service{Namespace: "shop", Name: "api", Selector: map[string]string{"app": "api"}, Ports: []int32{80}}
+	programmed := func(r *apiv2.APIRule) {
+		r.Generation = 3
+		r.Status.Conditions = []metav1.Condition{{Type: string(conditions.Programmed), Status: metav1.ConditionTrue, ObservedGeneration: 3}}
+	}
+	older := apiRule([]apiv2.Host{"a.example.com"}, jwtRule("/y", "GET"))
+	older.Name, older.CreationTimestamp = "older", metav1.NewTime(time.Unix(1000, 0))
+	older.Spec.Rules[0].JWT.Authentications[0].FromCookies = []string{"session"}
+	live := apiRule([]apiv2.Host{"b.example.com"}, jwtRule("/y", "GET"))
+	live.Name, live.CreationTimestamp = "live", metav1.NewTime(time.Unix(2000, 0))
+	programmed(live)
+	peerOf := func(r *apiv2.APIRule) []model.Peer {
+		return []model.Peer{{APIRule: r, Workloads: []string{model.WorkloadKey(svc)}, Services: []types.NamespacedName{{Namespace: "shop", Name: "api"}}}}
+	}
+	services := map[types.NamespacedName]model.Service{{Namespace: "shop", Name: "api"}: svc}
+	// The older APIRule's edit (not programmed yet) is refused; the live younger one is not.
+	if fs := WorkloadPeers(model.Input{APIRule: older, Services: services, Peers: peerOf(live)}); !fs.Refuses(conditions.ReasonWorkloadConflict) {
+		t.Errorf("the edit against a live configuration was accepted")
+	}
+	if fs := WorkloadPeers(model.Input{APIRule: live, Services: services, Peers: peerOf(older)}); len(fs) != 0 {
+		t.Errorf("the live configuration was refused: %v", fs)
+	}
+	// Both live (a race): the older prevails.
+	programmed(older)
+	if fs := WorkloadPeers(model.Input{APIRule: live, Services: services, Peers: peerOf(older)}); !fs.Refuses(conditions.ReasonWorkloadConflict) {
+		t.Errorf("both live: the younger was not refused")
+	}
+}

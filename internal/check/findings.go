@@ -115,6 +115,11 @@ func (fs Findings) WarningLines() []string {
 	return out
 }
 
+// Refuses says whether an error finding has the reason.
+func (fs Findings) Refuses(reason conditions.Reason) bool {
+	return slices.ContainsFunc(fs, func(f Finding) bool { return f.Severity == Error && f.Reason == reason })
+}
+
 // ConflictingHosts returns the hosts, as routed, of the host conflicts among the findings:
 // the hosts an older owner holds, which this APIRule's route must give up.
 func (fs Findings) ConflictingHosts() []string {

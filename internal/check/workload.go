@@ -17,16 +17,16 @@ import (
 // issuer configured with other token locations, audiences or claim headers by another APIRule
 // would apply to this APIRule's routes too (a cookie token accepted on routes meant for
 // headers only). And istiod runs one ext-authz provider per workload unless told otherwise,
-// dropping the CUSTOM policies of all of them. The younger APIRule is refused, naming the
-// older one, as for hosts.
+// dropping the CUSTOM policies of all of them. The APIRule whose current spec already serves
+// keeps its configuration, else the older one (as for hosts); the other is refused, naming it.
 func checkWorkloadPeers(in model.Input, specPath *field.Path, fs *Findings) {
 	if len(in.Peers) == 0 {
 		return
 	}
 	mine := in.APIRule
 	for _, peer := range in.Peers {
-		if !olderThan(peer.APIRule, mine) {
-			continue // the peer is younger: its own check refuses it
+		if !peerPrevails(peer.APIRule, mine) {
+			continue // the peer's own check refuses it
 		}
 		theirs := peerIssuers(peer)
 		var myProviders []string
@@ -63,6 +63,17 @@ func checkWorkloadPeers(in model.Input, specPath *field.Path, fs *Findings) {
 			}
 		}
 	}
+}
+
+// peerPrevails says whether the peer keeps its configuration against the APIRule. The one
+// whose current spec is what serves wins: a new APIRule, or an edit, never takes a live
+// configuration away from another team. Between two of the same kind (both new, or both live
+// after a race), the older wins.
+func peerPrevails(peer, mine *apiv2.APIRule) bool {
+	if p, m := conditions.ProgrammedAsIs(peer), conditions.ProgrammedAsIs(mine); p != m {
+		return p
+	}
+	return olderThan(peer, mine)
 }
 
 // olderThan says whether a was created before b (by name when at the same time). An APIRule

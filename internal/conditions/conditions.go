@@ -134,6 +134,13 @@ func Set(list *[]metav1.Condition, t Type, status metav1.ConditionStatus, reason
 	})
 }
 
+// ProgrammedAsIs says whether the objects applied for the APIRule are those of its current
+// generation: what serves is exactly its spec.
+func ProgrammedAsIs(rule *apiv2.APIRule) bool {
+	c := Find(rule.Status.Conditions, Programmed)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == rule.Generation
+}
+
 // Find returns the condition of the given type, or nil.
 func Find(list []metav1.Condition, t Type) *metav1.Condition {
 	return meta.FindStatusCondition(list, string(t))
