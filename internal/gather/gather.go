@@ -153,7 +153,9 @@ func Peers(ctx context.Context, reader client.Reader, rule *apiv2.APIRule, servi
 				for j := range rules.Items {
 					peer := &rules.Items[j]
 					owner := model.Owner(peer)
-					if owner == self || !peer.DeletionTimestamp.IsZero() {
+					// A peer being deleted still counts until it is gone: its routes serve until
+					// the finalizer has pruned them, and its deletion enqueues this APIRule again.
+					if owner == self {
 						continue
 					}
 					p, ok := byOwner[owner]
