@@ -13,7 +13,7 @@ import (
 // would silently not hold. It warns when the gateway trusts no X-Forwarded-For entries.
 func checkIPRestriction(in model.Input, fs *Findings) {
 	path := model.FirstRestriction(&in.APIRule.Spec)
-	if path == nil || len(in.Options.IngressGatewaySelector) == 0 || in.Options.IngressGatewayNamespace == "" {
+	if path == nil || !in.Options.IngressGatewayKnown() {
 		return // not restricted, or Static reports the missing ingress gateway
 	}
 	if in.Gateway != nil && !maps.Equal(in.Gateway.Selector, in.Options.IngressGatewaySelector) {

@@ -26,7 +26,7 @@ func checkMTLS(in model.Input, specPath *field.Path, fs *Findings) (recheckAt ti
 		return recheckAt
 	}
 	mtlsPath := specPath.Child("mtls")
-	if len(in.Options.IngressGatewaySelector) == 0 || in.Options.IngressGatewayNamespace == "" {
+	if !in.Options.IngressGatewayKnown() {
 		return recheckAt // Static reports it
 	}
 	secrets := in.MTLS

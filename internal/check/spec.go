@@ -368,7 +368,7 @@ func checkBackendsNamed(rule *apiv2.APIRule, opts model.Options, specPath *field
 // selector would apply to every workload of its namespace (every one of the mesh in the root
 // namespace), not to the ingress gateway.
 func checkIngressGatewayKnown(opts model.Options, path *field.Path, fs *Findings) bool {
-	if len(opts.IngressGatewaySelector) > 0 && opts.IngressGatewayNamespace != "" {
+	if opts.IngressGatewayKnown() {
 		return true
 	}
 	fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, path, "",

@@ -173,3 +173,10 @@ type Peer struct {
 	// Services are the peer's backend Services that may share them.
 	Services []types.NamespacedName
 }
+
+// IngressGatewayKnown says whether the operator knows the ingress gateway's namespace and
+// selector, which the gateway-level modes (mTLS, IP restriction) need: an object without a
+// selector there would apply to every workload of the namespace.
+func (o Options) IngressGatewayKnown() bool {
+	return len(o.IngressGatewaySelector) > 0 && o.IngressGatewayNamespace != ""
+}

@@ -1,4 +1,4 @@
-package translate
+package translate_test
 
 import (
 	"bytes"
@@ -22,6 +22,8 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/model"
+	"github.com/apirule-operator/apirule-operator/internal/pipeline"
+	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
 // The security invariants of the translation, checked on generated rule sets:
@@ -90,7 +92,7 @@ func TestInvariants(t *testing.T) {
 	requests := 0
 	for n := 0; n < *invariantSets; n++ {
 		sc := generateScenario(rng)
-		outputs := make([]Output, len(sc.rules))
+		outputs := make([]pipeline.Result, len(sc.rules))
 		for i, rule := range sc.rules {
 			in := model.Input{
 				APIRule:  rule,
@@ -122,7 +124,7 @@ func TestInvariants(t *testing.T) {
 }
 
 // checkRequest compares the generated objects' behaviour with the APIRule semantics.
-func checkRequest(sc scenario, outputs []Output, req request) string {
+func checkRequest(sc scenario, outputs []pipeline.Result, req request) string {
 	if !req.fromGateway() {
 		for key, svc := range sc.services {
 			if !slices.ContainsFunc(sc.rules, func(r *apiv2.APIRule) bool { return routesTo(r, svc) }) {
@@ -322,7 +324,7 @@ func routeOf(vs *networkingclientv1.VirtualService, req request) (int, string, s
 }
 
 // allTokens are the route tokens every route of the outputs sets.
-func allTokens(outputs []Output) []string {
+func allTokens(outputs []pipeline.Result) []string {
 	var out []string
 	for _, o := range outputs {
 		for _, vs := range o.Objects.VirtualServices {
@@ -383,7 +385,7 @@ func blockContains(block string, client netip.Addr) bool {
 
 // deniedAtGateway evaluates every DENY policy on the ingress gateway, as Istio does: a request
 // matching any rule of any of them is refused.
-func deniedAtGateway(outputs []Output, req request) bool {
+func deniedAtGateway(outputs []pipeline.Result, req request) bool {
 	for _, out := range outputs {
 		for _, ap := range out.Objects.AuthorizationPolicies {
 			if ap.Spec.Action != securityv1.AuthorizationPolicy_DENY || ap.Namespace != "istio-system" ||
@@ -401,13 +403,13 @@ func deniedAtGateway(outputs []Output, req request) bool {
 // allowedAt evaluates the policies of every APIRule that select the workload: CUSTOM first
 // (the authorizer is asked when a CUSTOM rule matches), then ALLOW (when any ALLOW policy
 // selects the workload, a request needs a matching rule).
-func allowedAt(outputs []Output, svc model.Service, req request) bool {
+func allowedAt(outputs []pipeline.Result, svc model.Service, req request) bool {
 	allowed, _ := decideAt(outputs, svc, req)
 	return allowed
 }
 
 // decideAt is allowedAt that also says whether the external authorizer denied the request.
-func decideAt(outputs []Output, svc model.Service, req request) (allowed, deniedByAuthorizer bool) {
+func decideAt(outputs []pipeline.Result, svc model.Service, req request) (allowed, deniedByAuthorizer bool) {
 	var allows, customs []*securityclientv1.AuthorizationPolicy
 	var issuers []string
 	for _, out := range outputs {
@@ -452,7 +454,7 @@ func decideAt(outputs []Output, svc model.Service, req request) (allowed, denied
 	return false, false
 }
 
-func hasAllowPolicy(outputs []Output, svc model.Service) bool {
+func hasAllowPolicy(outputs []pipeline.Result, svc model.Service) bool {
 	for _, out := range outputs {
 		for _, ap := range out.Objects.AuthorizationPolicies {
 			if ap.Spec.Action == securityv1.AuthorizationPolicy_ALLOW && ap.Namespace == svc.Namespace &&
@@ -556,7 +558,7 @@ func conditionMatches(c *securityv1.Condition, req request, requestPrincipal str
 // checkPolicyShape rejects policy rules that are empty or would match everything: every
 // ALLOW rule names its callers, every CUSTOM rule names paths, and only the internal-traffic
 // rule (which names callers other than the gateway) has no operation.
-func checkPolicyShape(t *testing.T, n int, objects Objects) {
+func checkPolicyShape(t *testing.T, n int, objects translate.Objects) {
 	t.Helper()
 	for _, ap := range objects.AuthorizationPolicies {
 		if len(ap.Spec.Rules) == 0 {
@@ -888,7 +890,7 @@ func describeAll(sc scenario) string {
 // translateIgnoringShadowing is checkAndTranslate for rule sets in which a rule may be
 // shadowed: the invariants hold for those too (the route and the policies agree on who wins),
 // and the generator does not avoid them. Any other error rejects the set.
-func translateIgnoringShadowing(in model.Input) Output {
+func translateIgnoringShadowing(in model.Input) pipeline.Result {
 	checked := check.Full(in)
 	var kept check.Findings
 	for _, f := range checked.Findings {
@@ -896,11 +898,11 @@ func translateIgnoringShadowing(in model.Input) Output {
 			kept = append(kept, f)
 		}
 	}
-	out := Output{Findings: kept}
+	out := pipeline.Result{Findings: kept}
 	if kept.HasErrors() {
 		return out
 	}
-	objects, err := Translate(in)
+	objects, err := translate.Translate(in)
 	if err != nil {
 		out.Findings = append(out.Findings, check.Finding{Severity: check.Error, Message: err.Error()})
 		return out

@@ -1,4 +1,4 @@
-package translate
+package translate_test
 
 import (
 	"maps"
@@ -12,10 +12,11 @@ import (
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/model"
+	"github.com/apirule-operator/apirule-operator/internal/pipeline"
 )
 
 // denyPolicy returns the one DENY policy of an output, failing the test otherwise.
-func denyPolicy(t *testing.T, out Output) *securityclientv1.AuthorizationPolicy {
+func denyPolicy(t *testing.T, out pipeline.Result) *securityclientv1.AuthorizationPolicy {
 	t.Helper()
 	var found []*securityclientv1.AuthorizationPolicy
 	for _, ap := range out.Objects.AuthorizationPolicies {
@@ -37,7 +38,7 @@ func trusting(in model.Input, proxies uint32) model.Input {
 func TestAPIRuleWideIPRestriction(t *testing.T) {
 	in := trusting(withMeta(input(noAuthRule("/a", "GET"), noAuthRule("/b", "POST"))), 1)
 	in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24", "2001:db8::/32"}, Deny: []apiv2.IPBlock{"203.0.113.128/25"}}
-	out := checkAndTranslate(in)
+	out := pipeline.Run(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -67,7 +68,7 @@ func TestRuleIPRestrictionFollowsRouteOrder(t *testing.T) {
 	restricted.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"10.0.0.0/8"}}
 	in := trusting(withMeta(input(noAuthRule("/api/public", "GET"), restricted, noAuthRule("/*", "GET"))), 2)
 	in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Deny: []apiv2.IPBlock{"192.0.2.1"}}
-	out := checkAndTranslate(in)
+	out := pipeline.Run(in)
 	ap := denyPolicy(t, out)
 	// Rule 1 has its own restriction, rules 0 and 2 keep the APIRule's.
 	if len(ap.Spec.Rules) != 3 {
@@ -102,12 +103,12 @@ func TestRuleIPRestrictionFollowsRouteOrder(t *testing.T) {
 func TestUnrestrictedRulesGetNoDenyRule(t *testing.T) {
 	restricted := noAuthRule("/admin", "GET")
 	restricted.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"10.0.0.0/8"}}
-	out := checkAndTranslate(trusting(withMeta(input(noAuthRule("/public", "GET"), restricted)), 1))
+	out := pipeline.Run(trusting(withMeta(input(noAuthRule("/public", "GET"), restricted)), 1))
 	ap := denyPolicy(t, out)
 	if len(ap.Spec.Rules) != 1 || ap.Spec.Rules[0].To[0].Operation.Paths[0] != "/admin" {
 		t.Errorf("DENY rules %v, want only /admin's", ap.Spec.Rules)
 	}
-	if out := checkAndTranslate(trusting(withMeta(input(noAuthRule("/public", "GET"))), 1)); len(out.Objects.AuthorizationPolicies) != 1 {
+	if out := pipeline.Run(trusting(withMeta(input(noAuthRule("/public", "GET"))), 1)); len(out.Objects.AuthorizationPolicies) != 1 {
 		t.Errorf("%d policies without any IP restriction, want only the workload's", len(out.Objects.AuthorizationPolicies))
 	}
 }
@@ -132,7 +133,7 @@ func TestTrustedProxiesWarning(t *testing.T) {
 			in := withMeta(input(noAuthRule("/a", "GET")))
 			in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"10.0.0.0/8"}}
 			in.Mesh, in.IngressPods = c.mesh, c.pods
-			out := checkAndTranslate(in)
+			out := pipeline.Run(in)
 			warnings := out.Findings.Warnings()
 			if c.warning == "" {
 				if len(warnings) > 0 {

@@ -1,4 +1,4 @@
-package translate
+package translate_test
 
 import (
 	"maps"
@@ -16,6 +16,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/pipeline"
 )
 
 var now = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -52,7 +53,7 @@ func mtlsInput(t *testing.T, serverNotAfter time.Time, rules ...apiv2.Rule) mode
 
 func TestMTLSGatewayCACopyAndRoute(t *testing.T) {
 	in := mtlsInput(t, now.AddDate(1, 0, 0), noAuthRule("/a", "GET"))
-	out := checkAndTranslate(in)
+	out := pipeline.Run(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -129,7 +130,7 @@ func TestMTLSJWTRuleRequiresIdentityToo(t *testing.T) {
 	jwtRule := apiv2.Rule{Path: "/api", Methods: []apiv2.HTTPMethod{"GET"}, JWT: &apiv2.JWTConfig{
 		Authentications: []apiv2.JWTAuthentication{{Issuer: "https://idp.example.com", JWKSURI: ptr("https://idp.example.com/jwks")}},
 	}}
-	out := checkAndTranslate(mtlsInput(t, now.AddDate(1, 0, 0), jwtRule))
+	out := pipeline.Run(mtlsInput(t, now.AddDate(1, 0, 0), jwtRule))
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -137,7 +138,7 @@ func TestMTLSJWTRuleRequiresIdentityToo(t *testing.T) {
 	for _, c := range out.Objects.AuthorizationPolicies[0].Spec.Rules[0].When {
 		keys = append(keys, c.Key)
 	}
-	if !slices.Contains(keys, "request.headers[x-client-cert-subject]") || !slices.Contains(keys, claimIss) {
+	if !slices.Contains(keys, "request.headers[x-client-cert-subject]") || !slices.Contains(keys, "request.auth.claims[iss]") {
 		t.Errorf("jwt rule conditions %v, want the issuer and the client identity", keys)
 	}
 }
@@ -147,7 +148,7 @@ func TestMTLSWithoutForwardingRemovesIdentityHeaders(t *testing.T) {
 	no := false
 	in.APIRule.Spec.MTLS.ForwardClientCert = &no
 	in.APIRule.Spec.MTLS.AllowedSubjects, in.APIRule.Spec.MTLS.AllowedSANs = nil, nil
-	out := checkAndTranslate(in)
+	out := pipeline.Run(in)
 	ops := out.Objects.VirtualServices[0].Spec.Http[1].Headers.Request
 	for name := range model.ClientIdentityHeaders {
 		if _, set := ops.Set[name]; set || !slices.Contains(ops.Remove, name) {
@@ -195,7 +196,7 @@ func TestMTLSSecretProblemsBlockEveryObject(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			in := mtlsInput(t, now.AddDate(1, 0, 0), noAuthRule("/a", "GET"))
 			c.change(&in)
-			out := checkAndTranslate(in)
+			out := pipeline.Run(in)
 			if objects := out.Objects.All(); len(objects) > 0 {
 				t.Errorf("%d objects generated despite the error", len(objects))
 			}
@@ -214,7 +215,7 @@ func TestMTLSGatewaysThatDoNotConflict(t *testing.T) {
 		{Namespace: "istio-system", Name: "other-ingress", Selector: map[string]string{"istio": "eastwest"},
 			Servers: []model.GatewayServer{{Port: 443, Hosts: []string{"partner.example.com"}}}},
 	}
-	if out := checkAndTranslate(in); len(out.Findings) > 0 {
+	if out := pipeline.Run(in); len(out.Findings) > 0 {
 		t.Errorf("findings %v; a wildcard server, another port or another ingress gateway is no conflict", out.Findings)
 	}
 }
@@ -237,7 +238,7 @@ func TestServerCertificateWarnings(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			in := mtlsInput(t, c.notAfter, noAuthRule("/a", "GET"))
 			in.APIRule.Spec.Hosts = []apiv2.Host{c.host}
-			out := checkAndTranslate(in)
+			out := pipeline.Run(in)
 			if len(out.Findings.Errors()) > 0 || len(out.Objects.Gateways) != 1 {
 				t.Fatalf("errors %v; a certificate problem must not block the objects", out.Findings.Errors())
 			}

@@ -1,4 +1,4 @@
-package translate
+package translate_test
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/check"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/model"
+	"github.com/apirule-operator/apirule-operator/internal/pipeline"
+	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
 const principal = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
@@ -50,7 +52,7 @@ func withMeta(in model.Input) model.Input {
 	return in
 }
 
-func render(t *testing.T, out Output) []byte {
+func renderYAML(t *testing.T, out pipeline.Result) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	for _, ap := range out.Objects.AuthorizationPolicies {
@@ -76,12 +78,12 @@ func TestTranslateIsDeterministic(t *testing.T) {
 		Headers: map[string]string{"X-B": "2", "X-A": "1", "X-C": "3"},
 		Cookies: map[string]string{"z": "1", "a": "2", "m": "3"},
 	}
-	first := render(t, checkAndTranslate(withMeta(input(noAuthRule("/a", "GET"), rule))))
+	first := renderYAML(t, pipeline.Run(withMeta(input(noAuthRule("/a", "GET"), rule))))
 	if len(first) == 0 {
 		t.Fatal("nothing rendered")
 	}
 	for i := 0; i < 50; i++ {
-		if again := render(t, checkAndTranslate(withMeta(input(noAuthRule("/a", "GET"), rule)))); !bytes.Equal(first, again) {
+		if again := renderYAML(t, pipeline.Run(withMeta(input(noAuthRule("/a", "GET"), rule)))); !bytes.Equal(first, again) {
 			t.Fatalf("translation %d differs:\n%s\nvs\n%s", i, first, again)
 		}
 	}
@@ -103,12 +105,12 @@ func TestEveryRuleIsBoundToItsRoute(t *testing.T) {
 		noAuthRule("/a/{*}", "GET"),
 		noAuthRule("/*", "GET", "POST", "PUT"),
 	))
-	out := checkAndTranslate(in)
+	out := pipeline.Run(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
 	routes := out.Objects.VirtualServices[0].Spec.Http
-	if routes[0].Name != AmbiguousPathRoute || routes[0].DirectResponse.GetStatus() != 400 {
+	if routes[0].Name != translate.AmbiguousPathRoute || routes[0].DirectResponse.GetStatus() != 400 {
 		t.Fatalf("first route %v, want the ambiguous-path refusal", routes[0])
 	}
 	tokens := map[string]int{}
@@ -151,7 +153,7 @@ func TestOneVirtualServiceRouteAndOnePolicyPerWorkload(t *testing.T) {
 	other := apiv2.Service{Name: "other", Port: 9000}
 	in.APIRule.Spec.Rules[1].Service = &other
 	in.Services[types.NamespacedName{Namespace: "shop", Name: "other"}] = model.Service{Namespace: "shop", Name: "other", Selector: map[string]string{"app": "other"}, Ports: []int32{9000}}
-	out := checkAndTranslate(in)
+	out := pipeline.Run(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -182,7 +184,7 @@ func TestNoOwnerReferenceAcrossNamespaces(t *testing.T) {
 	ns := "shop"
 	in.APIRule.Spec.Service.Namespace = &ns
 	in.Options.CrossNamespaceBackends = true
-	out := checkAndTranslate(in)
+	out := pipeline.Run(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -234,7 +236,7 @@ func TestFindingsBlockEveryObject(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			in := withMeta(input(noAuthRule("/a", "GET")))
 			c.change(&in)
-			out := checkAndTranslate(in)
+			out := pipeline.Run(in)
 			if len(out.Objects.AuthorizationPolicies)+len(out.Objects.VirtualServices) > 0 {
 				t.Errorf("objects generated despite findings")
 			}
@@ -254,7 +256,7 @@ func TestShortHostAndDefaultGateway(t *testing.T) {
 	in.APIRule.Spec.Gateway = nil
 	in.Options.DefaultGateway = "istio-system/public"
 	in.APIRule.Spec.Hosts = []apiv2.Host{"api", "*.api.example.com"}
-	out := checkAndTranslate(in)
+	out := pipeline.Run(in)
 	if len(out.Findings) > 0 {
 		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
 	}
@@ -295,7 +297,7 @@ func TestHostClaims(t *testing.T) {
 			in.APIRule.CreationTimestamp = metav1.NewTime(time.Unix(2000, 0))
 			in.ServedHosts = c.served
 			in.HostClaims = map[string][]model.HostClaim{"api.example.com": {c.claim}}
-			out := checkAndTranslate(in)
+			out := pipeline.Run(in)
 			if c.severity == "" {
 				if len(out.Findings) > 0 {
 					t.Fatalf("unexpected findings: %s", out.Findings.Summary())
@@ -311,27 +313,4 @@ func TestHostClaims(t *testing.T) {
 			}
 		})
 	}
-}
-
-// Output is what the operator computes for an input: the findings of the checks and, when
-// none is an error, the objects. The pipeline package does this for the operator; this test
-// package cannot import it (the pipeline imports the translator).
-type Output struct {
-	Objects   Objects
-	Findings  check.Findings
-	RecheckAt time.Time
-}
-
-func checkAndTranslate(in model.Input) Output {
-	checked := check.Full(in)
-	out := Output{Findings: checked.Findings, RecheckAt: checked.RecheckAt}
-	if checked.Findings.HasErrors() {
-		return out
-	}
-	objects, err := Translate(in)
-	if err != nil {
-		panic(err)
-	}
-	out.Objects = objects
-	return out
 }
