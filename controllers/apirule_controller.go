@@ -157,7 +157,8 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 			report.withdrawn(strings.Join(hosts, ", ") + " are held by an older owner")
 		}
 	}
-	if output.Findings.Refuses(conditions.ReasonWorkloadConflict) && conditions.ProgrammedAsIs(rule) {
+	if (output.Findings.Refuses(conditions.ReasonWorkloadConflict) || output.Findings.Refuses(conditions.ReasonMTLSHostCovered)) &&
+		conditions.ProgrammedAsIs(rule) {
 		// What serves is this very spec (a race let both APIRules through): it conflicts
 		// live with the APIRule that prevails. An edit that introduced the conflict is
 		// different: the objects of the earlier generation keep serving.
@@ -166,7 +167,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 			return ctrl.Result{}, err
 		}
 		r.registry().set(ownerOf(rule), nil)
-		report.withdrawn("it shares a workload with an APIRule whose issuer or ext-authz configuration prevails")
+		report.withdrawn("it conflicts with an APIRule that prevails (a shared workload's issuers or ext-authz provider, or an mTLS host on the same ingress gateway)")
 	}
 	if !output.Findings.HasErrors() {
 		if held := r.registry().claim(ownerOf(rule), output.Objects.VirtualServices[0].Spec.Hosts); len(held) > 0 {
@@ -335,11 +336,12 @@ func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&apiv2.APIRule{}, handler.EnqueueRequestsFromMapFunc(r.requestsForWorkloadPeers),
 			builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, deletionPredicate{}, programmedChanges))).
 		Watches(&networkingclientv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(r.requestsForVirtualService),
-			builder.WithPredicates(notOwnCreation)).
+			builder.WithPredicates(predicate.Or[client.Object](notOwnCreation, coveringCreation))).
 		Watches(&securityclientv1.AuthorizationPolicy{}, children, builder.WithPredicates(notOwnCreation)).
 		Watches(&securityclientv1.RequestAuthentication{}, children, builder.WithPredicates(notOwnCreation)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(index.APIRuleService))).
-		Watches(&networkingclientv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.requestsForGateway), builder.WithPredicates(notOwnCreation)).
+		Watches(&networkingclientv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.requestsForGateway),
+			builder.WithPredicates(predicate.Or[client.Object](notOwnCreation, coveringCreation))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.WithPredicates(notOwnCreation)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(index.APIRuleMeshConfig))).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.requestsForPod), builder.WithPredicates(podChanges)).

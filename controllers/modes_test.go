@@ -390,3 +390,45 @@ var _ = Describe("Default Gateway management", Ordered, func() {
 		}, timeout, interval).Should(Succeed())
 	})
 })
+
+var _ = Describe("An mTLS host on a shared ingress gateway", func() {
+	It("is not served while a wildcard route on another server covers it, and then keeps the wildcard out", func() {
+		namespace := newNamespace()
+		createBackend(namespace, "fronted")
+		// Another backend: the host, not a shared workload, is what conflicts.
+		createBackend(namespace, "public")
+		wildcard := func(name string) *apiv2.APIRule {
+			r := newAPIRule(namespace, name, "public", noAuth("/*", "GET"))
+			r.Spec.Hosts = []apiv2.Host{"*.fronted.example.com"}
+			return r
+		}
+		everything := wildcard("everything")
+		Expect(k8s.Create(ctx, everything)).To(Succeed())
+		expectReady(keyOf(everything))
+
+		partner := mtlsRule(namespace, "fronted")
+		partner.Spec.Hosts = []apiv2.Host{"b2b.fronted.example.com"}
+		ca, server := newCA("b2b.fronted.example.com")
+		Expect(k8s.Create(ctx, server.TLSSecret(gatewayNamespace, "fronted-tls"))).To(Succeed())
+		Expect(k8s.Create(ctx, ca.CASecret(namespace, "fronted-ca"))).To(Succeed())
+		Expect(k8s.Create(ctx, partner)).To(Succeed())
+		rule := settled(keyOf(partner))
+		c := expectCondition(rule, conditions.Accepted, metav1.ConditionFalse, conditions.ReasonMTLSHostCovered)
+		Expect(c.Message).To(ContainSubstring("APIRule %s/everything routes *.fronted.example.com", namespace))
+		gateways, _, _ := crossNamespaceChildren(Default, keyOf(partner))
+		Expect(gateways).To(BeEmpty(), "no MUTUAL server while the host is reachable without a certificate")
+
+		By("serving the mTLS host once the wildcard APIRule is gone")
+		Expect(k8s.Delete(ctx, everything)).To(Succeed())
+		expectReady(keyOf(partner))
+
+		By("refusing a new wildcard APIRule that would cover it")
+		again := wildcard("again")
+		Expect(k8s.Create(ctx, again)).To(Succeed())
+		rule = settled(keyOf(again))
+		c = expectCondition(rule, conditions.Accepted, metav1.ConditionFalse, conditions.ReasonMTLSHostCovered)
+		Expect(c.Message).To(ContainSubstring("covers b2b.fronted.example.com, which APIRule %s/fronted serves with client certificates", namespace))
+		vs, _ := children(keyOf(again))
+		Expect(vs).To(BeEmpty())
+	})
+})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"slices"
+	"strings"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -29,7 +30,10 @@ import (
 func (r *APIRuleReconciler) requestsForGateway(ctx context.Context, obj client.Object) []reconcile.Request {
 	out := r.requestsForIndex(index.APIRuleGateway)(ctx, obj)
 	for _, h := range index.ServerHosts(obj.(*networkingclientv1.Gateway)) {
-		out = append(out, r.requestsForKey(ctx, index.APIRuleHost, h)...)
+		// The host itself, and the wildcard APIRules that cover it (an mTLS host may be).
+		for _, pattern := range model.CoveringHosts(h) {
+			out = append(out, r.requestsForKey(ctx, index.APIRuleHost, pattern)...)
+		}
 	}
 	return out
 }
@@ -83,6 +87,10 @@ func (r *APIRuleReconciler) requestsForVirtualService(ctx context.Context, obj c
 	for _, host := range obj.(*networkingclientv1.VirtualService).Spec.Hosts {
 		for _, key := range index.RoutedHostKeys(host) {
 			out = append(out, r.requestsForKey(ctx, index.APIRuleHost, key)...)
+		}
+		if strings.HasPrefix(host, "*") {
+			// A wildcard route may cover an mTLS host on another server of the gateway.
+			out = append(out, r.requestsForKey(ctx, index.APIRuleMTLS, index.MTLSKey)...)
 		}
 	}
 	return out
@@ -249,4 +257,23 @@ var programmedChanges = predicate.Funcs{
 		cur, okNew := e.ObjectNew.(*apiv2.APIRule)
 		return okOld && okNew && conditions.ProgrammedAsIs(old) != conditions.ProgrammedAsIs(cur)
 	},
+}
+
+// coveringCreation lets through the creation of the generated objects that may start an mTLS
+// host conflict on the ingress gateway, which the APIRules on the other side must see at once:
+// a route with a wildcard host, and an mTLS Gateway.
+var coveringCreation = predicate.Funcs{
+	CreateFunc: func(e event.CreateEvent) bool {
+		switch obj := e.Object.(type) {
+		case *networkingclientv1.VirtualService:
+			return slices.ContainsFunc(obj.Spec.Hosts, func(h string) bool { return strings.HasPrefix(h, "*") })
+		case *networkingclientv1.Gateway:
+			owner, managed := ownerFromLabels(obj)
+			return managed && obj.Name == model.MTLSGatewayName(owner)
+		}
+		return false
+	},
+	UpdateFunc:  func(event.UpdateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
 }

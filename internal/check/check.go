@@ -81,6 +81,7 @@ func Full(in model.Input) Result {
 	checkIPRestriction(in, &fs)
 	checkBackends(in, specPath, &fs)
 	checkWorkloadPeers(in, specPath, &fs)
+	checkFronting(in, specPath.Child("hosts"), &fs)
 	return Result{Findings: fs, RecheckAt: recheckAt}
 }
 

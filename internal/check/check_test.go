@@ -427,3 +427,31 @@ func TestWorkloadPeerServingItsSpecPrevails(t *testing.T) {
 		t.Errorf("both live: the younger was not refused")
 	}
 }
+
+// A route on another server of the ingress gateway that covers an mTLS host refuses the side
+// that does not prevail; a route the operator does not manage always prevails.
+func TestMTLSHostCoveredByAnotherRoute(t *testing.T) {
+	opts := model.Options{IngressGatewayNamespace: "istio-system", IngressGatewaySelector: map[string]string{"istio": "ingressgateway"}}
+	partner := apiRule([]apiv2.Host{"b2b.example.com"}, rule("/a", "GET"))
+	partner.Spec.Gateway = nil
+	partner.Spec.MTLS = &apiv2.MTLS{CredentialName: "tls", CASecretRef: apiv2.SecretKeyReference{Name: "ca"}}
+	partner.CreationTimestamp = metav1.NewTime(time.Unix(2000, 0))
+	wild := apiRule([]apiv2.Host{"*.example.com"}, rule("/a", "GET"))
+	wild.Name, wild.CreationTimestamp = "wild", metav1.NewTime(time.Unix(1000, 0))
+	covering := model.Fronting{Host: "b2b.example.com", Pattern: "*.example.com", Route: model.RouteKey(model.Owner(wild)), APIRule: wild}
+
+	fs := Full(model.Input{APIRule: partner, Options: opts, Fronting: []model.Fronting{covering}}).Findings
+	if !fs.Refuses(conditions.ReasonMTLSHostCovered) {
+		t.Errorf("the younger mTLS APIRule is served: %v", fs)
+	}
+	back := model.Fronting{Host: "b2b.example.com", Pattern: "*.example.com", Route: model.RouteKey(model.Owner(partner)), APIRule: partner}
+	if fs := Full(model.Input{APIRule: wild, Options: opts, Fronting: []model.Fronting{back}}).Findings; fs.Refuses(conditions.ReasonMTLSHostCovered) {
+		t.Errorf("the older wildcard APIRule is refused: %v", fs)
+	}
+	unmanaged := model.Fronting{Host: "b2b.example.com", Pattern: "*", Route: types.NamespacedName{Namespace: "web", Name: "all"}}
+	partner.CreationTimestamp = metav1.NewTime(time.Unix(1, 0))
+	fs = Full(model.Input{APIRule: partner, Options: opts, Fronting: []model.Fronting{unmanaged}}).Findings
+	if !fs.Refuses(conditions.ReasonMTLSHostCovered) || !strings.Contains(fs.Summary(), "VirtualService web/all, which the operator does not manage") {
+		t.Errorf("an unmanaged covering route: %v", fs)
+	}
+}

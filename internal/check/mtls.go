@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/model"
 )
@@ -174,4 +175,44 @@ func checkGatewayConflicts(in model.Input, hostsPath *field.Path, fs *Findings) 
 			}
 		}
 	}
+}
+
+// checkFronting refuses an mTLS host that another route of the same ingress gateway covers:
+// the TLS server name picks the gateway server and the Host header the virtual host, so a
+// client naming another server in TLS and sending the mTLS host as Host would reach the other
+// route, and the backend would see that host, without a client certificate. A route the
+// operator does not manage always prevails; between two APIRules, the one whose current spec
+// serves, else the older (as for workload conflicts). The other is refused, naming it.
+func checkFronting(in model.Input, hostsPath *field.Path, fs *Findings) {
+	mine := in.APIRule
+	for _, f := range in.Fronting {
+		if f.APIRule != nil && !peerPrevails(f.APIRule, mine) {
+			continue // the other side is refused by its own check
+		}
+		if mine.Spec.MTLS != nil {
+			other := "VirtualService " + f.Route.String() + ", which the operator does not manage,"
+			if f.APIRule != nil {
+				other = "APIRule " + model.Owner(f.APIRule).String()
+			}
+			fs.add(conditions.Accepted, conditions.ReasonMTLSHostCovered, hostsPath.Index(hostIndex(mine, f.Host)), f.Host,
+				"%s routes %s through another server of the same ingress gateway, so a client sending another TLS server name "+
+					"with Host %s would reach it without a client certificate; remove %s from it, or use a host it does not cover",
+				other, f.Pattern, f.Host, f.Pattern)
+			continue
+		}
+		fs.add(conditions.Accepted, conditions.ReasonMTLSHostCovered, hostsPath.Index(hostIndex(mine, f.Pattern)), f.Pattern,
+			"wildcard host %s covers %s, which APIRule %s serves with client certificates on the same ingress gateway, so a "+
+				"client sending another TLS server name with Host %s would reach this route without one; list the hosts instead",
+			f.Pattern, f.Host, model.Owner(f.APIRule), f.Host)
+	}
+}
+
+// hostIndex is the position of a host in spec.hosts, or of the host it resolved from.
+func hostIndex(rule *apiv2.APIRule, host string) int {
+	for i, h := range rule.Spec.Hosts {
+		if string(h) == host || strings.HasPrefix(host, string(h)+".") {
+			return i
+		}
+	}
+	return 0
 }

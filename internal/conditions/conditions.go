@@ -50,6 +50,9 @@ const (
 	// ReasonGatewayConflict: another Gateway of the same ingress gateway serves an mTLS host
 	// on the same port, so Istio would pick one of the two servers.
 	ReasonGatewayConflict Reason = "GatewayConflict"
+	// ReasonMTLSHostCovered: another route on the same ingress gateway covers an mTLS host, so
+	// a client could reach it without a certificate by naming another server in TLS.
+	ReasonMTLSHostCovered Reason = "MTLSHostCovered"
 	// ReasonSecretConflict: the Secret the operator would write already exists and is not
 	// this APIRule's.
 	ReasonSecretConflict Reason = "SecretConflict"

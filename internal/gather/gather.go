@@ -6,6 +6,7 @@ package gather
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -71,6 +72,12 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 			in.Gateway = model.GatewayFromIstio(gw)
 		case !apierrors.IsNotFound(err):
 			return in, fmt.Errorf("reading Gateway %s: %w", ref, err)
+		}
+	}
+
+	if in.MTLS == nil {
+		if err := r.coveredMTLSHosts(ctx, &in); err != nil {
+			return in, err
 		}
 	}
 
@@ -354,6 +361,122 @@ func (r *Gatherer) gatherMTLS(ctx context.Context, in *model.Input) error {
 	slices.SortFunc(in.OtherGateways, func(a, b model.Gateway) int {
 		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
 	})
+	return r.frontingRoutes(ctx, in)
+}
+
+// frontingRoutes finds, for each host of an mTLS APIRule, the VirtualServices on other
+// Gateways of the same ingress gateway whose hosts cover it.
+func (r *Gatherer) frontingRoutes(ctx context.Context, in *model.Input) error {
+	for _, h := range in.APIRule.Spec.Hosts {
+		host := string(h)
+		for _, pattern := range model.CoveringHosts(host) {
+			routes := &networkingclientv1.VirtualServiceList{}
+			if err := r.Reader.List(ctx, routes, client.MatchingFields{index.VirtualServiceHost: pattern}); err != nil {
+				return fmt.Errorf("looking up VirtualServices of host %s: %w", pattern, err)
+			}
+			for _, vs := range routes.Items {
+				owner, managed := ownership.OwnerFromLabels(vs.Labels)
+				// Another APIRule on the very host is a host conflict, reported as such.
+				if managed && (owner == in.Owner() || pattern == host) {
+					continue
+				}
+				onIngress, err := r.bindsToIngressGateway(ctx, vs)
+				if err != nil {
+					return err
+				}
+				if !onIngress {
+					continue
+				}
+				f := model.Fronting{Host: host, Pattern: pattern, Route: client.ObjectKeyFromObject(vs)}
+				if managed {
+					other := &apiv2.APIRule{}
+					switch err := r.Reader.Get(ctx, owner, other); {
+					case apierrors.IsNotFound(err):
+						continue // an orphan its owner's deletion is removing
+					case err != nil:
+						return fmt.Errorf("reading APIRule %s: %w", owner, err)
+					}
+					f.APIRule = other
+				}
+				in.Fronting = append(in.Fronting, f)
+			}
+		}
+	}
+	return nil
+}
+
+// bindsToIngressGateway says whether a VirtualService is bound to a Gateway served by the
+// operator's ingress gateway (the same selector), where its virtual hosts share the listener
+// with the operator's mTLS servers.
+func (r *Gatherer) bindsToIngressGateway(ctx context.Context, vs *networkingclientv1.VirtualService) (bool, error) {
+	for _, ref := range vs.Spec.Gateways {
+		namespace, name, scoped := strings.Cut(ref, "/")
+		if !scoped {
+			namespace, name = vs.Namespace, ref
+		}
+		if ref == "mesh" {
+			continue
+		}
+		gw := &networkingclientv1.Gateway{}
+		switch err := r.Reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, gw); {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return false, fmt.Errorf("reading Gateway %s/%s: %w", namespace, name, err)
+		}
+		if len(r.Options.IngressGatewaySelector) > 0 && maps.Equal(gw.Spec.Selector, r.Options.IngressGatewaySelector) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// coveredMTLSHosts finds, for a wildcard APIRule on the ingress gateway, the mTLS hosts of
+// other APIRules that its wildcard hosts cover: the operator's own MUTUAL Gateways.
+func (r *Gatherer) coveredMTLSHosts(ctx context.Context, in *model.Input) error {
+	if in.Gateway == nil || !r.Options.IngressGatewayKnown() || !maps.Equal(in.Gateway.Selector, r.Options.IngressGatewaySelector) {
+		return nil
+	}
+	var wildcards []string
+	for _, h := range model.RoutedHosts(*in) {
+		if strings.HasPrefix(h, "*") {
+			wildcards = append(wildcards, h)
+		}
+	}
+	if len(wildcards) == 0 {
+		return nil
+	}
+	gateways := &networkingclientv1.GatewayList{}
+	if err := r.Reader.List(ctx, gateways, client.InNamespace(r.Options.IngressGatewayNamespace),
+		client.MatchingLabelsSelector{Selector: ownership.ManagedSelector()}); err != nil {
+		return fmt.Errorf("listing the operator's Gateways: %w", err)
+	}
+	for _, gw := range gateways.Items {
+		owner, _ := ownership.OwnerFromLabels(gw.Labels)
+		if owner == in.Owner() || gw.Name != model.MTLSGatewayName(owner) {
+			continue
+		}
+		var other *apiv2.APIRule
+		for _, host := range index.ServerHosts(gw) {
+			for _, pattern := range wildcards {
+				if !model.GatewayServes(pattern, host) {
+					continue
+				}
+				if other == nil {
+					other = &apiv2.APIRule{}
+					switch err := r.Reader.Get(ctx, owner, other); {
+					case apierrors.IsNotFound(err):
+						other = nil
+					case err != nil:
+						return fmt.Errorf("reading APIRule %s: %w", owner, err)
+					}
+				}
+				if other != nil {
+					in.Fronting = append(in.Fronting, model.Fronting{Host: host, Pattern: pattern, Route: model.RouteKey(owner), APIRule: other})
+				}
+			}
+		}
+	}
 	return nil
 }
 

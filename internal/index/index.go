@@ -29,6 +29,9 @@ const (
 	APIRuleMeshConfig = "apirule.io/mesh-config"
 	// APIRuleSecret lists mTLS APIRules by the Secrets they read.
 	APIRuleSecret = "apirule.io/secrets"
+	// APIRuleMTLS lists the mTLS APIRules under MTLSKey: a route with a wildcard host
+	// anywhere on the ingress gateway may start or end covering one of their hosts.
+	APIRuleMTLS = "apirule.io/mtls"
 	// APIRuleIPRestricted lists the IP-restricted APIRules, which read the ingress gateway
 	// Pods, under IPRestrictedKey.
 	APIRuleIPRestricted = "apirule.io/ip-restricted"
@@ -43,8 +46,11 @@ const (
 	ServiceSelector = "apirule.io/selector"
 )
 
-// IPRestrictedKey is the one key of APIRuleIPRestricted.
-const IPRestrictedKey = "true"
+// IPRestrictedKey is the one key of APIRuleIPRestricted, MTLSKey of APIRuleMTLS.
+const (
+	IPRestrictedKey = "true"
+	MTLSKey         = "true"
+)
 
 // Definition is one field index.
 type Definition struct {
@@ -97,6 +103,12 @@ func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definiti
 		{&apiv2.APIRule{}, APIRuleIPRestricted, func(obj client.Object) []string {
 			if model.UsesIPRestriction(obj.(*apiv2.APIRule)) {
 				return []string{IPRestrictedKey}
+			}
+			return nil
+		}},
+		{&apiv2.APIRule{}, APIRuleMTLS, func(obj client.Object) []string {
+			if obj.(*apiv2.APIRule).Spec.MTLS != nil {
+				return []string{MTLSKey}
 			}
 			return nil
 		}},

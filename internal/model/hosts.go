@@ -136,3 +136,18 @@ func GatewayDomain(hosts []string) (string, bool) {
 	}
 	return domain, true
 }
+
+// CoveringHosts returns the host patterns a VirtualService or Gateway may list that cover the
+// host: the host itself, a wildcard over each of its parent domains, and *.
+func CoveringHosts(host string) []string {
+	out := []string{host}
+	for rest := host; ; {
+		_, parent, ok := strings.Cut(rest, ".")
+		if !ok || parent == "" {
+			break
+		}
+		out = append(out, "*."+parent)
+		rest = parent
+	}
+	return append(out, "*")
+}

@@ -36,6 +36,10 @@ type Input struct {
 	// OtherGateways are the Gateways, other than the operator's own, that serve one of the
 	// APIRule's hosts: an mTLS APIRule's Gateway must not share a host and port with them.
 	OtherGateways []Gateway
+	// Fronting are the routes on other servers of the ingress gateway whose hosts cover an
+	// mTLS host: of this mTLS APIRule's hosts, or, for a wildcard APIRule, of another
+	// APIRule's mTLS hosts.
+	Fronting []Fronting
 	// Peers are the other APIRules whose backends may select Pods of this APIRule's backends:
 	// Istio merges every RequestAuthentication and ORs every policy of a workload, so their
 	// issuer configurations and ext-authz providers must agree with this APIRule's.
@@ -179,4 +183,19 @@ type Peer struct {
 // selector there would apply to every workload of the namespace.
 func (o Options) IngressGatewayKnown() bool {
 	return len(o.IngressGatewaySelector) > 0 && o.IngressGatewayNamespace != ""
+}
+
+// Fronting is a route on another server of the ingress gateway whose host covers an mTLS
+// host. The TLS server name picks the gateway server and the Host header the virtual host, so
+// a client that names another server in TLS and sends the mTLS host as Host reaches that
+// route without a client certificate.
+type Fronting struct {
+	// Host is the mTLS host; Pattern the other route's host that covers it (the host itself,
+	// a wildcard over it, or *).
+	Host, Pattern string
+	// Route is the covering VirtualService; for a wildcard APIRule, the mTLS APIRule's route.
+	Route types.NamespacedName
+	// APIRule is the other side's APIRule, nil for a VirtualService the operator does not
+	// manage.
+	APIRule *apiv2.APIRule
 }
