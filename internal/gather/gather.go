@@ -80,6 +80,15 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 			return in, err
 		}
 	}
+	// The cache lists in no fixed order; findings, and so status, must not flap with it. One
+	// finding per host and covering route, with its most specific covering host.
+	slices.SortFunc(in.Fronting, func(a, b model.Fronting) int {
+		if c := strings.Compare(a.Host+" "+a.Route.String(), b.Host+" "+b.Route.String()); c != 0 {
+			return c
+		}
+		return len(b.Pattern) - len(a.Pattern) // the longer covering host is the more specific
+	})
+	in.Fronting = slices.CompactFunc(in.Fronting, func(a, b model.Fronting) bool { return a.Host == b.Host && a.Route == b.Route })
 
 	served, err := r.servedHosts(ctx, rule)
 	if err != nil {
