@@ -341,7 +341,7 @@ func TestWorkloadPeersMustAgree(t *testing.T) {
 		Peers:    []model.Peer{{APIRule: older, Workloads: []string{model.WorkloadKey(svc)}, Services: []types.NamespacedName{{Namespace: "shop", Name: "api"}}}},
 	}
 	var got []string
-	for _, f := range WorkloadPeers(in).Errors() {
+	for _, f := range AcrossAPIRules(in).Errors() {
 		if f.Reason != conditions.ReasonWorkloadConflict || !strings.Contains(f.Message, "APIRule shop/older") {
 			t.Errorf("finding %v", f)
 		}
@@ -352,7 +352,7 @@ func TestWorkloadPeersMustAgree(t *testing.T) {
 	}
 	// The older APIRule is not refused for the younger one.
 	in.APIRule, in.Peers[0].APIRule = older, mine
-	if fs := WorkloadPeers(in); len(fs) != 0 {
+	if fs := AcrossAPIRules(in); len(fs) != 0 {
 		t.Errorf("older refused: %v", fs)
 	}
 }
@@ -415,15 +415,15 @@ func TestWorkloadPeerServingItsSpecPrevails(t *testing.T) {
 	}
 	services := map[types.NamespacedName]model.Service{{Namespace: "shop", Name: "api"}: svc}
 	// The older APIRule's edit (not programmed yet) is refused; the live younger one is not.
-	if fs := WorkloadPeers(model.Input{APIRule: older, Services: services, Peers: peerOf(live)}); !fs.Refuses(conditions.ReasonWorkloadConflict) {
+	if fs := AcrossAPIRules(model.Input{APIRule: older, Services: services, Peers: peerOf(live)}); !fs.Refuses(conditions.ReasonWorkloadConflict) {
 		t.Errorf("the edit against a live configuration was accepted")
 	}
-	if fs := WorkloadPeers(model.Input{APIRule: live, Services: services, Peers: peerOf(older)}); len(fs) != 0 {
+	if fs := AcrossAPIRules(model.Input{APIRule: live, Services: services, Peers: peerOf(older)}); len(fs) != 0 {
 		t.Errorf("the live configuration was refused: %v", fs)
 	}
 	// Both live (a race): the older prevails.
 	programmed(older)
-	if fs := WorkloadPeers(model.Input{APIRule: live, Services: services, Peers: peerOf(older)}); !fs.Refuses(conditions.ReasonWorkloadConflict) {
+	if fs := AcrossAPIRules(model.Input{APIRule: live, Services: services, Peers: peerOf(older)}); !fs.Refuses(conditions.ReasonWorkloadConflict) {
 		t.Errorf("both live: the younger was not refused")
 	}
 }

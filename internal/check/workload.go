@@ -128,10 +128,11 @@ func peerProviders(peer model.Peer) []string {
 	return out
 }
 
-// WorkloadPeers is the workload-wide check alone, for admission: the input holds the APIRule,
-// its backend Services and its peers.
-func WorkloadPeers(in model.Input) Findings {
+// AcrossAPIRules is what Full checks against other APIRules and routes, for admission: the
+// workload-wide view and the mTLS hosts other routes of the ingress gateway cover.
+func AcrossAPIRules(in model.Input) Findings {
 	var fs Findings
 	checkWorkloadPeers(in, field.NewPath("spec"), &fs)
+	checkFronting(in, field.NewPath("spec", "hosts"), &fs)
 	return fs
 }

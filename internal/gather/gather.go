@@ -325,15 +325,26 @@ func (r *Gatherer) hostClaims(ctx context.Context, in model.Input) (map[string][
 	return claims, nil
 }
 
-// bindsTo says whether a VirtualService is bound to the Gateway (written namespace/name, or
-// name alone for a Gateway in the VirtualService's namespace).
+// bindsTo says whether a VirtualService is bound to the Gateway.
 func bindsTo(vs *networkingclientv1.VirtualService, gateway types.NamespacedName) bool {
-	for _, g := range vs.Spec.Gateways {
-		if g == gateway.String() || (g == gateway.Name && vs.Namespace == gateway.Namespace) {
-			return true
+	return slices.Contains(gatewaysOf(vs), gateway)
+}
+
+// gatewaysOf returns the Gateways a VirtualService is bound to: written namespace/name, or
+// name alone for a Gateway in the VirtualService's namespace; "mesh" is no Gateway.
+func gatewaysOf(vs *networkingclientv1.VirtualService) []types.NamespacedName {
+	var out []types.NamespacedName
+	for _, ref := range vs.Spec.Gateways {
+		if ref == "mesh" {
+			continue
 		}
+		namespace, name, scoped := strings.Cut(ref, "/")
+		if !scoped {
+			namespace, name = vs.Namespace, ref
+		}
+		out = append(out, types.NamespacedName{Namespace: namespace, Name: name})
 	}
-	return false
+	return out
 }
 
 // gatherMTLS reads the Secrets of an mTLS APIRule and the other Gateways that serve its hosts.
@@ -418,20 +429,13 @@ func (r *Gatherer) frontingRoutes(ctx context.Context, in *model.Input) error {
 // operator's ingress gateway (the same selector), where its virtual hosts share the listener
 // with the operator's mTLS servers.
 func (r *Gatherer) bindsToIngressGateway(ctx context.Context, vs *networkingclientv1.VirtualService) (bool, error) {
-	for _, ref := range vs.Spec.Gateways {
-		namespace, name, scoped := strings.Cut(ref, "/")
-		if !scoped {
-			namespace, name = vs.Namespace, ref
-		}
-		if ref == "mesh" {
-			continue
-		}
+	for _, ref := range gatewaysOf(vs) {
 		gw := &networkingclientv1.Gateway{}
-		switch err := r.Reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, gw); {
+		switch err := r.Reader.Get(ctx, ref, gw); {
 		case apierrors.IsNotFound(err):
 			continue
 		case err != nil:
-			return false, fmt.Errorf("reading Gateway %s/%s: %w", namespace, name, err)
+			return false, fmt.Errorf("reading Gateway %s: %w", ref, err)
 		}
 		if len(r.Options.IngressGatewaySelector) > 0 && maps.Equal(gw.Spec.Selector, r.Options.IngressGatewaySelector) {
 			return true, nil
@@ -529,7 +533,9 @@ func resolvableHosts(in model.Input) []string {
 
 // Admission runs the admission webhook's checks of rule (old is the APIRule before an update,
 // nil on create) against what reader holds: the APIRules that claim its hosts, found through
-// the host index, and the mesh config.
+// the host index, the mesh config, and the APIRules and routes it would conflict with across
+// workloads and gateway servers. References that do not exist yet are not refused: they may
+// be created after the APIRule.
 func Admission(ctx context.Context, reader client.Reader, rule, old *apiv2.APIRule, opts model.Options, meshConfig types.NamespacedName) (check.Findings, error) {
 	claims := map[string][]apiv2.APIRule{}
 	for _, h := range rule.Spec.Hosts {
@@ -539,29 +545,11 @@ func Admission(ctx context.Context, reader client.Reader, rule, old *apiv2.APIRu
 		}
 		claims[string(h)] = list.Items
 	}
-	var mesh *model.MeshConfig
-	var meshErr error
-	if model.UsesExtAuth(rule) {
-		var err error
-		if mesh, meshErr, err = MeshConfig(ctx, reader, meshConfig); err != nil {
-			return nil, err
-		}
-	}
-	findings := check.Admission(rule, old, claims, mesh, meshErr, opts)
-	// The workload-wide view: the backends as they exist now, and the APIRules on them.
-	in := model.Input{APIRule: rule, Options: opts, Services: map[types.NamespacedName]model.Service{}}
-	for _, ref := range model.BackendRefs(rule) {
-		svc := &corev1.Service{}
-		switch err := reader.Get(ctx, ref, svc); {
-		case err == nil:
-			in.Services[ref] = model.ServiceFromCore(svc)
-		case !apierrors.IsNotFound(err):
-			return nil, fmt.Errorf("reading Service %s: %w", ref, err)
-		}
-	}
-	var err error
-	if in.Peers, err = Peers(ctx, reader, rule, in.Services); err != nil {
+	g := &Gatherer{Reader: reader, Options: opts, MeshConfig: meshConfig, SkipPods: true}
+	in, err := g.Gather(ctx, rule)
+	if err != nil {
 		return nil, err
 	}
-	return append(findings, check.WorkloadPeers(in)...), nil
+	findings := check.Admission(rule, old, claims, in.Mesh, in.MeshError, opts)
+	return append(findings, check.AcrossAPIRules(in)...), nil
 }
