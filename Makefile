@@ -24,6 +24,7 @@ GOLANGCI_LINT := $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 CHART := charts/apirule-operator
 ENVTEST_ASSETS := $(LOCALBIN)/envtest
 ISTIO_CRDS := $(LOCALBIN)/crds/istio.yaml
+REFERENCE_GRANT_CRD := $(LOCALBIN)/crds/referencegrants.yaml
 
 # The Istio-in-the-loop harness is a module of its own: istio.io/istio pins its own Kubernetes
 # versions. Its two unpublished modules are not in the checksum database; go.sum holds their
@@ -34,6 +35,7 @@ ISTIO_HARNESS_GONOSUMDB := istio.io/istio,github.com/envoyproxy/go-control-plane
 # Tests find the control plane and the Istio CRDs through these variables.
 export KUBEBUILDER_ASSETS := $(ENVTEST_ASSETS)
 export APIRULE_ISTIO_CRDS := $(ISTIO_CRDS)
+export APIRULE_REFERENCE_GRANT_CRD := $(REFERENCE_GRANT_CRD)
 # The install tests render the manifests with these.
 export APIRULE_KUSTOMIZE := $(KUSTOMIZE)
 export APIRULE_HELM := $(HELM)
@@ -98,16 +100,20 @@ test-istio: ## Check every golden case and sample render with Istio's validation
 	cd $(ISTIO_HARNESS) && APIRULECTL=$(LOCALBIN)/apirulectl go test ./... -count=1 -timeout 30m
 
 .PHONY: envtest-assets
-envtest-assets: istio-crds ## Build kube-apiserver and etcd into bin/envtest (cached) and copy the Istio CRDs.
+envtest-assets: istio-crds ## Build kube-apiserver and etcd into bin/envtest (cached) and copy the Istio and ReferenceGrant CRDs.
 	hack/build-envtest-assets.sh $(ENVTEST_ASSETS) $(ENVTEST_K8S_VERSION) $(ENVTEST_ETCD_VERSION)
 
 .PHONY: istio-crds
-istio-crds: ## Copy the Istio CRDs of the istio.io/api version in go.mod into bin/crds.
+istio-crds: ## Copy the Istio CRDs (istio.io/api) and Gateway API's ReferenceGrant CRD of the versions in go.mod into bin/crds.
 	@mkdir -p $(dir $(ISTIO_CRDS))
 	@# One shell line: the module directory is known only after the download.
 	@go mod download istio.io/api && \
 		src="$$(go list -m -f '{{.Dir}}' istio.io/api)/kubernetes/customresourcedefinitions.gen.yaml" && \
 		{ cmp -s "$$src" $(ISTIO_CRDS) || install -m 0644 "$$src" $(ISTIO_CRDS); }
+	@# Gateway API's ReferenceGrant, the consent to cross-namespace backends, of the version in go.mod.
+	@go mod download sigs.k8s.io/gateway-api && \
+		src="$$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)/config/crd/standard/gateway.networking.k8s.io_referencegrants.yaml" && \
+		{ cmp -s "$$src" $(REFERENCE_GRANT_CRD) || install -m 0644 "$$src" $(REFERENCE_GRANT_CRD); }
 
 .PHONY: docs
 docs: $(CRD_REF_DOCS) ## Generate the API reference docs/reference/api.md from the Go types.

@@ -26,9 +26,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/apply"
+	"github.com/apirule-operator/apirule-operator/internal/check"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/gather"
 	"github.com/apirule-operator/apirule-operator/internal/index"
@@ -83,6 +85,7 @@ func (r *APIRuleReconciler) registry() *hostRegistry {
 // +kubebuilder:rbac:groups=networking.istio.io,namespace=istio-system,resources=gateways,verbs=create;patch;delete
 // +kubebuilder:rbac:groups="",namespace=istio-system,resources=secrets,verbs=create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=referencegrants,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // Leader election leases: config/rbac/leader_election_role.yaml, a Role in the operator's
 // namespace only, not a marker (a marker would grant them cluster-wide).
@@ -157,17 +160,13 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 			report.withdrawn(strings.Join(hosts, ", ") + " are held by an older owner")
 		}
 	}
-	if (output.Findings.Refuses(conditions.ReasonWorkloadConflict) || output.Findings.Refuses(conditions.ReasonMTLSHostCovered)) &&
-		conditions.ProgrammedAsIs(rule) {
-		// What serves is this very spec (a race let both APIRules through): it conflicts
-		// live with the APIRule that prevails. An edit that introduced the conflict is
-		// different: the objects of the earlier generation keep serving.
+	if why, ok := withdrawal(output.Findings, conditions.ProgrammedAsIs(rule)); ok {
 		if err := r.withdrawAll(ctx, rule); err != nil {
 			report.programFailed(conditions.ReasonPruneFailed, err)
 			return ctrl.Result{}, err
 		}
 		r.registry().set(ownerOf(rule), nil)
-		report.withdrawn("it conflicts with an APIRule that prevails (a shared workload's issuers or ext-authz provider, or an mTLS host on the same ingress gateway)")
+		report.withdrawn(why)
 	}
 	if !output.Findings.HasErrors() {
 		if held := r.registry().claim(ownerOf(rule), output.Objects.VirtualServices[0].Spec.Hosts); len(held) > 0 {
@@ -188,6 +187,28 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 		result.RequeueAfter = max(time.Until(output.RecheckAt), time.Second)
 	}
 	return result, nil
+}
+
+// withdrawal says whether the refusals require removing what serves, and why. A refusal
+// usually keeps the objects of the last good spec: a bad edit must not take down what
+// serves. These are the exceptions, where what serves is itself unsafe or unwanted:
+//   - a backend Pod without the sidecar, whatever generation serves: the gateway would route
+//     to a Pod that enforces no policy;
+//   - when this very spec serves: a conflict with an APIRule that prevails (a race let both
+//     through), or a backend namespace that took its consent back. When an edit introduced the
+//     refusal, the objects of the earlier generation keep serving.
+func withdrawal(fs check.Findings, programmedAsIs bool) (string, bool) {
+	switch {
+	case fs.Refuses(conditions.ReasonSidecarMissing):
+		return "a backend Pod runs without the Istio sidecar, so nothing there would enforce the policies", true
+	case !programmedAsIs:
+		return "", false
+	case fs.Refuses(conditions.ReasonCrossNamespaceBackend):
+		return "a backend's namespace no longer consents to this APIRule (its ReferenceGrant is gone or changed)", true
+	case fs.Refuses(conditions.ReasonWorkloadConflict), fs.Refuses(conditions.ReasonMTLSHostCovered):
+		return "it conflicts with an APIRule that prevails (a shared workload's issuers or ext-authz provider, or an mTLS host on the same ingress gateway)", true
+	}
+	return "", false
 }
 
 // program applies the desired objects, policies before routes, then prunes stale children,
@@ -327,7 +348,12 @@ func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	children := handler.EnqueueRequestsFromMapFunc(requestForOwnerLabels)
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.Options.ReferenceGrants {
+		// A ReferenceGrant gives or takes away a namespace's consent to cross-namespace backends.
+		b = b.Watches(&gatewayv1beta1.ReferenceGrant{}, handler.EnqueueRequestsFromMapFunc(r.requestsForReferenceGrant))
+	}
+	return b.
 		Named("apirule").
 		For(&apiv2.APIRule{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, deletionPredicate{}))).

@@ -574,6 +574,23 @@ var _ = Describe("APIRule reconciler", func() {
 		Expect(k8s.Delete(ctx, bare)).To(Succeed())
 		Expect(k8s.Create(ctx, fixtures.SidecarPod(namespace, "plain-1", "plain"))).To(Succeed())
 		expectReady(key)
+
+		By("withdrawing the serving route when a Pod without the sidecar joins the Service")
+		late := fixtures.SidecarPod(namespace, "plain-2", "plain")
+		late.Spec.Containers = late.Spec.Containers[:1]
+		Expect(k8s.Create(ctx, late)).To(Succeed())
+		Eventually(func(g Gomega) {
+			current := &apiv2.APIRule{}
+			g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
+			c := conditions.Find(current.Status.Conditions, conditions.Programmed)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(string(conditions.ReasonWithdrawn)))
+			vs, ap := children(key)
+			g.Expect(vs).To(BeEmpty(), "no route to a Pod that enforces no policy")
+			g.Expect(ap).To(BeEmpty())
+		}, timeout, interval).Should(Succeed())
+		Expect(k8s.Delete(ctx, late)).To(Succeed())
+		expectReady(key)
 	})
 
 	It("warns while the Service selects no Pods", func() {

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
@@ -33,6 +34,19 @@ func (r *APIRuleReconciler) requestsForGateway(ctx context.Context, obj client.O
 		// The host itself, and the wildcard APIRules that cover it (an mTLS host may be).
 		for _, pattern := range model.CoveringHosts(h) {
 			out = append(out, r.requestsForKey(ctx, index.APIRuleHost, pattern)...)
+		}
+	}
+	return out
+}
+
+// requestsForReferenceGrant maps a ReferenceGrant to the APIRules of the namespaces it names
+// with a backend in its namespace: it may give or take away their consent.
+func (r *APIRuleReconciler) requestsForReferenceGrant(ctx context.Context, obj client.Object) []reconcile.Request {
+	grant := model.ReferenceGrantFromGatewayAPI(obj.(*gatewayv1beta1.ReferenceGrant))
+	var out []reconcile.Request
+	for _, from := range grant.From {
+		if from.Group == apiv2.GroupVersion.Group && from.Kind == model.APIRuleKind {
+			out = append(out, r.requestsForKey(ctx, index.APIRuleCrossNamespace, index.CrossNamespaceKey(from.Namespace, grant.Namespace))...)
 		}
 	}
 	return out

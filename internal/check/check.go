@@ -45,7 +45,7 @@ func Static(rule *apiv2.APIRule, opts model.Options) Findings {
 	checkInternalTraffic(&rule.Spec, opts, specPath, &fs)
 	checkEscapesUnderIPRestriction(&rule.Spec, specPath, &fs)
 	checkWildcardUnderIPRestriction(rule, specPath, &fs)
-	checkBackendsNamed(rule, opts, specPath, &fs)
+	checkBackendsNamed(rule, specPath, &fs)
 	if _, ok := model.GatewayRef(rule, opts); !ok && rule.Spec.MTLS == nil {
 		if rule.Spec.Gateway != nil {
 			fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, specPath.Child("gateway"), gatewayValue(rule),
@@ -68,10 +68,11 @@ func Static(rule *apiv2.APIRule, opts model.Options) Findings {
 // first: the Accepted condition takes its reason from the first finding about it.
 func Full(in model.Input) Result {
 	fs := Static(in.APIRule, in.Options)
+	specPath := field.NewPath("spec")
+	checkBackendConsent(in, specPath, &fs)
 	if gw := model.MTLSGateway(in.APIRule, in.Options); gw != nil {
 		in.Gateway = gw
 	}
-	specPath := field.NewPath("spec")
 	checkMeshConfig(in, specPath, &fs)
 	providers(in.APIRule, in.Mesh, in.MeshError != nil, Error, &fs)
 	checkGateway(in, specPath, &fs)
@@ -88,9 +89,12 @@ func Full(in model.Input) Result {
 // Admission is what the webhook checks: Static, the hosts other APIRules already claim (found
 // by the caller through the cache's host index), the extension providers of the mesh config
 // as warnings (the mesh config may be updated after the APIRule), and the warnings about risky
-// input. old is the APIRule before an update, nil on create.
-func Admission(rule, old *apiv2.APIRule, claims map[string][]apiv2.APIRule, mesh *model.MeshConfig, meshErr error, opts model.Options) Findings {
+// input, and the consent of the backends' namespaces. in is what the webhook gathered of the
+// APIRule; old is the APIRule before an update, nil on create.
+func Admission(in model.Input, old *apiv2.APIRule, claims map[string][]apiv2.APIRule) Findings {
+	rule, opts, mesh, meshErr := in.APIRule, in.Options, in.Mesh, in.MeshError
 	fs := Static(rule, opts)
+	checkBackendConsent(in, field.NewPath("spec"), &fs)
 	fs = append(fs, HostConflicts(rule, old, claims, opts)...)
 	if model.UsesExtAuth(rule) {
 		if meshErr != nil {

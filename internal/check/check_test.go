@@ -1,6 +1,7 @@
 package check
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
@@ -178,17 +180,17 @@ func TestAdmissionIncludesTheTranslatorsSpecChecks(t *testing.T) {
 	other := "https://other.example.com/jwks"
 	b.JWT.Authentications[0].JWKSURI = &other
 	r := apiRule([]apiv2.Host{"api.example.com"}, a, b)
-	errs := Admission(r, nil, nil, nil, nil, model.Options{}).ErrorList()
+	errs := Admission(model.Input{APIRule: r}, nil, nil).ErrorList()
 	if len(errs) != 1 || errs[0].Field != "spec.rules[1].jwt.authentications[0]" || !strings.Contains(errs[0].Detail, "configured differently") {
 		t.Fatalf("got %v", errs)
 	}
 	// Missing references are not refused at admission: they may be created later.
 	r.Spec.Gateway = nil
-	errs = Admission(r, nil, nil, nil, nil, model.Options{DefaultGateway: "istio-system/public"}).ErrorList()
+	errs = Admission(model.Input{APIRule: r, Options: model.Options{DefaultGateway: "istio-system/public"}}, nil, nil).ErrorList()
 	if len(errs) != 1 {
 		t.Fatalf("got %v", errs)
 	}
-	errs = Admission(r, nil, nil, nil, nil, model.Options{}).ErrorList()
+	errs = Admission(model.Input{APIRule: r}, nil, nil).ErrorList()
 	if len(errs) != 2 || errs[1].Field != "spec.gateway" {
 		t.Fatalf("no gateway and no default: %v", errs)
 	}
@@ -357,23 +359,88 @@ func TestWorkloadPeersMustAgree(t *testing.T) {
 	}
 }
 
-// A backend in another namespace is refused unless the operator allows it.
+// A backend in another namespace is refused unless that namespace consents with a
+// ReferenceGrant or the operator allows every namespace; admission decides as Full does.
 func TestCrossNamespaceBackendNeedsConsent(t *testing.T) {
 	other := "finance"
 	r := apiRule([]apiv2.Host{"api.example.com"}, rule("/a", "GET"))
 	r.Spec.Service.Namespace = &other
-	errs := Static(r, model.Options{}).ErrorList()
-	if len(errs) != 1 || errs[0].Field != "spec.service.namespace" || !strings.Contains(errs[0].Detail, "--allow-cross-namespace-backends") {
-		t.Errorf("got %v", errs)
+	consent := func(opts model.Options, grants ...model.ReferenceGrant) field.ErrorList {
+		in := model.Input{APIRule: r, Options: opts, ReferenceGrants: grants}
+		full := crossNamespaceErrors(Full(in).Findings)
+		if admission := crossNamespaceErrors(Admission(in, nil, nil)); !reflect.DeepEqual(full, admission) {
+			t.Errorf("admission decides otherwise than reconcile: %v, %v", admission, full)
+		}
+		return full
 	}
-	if errs := Static(r, model.Options{CrossNamespaceBackends: true}).ErrorList(); len(errs) != 0 {
+	if errs := consent(model.Options{}); len(errs) != 1 || errs[0].Field != "spec.service.namespace" ||
+		!strings.Contains(errs[0].Detail, "--allow-cross-namespace-backends") || !strings.Contains(errs[0].Detail, "no ReferenceGrant API") {
+		t.Errorf("without the ReferenceGrant API: %v", errs)
+	}
+	if errs := consent(model.Options{CrossNamespaceBackends: true}); len(errs) != 0 {
 		t.Errorf("allowed by the operator: %v", errs)
 	}
+
+	grants := model.Options{ReferenceGrants: true}
+	if errs := consent(grants); len(errs) != 1 || !strings.Contains(errs[0].Detail, "kind APIRule, namespace shop to group \"\", kind Service, name api") {
+		t.Errorf("no grant: %v", errs)
+	}
+	grant := func(mutate func(*model.ReferenceGrant)) model.ReferenceGrant {
+		g := model.ReferenceGrant{
+			Namespace: "finance", Name: "apirules-of-shop",
+			From: []model.GrantFrom{{Group: "gateway.networking.k8s.io", Kind: "HTTPRoute", Namespace: "shop"}, {Group: apiv2.GroupVersion.Group, Kind: "APIRule", Namespace: "shop"}},
+			To:   []model.GrantTo{{Group: "", Kind: "Secret"}, {Group: "", Kind: "Service", Name: "api"}},
+		}
+		if mutate != nil {
+			mutate(&g)
+		}
+		return g
+	}
+	if errs := consent(grants, grant(nil)); len(errs) != 0 {
+		t.Errorf("granted: %v", errs)
+	}
+	if errs := consent(grants, grant(func(g *model.ReferenceGrant) { g.To = []model.GrantTo{{Kind: "Service"}} })); len(errs) != 0 {
+		t.Errorf("granted for every Service: %v", errs)
+	}
+	for name, mutate := range map[string]func(*model.ReferenceGrant){
+		"in another namespace":    func(g *model.ReferenceGrant) { g.Namespace = "shop" },
+		"from another namespace":  func(g *model.ReferenceGrant) { g.From = g.From[1:]; g.From[0].Namespace = "staging" },
+		"from another kind":       func(g *model.ReferenceGrant) { g.From = g.From[:1] },
+		"from another group":      func(g *model.ReferenceGrant) { g.From[1].Group = "gateway.kyma-project.io" },
+		"to another Service":      func(g *model.ReferenceGrant) { g.To[1].Name = "payments" },
+		"to another kind":         func(g *model.ReferenceGrant) { g.To = g.To[:1] },
+		"to a Service of a group": func(g *model.ReferenceGrant) { g.To[1].Group = "example.com" },
+	} {
+		if errs := consent(grants, grant(mutate)); len(errs) != 1 {
+			t.Errorf("a grant %s consents: %v", name, errs)
+		}
+	}
+
+	// A rule's own backend elsewhere is named at its own field, once per Service.
+	elsewhere := rule("/b", "GET")
+	elsewhere.Service = &apiv2.Service{Name: "ledger", Namespace: &other, Port: 80}
+	r.Spec.Rules = append(r.Spec.Rules, elsewhere, elsewhere)
+	r.Spec.Rules[2].Path = "/c"
+	if errs := consent(grants, grant(nil)); len(errs) != 1 || errs[0].Field != "spec.rules[1].service.namespace" {
+		t.Errorf("a rule's backend without consent: %v", errs)
+	}
+
 	same := "shop"
+	r.Spec.Rules = r.Spec.Rules[:1]
 	r.Spec.Service.Namespace = &same
-	if errs := Static(r, model.Options{}).ErrorList(); len(errs) != 0 {
+	if errs := consent(model.Options{}); len(errs) != 0 {
 		t.Errorf("the APIRule's own namespace written out: %v", errs)
 	}
+}
+
+func crossNamespaceErrors(fs Findings) field.ErrorList {
+	var out Findings
+	for _, f := range fs {
+		if f.Reason == conditions.ReasonCrossNamespaceBackend {
+			out = append(out, f)
+		}
+	}
+	return out.ErrorList()
 }
 
 // The gateway's DENY policy cannot match a wildcard host with a port, so a wildcard host

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
@@ -340,26 +341,45 @@ func checkEscapesUnderIPRestriction(spec *apiv2.APIRuleSpec, specPath *field.Pat
 	}
 }
 
-// checkBackendsNamed requires every rule to have a backend Service, in the APIRule's own
-// namespace unless the operator allows other namespaces: the policies go to the backend's
-// namespace, so a backend elsewhere is another team's workload, exposed without its consent.
-func checkBackendsNamed(rule *apiv2.APIRule, opts model.Options, specPath *field.Path, fs *Findings) {
+// checkBackendsNamed requires every rule to have a backend Service.
+func checkBackendsNamed(rule *apiv2.APIRule, specPath *field.Path, fs *Findings) {
 	for i := range rule.Spec.Rules {
-		ref, _, ok := model.BackendRef(rule, i)
-		if !ok {
+		if _, _, ok := model.BackendRef(rule, i); !ok {
 			fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, specPath.Child("service"), "",
 				"no backend service: set spec.service or spec.rules[%d].service", i)
+		}
+	}
+}
+
+// checkBackendConsent requires a backend in another namespace to have that namespace's
+// consent: a ReferenceGrant there, or the operator's --allow-cross-namespace-backends. The
+// policies go to the backend's namespace, so without consent any team that may create
+// APIRules could expose any other team's workload.
+func checkBackendConsent(in model.Input, specPath *field.Path, fs *Findings) {
+	rule := in.APIRule
+	reported := map[types.NamespacedName]bool{}
+	for i := range rule.Spec.Rules {
+		ref, _, ok := model.BackendRef(rule, i)
+		if !ok || ref.Namespace == rule.Namespace || in.Options.CrossNamespaceBackends || reported[ref] {
 			continue
 		}
-		if ref.Namespace != rule.Namespace && !opts.CrossNamespaceBackends {
-			path := specPath.Child("rules").Index(i).Child("service", "namespace")
-			if rule.Spec.Rules[i].Service == nil || rule.Spec.Rules[i].Service.Namespace == nil {
-				path = specPath.Child("service", "namespace")
-			}
-			fs.add(conditions.Accepted, conditions.ReasonCrossNamespaceBackend, path, ref.Namespace,
-				"Service %s is in namespace %s, not the APIRule's (%s); exposing another namespace's workload needs the operator's "+
-					"--allow-cross-namespace-backends: create the APIRule in %s instead", ref, ref.Namespace, rule.Namespace, ref.Namespace)
+		if _, granted := model.GrantFor(in.ReferenceGrants, rule.Namespace, ref); granted {
+			continue
 		}
+		reported[ref] = true
+		path := specPath.Child("rules").Index(i).Child("service", "namespace")
+		if rule.Spec.Rules[i].Service == nil || rule.Spec.Rules[i].Service.Namespace == nil {
+			path = specPath.Child("service", "namespace")
+		}
+		fix := "this cluster has no ReferenceGrant API (Gateway API's CRDs) and the operator runs without " +
+			"--allow-cross-namespace-backends; create the APIRule in %[2]s"
+		if in.Options.ReferenceGrants {
+			fix = "create a ReferenceGrant in %[2]s from group " + apiv2.GroupVersion.Group + ", kind " + model.APIRuleKind +
+				", namespace %[3]s to group \"\", kind Service, name %[4]s (no name for every Service), or create the APIRule in %[2]s"
+		}
+		fs.add(conditions.Accepted, conditions.ReasonCrossNamespaceBackend, path, ref.Namespace,
+			"Service %[1]s is in namespace %[2]s, not the APIRule's (%[3]s), and %[2]s has not consented: "+fix,
+			ref, ref.Namespace, rule.Namespace, ref.Name)
 	}
 }
 

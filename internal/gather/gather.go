@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/check"
@@ -133,7 +134,38 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 	if in.Peers, err = Peers(ctx, r.Reader, rule, in.Services); err != nil {
 		return in, err
 	}
+	if in.ReferenceGrants, err = r.referenceGrants(ctx, rule); err != nil {
+		return in, err
+	}
 	return in, nil
+}
+
+// referenceGrants reads the ReferenceGrants of the backend namespaces that are not the
+// APIRule's, when the cluster serves them, in a fixed order: the grant a finding names must
+// not change with the cache's list order.
+func (r *Gatherer) referenceGrants(ctx context.Context, rule *apiv2.APIRule) ([]model.ReferenceGrant, error) {
+	if !r.Options.ReferenceGrants {
+		return nil, nil
+	}
+	var namespaces []string
+	for _, ref := range model.BackendRefs(rule) {
+		if ref.Namespace != rule.Namespace && !slices.Contains(namespaces, ref.Namespace) {
+			namespaces = append(namespaces, ref.Namespace)
+		}
+	}
+	slices.Sort(namespaces)
+	var out []model.ReferenceGrant
+	for _, ns := range namespaces {
+		grants := &gatewayv1beta1.ReferenceGrantList{}
+		if err := r.Reader.List(ctx, grants, client.InNamespace(ns)); err != nil {
+			return nil, fmt.Errorf("listing the ReferenceGrants of namespace %s: %w", ns, err)
+		}
+		slices.SortFunc(grants.Items, func(a, b gatewayv1beta1.ReferenceGrant) int { return strings.Compare(a.Name, b.Name) })
+		for i := range grants.Items {
+			out = append(out, model.ReferenceGrantFromGatewayAPI(&grants.Items[i]))
+		}
+	}
+	return out, nil
 }
 
 // Peers finds the other APIRules whose backend Services may select Pods of the APIRule's
@@ -550,6 +582,6 @@ func Admission(ctx context.Context, reader client.Reader, rule, old *apiv2.APIRu
 	if err != nil {
 		return nil, err
 	}
-	findings := check.Admission(rule, old, claims, in.Mesh, in.MeshError, opts)
+	findings := check.Admission(in, old, claims)
 	return append(findings, check.AcrossAPIRules(in)...), nil
 }

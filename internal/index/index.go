@@ -35,6 +35,9 @@ const (
 	// APIRuleIPRestricted lists the IP-restricted APIRules, which read the ingress gateway
 	// Pods, under IPRestrictedKey.
 	APIRuleIPRestricted = "apirule.io/ip-restricted"
+	// APIRuleCrossNamespace lists APIRules by CrossNamespaceKey for each backend namespace
+	// that is not their own: a ReferenceGrant there may give or take away their consent.
+	APIRuleCrossNamespace = "apirule.io/cross-namespace"
 	// GatewayServerHost lists Gateways by the hosts of their servers, without namespace/.
 	GatewayServerHost = "apirule.io/server-hosts"
 	// VirtualServiceHost lists every VirtualService of the cluster by host.
@@ -84,6 +87,15 @@ func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definiti
 			var keys []string
 			for _, ref := range model.BackendRefs(obj.(*apiv2.APIRule)) {
 				keys = append(keys, ref.String())
+			}
+			return keys
+		}},
+		{&apiv2.APIRule{}, APIRuleCrossNamespace, func(obj client.Object) []string {
+			var keys []string
+			for _, ref := range model.BackendRefs(obj.(*apiv2.APIRule)) {
+				if key := CrossNamespaceKey(obj.GetNamespace(), ref.Namespace); ref.Namespace != obj.GetNamespace() && !slices.Contains(keys, key) {
+					keys = append(keys, key)
+				}
 			}
 			return keys
 		}},
@@ -141,6 +153,10 @@ func HostKey(host apiv2.Host) string {
 	}
 	return ShortHostKey(string(host))
 }
+
+// CrossNamespaceKey is the APIRuleCrossNamespace key of APIRules in namespace from with a
+// backend in namespace to.
+func CrossNamespaceKey(from, to string) string { return from + "->" + to }
 
 // ShortHostKey is the APIRuleHost key of a short host.
 func ShortHostKey(name string) string { return "short:" + name }

@@ -7,6 +7,7 @@ import (
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 )
@@ -19,6 +20,8 @@ func New() (*runtime.Scheme, error) {
 		apiv2.AddToScheme,
 		networkingclientv1.AddToScheme,
 		securityclientv1.AddToScheme,
+		// ReferenceGrant, the consent to cross-namespace backends; only that kind is read.
+		gatewayv1beta1.Install,
 	} {
 		if err := add(scheme); err != nil {
 			return nil, err

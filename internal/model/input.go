@@ -46,6 +46,9 @@ type Input struct {
 	Peers []Peer
 	// IngressPods are the ingress gateway's Pods, read for their proxy settings.
 	IngressPods []IngressPod
+	// ReferenceGrants are the Gateway API ReferenceGrants in the namespaces of the backends
+	// that are not the APIRule's, sorted by namespace/name: the consent of those namespaces.
+	ReferenceGrants []ReferenceGrant
 	// Now is the time certificates are checked against.
 	Now time.Time
 	// Options are the operator's settings.
@@ -111,8 +114,12 @@ type Options struct {
 	// so one workload may use several ext-authz providers. Without it Istio enforces one
 	// provider per workload and turns the others into deny rules.
 	MultipleCustomProviders bool
-	// CrossNamespaceBackends lets APIRules send traffic to Services of other namespaces.
+	// CrossNamespaceBackends lets APIRules send traffic to Services of other namespaces
+	// without a ReferenceGrant there.
 	CrossNamespaceBackends bool
+	// ReferenceGrants says the cluster serves Gateway API's ReferenceGrant, through which
+	// the owner of a namespace consents to APIRules of other namespaces using its Services.
+	ReferenceGrants bool
 	// IngressGatewayNamespace is the namespace of the ingress gateway's Pods: the operator's
 	// own Gateways, CA copies and gateway-level policies go there.
 	IngressGatewayNamespace string

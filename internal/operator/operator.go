@@ -10,8 +10,10 @@ import (
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,6 +22,7 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	"github.com/apirule-operator/apirule-operator/controllers"
 	"github.com/apirule-operator/apirule-operator/internal/config"
@@ -65,6 +68,22 @@ func DefaultOptions() Options {
 
 // NewScheme returns a scheme with every type the operator reads or writes.
 func NewScheme() (*runtime.Scheme, error) { return kubescheme.New() }
+
+// servesReferenceGrants says whether the cluster serves Gateway API's ReferenceGrant (v1beta1,
+// which every Gateway API release since it came serves). It is decided at start: a cluster
+// that installs Gateway API's CRDs later needs the operator restarted to honour its grants;
+// until then cross-namespace backends are refused, never admitted.
+func servesReferenceGrants(mapper meta.RESTMapper) (bool, error) {
+	gv := gatewayv1beta1.GroupVersion
+	switch _, err := mapper.RESTMapping(schema.GroupKind{Group: gv.Group, Kind: "ReferenceGrant"}, gv.Version); {
+	case err == nil:
+		return true, nil
+	case meta.IsNoMatchError(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("looking up the ReferenceGrant API: %w", err)
+	}
+}
 
 // NewManager builds a manager running the APIRule controller.
 func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
@@ -125,10 +144,14 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 	metrics.Register()
+	modelOpts := opts.Settings.Translate()
+	if modelOpts.ReferenceGrants, err = servesReferenceGrants(mgr.GetRESTMapper()); err != nil {
+		return nil, err
+	}
 	reconciler := &controllers.APIRuleReconciler{
 		Client:                  mgr.GetClient(),
 		Recorder:                mgr.GetEventRecorder("apirule-operator"),
-		Options:                 opts.Settings.Translate(),
+		Options:                 modelOpts,
 		MeshConfig:              opts.Settings.MeshConfigKey(),
 		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
 	}
@@ -148,7 +171,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			return nil, fmt.Errorf("setting up the default Gateway controller: %w", err)
 		}
 	}
-	if err := setupWebhook(mgr, cfg, scheme, opts); err != nil {
+	if err := setupWebhook(mgr, cfg, scheme, opts, modelOpts); err != nil {
 		return nil, err
 	}
 	if opts.HealthProbeAddress != "0" {

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/webhook"
 )
 
@@ -49,13 +50,13 @@ func certRotator(c client.Client, opts webhook.Options) *webhook.CertRotator {
 
 // setupWebhook registers the APIRule validator and, in the self certificate mode, the
 // rotator that keeps the certificate and the caBundle current on every replica.
-func setupWebhook(mgr ctrl.Manager, cfg *rest.Config, scheme *runtime.Scheme, opts Options) error {
+func setupWebhook(mgr ctrl.Manager, cfg *rest.Config, scheme *runtime.Scheme, opts Options, modelOpts model.Options) error {
 	if !opts.Webhook.Enabled {
 		return nil
 	}
 	validator := &webhook.Validator{
 		Reader:     mgr.GetClient(),
-		Options:    opts.Settings.Translate(),
+		Options:    modelOpts,
 		MeshConfig: opts.Settings.MeshConfigKey(),
 	}
 	if err := validator.SetupWithManager(mgr); err != nil {

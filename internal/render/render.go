@@ -31,6 +31,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 	"sigs.k8s.io/yaml"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
@@ -148,6 +150,13 @@ func (b *Bundle) add(doc []byte) error {
 		return decode(&networkingclientv1.VirtualService{})
 	case "v1 ConfigMap":
 		return decode(&corev1.ConfigMap{})
+	case gatewayv1beta1.GroupVersion.String() + " ReferenceGrant", gatewayv1.GroupVersion.String() + " ReferenceGrant":
+		// Both versions have one schema; the store keeps the version the operator reads.
+		grant := &gatewayv1beta1.ReferenceGrant{}
+		if err := decode(grant); err != nil {
+			return err
+		}
+		grant.TypeMeta = metav1.TypeMeta{}
 	case "v1 Secret":
 		secret := &corev1.Secret{}
 		if err := decode(secret); err != nil {
@@ -168,8 +177,10 @@ func (b *Bundle) add(doc []byte) error {
 		b.Options = &opts
 	default:
 		return fmt.Errorf("unsupported object %s %s: the input may hold APIRules (%s), Services and Pods (v1), Gateways and "+
-			"VirtualServices (%s), the mesh config ConfigMap (v1), the Secrets of mTLS APIRules (v1) and RenderOptions (%s)",
-			meta.APIVersion, meta.Kind, apiv2.GroupVersion, networkingclientv1.SchemeGroupVersion, OptionsAPIVersion)
+			"VirtualServices (%s), the mesh config ConfigMap (v1), the Secrets of mTLS APIRules (v1), ReferenceGrants (%s or %s) "+
+			"and RenderOptions (%s)",
+			meta.APIVersion, meta.Kind, apiv2.GroupVersion, networkingclientv1.SchemeGroupVersion, gatewayv1.GroupVersion,
+			gatewayv1beta1.GroupVersion, OptionsAPIVersion)
 	}
 	return nil
 }
@@ -230,6 +241,9 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 		now = opts.Now.Time
 	}
 	modelOpts := opts.Translate()
+	// Offline, the input stands for the cluster: a ReferenceGrant in it is the consent it
+	// would be there.
+	modelOpts.ReferenceGrants = true
 	store, err := newStore(b, modelOpts, opts.MeshConfigKey())
 	if err != nil {
 		return nil, err

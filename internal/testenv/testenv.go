@@ -2,7 +2,8 @@
 // APIRule CRD and Istio's CRDs installed. The integration suites and the demo share it.
 //
 // The binaries come from `make envtest-assets`, which builds them from the Go module proxy
-// into bin/envtest; the Istio CRDs are copied from the istio.io/api module into bin/crds.
+// into bin/envtest; into bin/crds it copies the Istio CRDs from the istio.io/api module and
+// Gateway API's ReferenceGrant CRD from the sigs.k8s.io/gateway-api module.
 package testenv
 
 import (
@@ -55,7 +56,8 @@ func StartWith(configure func(*envtest.Environment)) (*Environment, error) {
 	}
 	assets := envOr("KUBEBUILDER_ASSETS", filepath.Join(root, "bin", "envtest"))
 	istioCRDs := envOr("APIRULE_ISTIO_CRDS", filepath.Join(root, "bin", "crds", "istio.yaml"))
-	for _, required := range []string{filepath.Join(assets, "kube-apiserver"), filepath.Join(assets, "etcd"), istioCRDs} {
+	referenceGrantCRD := envOr("APIRULE_REFERENCE_GRANT_CRD", filepath.Join(root, "bin", "crds", "referencegrants.yaml"))
+	for _, required := range []string{filepath.Join(assets, "kube-apiserver"), filepath.Join(assets, "etcd"), istioCRDs, referenceGrantCRD} {
 		if _, err := os.Stat(required); err != nil {
 			return nil, fmt.Errorf("%s is missing: run 'make envtest-assets' first (it builds the control plane from the Go module proxy)", required)
 		}
@@ -63,7 +65,7 @@ func StartWith(configure func(*envtest.Environment)) (*Environment, error) {
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		CRDInstallOptions: envtest.CRDInstallOptions{
-			Paths:              []string{filepath.Join(root, "config", "crd", "bases"), istioCRDs},
+			Paths:              []string{filepath.Join(root, "config", "crd", "bases"), istioCRDs, referenceGrantCRD},
 			ErrorIfPathMissing: true,
 		},
 	}

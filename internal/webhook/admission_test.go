@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
@@ -429,4 +430,43 @@ func TestDeletionIsNeverBlocked(t *testing.T) {
 	if err := update(r, func(r *apiv2.APIRule) { r.Finalizers = nil }); err != nil {
 		t.Errorf("removing the finalizer was refused: %v", err)
 	}
+}
+
+// A backend in another namespace is refused until that namespace consents with a
+// ReferenceGrant; the grant must name APIRules of the APIRule's namespace and the Service.
+func TestCrossNamespaceBackendNeedsAReferenceGrant(t *testing.T) {
+	ns, backends := namespace(t), namespace(t)
+	ctx := context.Background()
+	r := in(ns, apiRule("elsewhere", "elsewhere.example.com", noAuth("/*", "GET")))
+	r.Spec.Service.Namespace = &backends
+	rejected(t, k8s.Create(ctx, r.DeepCopy()), map[string]string{
+		"spec.service.namespace": "create a ReferenceGrant in " + backends + " from group gateway.apirule.io, kind APIRule, namespace " + ns,
+	})
+
+	service := gatewayv1beta1.ObjectName("backend")
+	grant := &gatewayv1beta1.ReferenceGrant{
+		ObjectMeta: metav1.ObjectMeta{Namespace: backends, Name: "apirules"},
+		Spec: gatewayv1beta1.ReferenceGrantSpec{
+			From: []gatewayv1beta1.ReferenceGrantFrom{{Group: "gateway.apirule.io", Kind: "APIRule", Namespace: gatewayv1beta1.Namespace(ns)}},
+			To:   []gatewayv1beta1.ReferenceGrantTo{{Group: "", Kind: "Service", Name: &service}},
+		},
+	}
+	if err := k8s.Create(ctx, grant); err != nil {
+		t.Fatal(err)
+	}
+	// The webhook reads the grant from the operator's cache, which sees it a moment later.
+	deadline := time.Now().Add(10 * time.Second)
+	for err := k8s.Create(ctx, r.DeepCopy()); err != nil; err = k8s.Create(ctx, r.DeepCopy()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("refused with the ReferenceGrant in place: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The grant names one Service: another of the same namespace is still refused.
+	other := in(ns, apiRule("other-backend", "other-backend.example.com", noAuth("/*", "GET")))
+	other.Spec.Service.Namespace, other.Spec.Service.Name = &backends, "payments"
+	rejected(t, k8s.Create(ctx, other), map[string]string{
+		"spec.service.namespace": "to group \"\", kind Service, name payments",
+	})
 }

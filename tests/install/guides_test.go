@@ -23,7 +23,8 @@ var guideVariables = map[string]string{
 }
 
 var (
-	heredoc    = regexp.MustCompile(`(?ms)^kubectl apply -f - <<('?)EOF'?\n(.*?)^EOF$`)
+	// An object a guide applies inline, or writes to a file it then applies.
+	heredoc    = regexp.MustCompile(`(?ms)^(?:kubectl apply -f -|cat > \S+) <<('?)EOF'?\n(.*?)^EOF$`)
 	mergePatch = regexp.MustCompile(`(?m)^kubectl -n (\S+) patch apirule (\S+) --type=merge -p '([^']*)'`)
 )
 
@@ -39,6 +40,13 @@ func TestGuidesWork(t *testing.T) {
 	for _, guide := range guides {
 		text := string(mustRead(t, guide))
 		applied := map[string]map[string]any{}
+		// The other objects a guide applies (a ReferenceGrant) are part of its APIRules' context.
+		context := setup
+		for _, m := range heredoc.FindAllStringSubmatch(text, -1) {
+			if !strings.Contains(m[2], "kind: APIRule\n") && strings.Contains(m[2], "kind: ReferenceGrant\n") {
+				context = append(append(bytes.Clone(context), []byte("\n---\n")...), m[2]...)
+			}
+		}
 		for _, m := range heredoc.FindAllStringSubmatch(text, -1) {
 			doc := m[2]
 			if m[1] == "" {
@@ -58,8 +66,9 @@ func TestGuidesWork(t *testing.T) {
 			if obj["kind"] != "APIRule" {
 				continue
 			}
-			checkGuideAPIRule(t, filepath.Base(guide), setup, obj)
 			md := obj["metadata"].(map[string]any)
+			ensureNamespace(t, md["namespace"].(string), nil)
+			checkGuideAPIRule(t, filepath.Base(guide), context, obj)
 			applied[md["namespace"].(string)+"/"+md["name"].(string)] = obj
 			checked++
 		}
@@ -74,7 +83,7 @@ func TestGuidesWork(t *testing.T) {
 				t.Errorf("%s: patch %s: %v", filepath.Base(guide), m[3], err)
 				continue
 			}
-			checkGuideAPIRule(t, filepath.Base(guide)+" (patched)", setup, merge(base, patch))
+			checkGuideAPIRule(t, filepath.Base(guide)+" (patched)", context, merge(base, patch))
 			checked++
 		}
 	}

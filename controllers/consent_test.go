@@ -1,0 +1,88 @@
+package controllers_test
+
+import (
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/conditions"
+)
+
+var _ = Describe("A backend in another namespace", Ordered, func() {
+	BeforeAll(func() {
+		// The suite's operator allows every namespace; this one asks for consent, as the
+		// default install does.
+		running.stop()
+		opts.Settings.AllowCrossNamespaceBackends = false
+		running = startOperator()
+		DeferCleanup(func() {
+			running.stop()
+			opts.Settings.AllowCrossNamespaceBackends = true
+			running = startOperator()
+		})
+	})
+
+	It("is served while its namespace consents with a ReferenceGrant, and withdrawn when the grant goes", func() {
+		namespace, backends := newNamespace(), newNamespace()
+		createBackend(backends, "ledger")
+		rule := newAPIRule(namespace, "ledger", "ledger", noAuth("/*", "GET"))
+		rule.Spec.Service.Namespace = &backends
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+
+		By("refusing it without consent")
+		refused := settled(key)
+		expectCondition(refused, conditions.Accepted, metav1.ConditionFalse, conditions.ReasonCrossNamespaceBackend)
+		routes, policies := children(key)
+		Expect(routes).To(BeEmpty())
+		Expect(policies).To(BeEmpty())
+
+		By("serving it once a ReferenceGrant names its namespace and the Service")
+		name := gatewayv1beta1.ObjectName("ledger")
+		grant := &gatewayv1beta1.ReferenceGrant{
+			ObjectMeta: metav1.ObjectMeta{Namespace: backends, Name: "apirules-of-" + namespace},
+			Spec: gatewayv1beta1.ReferenceGrantSpec{
+				From: []gatewayv1beta1.ReferenceGrantFrom{{Group: gatewayv1beta1.Group(apiv2.GroupVersion.Group), Kind: "APIRule", Namespace: gatewayv1beta1.Namespace(namespace)}},
+				To:   []gatewayv1beta1.ReferenceGrantTo{{Group: "", Kind: "Service", Name: &name}},
+			},
+		}
+		Expect(k8s.Create(ctx, grant)).To(Succeed())
+		expectReady(key)
+		Eventually(func() int {
+			list := &securityclientv1.AuthorizationPolicyList{}
+			Expect(k8s.List(ctx, list, client.InNamespace(backends))).To(Succeed())
+			return len(list.Items)
+		}, timeout, interval).Should(Equal(1), "the workload's policy in the backend's namespace")
+
+		By("withdrawing what serves when the grant stops naming the Service")
+		other := gatewayv1beta1.ObjectName("payments")
+		grant.Spec.To[0].Name = &other
+		Expect(k8s.Update(ctx, grant)).To(Succeed())
+		Eventually(func(g Gomega) {
+			got := &apiv2.APIRule{}
+			g.Expect(k8s.Get(ctx, key, got)).To(Succeed())
+			c := conditions.Find(got.Status.Conditions, conditions.Accepted)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(string(conditions.ReasonCrossNamespaceBackend)))
+		}, timeout, interval).Should(Succeed())
+		Eventually(func() int {
+			routes, policies := children(key)
+			return len(routes) + len(policies)
+		}, timeout, interval).Should(BeZero(), "no route or policy left once consent is withdrawn")
+
+		By("serving it again when the grant names it again, and withdrawing it when the grant is deleted")
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(grant), grant)).To(Succeed())
+		grant.Spec.To[0].Name = &name
+		Expect(k8s.Update(ctx, grant)).To(Succeed())
+		expectReady(key)
+		Expect(k8s.Delete(ctx, grant)).To(Succeed())
+		Eventually(func() int {
+			routes, policies := children(key)
+			return len(routes) + len(policies)
+		}, timeout, interval).Should(BeZero())
+	})
+})
