@@ -100,6 +100,18 @@ func expectCondition(rule *apiv2.APIRule, t conditions.Type, status metav1.Condi
 	return c
 }
 
+// eventuallyReason waits until the APIRule's condition has the reason, and returns the APIRule.
+func eventuallyReason(key types.NamespacedName, t conditions.Type, reason conditions.Reason) *apiv2.APIRule {
+	rule := &apiv2.APIRule{}
+	EventuallyWithOffset(1, func(g Gomega) {
+		g.Expect(k8s.Get(ctx, key, rule)).To(Succeed())
+		c := conditions.Find(rule.Status.Conditions, t)
+		g.Expect(c).NotTo(BeNil(), "condition %s", t)
+		g.Expect(c.Reason).To(Equal(string(reason)), "condition %s: %s", t, c.Message)
+	}, timeout, interval).Should(Succeed())
+	return rule
+}
+
 // children lists the generated objects of an APIRule in every namespace.
 func children(key types.NamespacedName) ([]*networkingclientv1.VirtualService, []*securityclientv1.AuthorizationPolicy) {
 	selector := client.MatchingLabels(ownership.Labels(key))
@@ -534,14 +546,7 @@ var _ = Describe("APIRule reconciler", func() {
 		good := mesh.Data["mesh"]
 		mesh.Data["mesh"] = "extensionProviders: {"
 		Expect(k8s.Update(ctx, mesh)).To(Succeed())
-		Eventually(func(g Gomega) {
-			current := &apiv2.APIRule{}
-			g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
-			c := conditions.Find(current.Status.Conditions, conditions.ResolvedRefs)
-			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(string(conditions.ReasonMeshConfigInvalid)))
-			g.Expect(current.Status.State).To(Equal(apiv2.StateError))
-		}, timeout, interval).Should(Succeed())
+		Expect(eventuallyReason(key, conditions.ResolvedRefs, conditions.ReasonMeshConfigInvalid).Status.State).To(Equal(apiv2.StateError))
 		_, ap = children(key)
 		Expect(ap).To(HaveLen(3), "what serves stays while the mesh config is broken")
 		Expect(k8s.Get(ctx, meshKey, mesh)).To(Succeed())
@@ -579,16 +584,11 @@ var _ = Describe("APIRule reconciler", func() {
 		late := fixtures.SidecarPod(namespace, "plain-2", "plain")
 		late.Spec.Containers = late.Spec.Containers[:1]
 		Expect(k8s.Create(ctx, late)).To(Succeed())
-		Eventually(func(g Gomega) {
-			current := &apiv2.APIRule{}
-			g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
-			c := conditions.Find(current.Status.Conditions, conditions.Programmed)
-			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(string(conditions.ReasonWithdrawn)))
-			vs, ap := children(key)
-			g.Expect(vs).To(BeEmpty(), "no route to a Pod that enforces no policy")
-			g.Expect(ap).To(BeEmpty())
-		}, timeout, interval).Should(Succeed())
+		eventuallyReason(key, conditions.Programmed, conditions.ReasonWithdrawn)
+		// The status is written after the withdrawal, in the same reconcile.
+		vs, ap := children(key)
+		Expect(vs).To(BeEmpty(), "no route to a Pod that enforces no policy")
+		Expect(ap).To(BeEmpty())
 		Expect(k8s.Delete(ctx, late)).To(Succeed())
 		expectReady(key)
 	})

@@ -62,13 +62,7 @@ var _ = Describe("A backend in another namespace", Ordered, func() {
 		other := gatewayv1beta1.ObjectName("payments")
 		grant.Spec.To[0].Name = &other
 		Expect(k8s.Update(ctx, grant)).To(Succeed())
-		Eventually(func(g Gomega) {
-			got := &apiv2.APIRule{}
-			g.Expect(k8s.Get(ctx, key, got)).To(Succeed())
-			c := conditions.Find(got.Status.Conditions, conditions.Accepted)
-			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(string(conditions.ReasonCrossNamespaceBackend)))
-		}, timeout, interval).Should(Succeed())
+		eventuallyReason(key, conditions.Accepted, conditions.ReasonCrossNamespaceBackend)
 		Eventually(func() int {
 			routes, policies := children(key)
 			return len(routes) + len(policies)

@@ -113,13 +113,7 @@ var _ = Describe("mTLS-certificate mode", func() {
 		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: "partner-ca"}, broken)).To(Succeed())
 		broken.Data["ca.crt"] = []byte("not a certificate")
 		Expect(k8s.Update(ctx, broken)).To(Succeed())
-		Eventually(func(g Gomega) {
-			rule := &apiv2.APIRule{}
-			g.Expect(k8s.Get(ctx, key, rule)).To(Succeed())
-			c := conditions.Find(rule.Status.Conditions, conditions.ResolvedRefs)
-			g.Expect(c).NotTo(BeNil())
-			g.Expect(c.Reason).To(Equal(string(conditions.ReasonInvalidCertificate)))
-		}, timeout, interval).Should(Succeed())
+		eventuallyReason(key, conditions.ResolvedRefs, conditions.ReasonInvalidCertificate)
 		gateways, secrets, _ = crossNamespaceChildren(Default, key)
 		Expect(gateways).To(HaveLen(1))
 		Expect(secrets[0].Data["ca.crt"]).To(Equal(ca.CertPEM), "the last good CA stays in place")
