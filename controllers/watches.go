@@ -20,6 +20,7 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/gather"
 	"github.com/apirule-operator/apirule-operator/internal/index"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/model"
@@ -244,18 +245,18 @@ func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 	}
 }
 
-// requestsForWorkloadPeers maps an APIRule to the other APIRules with a backend Service in
-// common, whose workload-wide checks it takes part in.
+// requestsForWorkloadPeers maps an APIRule to the other APIRules whose backends may share its
+// workload (gather.PeersOf, the lookup the workload-wide checks make), whose checks it takes
+// part in.
 func (r *APIRuleReconciler) requestsForWorkloadPeers(ctx context.Context, obj client.Object) []reconcile.Request {
-	rule := obj.(*apiv2.APIRule)
-	self := ownerOf(rule)
-	var out []reconcile.Request
-	for _, ref := range model.BackendRefs(rule) {
-		for _, req := range r.requestsForKey(ctx, index.APIRuleService, ref.String()) {
-			if req.NamespacedName != self && !slices.Contains(out, req) {
-				out = append(out, req)
-			}
-		}
+	peers, err := gather.PeersOf(ctx, r.Client, obj.(*apiv2.APIRule))
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "finding the APIRules that share a workload", "apirule", ownerOf(obj.(*apiv2.APIRule)))
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(peers))
+	for _, p := range peers {
+		out = append(out, reconcile.Request{NamespacedName: model.Owner(p.APIRule)})
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 )
 
 var _ = Describe("APIRules sharing a workload", func() {
@@ -45,6 +46,30 @@ var _ = Describe("APIRules sharing a workload", func() {
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, keyOf(headers), &apiv2.APIRule{}))
 		}, timeout, interval).Should(BeTrue())
+		expectReady(keyOf(cookies))
+	})
+
+	It("finds the APIRules of a Service that selects the same Pods by other labels, and wakes the refused one when the other goes", func() {
+		pod := fixtures.SidecarPod(namespace, "shop-0", "shop")
+		pod.Labels["tier"] = "storefront"
+		Expect(k8s.Create(ctx, pod)).To(Succeed())
+		Expect(k8s.Create(ctx, fixtures.Service(namespace, "shop", 8000))).To(Succeed())
+		byTier := fixtures.Service(namespace, "storefront", 8000)
+		byTier.Spec.Selector = map[string]string{"tier": "storefront"}
+		Expect(k8s.Create(ctx, byTier)).To(Succeed())
+
+		headers := newAPIRule(namespace, "by-app", "shop", jwtFrom(false))
+		Expect(k8s.Create(ctx, headers)).To(Succeed())
+		expectReady(keyOf(headers))
+
+		cookies := newAPIRule(namespace, "by-tier", "storefront", jwtFrom(true))
+		Expect(k8s.Create(ctx, cookies)).To(Succeed())
+		rule := settled(keyOf(cookies))
+		c := expectCondition(rule, conditions.Accepted, metav1.ConditionFalse, conditions.ReasonWorkloadConflict)
+		Expect(c.Message).To(ContainSubstring("APIRule " + namespace + "/by-app"))
+
+		By("serving it when the APIRule of the other Service is deleted")
+		Expect(k8s.Delete(ctx, headers)).To(Succeed())
 		expectReady(keyOf(cookies))
 	})
 })

@@ -56,7 +56,6 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 	}
 	in := model.Input{
 		APIRule:  rule,
-		Services: map[types.NamespacedName]model.Service{},
 		Options:  r.Options,
 		Now:      now(),
 	}
@@ -115,21 +114,8 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 		}
 	}
 
-	for _, ref := range model.BackendRefs(rule) {
-		svc := &corev1.Service{}
-		switch err := r.Reader.Get(ctx, ref, svc); {
-		case err == nil:
-			backend := model.ServiceFromCore(svc)
-			if !r.SkipPods {
-				if backend.Pods, err = r.backendPods(ctx, svc); err != nil {
-					return in, err
-				}
-				backend.PodsKnown = true
-			}
-			in.Services[ref] = backend
-		case !apierrors.IsNotFound(err):
-			return in, fmt.Errorf("reading Service %s: %w", ref, err)
-		}
+	if in.Services, err = r.backends(ctx, rule); err != nil {
+		return in, err
 	}
 	if in.Peers, err = Peers(ctx, r.Reader, rule, in.Services); err != nil {
 		return in, err
@@ -138,6 +124,39 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 		return in, err
 	}
 	return in, nil
+}
+
+// backends reads the APIRule's backend Services that exist and, unless SkipPods, their Pods.
+func (r *Gatherer) backends(ctx context.Context, rule *apiv2.APIRule) (map[types.NamespacedName]model.Service, error) {
+	out := map[types.NamespacedName]model.Service{}
+	for _, ref := range model.BackendRefs(rule) {
+		svc := &corev1.Service{}
+		switch err := r.Reader.Get(ctx, ref, svc); {
+		case err == nil:
+			backend := model.ServiceFromCore(svc)
+			if !r.SkipPods {
+				if backend.Pods, err = r.backendPods(ctx, svc); err != nil {
+					return nil, err
+				}
+				backend.PodsKnown = true
+			}
+			out[ref] = backend
+		case !apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("reading Service %s: %w", ref, err)
+		}
+	}
+	return out, nil
+}
+
+// PeersOf finds the peers of an APIRule from what the reader holds now: the APIRule's backend
+// Services and their Pods, then Peers. The relation is symmetric, so these are also the
+// APIRules whose workload-wide checks the APIRule takes part in.
+func PeersOf(ctx context.Context, reader client.Reader, rule *apiv2.APIRule) ([]model.Peer, error) {
+	services, err := (&Gatherer{Reader: reader}).backends(ctx, rule)
+	if err != nil {
+		return nil, err
+	}
+	return Peers(ctx, reader, rule, services)
 }
 
 // referenceGrants reads the ReferenceGrants of the backend namespaces that are not the
@@ -181,10 +200,10 @@ func Peers(ctx context.Context, reader client.Reader, rule *apiv2.APIRule, servi
 			continue
 		}
 		seen := map[types.NamespacedName]bool{}
-		for pair := range mine.Selector {
+		for _, pair := range candidatePairs(mine) {
 			candidates := &corev1.ServiceList{}
 			if err := reader.List(ctx, candidates, client.InNamespace(mine.Namespace),
-				client.MatchingFields{index.ServiceSelector: pair + "=" + mine.Selector[pair]}); err != nil {
+				client.MatchingFields{index.ServiceSelector: pair}); err != nil {
 				return nil, fmt.Errorf("listing the Services that may share workload %s: %w", model.WorkloadKey(mine), err)
 			}
 			for i := range candidates.Items {
@@ -230,6 +249,23 @@ func Peers(ctx context.Context, reader client.Reader, rule *apiv2.APIRule, servi
 	return out, nil
 }
 
+// candidatePairs are the label pairs under which the Services that may share a Service's
+// workload are looked up: its own selector's (a Service whose selector shares one may select
+// the same Pods, now or later), and the labels of the Pods it selects now (every Service that
+// selects one of them has a pair among its labels, whatever labels its selector names).
+func candidatePairs(svc model.Service) []string {
+	pairs := index.LabelPairs(svc.Selector)
+	for _, pod := range svc.Pods {
+		for _, pair := range index.LabelPairs(pod.Labels) {
+			if !slices.Contains(pairs, pair) {
+				pairs = append(pairs, pair)
+			}
+		}
+	}
+	slices.Sort(pairs)
+	return pairs
+}
+
 // meshConfig reads the Istio mesh config: nil when the ConfigMap does not exist, and the
 // parse error as invalid when it does not parse (the checks refuse to guess: a guess could
 // route requests to the wrong authorizer). err is a failed read.
@@ -269,7 +305,7 @@ func (r *Gatherer) backendPods(ctx context.Context, svc *corev1.Service) ([]mode
 	out := make([]model.Pod, 0, len(pods.Items))
 	for i := range pods.Items {
 		if selector.Matches(labels.Set(pods.Items[i].Labels)) {
-			out = append(out, model.Pod{Name: pods.Items[i].Name, Sidecar: hasSidecar(&pods.Items[i])})
+			out = append(out, model.Pod{Name: pods.Items[i].Name, Labels: pods.Items[i].Labels, Sidecar: hasSidecar(&pods.Items[i])})
 		}
 	}
 	return out, nil

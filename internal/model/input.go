@@ -165,6 +165,9 @@ type Service struct {
 // Pod is what the translation needs of a backend Pod.
 type Pod struct {
 	Name string
+	// Labels are the Pod's labels: every Service that selects the Pod shares its workload,
+	// whatever labels its selector names.
+	Labels map[string]string
 	// Sidecar says the Pod has an istio-proxy container (or native sidecar init container),
 	// the proxy that enforces the policies.
 	Sidecar bool
