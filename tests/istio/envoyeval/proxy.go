@@ -2,7 +2,6 @@ package envoyeval
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -503,25 +502,33 @@ func prepareRequest(h *hcmv3.HttpConnectionManager, conn Conn, s *Stream) (int, 
 		s.Headers.Set(":path", p)
 	}
 
-	var xff []string
-	if v, ok := s.Headers.Get("x-forwarded-for"); ok {
-		for _, a := range strings.Split(v, ",") {
-			xff = append(xff, strings.TrimSpace(a))
-		}
-	}
-	chain := append([]string(nil), xff...)
+	// The trusted client address (source/common/http/conn_manager_utility.cc
+	// mutateRequestHeaders): with use_remote_address and N trusted hops it is the address
+	// N-1 entries from the right of the X-Forwarded-For the client side sent (before this
+	// proxy appends its peer); when there is none, or it does not parse, it is the
+	// connection's peer. Without use_remote_address the default detection reads the entry
+	// N from the right (the XFF original IP detection extension).
+	xff, hasXFF := s.Headers.Get("x-forwarded-for")
 	useRemote := h.GetUseRemoteAddress().GetValue()
-	if useRemote {
-		chain = append(chain, conn.DirectRemoteIP.String())
-	}
 	s.RemoteIP = conn.DirectRemoteIP
-	if i := len(chain) - 1 - int(h.GetXffNumTrustedHops()); i >= 0 && len(chain) > 0 {
-		if ip, err := netip.ParseAddr(chain[i]); err == nil {
+	hops := int(h.GetXffNumTrustedHops())
+	switch {
+	case useRemote && hops > 0:
+		if ip, ok := lastAddressFromXFF(xff, hasXFF, hops-1); ok {
+			s.RemoteIP = ip
+		}
+	case !useRemote:
+		if ip, ok := lastAddressFromXFF(xff, hasXFF, hops); ok {
 			s.RemoteIP = ip
 		}
 	}
 	if useRemote && !h.GetSkipXffAppend() {
-		s.Headers.Set("x-forwarded-for", strings.Join(chain, ","))
+		// Envoy appends with "," and leaves what was there as it was (Utility::appendXff).
+		if hasXFF && xff != "" {
+			s.Headers.Set("x-forwarded-for", xff+","+conn.DirectRemoteIP.String())
+		} else {
+			s.Headers.Set("x-forwarded-for", conn.DirectRemoteIP.String())
+		}
 	}
 
 	switch h.GetForwardClientCertDetails() {
