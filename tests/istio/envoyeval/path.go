@@ -3,6 +3,7 @@ package envoyeval
 import (
 	"strings"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
@@ -360,4 +361,22 @@ func checkForNestedEscapes(p string, next, lastInvalid int, out []byte) []byte {
 		out = out[:length]
 	}
 	return out
+}
+
+// RoutedPath returns the path the routes of listener l see for a request on conn: the path
+// after the connection manager's normalisation of the filter chain conn selects. ok is false
+// when the request never reaches the routes (no filter chain, or the connection manager
+// answers itself). Istio's route simulation does not normalise paths; the harness gives it
+// this path so that both judge route selection on the same string.
+func (p *Proxy) RoutedPath(l *listenerv3.Listener, conn Conn, path string) (string, bool) {
+	fc, err := SelectFilterChain(l, conn)
+	if err != nil || fc == nil {
+		return "", false
+	}
+	hcm, err := httpConnectionManager(fc)
+	if err != nil || !strings.HasPrefix(path, "/") {
+		return "", false
+	}
+	out, action, _ := normalizeRequestPath(hcm, path)
+	return out, action == pathContinue
 }
