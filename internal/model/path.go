@@ -96,6 +96,10 @@ func ParsePath(path string) (PathPattern, error) {
 			return PathPattern{}, fmt.Errorf("must not contain an empty segment ('//')")
 		case part == "." || part == "..":
 			return PathPattern{}, fmt.Errorf("must not contain '.' or '..' segments: the gateway normalizes them away, so the rule would never match")
+		case strings.HasPrefix(part, ".;") || strings.HasPrefix(part, "..;"):
+			// The gateway cuts the parameters and removes the segment, or, when the dots were
+			// escaped, refuses the request as ambiguous: no request reaches such a rule.
+			return PathPattern{}, fmt.Errorf("must not contain a '.' or '..' segment with parameters (%q): the gateway removes or refuses it, so the rule would never match", part)
 		default:
 			if err := checkLiteral(part); err != nil {
 				return PathPattern{}, err

@@ -54,6 +54,8 @@ func TestParsePathRefusesWhatIstioRefuses(t *testing.T) {
 		"/a//b":         "empty segment",
 		"/a/{**}/b":     "only as the last segment",
 		"/a/../b":       "'.' or '..'",
+		"/a/..;x/b":     "with parameters",
+		"/a/.;/b":       "with parameters",
 		"/a*":           "'*' is allowed only as",
 		"/a{*}":         "'{' is allowed only as",
 		"/a b":          `character ' ' is not allowed`,
@@ -70,7 +72,7 @@ func TestParsePathRefusesWhatIstioRefuses(t *testing.T) {
 			t.Errorf("%q: error %v, want it to mention %q", path, err, want)
 		}
 	}
-	for _, path := range []string{"/", "/*", "/{**}", "/a/", "/a/{*}/b/{**}", "/a%2Fb", "/v1:run", "/~user/x.y"} {
+	for _, path := range []string{"/", "/*", "/{**}", "/a/", "/a/{*}/b/{**}", "/a%2Fb", "/v1:run", "/~user/x.y", "/a/...;x", "/a/x..;"} {
 		if _, err := ParsePath(path); err != nil {
 			t.Errorf("%q refused: %v", path, err)
 		}

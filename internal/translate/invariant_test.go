@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -199,11 +200,39 @@ func checkRequest(sc scenario, outputs []pipeline.Result, req request) string {
 // --- the APIRule semantics ---
 
 // refused is the rule index of a request the gateway answers itself (400): a path a backend
-// could read as another (doubled or encoded slashes).
+// could read as another (doubled or encoded slashes, dot segments, escapes of unreserved
+// characters, raw bytes some mesh pathNormalization leaves in the path).
 const refused = -2
 
+func ambiguousSpelling(path string) bool {
+	lower := strings.ToLower(path)
+	if strings.Contains(path, "//") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(path, `\`) {
+		return true
+	}
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "." || seg == ".." || strings.HasPrefix(seg, ".;") || strings.HasPrefix(seg, "..;") {
+			return true
+		}
+	}
+	for i := 0; i < len(path); i++ {
+		if path[i] < '!' || path[i] > '~' {
+			return true
+		}
+		if path[i] == '%' && i+2 < len(path) {
+			if b, err := strconv.ParseUint(path[i+1:i+3], 16, 8); err == nil && unreserved(byte(b)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func unreserved(b byte) bool {
+	return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("-._~", b) >= 0
+}
+
 func firstMatch(rule *apiv2.APIRule, req request) int {
-	if strings.Contains(req.path, "//") || strings.Contains(strings.ToLower(req.path), "%2f") || strings.Contains(strings.ToLower(req.path), "%5c") {
+	if ambiguousSpelling(req.path) {
 		return refused
 	}
 	for i, r := range rule.Spec.Rules {
@@ -826,12 +855,23 @@ func samplePath(rng *rand.Rand) string {
 		path += "/"
 	}
 	// Spellings a backend may read as another path.
-	switch rng.IntN(20) {
+	switch rng.IntN(16) {
 	case 0:
 		path = "/" + path
 	case 1:
 		if i := strings.LastIndex(path, "/"); i > 0 {
 			path = path[:i] + []string{"%2f", "%2F", "%5c"}[rng.IntN(3)] + path[i+1:]
+		}
+	case 2:
+		// A dot segment, with or without parameters, before the last segment.
+		if i := strings.LastIndex(path, "/"); i >= 0 {
+			path = path[:i] + []string{"/..", "/.", "/..;x", "/x/.."}[rng.IntN(4)] + path[i:]
+		}
+	case 3:
+		// An escape of an unreserved character: "a" as %61 or %41-cased, "." as %2e.
+		if i := strings.IndexAny(path, "a."); i >= 0 {
+			esc := map[byte][]string{'a': {"%61"}, '.': {"%2e", "%2E"}}[path[i]]
+			path = path[:i] + esc[rng.IntN(len(esc))] + path[i+1:]
 		}
 	}
 	return path

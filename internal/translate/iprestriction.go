@@ -1,6 +1,11 @@
 package translate
 
 import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
 	securityv1 "istio.io/api/security/v1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -75,10 +80,58 @@ func denyRules(r *apiv2.IPRestriction, to []*securityv1.Rule_To) []*securityv1.R
 	return out
 }
 
+// ipBlocks lists each block followed by its other spelling of the same IPv4 addresses: the
+// IPv4-mapped IPv6 range of an IPv4 block (::ffff:a.b.c.d/len+96), and the IPv4 range of an
+// IPv4-mapped block. Envoy keeps an X-Forwarded-For entry ::ffff:198.51.100.7 an IPv6
+// address and matches a range only with addresses of its own IP version (Envoy
+// source/common/network/cidr_range.cc isInRange), so a deny list of 198.51.100.0/24 alone
+// would not refuse a client whose trusted proxy writes the mapped form, and an allow list
+// would refuse it. Listing both forms makes either spelling of an address match.
 func ipBlocks(blocks []apiv2.IPBlock) []string {
-	out := make([]string, len(blocks))
-	for i, b := range blocks {
-		out[i] = string(b)
+	out := make([]string, 0, 2*len(blocks))
+	seen := map[string]bool{}
+	add := func(b string) {
+		if !seen[b] {
+			seen[b] = true
+			out = append(out, b)
+		}
+	}
+	for _, b := range blocks {
+		add(string(b))
+		if other, ok := otherIPv4Spelling(string(b)); ok {
+			add(other)
+		}
 	}
 	return out
+}
+
+// otherIPv4Spelling returns the IPv4-mapped IPv6 form of an IPv4 address or range, or the
+// IPv4 form of an IPv4-mapped one (only when its prefix lies within ::ffff:0:0/96), in the
+// notation of the input: a bare address stays bare.
+func otherIPv4Spelling(block string) (string, bool) {
+	addr, bits, hasBits := strings.Cut(block, "/")
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return "", false
+	}
+	n := a.BitLen()
+	if hasBits {
+		if n, err = strconv.Atoi(bits); err != nil {
+			return "", false
+		}
+	}
+	switch {
+	case a.Is4():
+		mapped := netip.AddrFrom16(a.As16()).String()
+		if !hasBits {
+			return mapped, true
+		}
+		return fmt.Sprintf("%s/%d", mapped, n+96), true
+	case a.Is4In6() && n >= 96:
+		if !hasBits {
+			return a.Unmap().String(), true
+		}
+		return fmt.Sprintf("%s/%d", a.Unmap(), n-96), true
+	}
+	return "", false
 }

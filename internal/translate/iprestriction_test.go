@@ -51,8 +51,8 @@ func TestAPIRuleWideIPRestriction(t *testing.T) {
 		t.Fatalf("rules %v, want one for the allow list and one for the deny list", ap.Spec.Rules)
 	}
 	allow, deny := ap.Spec.Rules[0], ap.Spec.Rules[1]
-	if !slices.Equal(allow.From[0].Source.NotRemoteIpBlocks, []string{"203.0.113.0/24", "2001:db8::/32"}) ||
-		!slices.Equal(deny.From[0].Source.RemoteIpBlocks, []string{"203.0.113.128/25"}) {
+	if !slices.Equal(allow.From[0].Source.NotRemoteIpBlocks, []string{"203.0.113.0/24", "::ffff:203.0.113.0/120", "2001:db8::/32"}) ||
+		!slices.Equal(deny.From[0].Source.RemoteIpBlocks, []string{"203.0.113.128/25", "::ffff:203.0.113.128/121"}) {
 		t.Errorf("sources %v / %v", allow.From[0].Source, deny.From[0].Source)
 	}
 	for _, r := range ap.Spec.Rules {
@@ -87,10 +87,10 @@ func TestRuleIPRestrictionFollowsRouteOrder(t *testing.T) {
 		return want{r.From[0].Source.RemoteIpBlocks, r.From[0].Source.NotRemoteIpBlocks, ops}
 	}
 	wants := []want{
-		{remote: []string{"192.0.2.1"}, ops: []string{"GET /api/public -"}},
+		{remote: []string{"192.0.2.1", "::ffff:192.0.2.1"}, ops: []string{"GET /api/public -"}},
 		// GET on /api/public is routed by rule 0, so rule 1's restriction excludes it for GET only.
-		{notRemote: []string{"10.0.0.0/8"}, ops: []string{"GET /api/{**} -/api/public", "POST /api/{**} -"}},
-		{remote: []string{"192.0.2.1"}, ops: []string{"GET /{**} -/api/public|/api/{**}"}},
+		{notRemote: []string{"10.0.0.0/8", "::ffff:10.0.0.0/104"}, ops: []string{"GET /api/{**} -/api/public", "POST /api/{**} -"}},
+		{remote: []string{"192.0.2.1", "::ffff:192.0.2.1"}, ops: []string{"GET /{**} -/api/public|/api/{**}"}},
 	}
 	for i, r := range ap.Spec.Rules {
 		got := describe(r)
@@ -147,5 +147,30 @@ func TestTrustedProxiesWarning(t *testing.T) {
 			}
 			denyPolicy(t, out)
 		})
+	}
+}
+
+// Envoy keeps an IPv4-mapped X-Forwarded-For entry (::ffff:198.51.100.7) an IPv6 address and
+// matches ranges only of the same IP version: every IPv4 block is listed with its mapped
+// range, every mapped block with its IPv4 range, so a deny list refuses and an allow list
+// admits either spelling of a client address. Other IPv6 blocks have no other spelling.
+func TestIPBlocksListBothSpellingsOfIPv4(t *testing.T) {
+	in := trusting(withMeta(input(noAuthRule("/a", "GET"))), 1)
+	in.APIRule.Spec.IPRestriction = &apiv2.IPRestriction{
+		Allow: []apiv2.IPBlock{"203.0.113.0/24", "198.51.100.7", "::ffff:192.0.2.0/120", "192.0.2.0/24", "2001:db8::/32", "0.0.0.0/0"},
+		Deny:  []apiv2.IPBlock{"::ffff:c633:6400/120"},
+	}
+	out := pipeline.Run(in)
+	if len(out.Findings) > 0 {
+		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
+	}
+	ap := denyPolicy(t, out)
+	wantAllow := []string{"203.0.113.0/24", "::ffff:203.0.113.0/120", "198.51.100.7", "::ffff:198.51.100.7",
+		"::ffff:192.0.2.0/120", "192.0.2.0/24", "2001:db8::/32", "0.0.0.0/0", "::ffff:0.0.0.0/96"}
+	if got := ap.Spec.Rules[0].From[0].Source.NotRemoteIpBlocks; !slices.Equal(got, wantAllow) {
+		t.Errorf("notRemoteIpBlocks %v, want %v", got, wantAllow)
+	}
+	if got := ap.Spec.Rules[1].From[0].Source.RemoteIpBlocks; !slices.Equal(got, []string{"::ffff:c633:6400/120", "198.51.100.0/24"}) {
+		t.Errorf("remoteIpBlocks %v", got)
 	}
 }

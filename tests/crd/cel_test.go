@@ -297,8 +297,10 @@ var _ = Describe("APIRule validation by the API server, and offline the same", f
 		reject("two {**}", rejection{func(s object) { rule0(s)["path"] = "/a/{**}/{**}" }, "spec.rules[0].path", "{**} may appear only once and only as the last segment"}),
 		reject("empty segment", rejection{func(s object) { rule0(s)["path"] = "/a//b" }, "spec.rules[0].path", "path must not contain an empty segment ('//')"}),
 		reject("dot-dot segment", rejection{func(s object) { rule0(s)["path"] = "/a/../b" }, "spec.rules[0].path",
-			"path must not contain '.' or '..' segments: the gateway normalizes them away, so such a rule would never match"}),
+			"path must not contain '.' or '..' segments, also with parameters ('..;x'): the gateway normalizes or refuses them, so such a rule would never match"}),
 		reject("dot segment at the end", rejection{func(s object) { rule0(s)["path"] = "/a/." }, "spec.rules[0].path", "path must not contain '.' or '..' segments"}),
+		reject("dot-dot segment with parameters", rejection{func(s object) { rule0(s)["path"] = "/a/..;x=1/b" }, "spec.rules[0].path", "path must not contain '.' or '..' segments"}),
+		reject("dot segment with parameters", rejection{func(s object) { rule0(s)["path"] = "/a/.;/b" }, "spec.rules[0].path", "path must not contain '.' or '..' segments"}),
 		reject("empty path", rejection{func(s object) { rule0(s)["path"] = "" }, "spec.rules[0].path", "should be at least 1 chars long"}),
 		reject("path longer than 1024", rejection{func(s object) { rule0(s)["path"] = "/" + strings.Repeat("a", 1024) }, "spec.rules[0].path", "may not be more than 1024 bytes"}),
 

@@ -115,7 +115,10 @@ func MatchCIDR(r *corev3.CidrRange, ip netip.Addr) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return ip.IsValid() && p.Contains(ip.Unmap()), nil
+	// Envoy (source/common/network/cidr_range.cc isInRange) matches only addresses of the
+	// range's IP version: an IPv4-mapped IPv6 address is IPv6 and never in an IPv4 range, an
+	// IPv4 address never in ::ffff:0:0/96. The IPv6 scope takes no part.
+	return ip.IsValid() && p.Contains(ip.WithZone("")), nil
 }
 
 // MatchMetadata evaluates an envoy.type.matcher.v3.MetadataMatcher against dynamic metadata.

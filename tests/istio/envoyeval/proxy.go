@@ -2,8 +2,6 @@ package envoyeval
 
 import (
 	"fmt"
-	"net/netip"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -489,65 +487,48 @@ func prepareRequest(h *hcmv3.HttpConnectionManager, conn Conn, s *Stream) (int, 
 			}
 		}
 	}
-	p := s.Path()
-	pathOnly, query := p, ""
-	if i := strings.IndexByte(p, '?'); i >= 0 {
-		pathOnly, query = p[:i], p[i:]
+	// Envoy serves only paths that start with '/' at this layer (source/common/http/
+	// conn_manager_impl.cc decodeHeaders: 404 for an absolute or missing path).
+	if p := s.Path(); !strings.HasPrefix(p, "/") {
+		return 404, "path does not start with /"
 	}
-	switch h.GetPathWithEscapedSlashesAction() {
-	case hcmv3.HttpConnectionManager_REJECT_REQUEST:
-		if strings.Contains(strings.ToLower(pathOnly), "%2f") || strings.Contains(strings.ToLower(pathOnly), "%5c") {
-			return 400, "escaped slash in path"
-		}
-	case hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD, hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT:
-		for _, e := range []string{"%2F", "%2f"} {
-			pathOnly = strings.ReplaceAll(pathOnly, e, "/")
-		}
-		for _, e := range []string{"%5C", "%5c"} {
-			pathOnly = strings.ReplaceAll(pathOnly, e, `\`)
-		}
+	switch p, action, why := normalizeRequestPath(h, s.Path()); action {
+	case pathReject:
+		return 400, why
+	case pathRedirect:
+		s.Headers.Set(":path", p)
+		return 307, "redirect to the path with unescaped slashes: " + p
+	default:
+		s.Headers.Set(":path", p)
 	}
-	if h.GetNormalizePath().GetValue() {
-		pathOnly = strings.ReplaceAll(pathOnly, `\`, "/")
-		trailing := strings.HasSuffix(pathOnly, "/") || strings.HasSuffix(pathOnly, "/.") || strings.HasSuffix(pathOnly, "/..")
-		clean := path.Clean("/" + pathOnly)
-		if trailing && clean != "/" {
-			clean += "/"
-		}
-		if !h.GetMergeSlashes() {
-			// path.Clean merges slashes too; without merge_slashes only dot segments go, so
-			// keep the original when it had no dot segments.
-			if !hasDotSegment(pathOnly) {
-				clean = pathOnly
-			}
-		}
-		pathOnly = clean
-	} else if h.GetMergeSlashes() {
-		for strings.Contains(pathOnly, "//") {
-			pathOnly = strings.ReplaceAll(pathOnly, "//", "/")
-		}
-	}
-	s.Headers.Set(":path", pathOnly+query)
 
-	var xff []string
-	if v, ok := s.Headers.Get("x-forwarded-for"); ok {
-		for _, a := range strings.Split(v, ",") {
-			xff = append(xff, strings.TrimSpace(a))
-		}
-	}
-	chain := append([]string(nil), xff...)
+	// The trusted client address (source/common/http/conn_manager_utility.cc
+	// mutateRequestHeaders): with use_remote_address and N trusted hops it is the address
+	// N-1 entries from the right of the X-Forwarded-For the client side sent (before this
+	// proxy appends its peer); when there is none, or it does not parse, it is the
+	// connection's peer. Without use_remote_address the default detection reads the entry
+	// N from the right (the XFF original IP detection extension).
+	xff, hasXFF := s.Headers.Get("x-forwarded-for")
 	useRemote := h.GetUseRemoteAddress().GetValue()
-	if useRemote {
-		chain = append(chain, conn.DirectRemoteIP.String())
-	}
 	s.RemoteIP = conn.DirectRemoteIP
-	if i := len(chain) - 1 - int(h.GetXffNumTrustedHops()); i >= 0 && len(chain) > 0 {
-		if ip, err := netip.ParseAddr(chain[i]); err == nil {
+	hops := int(h.GetXffNumTrustedHops())
+	switch {
+	case useRemote && hops > 0:
+		if ip, ok := lastAddressFromXFF(xff, hasXFF, hops-1); ok {
+			s.RemoteIP = ip
+		}
+	case !useRemote:
+		if ip, ok := lastAddressFromXFF(xff, hasXFF, hops); ok {
 			s.RemoteIP = ip
 		}
 	}
 	if useRemote && !h.GetSkipXffAppend() {
-		s.Headers.Set("x-forwarded-for", strings.Join(chain, ","))
+		// Envoy appends with "," and leaves what was there as it was (Utility::appendXff).
+		if hasXFF && xff != "" {
+			s.Headers.Set("x-forwarded-for", xff+","+conn.DirectRemoteIP.String())
+		} else {
+			s.Headers.Set("x-forwarded-for", conn.DirectRemoteIP.String())
+		}
 	}
 
 	switch h.GetForwardClientCertDetails() {
@@ -560,15 +541,6 @@ func prepareRequest(h *hcmv3.HttpConnectionManager, conn Conn, s *Stream) (int, 
 		}
 	}
 	return 0, ""
-}
-
-func hasDotSegment(p string) bool {
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "." || seg == ".." {
-			return true
-		}
-	}
-	return false
 }
 
 func xfcc(c *Cert, d *hcmv3.HttpConnectionManager_SetCurrentClientCertDetails) string {

@@ -26,6 +26,16 @@ func (e *Env) SimulateGateway(r Request) *simulation.Result {
 	}
 	headers, _ := requestHeaders(r)
 	path, _ := headers.Get(":path")
+	// The simulation does not normalise paths: give it the path the gateway's routes see, or
+	// skip it when the connection manager answers before any route.
+	l := e.Gateway.ListenerForPort(conn.Port)
+	if l == nil {
+		return nil
+	}
+	path, ok := e.Gateway.RoutedPath(l, conn, path)
+	if !ok {
+		return nil
+	}
 	// Envoy matches routes on the path without the query; the simulation would compare the
 	// query too.
 	path, _, _ = strings.Cut(path, "?")
