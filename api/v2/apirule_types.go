@@ -164,7 +164,8 @@ type Rule struct {
 	// +kubebuilder:validation:XValidation:rule="self == '/*' || self.matches('^(/([-A-Za-z0-9._~!$&\\'()+,;=:@]|%[0-9A-Fa-f]{2})*|/\\\\{\\\\*\\\\}|/\\\\{\\\\*\\\\*\\\\})+$')",message="path must be /* or start with '/' and consist of segments made of URL path characters, {*} or {**}; '*', '{', '}', '?' and '#' are allowed only as {*}, {**} or the whole path /*"
 	// +kubebuilder:validation:XValidation:rule="!self.contains('{**}') || (self.endsWith('/{**}') && self.indexOf('{**}') == self.size() - 4)",message="{**} may appear only once and only as the last segment, for example /api/{**}"
 	// +kubebuilder:validation:XValidation:rule="!self.contains('//')",message="path must not contain an empty segment ('//')"
-	// +kubebuilder:validation:XValidation:rule="!self.matches('(^|/)[.][.]?(/|;|$)')",message="path must not contain '.' or '..' segments, also with parameters ('..;x'): the gateway normalizes or refuses them, so such a rule would never match"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('(^|/)[.][.]?(/|$)')",message="path must not contain '.' or '..' segments: the gateway normalizes them away, so such a rule would never match"
+	// +kubebuilder:validation:XValidation:rule="!self.matches(';|%(3[Bb]|2[Ff]|5[Cc])')",message="path must not contain ';' or an encoded ';', '/' or '\\' (%3B, %2F, %5C): the gateway answers 400 to every request path with them, so such a rule would never match"
 	Path string `json:"path"`
 
 	// methods are the HTTP methods the rule matches.

@@ -55,9 +55,9 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 		now = r.Now
 	}
 	in := model.Input{
-		APIRule:  rule,
-		Options:  r.Options,
-		Now:      now(),
+		APIRule: rule,
+		Options: r.Options,
+		Now:     now(),
 	}
 
 	if gw := model.MTLSGateway(rule, r.Options); gw != nil {

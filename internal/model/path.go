@@ -84,6 +84,9 @@ func ParsePath(path string) (PathPattern, error) {
 	parts := strings.Split(path[1:], "/")
 	out := PathPattern{segments: make([]segment, 0, len(parts))}
 	for i, part := range parts {
+		if spelled := refusedSpelling(part); spelled != "" {
+			return PathPattern{}, fmt.Errorf("must not contain %s: the gateway answers 400 to every request path with it, so the rule would never match", spelled)
+		}
 		switch {
 		case part == OneSegment:
 			out.segments = append(out.segments, segment{kind: one})
@@ -96,18 +99,52 @@ func ParsePath(path string) (PathPattern, error) {
 			return PathPattern{}, fmt.Errorf("must not contain an empty segment ('//')")
 		case part == "." || part == "..":
 			return PathPattern{}, fmt.Errorf("must not contain '.' or '..' segments: the gateway normalizes them away, so the rule would never match")
-		case strings.HasPrefix(part, ".;") || strings.HasPrefix(part, "..;"):
-			// The gateway cuts the parameters and removes the segment, or, when the dots were
-			// escaped, refuses the request as ambiguous: no request reaches such a rule.
-			return PathPattern{}, fmt.Errorf("must not contain a '.' or '..' segment with parameters (%q): the gateway removes or refuses it, so the rule would never match", part)
 		default:
 			if err := checkLiteral(part); err != nil {
 				return PathPattern{}, err
 			}
-			out.segments = append(out.segments, segment{kind: literal, text: part})
+			// Kept escapes reach the route in the client's hex case and the route matches
+			// them in either, so two spellings that differ only there are one path.
+			out.segments = append(out.segments, segment{kind: literal, text: upperEscapes(part)})
 		}
 	}
 	return out, nil
+}
+
+// refusedSpelling names what of a segment the gateway's first route refuses in every request
+// path (';' and the encoded slash, backslash and semicolon, in either hex case), or "".
+func refusedSpelling(part string) string {
+	lower := strings.ToLower(part)
+	switch {
+	case strings.Contains(part, ";"):
+		return "';' (path parameters, which backends cut from a segment)"
+	case strings.Contains(lower, "%3b"):
+		return "an encoded ';' (%3B)"
+	case strings.Contains(lower, "%2f"):
+		return "an encoded '/' (%2F)"
+	case strings.Contains(lower, "%5c"):
+		return "an encoded '\\' (%5C)"
+	}
+	return ""
+}
+
+// upperEscapes writes the hex digits of a literal's escapes in upper case.
+func upperEscapes(part string) string {
+	b := []byte(part)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			b[i+1], b[i+2] = upperHex(b[i+1]), upperHex(b[i+2])
+			i += 2
+		}
+	}
+	return string(b)
+}
+
+func upperHex(c byte) byte {
+	if c >= 'a' && c <= 'f' {
+		return c - 'a' + 'A'
+	}
+	return c
 }
 
 func checkLiteral(part string) error {

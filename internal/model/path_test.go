@@ -30,8 +30,8 @@ func TestCovers(t *testing.T) {
 		{"/a/b", "/a/b/", false},
 		{"/{*}/{**}", "/x/{**}", true},
 		{"/x/{**}", "/{*}/{**}", false},
-		{"/a%2Fb", "/a%2Fb", true},
-		{"/{*}", "/a%2Fb", true},
+		{"/a%C3%A9b", "/a%c3%a9b", true},
+		{"/{*}", "/a%C3%A9b", true},
 	}
 	for _, c := range cases {
 		p, err := ParsePath(c.earlier)
@@ -54,8 +54,12 @@ func TestParsePathRefusesWhatIstioRefuses(t *testing.T) {
 		"/a//b":         "empty segment",
 		"/a/{**}/b":     "only as the last segment",
 		"/a/../b":       "'.' or '..'",
-		"/a/..;x/b":     "with parameters",
-		"/a/.;/b":       "with parameters",
+		"/a/..;x/b":     "must not contain ';'",
+		"/a/.;/b":       "must not contain ';'",
+		"/api;v=1/x":    "must not contain ';'",
+		"/a%3bb":        "encoded ';'",
+		"/a%2Fb":        "encoded '/'",
+		"/a%5cb":        `encoded '\'`,
 		"/a*":           "'*' is allowed only as",
 		"/a{*}":         "'{' is allowed only as",
 		"/a b":          `character ' ' is not allowed`,
@@ -72,7 +76,7 @@ func TestParsePathRefusesWhatIstioRefuses(t *testing.T) {
 			t.Errorf("%q: error %v, want it to mention %q", path, err, want)
 		}
 	}
-	for _, path := range []string{"/", "/*", "/{**}", "/a/", "/a/{*}/b/{**}", "/a%2Fb", "/v1:run", "/~user/x.y", "/a/...;x", "/a/x..;"} {
+	for _, path := range []string{"/", "/*", "/{**}", "/a/", "/a/{*}/b/{**}", "/a%C3%A9b", "/v1:run", "/~user/x.y", "/a/...x"} {
 		if _, err := ParsePath(path); err != nil {
 			t.Errorf("%q refused: %v", path, err)
 		}

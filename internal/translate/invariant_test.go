@@ -210,7 +210,7 @@ func ambiguousSpelling(path string) bool {
 		return true
 	}
 	for _, seg := range strings.Split(path, "/") {
-		if seg == "." || seg == ".." || strings.HasPrefix(seg, ".;") || strings.HasPrefix(seg, "..;") {
+		if seg == "." || seg == ".." || strings.Contains(seg, ";") || strings.Contains(strings.ToLower(seg), "%3b") {
 			return true
 		}
 	}

@@ -88,17 +88,20 @@ const AmbiguousPathRoute = "ambiguous-path"
 //   - a doubled slash (BASE and NONE do not merge slashes; "//" even survives merging);
 //   - an encoded slash or backslash in either hex case (kept unless DECODE_AND_MERGE_SLASHES),
 //     and a raw backslash (kept by NONE);
-//   - a "." or ".." segment, also with parameters ("..;x"): NONE keeps them all, and every
-//     setting keeps a "..;" written with escaped dots, which servlet containers resolve as "..";
+//   - a "." or ".." segment: NONE keeps them all;
+//   - a ';' or an encoded one, in either hex case: servlet containers and other backends cut
+//     path parameters from every segment ("/api;x/orders" is "/api/orders", and a "..;"
+//     written with escaped dots survives every setting to be resolved as ".."), so the
+//     route and the backend would read two paths;
 //   - an escape of an unreserved character (ALPHA, DIGIT, '-', '.', '_', '~'), which NONE
 //     keeps and a backend decodes ("/%61pi" is "/api");
 //   - a byte outside printable ASCII, which NONE keeps raw where every other setting escapes
 //     it, so the rules' escaped spellings would not match it.
 //
-// Under BASE, MERGE_SLASHES and DECODE_AND_MERGE_SLASHES only the first two kinds and "..;"
-// can still reach the route; the others are removed by normalisation and cost nothing. Rule
-// paths never need any of them: the path checks refuse dot segments and unreserved escapes.
-const ambiguousPathRegex = `.*(//|%2[Ff]|%5[Cc]|\\|/\.\.?(/|;|$)|%(2[DdEe]|3[0-9]|4[1-9A-Fa-f]|5[0-9Aa]|5[Ff]|6[1-9A-Fa-f]|7[0-9Aa]|7[Ee])|[^!-~]).*`
+// Under BASE, MERGE_SLASHES and DECODE_AND_MERGE_SLASHES only slashes and semicolons can
+// still reach the route; the others are removed by normalisation and cost nothing. Rule paths
+// never need any of them: the path checks refuse each in a rule path.
+const ambiguousPathRegex = `.*(//|%2[Ff]|%5[Cc]|\\|/\.\.?(/|$)|;|%3[Bb]|%(2[DdEe]|3[0-9]|4[1-9A-Fa-f]|5[0-9Aa]|5[Ff]|6[1-9A-Fa-f]|7[0-9Aa]|7[Ee])|[^!-~]).*`
 
 // ambiguousPathRoute answers 400 to every ambiguous request path before any rule is tried, so
 // no spelling of a protected path reaches a later, more open rule while the backend serves
@@ -109,7 +112,7 @@ func ambiguousPathRoute() *networkingv1.HTTPRoute {
 		Match: []*networkingv1.HTTPMatchRequest{{Uri: &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Regex{Regex: ambiguousPathRegex}}}},
 		DirectResponse: &networkingv1.HTTPDirectResponse{
 			Status: 400,
-			Body:   &networkingv1.HTTPBody{Specifier: &networkingv1.HTTPBody_String_{String_: "ambiguous request path: doubled or encoded slashes, dot segments and escapes of plain characters are refused\n"}},
+			Body:   &networkingv1.HTTPBody{Specifier: &networkingv1.HTTPBody_String_{String_: "ambiguous request path: doubled or encoded slashes, dot segments, semicolons and escapes of plain characters are refused\n"}},
 		},
 	}
 }
