@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -147,6 +148,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 		return ctrl.Result{}, err
 	}
 	r.registry().set(ownerOf(rule), input.ServedHosts)
+	report.gathered(input)
 	output := pipeline.Run(input)
 	report.checked(output.Findings)
 	if hosts := output.Findings.ConflictingHosts(); len(hosts) > 0 {
@@ -166,6 +168,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 			return ctrl.Result{}, err
 		}
 		r.registry().set(ownerOf(rule), nil)
+		ctrl.LoggerFrom(ctx).Info("withdrawn", "why", why)
 		report.withdrawn(why)
 	}
 	if !output.Findings.HasErrors() {
@@ -179,7 +182,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 			report.programFailed(reason, err)
 			return ctrl.Result{}, err
 		}
-		report.programmed()
+		report.programmed(output.Objects)
 	}
 	if !output.RecheckAt.IsZero() {
 		// A certificate comes close to its expiry then; the status must say so without waiting
@@ -231,12 +234,12 @@ func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, ob
 		return conditions.ReasonPruneFailed, err
 	}
 	applied, err := applier.Apply(ctx, ordered)
-	metrics.CountApplied(applied.Applied)
+	recordApplied(ctx, applied.Applied)
 	if err != nil {
 		return conditions.ReasonApplyFailed, err
 	}
 	pruned, err := applier.Prune(ctx, ownerOf(rule), ordered)
-	metrics.CountPruned(pruned.Pruned)
+	recordPruned(ctx, pruned.Pruned)
 	if err != nil {
 		return conditions.ReasonPruneFailed, err
 	}
@@ -274,7 +277,7 @@ func (r *APIRuleReconciler) takeDownRouteIfPoliciesNarrow(ctx context.Context, r
 	if err := r.Client.Delete(ctx, route); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("taking down route %s/%s before narrowing its policies: %w", route.Namespace, route.Name, err)
 	}
-	metrics.CountPruned(map[string]int{"VirtualService": 1})
+	recordPruned(ctx, map[string]int{"VirtualService": 1})
 	return nil
 }
 
@@ -299,7 +302,7 @@ func (r *APIRuleReconciler) withdraw(ctx context.Context, rule *apiv2.APIRule, h
 func (r *APIRuleReconciler) withdrawAll(ctx context.Context, rule *apiv2.APIRule) error {
 	applier := apply.Applier{Client: r.Client}
 	pruned, err := applier.Prune(ctx, ownerOf(rule), nil)
-	metrics.CountPruned(pruned.Pruned)
+	recordPruned(ctx, pruned.Pruned)
 	return err
 }
 
@@ -311,11 +314,45 @@ func (r *APIRuleReconciler) finalize(ctx context.Context, rule *apiv2.APIRule) e
 	}
 	applier := apply.Applier{Client: r.Client}
 	pruned, err := applier.Prune(ctx, ownerOf(rule), nil)
-	metrics.CountPruned(pruned.Pruned)
+	recordPruned(ctx, pruned.Pruned)
 	if err != nil {
 		return err
 	}
+	if r.Recorder != nil {
+		r.Recorder.Eventf(rule, nil, "Normal", "Deleted", "Finalize", "Removed the generated objects: %s", kindCounts(pruned.Pruned))
+	}
 	return r.removeFinalizer(ctx, rule)
+}
+
+// recordApplied counts and logs the objects one reconcile wrote, by kind; the reconcile's
+// logger names the APIRule.
+func recordApplied(ctx context.Context, byKind map[string]int) {
+	metrics.CountApplied(byKind)
+	if len(byKind) > 0 {
+		ctrl.LoggerFrom(ctx).Info("applied", "objects", kindCounts(byKind))
+	}
+}
+
+// recordPruned counts and logs the stale objects one reconcile deleted, by kind.
+func recordPruned(ctx context.Context, byKind map[string]int) {
+	metrics.CountPruned(byKind)
+	if len(byKind) > 0 {
+		ctrl.LoggerFrom(ctx).Info("pruned", "objects", kindCounts(byKind))
+	}
+}
+
+// kindCounts writes counts by kind in a fixed order, for example "1 AuthorizationPolicy, 1
+// VirtualService"; "none" for none.
+func kindCounts(byKind map[string]int) string {
+	kinds := slices.Sorted(maps.Keys(byKind))
+	parts := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%d %s", byKind[k], k))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (r *APIRuleReconciler) ensureFinalizer(ctx context.Context, rule *apiv2.APIRule) error {

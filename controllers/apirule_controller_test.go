@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -110,6 +112,20 @@ func eventuallyReason(key types.NamespacedName, t conditions.Type, reason condit
 		g.Expect(c.Reason).To(Equal(string(reason)), "condition %s: %s", t, c.Message)
 	}, timeout, interval).Should(Succeed())
 	return rule
+}
+
+// eventReasons lists the type and reason of the Events about an APIRule, oldest first.
+func eventReasons(key types.NamespacedName) []string {
+	list := &eventsv1.EventList{}
+	ExpectWithOffset(1, k8s.List(ctx, list, client.InNamespace(key.Namespace))).To(Succeed())
+	slices.SortFunc(list.Items, func(a, b eventsv1.Event) int { return a.EventTime.Compare(b.EventTime.Time) })
+	var out []string
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "APIRule" && e.Regarding.Name == key.Name {
+			out = append(out, e.Type+" "+e.Reason)
+		}
+	}
+	return out
 }
 
 // children lists the generated objects of an APIRule in every namespace.
@@ -321,13 +337,33 @@ var _ = Describe("APIRule reconciler", func() {
 		Expect(c.Message).To(ContainSubstring("spec.service: Service %s/late not found", namespace))
 		Expect(rule.Status.Description).To(Equal(c.Message))
 		expectCondition(rule, conditions.Accepted, metav1.ConditionTrue, conditions.ReasonAccepted)
-		expectCondition(rule, conditions.Ready, metav1.ConditionFalse, conditions.ReasonNotReady)
+		expectCondition(rule, conditions.Ready, metav1.ConditionFalse, conditions.ReasonServiceNotFound)
+		Expect(rule.Status.Hosts).To(BeEmpty(), "nothing serves")
+		Expect(rule.Status.Objects).To(BeEmpty())
+		Expect(rule.Status.Gateway).To(Equal(gatewayNamespace + "/public-gateway"))
 		vs, ap := children(key)
 		Expect(vs).To(BeEmpty())
 		Expect(ap).To(BeEmpty())
 
-		createBackend(namespace, "late")
-		expectReady(key)
+		Eventually(func() []string { return eventReasons(key) }, timeout, interval).Should(Equal([]string{"Warning ServiceNotFound"}),
+			"an Event says why the APIRule is not served")
+
+		// The Pod first: a Service without Pods is a warning of its own.
+		Expect(k8s.Create(ctx, fixtures.SidecarPod(namespace, "late-0", "late"))).To(Succeed())
+		Expect(k8s.Create(ctx, fixtures.Service(namespace, "late", 8000))).To(Succeed())
+		rule = expectReady(key)
+		Eventually(func(g Gomega) {
+			reasons := eventReasons(key)
+			g.Expect(len(reasons)).To(BeNumerically(">=", 2))
+			g.Expect(reasons[0]).To(Equal("Warning ServiceNotFound"))
+			g.Expect(reasons[len(reasons)-1]).To(Equal("Normal Ready"), "and another that it is served again")
+		}, timeout, interval).Should(Succeed())
+		vs, ap = children(key)
+		Expect(rule.Status.Hosts).To(Equal([]string{"late.example.com"}))
+		Expect(rule.Status.Objects).To(Equal([]apiv2.GeneratedObject{
+			{Kind: "AuthorizationPolicy", Namespace: namespace, Name: ap[0].Name},
+			{Kind: "VirtualService", Namespace: namespace, Name: vs[0].Name},
+		}), "status lists what serves, in the order it is applied")
 	})
 
 	It("reports a port the Service does not have", func() {
@@ -359,10 +395,16 @@ var _ = Describe("APIRule reconciler", func() {
 		Expect(apAfter).To(HaveLen(1))
 		Expect(vsAfter[0].ResourceVersion).To(Equal(vsBefore[0].ResourceVersion))
 		Expect(apAfter[0].ResourceVersion).To(Equal(apBefore[0].ResourceVersion))
+		refused := &apiv2.APIRule{}
+		Expect(k8s.Get(ctx, key, refused)).To(Succeed())
+		Expect(refused.Status.Hosts).To(Equal([]string{"stable.example.com"}), "the earlier generation still serves its hosts")
+		Expect(refused.Status.Objects).To(HaveLen(2))
 	})
 
 	It("restores a deleted or edited child", func() {
 		key := createReady(namespace, "drift", noAuth("/*", "GET"))
+		Consistently(func() []string { return eventReasons(key) }, time.Second, interval).Should(BeEmpty(),
+			"no Event for an APIRule that is Ready at once")
 		vs, ap := children(key)
 
 		Expect(k8s.Delete(ctx, vs[0])).To(Succeed())

@@ -12,13 +12,16 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/check"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/metrics"
+	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
 // maxWarnings is how many warnings status lists (the CRD's limit); the rest are counted in the
@@ -34,6 +37,11 @@ type report struct {
 	// unknown, when set, is why the outcome of this reconcile is not known: a failed read of
 	// the cluster. Ready is then Unknown with this reason.
 	unknown *metav1.Condition
+	// hosts, gateway and objects say what serves: unchanged from the last status until this
+	// reconcile learns otherwise.
+	hosts   []string
+	gateway string
+	objects []apiv2.GeneratedObject
 }
 
 func newReport(rule *apiv2.APIRule) *report {
@@ -41,6 +49,21 @@ func newReport(rule *apiv2.APIRule) *report {
 		generation: rule.Generation,
 		conditions: append([]metav1.Condition(nil), rule.Status.Conditions...),
 		warnings:   rule.Status.Warnings,
+		hosts:      rule.Status.Hosts,
+		gateway:    rule.Status.Gateway,
+		objects:    rule.Status.Objects,
+	}
+}
+
+// gathered records what the cluster shows serving, the hosts the APIRule's route has now, and
+// the Gateway the APIRule binds to, whether it exists or not.
+func (r *report) gathered(in model.Input) {
+	r.hosts = in.ServedHosts
+	r.gateway = ""
+	if gw := model.MTLSGateway(in.APIRule, in.Options); gw != nil {
+		r.gateway = gw.Namespace + "/" + gw.Name
+	} else if ref, ok := model.GatewayRef(in.APIRule, in.Options); ok {
+		r.gateway = ref.String()
 	}
 }
 
@@ -91,14 +114,24 @@ func (r *report) readFailed(err error) {
 func (r *report) withdrawn(why string) {
 	r.set(conditions.Programmed, metav1.ConditionFalse, conditions.ReasonWithdrawn,
 		fmt.Sprintf("The routes and policies of this APIRule were removed: %s.", why))
+	r.hosts, r.objects = nil, nil
 }
 
 func (r *report) programFailed(reason conditions.Reason, err error) {
 	r.set(conditions.Programmed, metav1.ConditionFalse, reason, err.Error())
 }
 
-func (r *report) programmed() {
+// programmed records that the objects serve: the route's hosts and every object, in the
+// order they were applied.
+func (r *report) programmed(objects translate.Objects) {
 	r.set(conditions.Programmed, metav1.ConditionTrue, conditions.ReasonProgrammed, "All Istio objects are applied.")
+	r.hosts = objects.VirtualServices[0].Spec.Hosts
+	r.objects = nil
+	for _, obj := range objects.All() {
+		r.objects = append(r.objects, apiv2.GeneratedObject{
+			Kind: obj.GetObjectKind().GroupVersionKind().Kind, Namespace: obj.GetNamespace(), Name: obj.GetName(),
+		})
+	}
 }
 
 // status returns the status the report describes, with Ready and the Kyma-compatible state
@@ -106,10 +139,12 @@ func (r *report) programmed() {
 func (r *report) status() apiv2.APIRuleStatus {
 	ready, reason, message := metav1.ConditionTrue, conditions.ReasonReady, "The APIRule is served as specified."
 	for _, t := range []conditions.Type{conditions.Accepted, conditions.ResolvedRefs, conditions.Programmed} {
+		// Not ready for the reason of the first condition that is not true, so that
+		// kubectl's REASON column says what to fix.
 		if c := conditions.Find(r.conditions, t); c == nil || c.Status != metav1.ConditionTrue {
 			ready, reason = metav1.ConditionFalse, conditions.ReasonNotReady
 			if c != nil {
-				message = fmt.Sprintf("%s: %s", t, c.Message)
+				reason, message = conditions.Reason(c.Reason), fmt.Sprintf("%s: %s", t, c.Message)
 			} else {
 				message = fmt.Sprintf("%s is not known yet.", t)
 			}
@@ -127,6 +162,9 @@ func (r *report) status() apiv2.APIRuleStatus {
 		Description:        description,
 		ObservedGeneration: r.generation,
 		Conditions:         r.conditions,
+		Hosts:              r.hosts,
+		Gateway:            r.gateway,
+		Objects:            r.objects,
 		Warnings:           r.warnings,
 	}
 }
@@ -203,14 +241,46 @@ func (r *APIRuleReconciler) writeStatus(ctx context.Context, rule *apiv2.APIRule
 	r.ledger.put(rule, next)
 	rule.Status = next
 	metrics.SetState(ownerOf(rule), string(next.State))
-	if next.State != previous.State && r.Recorder != nil {
+	reason, changed := eventReason(previous, next)
+	if changed {
+		ctrl.LoggerFrom(ctx).Info("status", "state", next.State, "reason", reason, "description", next.Description)
+	}
+	if changed && r.Recorder != nil {
 		eventType := "Normal"
 		if next.State == apiv2.StateError || next.State == apiv2.StateWarning {
 			eventType = "Warning"
 		}
-		r.Recorder.Eventf(rule, nil, eventType, string(next.State), "Reconcile", "%s", next.Description)
+		r.Recorder.Eventf(rule, nil, eventType, reason, "Reconcile", "%s", next.Description)
 	}
 	return nil
+}
+
+// eventReason says whether a status change is worth an Event, and its reason. The policy
+// (docs/status.md): an Event when the APIRule enters an error or a warning, moves from one
+// reason to another, or comes back to Ready; none when a new APIRule becomes Ready, which
+// kubectl shows in its columns and which would cost every APIRule a write.
+func eventReason(previous, next apiv2.APIRuleStatus) (string, bool) {
+	before, now := summaryReason(previous), summaryReason(next)
+	if now == before || (before == "" && next.State == apiv2.StateReady) {
+		return "", false
+	}
+	return now, true
+}
+
+// summaryReason is the reason an APIRule's status is in its state: the Ready condition's when
+// it is not ready, the first warning's when it is served with warnings, Ready otherwise; ""
+// before the operator first wrote a status.
+func summaryReason(status apiv2.APIRuleStatus) string {
+	ready := conditions.Find(status.Conditions, conditions.Ready)
+	switch {
+	case ready == nil:
+		return ""
+	case ready.Status != metav1.ConditionTrue:
+		return ready.Reason
+	case len(status.Warnings) > 0:
+		return status.Warnings[0].Reason
+	}
+	return ready.Reason
 }
 
 // asStored returns the status as the API server stores it, times in whole seconds, so that

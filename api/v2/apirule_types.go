@@ -12,10 +12,14 @@ import (
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=ar,categories=apirule
-// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
-// +kubebuilder:printcolumn:name="Hosts",type=string,JSONPath=`.spec.hosts`
+// +kubebuilder:resource:shortName=ar
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Hosts",type=string,JSONPath=`.status.hosts`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`,priority=1
+// +kubebuilder:printcolumn:name="Gateway",type=string,JSONPath=`.status.gateway`,priority=1
+// +kubebuilder:printcolumn:name="Description",type=string,JSONPath=`.status.description`,priority=1
 // +kubebuilder:storageversion
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters: it is used as a label value on the generated objects"
 type APIRule struct {
@@ -612,6 +616,27 @@ type APIRuleStatus struct {
 	// +patchMergeKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 
+	// hosts are the hosts the APIRule's route serves now, fully qualified (a short host with
+	// its Gateway's domain); empty while nothing is served. After a refused edit they are the
+	// hosts of the generation that still serves.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Hosts []string `json:"hosts,omitempty"`
+
+	// gateway is the namespace/name of the Istio Gateway the APIRule is bound to: spec.gateway,
+	// the operator's default Gateway, or the Gateway the operator generates for mTLS.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Gateway string `json:"gateway,omitempty"`
+
+	// objects are the Istio objects and Secrets the operator generated for the APIRule and that
+	// serve now, in every namespace (the backends' and the ingress gateway's included).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=256
+	Objects []GeneratedObject `json:"objects,omitempty"`
+
 	// warnings lists each problem that does not stop the APIRule from being served, with its
 	// own reason and field, as the last reconcile found them. Accepted is then True with
 	// reason AcceptedWithWarnings, and state is Warning.
@@ -619,6 +644,19 @@ type APIRuleStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
 	Warnings []APIRuleWarning `json:"warnings,omitempty"`
+}
+
+// GeneratedObject names one object the operator generated for an APIRule.
+type GeneratedObject struct {
+	// kind is the object's kind, for example VirtualService.
+	// +kubebuilder:validation:MaxLength=64
+	Kind string `json:"kind"`
+	// namespace is the object's namespace.
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// name is the object's name.
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
 }
 
 // APIRuleWarning is one problem that does not stop an APIRule from being served.
