@@ -1,6 +1,7 @@
 package v2
 
 import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -49,6 +50,7 @@ type APIRuleList struct {
 // +kubebuilder:validation:XValidation:rule="has(self.service) || self.rules.all(r, has(r.service))",message="spec.service is required unless every rule sets its own service: add spec.service or rules[].service"
 // +kubebuilder:validation:XValidation:rule="!has(self.mtls) || !has(self.gateway)",message="spec.gateway cannot be set together with spec.mtls: the operator serves mTLS hosts on a Gateway of its own in the ingress gateway namespace; remove spec.gateway"
 // +kubebuilder:validation:XValidation:rule="!has(self.mtls) || self.hosts.all(h, h.contains('.'))",message="with spec.mtls every host must be fully qualified, such as partner.example.com: a short host has no Gateway domain to complete it"
+// +kubebuilder:validation:XValidation:rule="!has(self.externalGateway)",message="spec.externalGateway (Kyma's ExternalGateway) is not supported: remove it and set spec.gateway to the namespace/name of an Istio Gateway that serves the hosts"
 type APIRuleSpec struct {
 	// hosts are the host names under which the rules are reachable (1 to 16). Each is a fully
 	// qualified domain name (httpbin.example.com), a wildcard name (*.example.com) or a short
@@ -93,6 +95,15 @@ type APIRuleSpec struct {
 	// chain with the gateway's number of trusted proxies. Rules may override it. NEW.
 	// +optional
 	IPRestriction *IPRestriction `json:"ipRestriction,omitempty"`
+
+	// externalGateway is a field of Kyma's APIRule that this operator does not serve. The
+	// schema keeps it so that an APIRule setting it is refused, even from a client that skips
+	// validation, instead of the field being dropped and the APIRule served on another Gateway.
+	// +optional
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	ExternalGateway *apiextensionsv1.JSON `json:"externalGateway,omitempty"`
 
 	// rules are matched in order; the first rule whose path and method match a request
 	// decides it, for routing and for authorization alike.

@@ -21,7 +21,8 @@ limitations under the License.
 package v2
 
 import (
-	"k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -127,6 +128,11 @@ func (in *APIRuleSpec) DeepCopyInto(out *APIRuleSpec) {
 		*out = new(IPRestriction)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.ExternalGateway != nil {
+		in, out := &in.ExternalGateway, &out.ExternalGateway
+		*out = new(v1.JSON)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.Rules != nil {
 		in, out := &in.Rules, &out.Rules
 		*out = make([]Rule, len(*in))
@@ -155,7 +161,7 @@ func (in *APIRuleStatus) DeepCopyInto(out *APIRuleStatus) {
 	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
-		*out = make([]v1.Condition, len(*in))
+		*out = make([]metav1.Condition, len(*in))
 		for i := range *in {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}

@@ -229,6 +229,8 @@ var _ = Describe("APIRule validation by the API server, and offline the same", f
 
 		// hosts
 		reject("no hosts", rejection{func(s object) { s["hosts"] = []any{} }, "spec.hosts", "should have at least 1 items"}),
+		reject("Kyma's externalGateway", rejection{func(s object) { s["externalGateway"] = object{"name": "shop-gateway"} }, "spec",
+			"spec.externalGateway (Kyma's ExternalGateway) is not supported: remove it and set spec.gateway to the namespace/name of an Istio Gateway that serves the hosts"}),
 		reject("17 hosts", rejection{func(s object) { s["hosts"] = strings17() }, "spec.hosts", "must have at most 16 items"}),
 		reject("duplicate host", rejection{func(s object) { s["hosts"] = []any{"a.example.com", "a.example.com"} }, "spec.hosts[1]", "Duplicate value"}),
 		reject("upper-case host", rejection{func(s object) { s["hosts"] = []any{"Httpbin.example.com"} }, "spec.hosts[0]",
@@ -618,4 +620,14 @@ var _ = Describe("APIRule validation by the API server, and offline the same", f
 			m["finalizers"] = []any{"example.com/cleanup"}
 		}),
 	)
+})
+
+// A client that skips validation (kubectl apply --validate=false) would have an unknown field
+// dropped silently; Kyma's externalGateway is in the schema so that it is refused anyway.
+var _ = It("refuses Kyma's externalGateway also when the client skips field validation", func() {
+	rule := apiRule("external-gateway", baseSpec())
+	rule.Object["spec"].(object)["externalGateway"] = object{"name": "shop-gateway"}
+	err := k8s.Create(ctx, rule, client.DryRunAll, client.FieldValidation(metav1.FieldValidationIgnore))
+	Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+	Expect(err.Error()).To(ContainSubstring("spec.externalGateway (Kyma's ExternalGateway) is not supported"))
 })
