@@ -19,8 +19,12 @@ COPY controllers/ controllers/
 COPY internal/ internal/
 
 # CGO off: a static binary that needs no libc in the runtime image.
+# The image has no .git: the version and commit come as build arguments (make docker-build).
+ARG VERSION=unknown
+ARG COMMIT=unknown
 RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags="-s -w" -o manager ./cmd/manager
+    go build -trimpath -ldflags="-s -w -X github.com/apirule-operator/apirule-operator/internal/version.version=${VERSION} -X github.com/apirule-operator/apirule-operator/internal/version.commit=${COMMIT}" \
+    -o manager ./cmd/manager
 
 FROM gcr.io/distroless/static-debian12:nonroot
 WORKDIR /

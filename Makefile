@@ -132,10 +132,17 @@ demo: envtest-assets ## Start a local control plane, run the operator on the sam
 bench: envtest-assets ## Scale benchmark (BENCH_N=1000 by default; BENCH_WRITE_DOCS=1 writes docs/performance.md; BENCH_ARGS for flags).
 	BENCH_ARGS="$(BENCH_ARGS)" go run ./tests/bench/cmd $(BENCH_ARGS)
 
+# The version the binaries report (--version, the apirule_build_info metric): the manifests'
+# image tag, and the commit of the checkout.
+VERSION ?= $(shell sed -n 's/^ *newTag: //p' config/manager/kustomization.yaml)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+VERSION_PKG := github.com/apirule-operator/apirule-operator/internal/version
+LDFLAGS := -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).commit=$(COMMIT)
+
 .PHONY: build
 build: ## Build the manager and apirulectl binaries into bin/.
-	go build -o $(LOCALBIN)/manager ./cmd/manager
-	go build -o $(LOCALBIN)/apirulectl ./cmd/apirulectl
+	go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/manager ./cmd/manager
+	go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/apirulectl ./cmd/apirulectl
 
 .PHONY: run
 run: manifests ## Run the manager against the cluster in the current kubeconfig.
@@ -153,7 +160,7 @@ uninstall: ## Remove the CRDs from the cluster in the current kubeconfig.
 
 .PHONY: docker-build
 docker-build: ## Build the manager image IMG with CONTAINER_TOOL (docker by default).
-	$(CONTAINER_TOOL) build -t $(IMG) .
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMG) .
 
 .PHONY: docker-push
 docker-push: ## Push the manager image IMG.

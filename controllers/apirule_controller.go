@@ -126,6 +126,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 		r.registry().set(req.NamespacedName, nil)
 		r.ledger.forget(req.NamespacedName)
 		metrics.SetState(req.NamespacedName, "")
+		metrics.SetCertificates(req.NamespacedName, nil)
 		return ctrl.Result{}, nil
 	} else if err != nil {
 		return ctrl.Result{}, err
@@ -149,6 +150,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 	}
 	r.registry().set(ownerOf(rule), input.ServedHosts)
 	report.gathered(input)
+	exportCertificates(ownerOf(rule), input)
 	output := pipeline.Run(input)
 	report.checked(output.Findings)
 	if hosts := output.Findings.ConflictingHosts(); len(hosts) > 0 {
@@ -190,6 +192,15 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 		result.RequeueAfter = max(time.Until(output.RecheckAt), time.Second)
 	}
 	return result, nil
+}
+
+// exportCertificates exports when the certificates of an mTLS APIRule expire.
+func exportCertificates(owner types.NamespacedName, in model.Input) {
+	var certs []metrics.Certificate
+	for _, c := range check.Certificates(in) {
+		certs = append(certs, metrics.Certificate{Role: c.Role, Secret: c.Secret, NotAfter: c.NotAfter})
+	}
+	metrics.SetCertificates(owner, certs)
 }
 
 // withdrawal says whether the refusals require removing what serves, and why. A refusal

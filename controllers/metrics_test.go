@@ -11,13 +11,15 @@ import (
 var metricValue = testenv.MetricValue
 
 var _ = Describe("metrics", func() {
-	It("count applied and pruned objects, reconciles by result, and APIRules by state", func() {
+	It("count applied and pruned objects, reconciles by result and by reason, APIRules by state, and the build", func() {
 		namespace := newNamespace()
 		createBackend(namespace, "measured")
 		applied := metricValue("apirule_objects_applied_total", map[string]string{"kind": "VirtualService"})
 		pruned := metricValue("apirule_objects_pruned_total", map[string]string{"kind": "AuthorizationPolicy"})
 		reconciled := metricValue("apirule_reconcile_duration_seconds", map[string]string{"result": "success"})
 		ready := metricValue("apirule_apirules", map[string]string{"state": "Ready"})
+		outcomes := metricValue("apirule_reconcile_outcomes_total", map[string]string{"reason": "Ready"})
+		Expect(metricValue("apirule_build_info", nil)).To(Equal(1.0), "one build_info series, always 1")
 
 		rule := newAPIRule(namespace, "measured", "measured", noAuth("/*", "GET"))
 		Expect(k8s.Create(ctx, rule)).To(Succeed())
@@ -25,6 +27,7 @@ var _ = Describe("metrics", func() {
 		expectReady(key)
 		Expect(metricValue("apirule_objects_applied_total", map[string]string{"kind": "VirtualService"})).To(BeNumerically(">=", applied+1))
 		Expect(metricValue("apirule_reconcile_duration_seconds", map[string]string{"result": "success"})).To(BeNumerically(">", reconciled))
+		Expect(metricValue("apirule_reconcile_outcomes_total", map[string]string{"reason": "Ready"})).To(BeNumerically(">", outcomes))
 		Eventually(func() float64 {
 			return metricValue("apirule_apirules", map[string]string{"state": "Ready"})
 		}, timeout, interval).Should(Equal(ready + 1))

@@ -94,6 +94,16 @@ var _ = Describe("mTLS-certificate mode", func() {
 		Expect(gw.Spec.Servers[0].Tls.Mode).To(Equal(networkingv1.ServerTLSSettings_MUTUAL))
 		Expect(gw.Spec.Servers[0].Tls.CaCertCredentialName).To(Equal(caCopy.Name))
 		Expect(caCopy.Data["ca.crt"]).To(Equal(ca.CertPEM))
+		ready := expectReady(key)
+		Expect(ready.Status.Gateway).To(Equal(gatewayNamespace+"/"+gw.Name), "status names the Gateway the operator generated")
+		Expect(ready.Status.Objects).To(ContainElements(
+			apiv2.GeneratedObject{Kind: "Gateway", Namespace: gatewayNamespace, Name: gw.Name},
+			apiv2.GeneratedObject{Kind: "Secret", Namespace: gatewayNamespace, Name: caCopy.Name},
+		), "status lists the objects in the ingress gateway namespace too")
+		for role, secret := range map[string]string{"server": "partner-tls", "ca": "partner-ca"} {
+			Expect(metricValue("apirule_certificate_expiry_timestamp_seconds", map[string]string{"apirule": "partner", "namespace": namespace, "role": role, "secret": secret})).
+				To(BeNumerically(">", float64(time.Now().Unix())), "the %s certificate's expiry is exported", role)
+		}
 		vs, ap := children(key)
 		Expect(vs[0].Spec.Gateways).To(Equal([]string{gatewayNamespace + "/" + gw.Name}))
 		Expect(vs[0].Spec.Http[1].Headers.Request.Set).To(HaveKeyWithValue("x-client-cert-subject", "%DOWNSTREAM_PEER_SUBJECT%"))

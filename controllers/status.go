@@ -220,6 +220,7 @@ func (r *APIRuleReconciler) writeStatus(ctx context.Context, rule *apiv2.APIRule
 	if err != nil {
 		return err
 	}
+	metrics.CountOutcome(summaryReason(next))
 	previous := rule.Status
 	last, known := r.ledger.get(rule)
 	if known {

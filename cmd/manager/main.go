@@ -3,12 +3,14 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/apirule-operator/apirule-operator/internal/operator"
+	"github.com/apirule-operator/apirule-operator/internal/version"
 	"github.com/apirule-operator/apirule-operator/internal/webhook"
 )
 
@@ -25,11 +27,18 @@ func main() {
 		"namespace of the leader election lease; defaults to the Pod's namespace in a cluster")
 	flag.StringVar(&opts.MetricsAddress, "metrics-bind-address", opts.MetricsAddress, "metrics endpoint address; 0 disables it")
 	flag.StringVar(&opts.HealthProbeAddress, "health-probe-bind-address", opts.HealthProbeAddress, "health probe address; 0 disables it")
+	printVersion := flag.Bool("version", false, "print the version and exit")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	build := version.Get()
+	if *printVersion {
+		fmt.Println("apirule-operator " + build.String())
+		return
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	log.Info("apirule-operator", "version", build.Version, "commit", build.Commit, "go", build.GoVersion)
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/apirule-operator/apirule-operator/internal/version"
 )
 
 var (
@@ -29,16 +31,83 @@ var (
 		Name: "apirule_apirules",
 		Help: "APIRules known to the operator, by status.state.",
 	}, []string{"state"})
+	outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "apirule_reconcile_outcomes_total",
+		Help: "Reconciles by the reason of the status they computed: Ready, a warning's reason, or the reason the APIRule is not ready (ServiceNotFound, RuleShadowed, ReadFailed, ...).",
+	}, []string{"reason"})
+	admissionRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "apirule_admission_requests_total",
+		Help: "APIRule creates and updates the admission webhook decided, by operation (create, update) and result (allowed, denied, error).",
+	}, []string{"operation", "result"})
+	admissionDenials = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "apirule_admission_denials_total",
+		Help: "Refusals of the admission webhook, by the reason of each finding that refused (HostConflict, RuleShadowed, ...).",
+	}, []string{"reason"})
+	certificateExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "apirule_certificate_expiry_timestamp_seconds",
+		Help: "When a certificate an mTLS APIRule serves with expires, as a Unix time: the server certificate (role server) and the earliest-expiring certificate of the client CA bundle (role ca).",
+	}, []string{"namespace", "apirule", "role", "secret_namespace", "secret"})
+	buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "apirule_build_info",
+		Help: "The running build: always 1, with its version, commit and Go version as labels.",
+	}, []string{"version", "commit", "go_version"})
 
 	register sync.Once
 	states   = stateTracker{byRule: map[types.NamespacedName]string{}}
+	expiries = expiryTracker{byRule: map[types.NamespacedName][]prometheus.Labels{}}
 )
+
+// Certificate is one certificate whose expiry is exported.
+type Certificate struct {
+	// Role is server or ca.
+	Role     string
+	Secret   types.NamespacedName
+	NotAfter time.Time
+}
+
+// SetCertificates replaces the certificates exported for an APIRule; none forgets them.
+func SetCertificates(rule types.NamespacedName, certs []Certificate) { expiries.set(rule, certs) }
+
+type expiryTracker struct {
+	mu     sync.Mutex
+	byRule map[types.NamespacedName][]prometheus.Labels
+}
+
+func (t *expiryTracker) set(rule types.NamespacedName, certs []Certificate) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, l := range t.byRule[rule] {
+		certificateExpiry.Delete(l)
+	}
+	delete(t.byRule, rule)
+	for _, c := range certs {
+		l := prometheus.Labels{"namespace": rule.Namespace, "apirule": rule.Name, "role": c.Role,
+			"secret_namespace": c.Secret.Namespace, "secret": c.Secret.Name}
+		certificateExpiry.With(l).Set(float64(c.NotAfter.Unix()))
+		t.byRule[rule] = append(t.byRule[rule], l)
+	}
+}
 
 // Register adds the metrics to controller-runtime's registry, once per process.
 func Register() {
 	register.Do(func() {
-		ctrlmetrics.Registry.MustRegister(reconcileDuration, objectsApplied, objectsPruned, apiRules)
+		ctrlmetrics.Registry.MustRegister(reconcileDuration, objectsApplied, objectsPruned, apiRules, outcomes,
+			admissionRequests, admissionDenials, buildInfo, certificateExpiry)
+		build := version.Get()
+		buildInfo.WithLabelValues(build.Version, build.Commit, build.GoVersion).Set(1)
 	})
+}
+
+// CountOutcome counts one reconcile by the reason of the status it computed.
+func CountOutcome(reason string) { outcomes.WithLabelValues(reason).Inc() }
+
+// CountAdmission counts one admission decision and, for a refusal, the reason of each
+// finding that refused.
+func CountAdmission(operation, result string, denialReasons []string) {
+	admissionRequests.WithLabelValues(operation, result).Inc()
+	for _, r := range denialReasons {
+		admissionDenials.WithLabelValues(r).Inc()
+	}
 }
 
 // ObserveReconcile records how long a reconcile took and how it ended.

@@ -281,9 +281,17 @@ func TestShadowedRuleIsRejected(t *testing.T) {
 		noAuth("/health", "GET"),
 		jwt("/api/{**}", "https://idp.example.com/jwks", "GET"),
 		jwt("/api/users", "https://idp.example.com/jwks", "GET")))
+	denied := testenv.MetricValue("apirule_admission_requests_total", map[string]string{"operation": "create", "result": "denied"})
+	shadowed := testenv.MetricValue("apirule_admission_denials_total", map[string]string{"reason": "RuleShadowed"})
 	rejected(t, k8s.Create(context.Background(), r), map[string]string{
 		"spec.rules[2].path": "spec.rules[2] is never reached for GET because spec.rules[1] (GET /api/{**}, jwt) matches first; move it before rule 1 or narrow rule 1",
 	})
+	if got := testenv.MetricValue("apirule_admission_requests_total", map[string]string{"operation": "create", "result": "denied"}); got != denied+1 {
+		t.Errorf("denied creates counted %v, want %v", got, denied+1)
+	}
+	if got := testenv.MetricValue("apirule_admission_denials_total", map[string]string{"reason": "RuleShadowed"}); got != shadowed+1 {
+		t.Errorf("RuleShadowed denials counted %v, want %v", got, shadowed+1)
+	}
 }
 
 func TestUpdateThatIntroducesShadowingIsRejected(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/gather"
+	"github.com/apirule-operator/apirule-operator/internal/metrics"
 	"github.com/apirule-operator/apirule-operator/internal/model"
 )
 
@@ -68,13 +69,24 @@ func (v *Validator) ValidateDelete(context.Context, *apiv2.APIRule) (admission.W
 }
 
 func (v *Validator) validate(ctx context.Context, rule, old *apiv2.APIRule) (admission.Warnings, error) {
+	operation := "create"
+	if old != nil {
+		operation = "update"
+	}
 	findings, err := gather.Admission(ctx, v.Reader, rule, old, v.Options, v.MeshConfig)
 	if err != nil {
+		metrics.CountAdmission(operation, "error", nil)
 		return nil, apierrors.NewInternalError(err)
 	}
 	warnings := admission.Warnings(findings.WarningLines())
 	if errs := findings.ErrorList(); len(errs) > 0 {
+		var reasons []string
+		for _, f := range findings.Errors() {
+			reasons = append(reasons, string(f.Reason))
+		}
+		metrics.CountAdmission(operation, "denied", reasons)
 		return warnings, apierrors.NewInvalid(schema.GroupKind{Group: apiv2.GroupVersion.Group, Kind: "APIRule"}, rule.Name, errs)
 	}
+	metrics.CountAdmission(operation, "allowed", nil)
 	return warnings, nil
 }
