@@ -91,11 +91,17 @@ func (t *expiryTracker) set(rule types.NamespacedName, certs []Certificate) {
 // Register adds the metrics to controller-runtime's registry, once per process.
 func Register() {
 	register.Do(func() {
-		ctrlmetrics.Registry.MustRegister(reconcileDuration, objectsApplied, objectsPruned, apiRules, outcomes,
-			admissionRequests, admissionDenials, buildInfo, certificateExpiry)
+		ctrlmetrics.Registry.MustRegister(Collectors()...)
 		build := version.Get()
 		buildInfo.WithLabelValues(build.Version, build.Commit, build.GoVersion).Set(1)
 	})
+}
+
+// Collectors are the operator's own metrics, which Register adds to controller-runtime's
+// registry.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{reconcileDuration, objectsApplied, objectsPruned, apiRules, outcomes,
+		admissionRequests, admissionDenials, certificateExpiry, buildInfo}
 }
 
 // CountOutcome counts one reconcile by the reason of the status it computed.
