@@ -144,9 +144,12 @@ build: ## Build the manager and apirulectl binaries into bin/.
 	go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/manager ./cmd/manager
 	go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/apirulectl ./cmd/apirulectl
 
+# Outside a cluster the API server cannot call a local webhook, and there is no Pod namespace
+# for the lease: run without both. RUN_ARGS adds flags (docs/configuration.md).
+RUN_ARGS ?=
 .PHONY: run
-run: manifests ## Run the manager against the cluster in the current kubeconfig.
-	go run ./cmd/manager
+run: manifests ## Run the manager against the cluster in the current kubeconfig (CRDs first: make install).
+	go run -ldflags "$(LDFLAGS)" ./cmd/manager --enable-webhook=false --leader-elect=false $(RUN_ARGS)
 
 .PHONY: install
 install: manifests ## Install the CRDs into the cluster in the current kubeconfig.
@@ -216,5 +219,5 @@ $(GOLANGCI_LINT):
 	mv $(LOCALBIN)/.golangci-lint/golangci-lint $(GOLANGCI_LINT)
 
 .PHONY: clean
-clean: ## Remove built binaries (the control-plane build is kept; remove bin/envtest to rebuild it).
-	rm -f $(LOCALBIN)/manager
+clean: ## Remove build outputs (binaries, the demo's files, copied CRDs); the pinned tools and the control-plane build are kept.
+	rm -rf $(LOCALBIN)/manager $(LOCALBIN)/apirulectl $(LOCALBIN)/demo $(LOCALBIN)/crds
