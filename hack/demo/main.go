@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,6 +37,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/operator"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/testenv"
+	"github.com/apirule-operator/apirule-operator/internal/webhook"
 )
 
 const (
@@ -72,7 +75,11 @@ func run() error {
 	ctrl.SetLogger(zap.New(zap.WriteTo(logFile)))
 
 	step("Starting a local control plane (kube-apiserver %s and etcd, built from source; no nodes, no kubelet)", kubeVersion(root))
-	env, err := testenv.Start()
+	// As an install: the API server calls the operator's validating webhook, registered from
+	// config/webhook with a certificate envtest issues for the local server.
+	env, err := testenv.StartWith(func(e *envtest.Environment) {
+		e.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}}
+	})
 	if err != nil {
 		return err
 	}
@@ -92,15 +99,28 @@ func run() error {
 	step("Starting apirule-operator in-process (operator log: %s)", logPath)
 	opts := operator.DefaultOptions()
 	opts.LeaderElection = false
-	opts.MetricsAddress = "0"
-	opts.HealthProbeAddress = "0"
+	if opts.MetricsAddress, err = freeAddress(); err != nil {
+		return err
+	}
+	if opts.HealthProbeAddress, err = freeAddress(); err != nil {
+		return err
+	}
+	install := env.WebhookInstallOptions
+	opts.Webhook = webhook.Options{
+		Enabled: true, Host: install.LocalServingHost, Port: install.LocalServingPort,
+		CertDir: install.LocalServingCertDir, CertManagement: webhook.CertExternal,
+	}
 	// The operator keeps a default Gateway for APIRules that name none.
 	opts.Settings.DefaultGateway = gatewayNamespace + "/default-gateway"
 	opts.Settings.ManageDefaultGateway = true
 	opts.Settings.DefaultGatewayDomain = "apps.example.com"
 	opts.Settings.DefaultGatewayCredential = "apps-example-com-tls"
-	fmt.Printf("  with --default-gateway=%s --manage-default-gateway --default-gateway-domain=%s\n",
-		opts.Settings.DefaultGateway, opts.Settings.DefaultGatewayDomain)
+	fmt.Printf("  with --default-gateway=%s --manage-default-gateway --default-gateway-domain=%s --default-gateway-credential=%s\n",
+		opts.Settings.DefaultGateway, opts.Settings.DefaultGatewayDomain, opts.Settings.DefaultGatewayCredential)
+	fmt.Printf("  admission webhook: https://%s:%d/validate-gateway-apirule-io-v2-apirule (registered with the API server: kubectl apply is refused as in a cluster)\n",
+		install.LocalServingHost, install.LocalServingPort)
+	fmt.Printf("  metrics:           http://%s/metrics\n", opts.MetricsAddress)
+	fmt.Printf("  probes:            http://%s/healthz and /readyz\n", opts.HealthProbeAddress)
 	mgr, err := operator.NewManager(env.Config, opts)
 	if err != nil {
 		return err
@@ -117,6 +137,9 @@ func run() error {
 
 	c, err := client.New(env.Config, client.Options{Scheme: mgr.GetScheme()})
 	if err != nil {
+		return err
+	}
+	if err := waitReady(ctx, "http://"+opts.HealthProbeAddress+"/readyz"); err != nil {
 		return err
 	}
 
@@ -172,6 +195,38 @@ func run() error {
 	return nil
 }
 
+// freeAddress returns a local address with a port nothing listens on now.
+func freeAddress() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String(), nil
+}
+
+// waitReady waits until the operator's readiness probe passes: its webhook serves, so the
+// API server can admit the samples.
+func waitReady(ctx context.Context, url string) error {
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		if resp, err := http.Get(url); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the operator is not ready after %s (%s)", settleTimeout, url)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 func step(format string, args ...any) {
 	fmt.Printf("\n==> "+format+"\n", args...)
 }
@@ -213,12 +268,18 @@ func createWorkload(ctx context.Context, c client.Client) error {
 	if err != nil {
 		return err
 	}
+	apps, err := ca.NewServerCertificate(time.Now().AddDate(1, 0, 0), "*.apps.example.com")
+	if err != nil {
+		return err
+	}
 	objects := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayNamespace}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace}},
 		fixtures.Gateway(gatewayNamespace, gatewayName, "*.example.com"),
 		mesh,
 		server.TLSSecret(gatewayNamespace, "partner-tls"),
+		// The default Gateway's certificate (--default-gateway-credential).
+		apps.TLSSecret(gatewayNamespace, "apps-example-com-tls"),
 		ca.CASecret(demoNamespace, "partner-ca"),
 		fixtures.Service(demoNamespace, "httpbin", 8000),
 		fixtures.SidecarPod(demoNamespace, "httpbin-0", "httpbin"),
