@@ -679,6 +679,12 @@ var _ = Describe("APIRule reconciler", func() {
 		expectCondition(rule, conditions.ResolvedRefs, metav1.ConditionFalse, conditions.ReasonGatewayNotFound)
 
 		Expect(k8s.Create(ctx, fixtures.Gateway(namespace, "own-gateway", "*.example.com"))).To(Succeed())
+		rule = eventuallyReason(key, conditions.Accepted, conditions.ReasonAcceptedWithWarnings)
+		Expect(rule.Status.Warnings).To(ConsistOf(HaveField("Reason", string(conditions.ReasonGatewayCredentialNotFound))))
+		Expect(rule.Status.Warnings[0].Message).To(ContainSubstring("certificate Secret %s/own-gateway-tls, which does not exist", gatewayNamespace))
+
+		By("serving it without a warning once the Gateway's certificate Secret exists")
+		Expect(k8s.Create(ctx, fixtures.GatewayCredential(gatewayNamespace, "own-gateway", "*.example.com"))).To(Succeed())
 		expectReady(key)
 	})
 

@@ -281,6 +281,9 @@ var _ = Describe("Default Gateway management", Ordered, func() {
 		opts.Settings.ManageDefaultGateway = true
 		opts.Settings.DefaultGatewayDomain = "managed.example"
 		opts.Settings.DefaultGatewayCredential = "managed-example-tls"
+		credential := fixtures.GatewayCredential(gatewayNamespace, "managed-example", "*.managed.example")
+		Expect(k8s.Create(ctx, credential)).To(Succeed())
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, credential)).To(Succeed()) })
 		running = startOperator()
 		DeferCleanup(func() {
 			running.stop()

@@ -61,6 +61,7 @@ var _ = BeforeSuite(func() {
 	running = startOperator()
 
 	Expect(k8s.Create(ctx, fixtures.Gateway(gatewayNamespace, "public-gateway", "*.example.com"))).To(Succeed())
+	Expect(k8s.Create(ctx, fixtures.GatewayCredential(gatewayNamespace, "public-gateway", "*.example.com"))).To(Succeed())
 })
 
 var _ = AfterSuite(func() {

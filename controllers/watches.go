@@ -53,10 +53,23 @@ func (r *APIRuleReconciler) requestsForReferenceGrant(ctx context.Context, obj c
 	return out
 }
 
-// requestsForSecret maps a Secret to the mTLS APIRules that read it, and a CA copy to its
-// owner, so a changed or deleted copy is restored.
+// requestsForSecret maps a Secret to the mTLS APIRules that read it, a CA copy to its owner,
+// so a changed or deleted copy is restored, and a certificate Secret in the ingress gateway
+// namespace to the APIRules on the Gateways whose servers name it.
 func (r *APIRuleReconciler) requestsForSecret(ctx context.Context, obj client.Object) []reconcile.Request {
-	return append(requestForOwnerLabels(ctx, obj), r.requestsForIndex(index.APIRuleSecret)(ctx, obj)...)
+	out := append(requestForOwnerLabels(ctx, obj), r.requestsForIndex(index.APIRuleSecret)(ctx, obj)...)
+	if obj.GetNamespace() != r.Options.IngressGatewayNamespace {
+		return out
+	}
+	gateways := &networkingclientv1.GatewayList{}
+	if err := r.Client.List(ctx, gateways, client.MatchingFields{index.GatewayCredential: obj.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing the Gateways of a certificate Secret", "secret", obj.GetName())
+		return out
+	}
+	for _, gw := range gateways.Items {
+		out = append(out, r.requestsForIndex(index.APIRuleGateway)(ctx, gw)...)
+	}
+	return out
 }
 
 // requestsForIndex maps an object to the APIRules whose index holds its namespace/name.

@@ -276,6 +276,7 @@ func createWorkload(ctx context.Context, c client.Client) error {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayNamespace}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: demoNamespace}},
 		fixtures.Gateway(gatewayNamespace, gatewayName, "*.example.com"),
+		fixtures.GatewayCredential(gatewayNamespace, gatewayName, "*.example.com"),
 		mesh,
 		server.TLSSecret(gatewayNamespace, "partner-tls"),
 		// The default Gateway's certificate (--default-gateway-credential).

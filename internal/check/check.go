@@ -77,6 +77,7 @@ func Full(in model.Input) Result {
 	providers(in.APIRule, in.Mesh, in.MeshError != nil, Error, &fs)
 	checkGateway(in, specPath, &fs)
 	checkResolvedHosts(in, specPath.Child("hosts"), &fs)
+	checkGatewayCredentials(in, specPath, &fs)
 	checkHostClaims(in, specPath.Child("hosts"), &fs)
 	recheckAt := checkMTLS(in, specPath, &fs)
 	checkIPRestriction(in, &fs)

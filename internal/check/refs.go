@@ -109,6 +109,19 @@ func checkGateway(in model.Input, specPath *field.Path, fs *Findings) {
 	}
 }
 
+// checkGatewayCredentials warns about a server of the Gateway, for one of the APIRule's hosts,
+// whose certificate Secret does not exist: Istio leaves such a server without a certificate,
+// so HTTPS requests for the host fail. A warning: nothing is exposed, and the Secret may be
+// on its way (cert-manager issues it after the Gateway exists).
+func checkGatewayCredentials(in model.Input, specPath *field.Path, fs *Findings) {
+	for _, name := range in.MissingCredentials {
+		fs.warn(conditions.ResolvedRefs, conditions.ReasonGatewayCredentialNotFound, specPath.Child("gateway"), name,
+			"Gateway %s/%s serves the hosts with the certificate Secret %s/%s, which does not exist, so HTTPS requests fail; "+
+				"create the TLS Secret there (kubectl create secret tls %s -n %s --cert=... --key=...)",
+			in.Gateway.Namespace, in.Gateway.Name, in.Options.IngressGatewayNamespace, name, name, in.Options.IngressGatewayNamespace)
+	}
+}
+
 // checkResolvedHosts requires the Gateway to serve every host to VirtualServices of the
 // APIRule's namespace: otherwise the route would never be used and requests would fail with
 // 404 without a word.

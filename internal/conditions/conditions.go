@@ -105,6 +105,9 @@ const (
 	ReasonCertificateHostMismatch Reason = "CertificateHostMismatch"
 	// ReasonCertificateExpiring warns that the server certificate expires soon or has expired.
 	ReasonCertificateExpiring Reason = "CertificateExpiring"
+	// ReasonGatewayCredentialNotFound warns that a server of the Gateway for the hosts names a
+	// certificate Secret that does not exist.
+	ReasonGatewayCredentialNotFound Reason = "GatewayCredentialNotFound"
 )
 
 // Reasons of Programmed.

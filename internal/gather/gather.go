@@ -43,6 +43,9 @@ type Gatherer struct {
 	// SkipPods leaves the backend Pods unread (model.Service.PodsKnown false): offline
 	// inputs usually hold no Pods, and their absence must not read as "no Pods run".
 	SkipPods bool
+	// SkipCredentials leaves the Gateway's certificate Secrets unread: offline inputs hold the
+	// Secrets of mTLS APIRules only, and a Gateway's Secret missing there is no finding.
+	SkipCredentials bool
 }
 
 // Gather reads everything the checks and the translation need. A missing object is left out
@@ -101,6 +104,9 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 			return in, err
 		}
 		in.HostClaims = claims
+		if in.MissingCredentials, err = r.missingCredentials(ctx, in); err != nil {
+			return in, err
+		}
 	}
 
 	if model.ReadsMeshConfig(rule) {
@@ -124,6 +130,34 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 		return in, err
 	}
 	return in, nil
+}
+
+// missingCredentials returns the credentialNames of the Gateway's servers for the APIRule's
+// hosts whose Secret is not in the ingress gateway namespace, where Istio reads it. An mTLS
+// APIRule's own Gateway is left out: its Secrets are checked as the mode's.
+func (r *Gatherer) missingCredentials(ctx context.Context, in model.Input) ([]string, error) {
+	if r.SkipCredentials || in.MTLS != nil || r.Options.IngressGatewayNamespace == "" {
+		return nil, nil
+	}
+	hosts := model.RoutedHosts(in)
+	var missing []string
+	for _, server := range in.Gateway.Servers {
+		name := server.CredentialName
+		if name == "" || slices.Contains(missing, name) || !slices.ContainsFunc(server.Hosts, func(pattern string) bool {
+			return slices.ContainsFunc(hosts, func(h string) bool { return model.GatewayServes(model.ServerHost(pattern), h) })
+		}) {
+			continue
+		}
+		key := types.NamespacedName{Namespace: r.Options.IngressGatewayNamespace, Name: name}
+		switch err := r.Reader.Get(ctx, key, &corev1.Secret{}); {
+		case apierrors.IsNotFound(err):
+			missing = append(missing, name)
+		case err != nil:
+			return nil, fmt.Errorf("reading the Gateway's credential Secret %s: %w", key, err)
+		}
+	}
+	slices.Sort(missing)
+	return missing, nil
 }
 
 // backends reads the APIRule's backend Services that exist and, unless SkipPods, their Pods.

@@ -40,6 +40,8 @@ const (
 	APIRuleCrossNamespace = "apirule.io/cross-namespace"
 	// GatewayServerHost lists Gateways by the hosts of their servers, without namespace/.
 	GatewayServerHost = "apirule.io/server-hosts"
+	// GatewayCredential lists Gateways by the certificate Secret names of their servers.
+	GatewayCredential = "apirule.io/server-credentials"
 	// VirtualServiceHost lists every VirtualService of the cluster by host.
 	VirtualServiceHost = "spec.hosts"
 	// PodLabel lists Pods by their labels and ServiceSelector Services by their selector, both
@@ -75,6 +77,15 @@ func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definiti
 		}},
 		{&networkingclientv1.Gateway{}, GatewayServerHost, func(obj client.Object) []string {
 			return ServerHosts(obj.(*networkingclientv1.Gateway))
+		}},
+		{&networkingclientv1.Gateway{}, GatewayCredential, func(obj client.Object) []string {
+			var names []string
+			for _, server := range obj.(*networkingclientv1.Gateway).Spec.Servers {
+				if name := server.GetTls().GetCredentialName(); name != "" && !slices.Contains(names, name) {
+					names = append(names, name)
+				}
+			}
+			return names
 		}},
 		{&apiv2.APIRule{}, APIRuleHost, func(obj client.Object) []string {
 			var keys []string

@@ -10,7 +10,7 @@ func GatewayFromIstio(gw *networkingclientv1.Gateway) *Gateway {
 	out := &Gateway{Namespace: gw.Namespace, Name: gw.Name, Selector: gw.Spec.Selector}
 	for _, server := range gw.Spec.Servers {
 		out.Hosts = append(out.Hosts, server.Hosts...)
-		out.Servers = append(out.Servers, GatewayServer{Port: server.GetPort().GetNumber(), Hosts: server.Hosts})
+		out.Servers = append(out.Servers, GatewayServer{Port: server.GetPort().GetNumber(), Hosts: server.Hosts, CredentialName: server.GetTls().GetCredentialName()})
 	}
 	return out
 }

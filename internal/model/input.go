@@ -46,6 +46,9 @@ type Input struct {
 	Peers []Peer
 	// IngressPods are the ingress gateway's Pods, read for their proxy settings.
 	IngressPods []IngressPod
+	// MissingCredentials are the credentialNames of the Gateway's servers for the APIRule's
+	// hosts whose Secret does not exist in the ingress gateway namespace, sorted.
+	MissingCredentials []string
 	// ReferenceGrants are the Gateway API ReferenceGrants in the namespaces of the backends
 	// that are not the APIRule's, sorted by namespace/name: the consent of those namespaces.
 	ReferenceGrants []ReferenceGrant
@@ -145,6 +148,9 @@ type GatewayServer struct {
 	Port uint32
 	// Hosts as written, possibly with a namespace/ prefix.
 	Hosts []string
+	// CredentialName is the Secret with the server's certificate (tls.credentialName), in the
+	// namespace of the gateway's Pods; empty for a server without one.
+	CredentialName string
 }
 
 // Service is what the translation needs of a backend Service.

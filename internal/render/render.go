@@ -251,7 +251,7 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 	ctx := context.Background()
 	gatherer := &gather.Gatherer{
 		Reader: store, Options: modelOpts, MeshConfig: opts.MeshConfigKey(),
-		Now: func() time.Time { return now }, SkipPods: !b.hasPods(),
+		Now: func() time.Time { return now }, SkipPods: !b.hasPods(), SkipCredentials: true,
 	}
 	var out []Result
 	for i, rule := range b.APIRules {

@@ -141,6 +141,7 @@ func setUp(ctx context.Context) error {
 	for _, obj := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}},
 		fixtures.Gateway("istio-system", "public", "*.example.com"),
+		fixtures.GatewayCredential("istio-system", "public", "*.example.com"),
 		fixtures.MeshConfig("istio-system", "oauth2-proxy"),
 	} {
 		if err := k8s.Create(ctx, obj); err != nil {

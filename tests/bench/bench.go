@@ -114,6 +114,7 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gatewayNamespace}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
 		fixtures.Gateway(gatewayNamespace, gatewayName, "*.example.com"),
+		fixtures.GatewayCredential(gatewayNamespace, gatewayName, "*.example.com"),
 	} {
 		if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
 			return nil, err
