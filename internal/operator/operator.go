@@ -87,7 +87,7 @@ func servesReferenceGrants(mapper meta.RESTMapper) (bool, error) {
 
 // NewManager builds a manager running the APIRule controller.
 func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
-	if err := opts.Settings.Validate(); err != nil {
+	if err := opts.Settings.ValidateManager(); err != nil {
 		return nil, err
 	}
 	scheme, err := NewScheme()
