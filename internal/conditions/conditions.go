@@ -105,6 +105,10 @@ const (
 	ReasonCertificateHostMismatch Reason = "CertificateHostMismatch"
 	// ReasonCertificateExpiring warns that the server certificate expires soon or has expired.
 	ReasonCertificateExpiring Reason = "CertificateExpiring"
+	// ReasonCertificateNotYetValid warns that the server certificate or a CA certificate is
+	// valid only from a time still to come (a clock or issuing mistake): TLS peers refuse it
+	// until then.
+	ReasonCertificateNotYetValid Reason = "CertificateNotYetValid"
 )
 
 // Reasons of Programmed.

@@ -1,6 +1,8 @@
 package install_test
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -305,6 +307,35 @@ func TestDocsIndexListsEachPageOnce(t *testing.T) {
 		}
 		if n := strings.Count(index, "]("+name+")"); n != 1 {
 			t.Errorf("docs/README.md links %s %d times, want once", name, n)
+		}
+	}
+}
+
+// TestSampleCertificatesAreValid: the certificates of config/samples/context.yaml, which the
+// README's render command and the demo's mTLS sample use, are valid now and for years to come,
+// so rendering the samples shows no certificate finding.
+func TestSampleCertificatesAreValid(t *testing.T) {
+	raw := string(mustRead(t, filepath.Join(root, "config", "samples", "context.yaml")))
+	blocks := regexp.MustCompile(`(?s)-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----`).FindAllString(raw, -1)
+	if len(blocks) < 2 {
+		t.Fatalf("found %d certificates in config/samples/context.yaml, want the server certificate and the CA", len(blocks))
+	}
+	now := time.Now()
+	for _, b := range blocks {
+		var lines []string
+		for _, l := range strings.Split(b, "\n") {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+		block, _ := pem.Decode([]byte(strings.Join(lines, "\n")))
+		if block == nil {
+			t.Fatalf("unreadable PEM block:\n%s", b)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.Before(cert.NotBefore) || now.AddDate(10, 0, 0).After(cert.NotAfter) {
+			t.Errorf("sample certificate %s is valid from %s to %s; reissue it with go run ./hack/samplecerts", cert.Subject, cert.NotBefore, cert.NotAfter)
 		}
 	}
 }
