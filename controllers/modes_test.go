@@ -198,7 +198,8 @@ var _ = Describe("IP-restriction mode", func() {
 		Expect(deny.Spec.Action).To(Equal(securityv1.AuthorizationPolicy_DENY))
 		Expect(deny.Spec.Selector.MatchLabels).To(Equal(fixtures.IngressGatewaySelector))
 		Expect(deny.Spec.Rules).To(HaveLen(1))
-		Expect(deny.Spec.Rules[0].From[0].Source.NotRemoteIpBlocks).To(Equal([]string{"10.0.0.0/8"}))
+		// Each IPv4 block is listed with its IPv4-mapped IPv6 form (docs/guides/ip-restriction.md).
+		Expect(deny.Spec.Rules[0].From[0].Source.NotRemoteIpBlocks).To(Equal([]string{"10.0.0.0/8", "::ffff:10.0.0.0/104"}))
 		op := deny.Spec.Rules[0].To[0].Operation
 		Expect(op.Paths).To(Equal([]string{"/admin/{**}"}))
 		Expect(op.NotPaths).To(Equal([]string{"/admin/health"}), "the earlier rule routes /admin/health")
