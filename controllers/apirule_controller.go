@@ -77,7 +77,6 @@ func (r *APIRuleReconciler) registry() *hostRegistry {
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=security.istio.io,resources=authorizationpolicies,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=security.istio.io,resources=requestauthentications,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.istio.io,resources=gateways,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
@@ -85,6 +84,11 @@ func (r *APIRuleReconciler) registry() *hostRegistry {
 // the install renders it into the namespace configured with --ingress-gateway-namespace).
 // +kubebuilder:rbac:groups=networking.istio.io,namespace=istio-system,resources=gateways,verbs=create;patch;delete
 // +kubebuilder:rbac:groups="",namespace=istio-system,resources=secrets,verbs=create;patch;delete
+// The mesh config ConfigMap is read only in the Istio namespace (--istio-namespace; the
+// manager caches ConfigMaps of that namespace only). Its marker shares istio-system with the
+// two above; the Helm chart moves this rule alone into istio.namespace when that differs
+// from the ingress gateway namespace.
+// +kubebuilder:rbac:groups="",namespace=istio-system,resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=referencegrants,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

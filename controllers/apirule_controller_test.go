@@ -300,7 +300,7 @@ var _ = Describe("APIRule reconciler", func() {
 		Expect(ap.Spec.Action).To(Equal(securityv1.AuthorizationPolicy_ALLOW))
 		Expect(ap.Spec.Rules).To(HaveLen(2), "one policy rule per APIRule rule")
 		for i, r := range ap.Spec.Rules {
-			Expect(r.From[0].Source.Principals).To(Equal([]string{opts.Settings.IngressGatewayPrincipal}))
+			Expect(r.From[0].Source.Principals).To(Equal([]string{opts.Settings.Principal()}))
 			Expect(r.To).To(BeEmpty(), "the route decides hosts, methods and paths")
 			token := vs.Spec.Http[i+1].Headers.Request.Set["x-apirule-route"]
 			Expect(token).NotTo(BeEmpty())

@@ -55,9 +55,19 @@ func checkMTLS(in model.Input, specPath *field.Path, fs *Findings) (recheckAt ti
 		fs.add(conditions.ResolvedRefs, conditions.ReasonInvalidCertificate, caPath.Child("key"), caKey,
 			"Secret %s has no key %q; put the PEM CA bundle under that key or set caSecretRef.key to the key that holds it", caRef, caKey)
 	default:
-		if err := checkCABundle(bundle); err != nil {
+		cas, err := parseCABundle(bundle)
+		if err != nil {
 			fs.add(conditions.ResolvedRefs, conditions.ReasonInvalidCertificate, caPath, caKey,
 				"key %q of Secret %s is not a PEM bundle of X.509 certificates: %v; store the CA certificates in PEM form", caKey, caRef, err)
+		}
+		for _, ca := range cas {
+			if in.Now.Before(ca.NotBefore) {
+				fs.warn(conditions.ResolvedRefs, conditions.ReasonCertificateNotYetValid, caPath, caKey,
+					"CA certificate %q in Secret %s is valid only from %s, so client certificates it signed are refused until then; "+
+						"issue it valid from now (check the clock of the machine that made it)",
+					ca.Subject.String(), caRef, ca.NotBefore.UTC().Format(time.RFC3339))
+				recheckAt = earliest(recheckAt, ca.NotBefore)
+			}
 		}
 	}
 
@@ -79,10 +89,19 @@ func secretValue(s *model.Secret, key string) ([]byte, bool) {
 	return v, ok && len(v) > 0
 }
 
-// checkCABundle requires at least one PEM block, every block an X.509 certificate.
-func checkCABundle(bundle []byte) error {
+// earliest returns the earlier of two recheck times, a zero time meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// parseCABundle requires at least one PEM block, every block an X.509 certificate, and
+// returns the certificates it could parse.
+func parseCABundle(bundle []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
 	rest := bundle
-	count := 0
 	for {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
@@ -90,25 +109,27 @@ func checkCABundle(bundle []byte) error {
 			break
 		}
 		if block.Type != "CERTIFICATE" {
-			return fmt.Errorf("PEM block %d is a %s, not a CERTIFICATE", count+1, block.Type)
+			return certs, fmt.Errorf("PEM block %d is a %s, not a CERTIFICATE", len(certs)+1, block.Type)
 		}
-		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
-			return fmt.Errorf("certificate %d: %v", count+1, err)
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return certs, fmt.Errorf("certificate %d: %v", len(certs)+1, err)
 		}
-		count++
+		certs = append(certs, cert)
 	}
-	if count == 0 {
-		return fmt.Errorf("no PEM certificate found")
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("no PEM certificate found")
 	}
 	if strings.TrimSpace(string(rest)) != "" {
-		return fmt.Errorf("text after the last PEM block")
+		return certs, fmt.Errorf("text after the last PEM block")
 	}
-	return nil
+	return certs, nil
 }
 
-// checkServerCertificate reports a server certificate that does not name every host or that
-// expires within CertificateExpiryWarning. Both are warnings: clients refuse such a server,
-// so nothing is exposed that should not be. It returns when the expiry finding changes.
+// checkServerCertificate reports a server certificate that does not name every host, that is
+// not valid yet, or that expires within CertificateExpiryWarning. All are warnings: clients
+// refuse such a server, so nothing is exposed that should not be. It returns when the
+// validity finding changes.
 func checkServerCertificate(in model.Input, s *model.Secret, path *field.Path, fs *Findings) time.Time {
 	certPEM, ok := secretValue(s, corev1.TLSCertKey)
 	if !ok {
@@ -137,6 +158,14 @@ func checkServerCertificate(in model.Input, s *model.Secret, path *field.Path, f
 				"the server certificate in Secret %s/%s does not name host %q (it names %v), so clients will refuse the connection; "+
 					"issue a certificate that covers the host", s.Namespace, s.Name, host, leaf.DNSNames)
 		}
+	}
+	if in.Now.Before(leaf.NotBefore) {
+		// Checked before expiry: until it is valid, clients refuse it whatever its end.
+		fs.warn(conditions.ResolvedRefs, conditions.ReasonCertificateNotYetValid, path, s.Name,
+			"the server certificate in Secret %s/%s is valid only from %s, so clients refuse it until then; "+
+				"issue it valid from now (check the clock of the machine that made it)",
+			s.Namespace, s.Name, leaf.NotBefore.UTC().Format(time.RFC3339))
+		return leaf.NotBefore
 	}
 	warnFrom := leaf.NotAfter.Add(-CertificateExpiryWarning)
 	switch {

@@ -108,6 +108,10 @@ const (
 	// ReasonGatewayCredentialNotFound warns that a server of the Gateway for the hosts names a
 	// certificate Secret that does not exist.
 	ReasonGatewayCredentialNotFound Reason = "GatewayCredentialNotFound"
+	// ReasonCertificateNotYetValid warns that the server certificate or a CA certificate is
+	// valid only from a time still to come (a clock or issuing mistake): TLS peers refuse it
+	// until then.
+	ReasonCertificateNotYetValid Reason = "CertificateNotYetValid"
 )
 
 // Reasons of Programmed.

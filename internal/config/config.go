@@ -17,7 +17,11 @@ import (
 // Settings are the operator settings that shape translation.
 type Settings struct {
 	// IngressGatewayPrincipal is the mTLS principal of the ingress gateway's service account.
+	// Empty, it is derived from IngressGatewayNamespace and IngressGatewayServiceAccount
+	// (Principal), so that moving the gateway to another namespace moves its identity too.
 	IngressGatewayPrincipal string `json:"ingressGatewayPrincipal,omitempty"`
+	// IngressGatewayServiceAccount is the service account the ingress gateway's Pods run as.
+	IngressGatewayServiceAccount string `json:"ingressGatewayServiceAccount,omitempty"`
 	// DefaultGateway (namespace/name) serves APIRules that set no spec.gateway.
 	DefaultGateway string `json:"defaultGateway,omitempty"`
 	// MultipleCustomAuthzProviders says istiod runs with
@@ -47,17 +51,33 @@ type Settings struct {
 // Defaults are the settings of a default Istio installation.
 func Defaults() Settings {
 	return Settings{
-		IngressGatewayPrincipal: "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
-		IstioNamespace:          "istio-system",
-		IngressGatewayNamespace: "istio-system",
-		IngressGatewaySelector:  "istio=ingressgateway",
+		IngressGatewayServiceAccount: "istio-ingressgateway-service-account",
+		IstioNamespace:               "istio-system",
+		IngressGatewayNamespace:      "istio-system",
+		IngressGatewaySelector:       "istio=ingressgateway",
 	}
+}
+
+// DefaultTrustDomain is the trust domain of a default Istio installation; a derived
+// principal uses it. Meshes with another trust domain set the principal explicitly.
+const DefaultTrustDomain = "cluster.local"
+
+// Principal is the ingress gateway's mTLS principal: the explicit one, or the one its service
+// account has in the default trust domain.
+func (s Settings) Principal() string {
+	if s.IngressGatewayPrincipal != "" {
+		return s.IngressGatewayPrincipal
+	}
+	return DefaultTrustDomain + "/ns/" + s.IngressGatewayNamespace + "/sa/" + s.IngressGatewayServiceAccount
 }
 
 // BindFlags registers a flag for every setting, defaulting to the current values.
 func (s *Settings) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&s.IngressGatewayPrincipal, "ingress-gateway-principal", s.IngressGatewayPrincipal,
-		"mTLS principal of the ingress gateway's service account; workload policies admit only requests through it")
+		"mTLS principal of the ingress gateway (<trust-domain>/ns/<namespace>/sa/<account>); workload policies admit only requests through it. "+
+			"Empty: "+DefaultTrustDomain+"/ns/<--ingress-gateway-namespace>/sa/<--ingress-gateway-service-account>")
+	fs.StringVar(&s.IngressGatewayServiceAccount, "ingress-gateway-service-account", s.IngressGatewayServiceAccount,
+		"service account of the ingress gateway's Pods, for the principal derived when --ingress-gateway-principal is empty")
 	fs.StringVar(&s.DefaultGateway, "default-gateway", s.DefaultGateway,
 		"Istio Gateway (namespace/name) for APIRules that set no spec.gateway; empty means spec.gateway is required")
 	fs.BoolVar(&s.MultipleCustomAuthzProviders, "multiple-custom-authz-providers", s.MultipleCustomAuthzProviders,
@@ -87,6 +107,9 @@ func (s Settings) Validate() error {
 	if s.IngressGatewayNamespace == "" {
 		return fmt.Errorf("--ingress-gateway-namespace must not be empty")
 	}
+	if err := s.validatePrincipal(); err != nil {
+		return err
+	}
 	if s.ManageDefaultGateway {
 		if _, _, ok := strings.Cut(s.DefaultGateway, "/"); !ok {
 			return fmt.Errorf("--manage-default-gateway needs --default-gateway as namespace/name")
@@ -97,6 +120,55 @@ func (s Settings) Validate() error {
 		if s.DefaultGatewayCredential == "" {
 			return fmt.Errorf("--manage-default-gateway needs --default-gateway-credential, the TLS Secret for *.%s", s.DefaultGatewayDomain)
 		}
+	}
+	return nil
+}
+
+// validatePrincipal refuses a principal that is not one: the policies would admit an identity
+// no workload has, and every request would be denied.
+func (s Settings) validatePrincipal() error {
+	if s.IngressGatewayPrincipal == "" {
+		if s.IngressGatewayServiceAccount == "" || strings.Contains(s.IngressGatewayServiceAccount, "/") {
+			return fmt.Errorf("--ingress-gateway-service-account %q must be a service account name when --ingress-gateway-principal is empty",
+				s.IngressGatewayServiceAccount)
+		}
+		return nil
+	}
+	if _, _, ok := principalNamespace(s.IngressGatewayPrincipal); !ok {
+		return fmt.Errorf("--ingress-gateway-principal %q is not <trust-domain>/ns/<namespace>/sa/<service-account> (without spiffe://)",
+			s.IngressGatewayPrincipal)
+	}
+	return nil
+}
+
+// principalNamespace returns the namespace and service account of a principal
+// <trust-domain>/ns/<namespace>/sa/<service-account>.
+func principalNamespace(principal string) (namespace, account string, ok bool) {
+	trustDomain, rest, ok1 := strings.Cut(principal, "/ns/")
+	namespace, account, ok2 := strings.Cut(rest, "/sa/")
+	if !ok1 || !ok2 || trustDomain == "" || strings.Contains(trustDomain, ":") || namespace == "" || account == "" ||
+		strings.Contains(namespace, "/") || strings.Contains(account, "/") {
+		return "", "", false
+	}
+	return namespace, account, true
+}
+
+// ValidateManager is Validate for the operator itself, which also knows where the ingress
+// gateway runs: an explicit principal of another namespace than --ingress-gateway-namespace is
+// refused, since the gateway's Pods cannot hold it and every request would be denied with
+// "RBAC: access denied". Offline rendering (apirulectl) checks the principal's form only.
+func (s Settings) ValidateManager() error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if s.IngressGatewayPrincipal == "" {
+		return nil
+	}
+	if namespace, _, _ := principalNamespace(s.IngressGatewayPrincipal); namespace != s.IngressGatewayNamespace {
+		return fmt.Errorf("--ingress-gateway-principal %q names namespace %q, but --ingress-gateway-namespace is %q: "+
+			"the gateway's Pods cannot hold that identity; make the two agree, or leave --ingress-gateway-principal empty "+
+			"to derive it from --ingress-gateway-namespace and --ingress-gateway-service-account",
+			s.IngressGatewayPrincipal, namespace, s.IngressGatewayNamespace)
 	}
 	return nil
 }
@@ -117,7 +189,7 @@ func ParseSelector(selector string) (map[string]string, error) {
 // Translate returns the translation options.
 func (s Settings) Translate() model.Options {
 	return model.Options{
-		IngressGatewayPrincipal: s.IngressGatewayPrincipal,
+		IngressGatewayPrincipal: s.Principal(),
 		DefaultGateway:          s.DefaultGateway,
 		MultipleCustomProviders: s.MultipleCustomAuthzProviders,
 		CrossNamespaceBackends:  s.AllowCrossNamespaceBackends,

@@ -44,3 +44,62 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		t.Errorf("defaults: %v", err)
 	}
 }
+
+func TestPrincipalFollowsTheIngressGatewayNamespace(t *testing.T) {
+	s := Defaults()
+	if got, want := s.Principal(), "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"; got != want {
+		t.Errorf("default principal = %s, want %s", got, want)
+	}
+	s.IngressGatewayNamespace = "gateways"
+	if got, want := s.Principal(), "cluster.local/ns/gateways/sa/istio-ingressgateway-service-account"; got != want {
+		t.Errorf("principal with --ingress-gateway-namespace=gateways = %s, want %s", got, want)
+	}
+	s.IngressGatewayServiceAccount = "edge"
+	if got, want := s.Translate().IngressGatewayPrincipal, "cluster.local/ns/gateways/sa/edge"; got != want {
+		t.Errorf("translated principal = %s, want %s", got, want)
+	}
+	if err := s.ValidateManager(); err != nil {
+		t.Errorf("derived principal refused: %v", err)
+	}
+	s.IngressGatewayPrincipal = "example.org/ns/gateways/sa/gw"
+	if got := s.Translate().IngressGatewayPrincipal; got != "example.org/ns/gateways/sa/gw" {
+		t.Errorf("explicit principal replaced by %s", got)
+	}
+	if err := s.ValidateManager(); err != nil {
+		t.Errorf("explicit principal of the gateway namespace refused: %v", err)
+	}
+}
+
+func TestPrincipalOfAnotherNamespaceIsRefused(t *testing.T) {
+	s := Defaults()
+	s.IngressGatewayNamespace = "gateways"
+	s.IngressGatewayPrincipal = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+	err := s.ValidateManager()
+	if err == nil {
+		t.Fatal("a principal of istio-system with --ingress-gateway-namespace=gateways was accepted")
+	}
+	for _, want := range []string{"--ingress-gateway-principal", "--ingress-gateway-namespace", `"istio-system"`, `"gateways"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	// Offline rendering does not know where the gateway runs and checks the form only.
+	if err := s.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestMalformedPrincipalIsRefused(t *testing.T) {
+	for _, bad := range []string{"istio-ingressgateway", "spiffe://cluster.local/ns/istio-system/sa/gw", "cluster.local/ns//sa/gw", "cluster.local/ns/istio-system/sa/"} {
+		s := Defaults()
+		s.IngressGatewayPrincipal = bad
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--ingress-gateway-principal") {
+			t.Errorf("principal %q: Validate() = %v, want an error naming --ingress-gateway-principal", bad, err)
+		}
+	}
+	s := Defaults()
+	s.IngressGatewayServiceAccount = ""
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--ingress-gateway-service-account") {
+		t.Errorf("empty service account: Validate() = %v", err)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
@@ -44,6 +45,10 @@ type Options struct {
 	LeaderElectionNamespace string
 	// MetricsAddress serves Prometheus metrics; "0" disables it.
 	MetricsAddress string
+	// MetricsSecure serves the metrics over HTTPS and admits only callers whose token the API
+	// server authenticates (TokenReview) and authorizes for GET /metrics
+	// (SubjectAccessReview). Off, they are plain HTTP for anyone who reaches the port.
+	MetricsSecure bool
 	// HealthProbeAddress serves /healthz and /readyz; "0" disables it.
 	HealthProbeAddress string
 	// RestartableInProcess lets one process start the operator more than once (tests that
@@ -64,6 +69,19 @@ func DefaultOptions() Options {
 		MetricsAddress:          ":8080",
 		HealthProbeAddress:      ":8081",
 	}
+}
+
+// metricsOptions serves /metrics as configured. Secure serving without a certificate directory
+// makes controller-runtime issue itself a self-signed certificate at start, so nothing has to
+// be provisioned: what protects the metrics is the caller's token, checked with the API
+// server, and scrapers (config/prometheus) skip verifying the server's certificate.
+func metricsOptions(opts Options) metricsserver.Options {
+	out := metricsserver.Options{BindAddress: opts.MetricsAddress}
+	if opts.MetricsSecure {
+		out.SecureServing = true
+		out.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return out
 }
 
 // NewScheme returns a scheme with every type the operator reads or writes.
@@ -87,7 +105,7 @@ func servesReferenceGrants(mapper meta.RESTMapper) (bool, error) {
 
 // NewManager builds a manager running the APIRule controller.
 func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
-	if err := opts.Settings.Validate(); err != nil {
+	if err := opts.Settings.ValidateManager(); err != nil {
 		return nil, err
 	}
 	scheme, err := NewScheme()
@@ -130,7 +148,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 				&corev1.Pod{}: {Transform: controllers.SlimPod},
 			},
 		},
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
+		Metrics:                 metricsOptions(opts),
 		HealthProbeBindAddress:  opts.HealthProbeAddress,
 		WebhookServer:           webhookServer,
 		LeaderElection:          opts.LeaderElection,

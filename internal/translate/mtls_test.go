@@ -25,7 +25,8 @@ var now = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 // serverNotAfter.
 func mtlsInput(t *testing.T, serverNotAfter time.Time, rules ...apiv2.Rule) model.Input {
 	t.Helper()
-	ca, err := fixtures.NewCA("partner-ca", now.AddDate(5, 0, 0))
+	// Valid from a year ago: a CA valid only from a future time is a finding of its own.
+	ca, err := fixtures.NewCA("partner-ca", now.AddDate(1, 0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,6 +234,8 @@ func TestServerCertificateWarnings(t *testing.T) {
 		{"expired", now.Add(-time.Hour), "partner.example.com", conditions.ReasonCertificateExpiring, time.Time{}},
 		{"does not name the host", now.AddDate(1, 0, 0), "other.example.com", conditions.ReasonCertificateHostMismatch,
 			now.AddDate(1, 0, 0).Add(-check.CertificateExpiryWarning)},
+		// fixtures certificates are valid for two years until notAfter: this one from a year on.
+		{"not valid yet", now.AddDate(3, 0, 0), "partner.example.com", conditions.ReasonCertificateNotYetValid, now.AddDate(1, 0, 0)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -257,3 +260,36 @@ func TestServerCertificateWarnings(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestCANotYetValid: a CA certificate valid only from a future time makes every client
+// certificate it signed fail the handshake until then; the APIRule says so and is rechecked
+// when the CA becomes valid.
+func TestCANotYetValid(t *testing.T) {
+	in := mtlsInput(t, now.AddDate(1, 0, 0), noAuthRule("/a", "GET"))
+	future, err := fixtures.NewCA("partner-ca-next", now.AddDate(2, 0, 0).Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid, err := fixtures.NewCA("partner-ca", now.AddDate(1, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A bundle of a valid CA and one valid from an hour on.
+	in.MTLS.CA.Data["ca.crt"] = append(append([]byte{}, valid.CertPEM...), future.CertPEM...)
+	out := pipeline.Run(in)
+	if len(out.Findings.Errors()) > 0 || len(out.Objects.Gateways) != 1 {
+		t.Fatalf("errors %v; a certificate not valid yet must not block the objects", out.Findings.Errors())
+	}
+	warnings := out.Findings.Warnings()
+	if len(warnings) != 1 || warnings[0].Reason != conditions.ReasonCertificateNotYetValid ||
+		!strings.Contains(warnings[0].Message, "partner-ca-next") || !strings.Contains(warnings[0].Message, now.Add(time.Hour).Format(time.RFC3339)) {
+		t.Fatalf("warnings %v, want one CertificateNotYetValid naming partner-ca-next and when it becomes valid", warnings)
+	}
+	if want := now.Add(time.Hour); !out.RecheckAt.Equal(want) {
+		t.Errorf("recheck at %v, want %v, when the CA becomes valid", out.RecheckAt, want)
+	}
+	in.Now = now.Add(2 * time.Hour)
+	if out := pipeline.Run(in); len(out.Findings.Warnings()) != 0 {
+		t.Errorf("warnings %v once the CA is valid", out.Findings.Warnings())
+	}
+}

@@ -101,7 +101,15 @@ func run(m *testing.M) (int, error) {
 		CertDir:        install.LocalServingCertDir,
 		CertManagement: webhook.CertExternal,
 	}
-	// The operator runs with the install's RBAC only, as in a cluster.
+	// The operator runs with the install's RBAC only, as in a cluster. Its Role in the Istio
+	// namespace (the mesh config ConfigMap) is granted only if the namespace exists.
+	admin, err := client.New(env.Config, client.Options{})
+	if err != nil {
+		return 0, err
+	}
+	if err := admin.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}); err != nil {
+		return 0, err
+	}
 	operatorConfig, err := env.ManagerConfig(context.Background(), "")
 	if err != nil {
 		return 0, err
@@ -139,7 +147,6 @@ func run(m *testing.M) (int, error) {
 // setUp creates the Gateway and the mesh config, and waits until the webhook answers.
 func setUp(ctx context.Context) error {
 	for _, obj := range []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}},
 		fixtures.Gateway("istio-system", "public", "*.example.com"),
 		fixtures.GatewayCredential("istio-system", "public", "*.example.com"),
 		fixtures.MeshConfig("istio-system", "oauth2-proxy"),

@@ -22,13 +22,17 @@ func TestHelmChartLints(t *testing.T) {
 func TestHelmRefusesBadValues(t *testing.T) {
 	helm := tool(t, "APIRULE_HELM", "helm")
 	for set, want := range map[string]string{
-		"replica=2":                                "additional properties 'replica' not allowed",
-		"webhook.failurePolicy=Sometimes":          "/webhook/failurePolicy",
-		"defaultGateway.name=public-gateway":       "/defaultGateway/name",
-		"metrics.port=70000":                       "/metrics/port",
-		"ingressGateway.principal=":                "/ingressGateway/principal",
-		"webhook.certManager.issuerRef.kind=Other": "/webhook/certManager/issuerRef/kind",
-		"extraArgs[0]=zap-devel":                   "/extraArgs/0",
+		"replica=2":                                     "additional properties 'replica' not allowed",
+		"webhook.failurePolicy=Sometimes":               "/webhook/failurePolicy",
+		"defaultGateway.name=public-gateway":            "/defaultGateway/name",
+		"metrics.port=70000":                            "/metrics/port",
+		"ingressGateway.principal=istio-ingressgateway": "/ingressGateway/principal",
+		"ingressGateway.serviceAccount=":                "/ingressGateway/serviceAccount",
+		"fullnameOverride=Operator":                     "/fullnameOverride",
+		"metrics.serviceMonitor.interval=often":         "/metrics/serviceMonitor/interval",
+		"podDisruptionBudget.minAvailable=1":            "additional properties 'minAvailable' not allowed",
+		"webhook.certManager.issuerRef.kind=Other":      "/webhook/certManager/issuerRef/kind",
+		"extraArgs[0]=zap-devel":                        "/extraArgs/0",
 	} {
 		out, err := execCommand(t, helm, "template", "x", "charts/apirule-operator", "--set", set).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), want) {
@@ -79,5 +83,43 @@ func TestDockerfileCopiesEveryPackage(t *testing.T) {
 	}
 	if packages < 5 {
 		t.Fatalf("go list found only %d packages of the module", packages)
+	}
+}
+
+// TestHelmRefusesBadCombinations: what the schema cannot express the templates refuse, with
+// a message that names the values and the fix.
+func TestHelmRefusesBadCombinations(t *testing.T) {
+	helm := tool(t, "APIRULE_HELM", "helm")
+	for _, c := range []struct {
+		set  []string
+		want []string
+	}{
+		{[]string{"leaderElection.enabled=false"}, []string{"replicaCount is 2", "leaderElection.enabled", "set leaderElection.enabled=true or replicaCount=1"}},
+		{[]string{"replicaCount=3", "leaderElection.enabled=false"}, []string{"replicaCount is 3", "leaderElection.enabled"}},
+		{[]string{"replicas=2"}, []string{"replicaCount"}},
+		{[]string{"ingressGateway.namespace=gateways", "ingressGateway.principal=cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"},
+			[]string{"ingressGateway.principal", `"istio-system"`, "ingressGateway.namespace", `"gateways"`, "leave ingressGateway.principal empty"}},
+		{[]string{"ingressGateway.principal=cluster.local/ns/gateways/sa/edge"}, []string{"ingressGateway.namespace", `"istio-system"`}},
+		{[]string{"serviceAccount.create=false"}, []string{"serviceAccount.name"}},
+		{[]string{"metrics.enabled=false", "metrics.serviceMonitor.enabled=true"}, []string{"metrics.serviceMonitor.enabled", "metrics.enabled=true"}},
+	} {
+		args := []string{"template", "x", "charts/apirule-operator"}
+		for _, s := range c.set {
+			args = append(args, "--set", s)
+		}
+		out, err := execCommand(t, helm, args...).CombinedOutput()
+		if err == nil {
+			t.Errorf("--set %v: rendered, want a refusal", c.set)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("--set %v: the refusal does not mention %q:\n%s", c.set, w, out)
+			}
+		}
+	}
+	// The single-replica variant of the first refusal is fine.
+	if out, err := execCommand(t, helm, "template", "x", "charts/apirule-operator", "--set", "leaderElection.enabled=false", "--set", "replicaCount=1").CombinedOutput(); err != nil {
+		t.Errorf("replicaCount=1 without leader election: %v\n%s", err, out)
 	}
 }

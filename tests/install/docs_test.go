@@ -1,16 +1,20 @@
 package install_test
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -81,7 +85,7 @@ func TestConfigurationDocsCoverEveryHelmValue(t *testing.T) {
 	var walk func(prefix string, v any)
 	walk = func(prefix string, v any) {
 		m, ok := v.(map[string]any)
-		if !ok || len(m) == 0 || prefix == "resources" {
+		if !ok || len(m) == 0 || prefix == "resources" || prefix == "networkPolicy.metricsNamespaceSelector" {
 			paths = append(paths, prefix)
 			return
 		}
@@ -209,4 +213,129 @@ func reasonSpecs(t *testing.T) []*ast.ValueSpec {
 		}
 	}
 	return out
+}
+
+// TestLogTimeEncodingMatchesDocs: docs/configuration.md gives the default --zap-time-encoding
+// as the manager's logs show it. controller-runtime's own help text says 'epoch', while its
+// unset encoder writes RFC 3339; the manager's first log line (here: no cluster to talk to)
+// shows which.
+func TestLogTimeEncodingMatchesDocs(t *testing.T) {
+	bin := builtManager(t)
+	firstLine := func(args ...string) map[string]any {
+		cmd := execCommand(t, bin, args...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(t.TempDir(), "missing"), "KUBERNETES_SERVICE_HOST=", "HOME="+t.TempDir())
+		out, _ := cmd.CombinedOutput()
+		for _, line := range strings.Split(string(out), "\n") {
+			var entry map[string]any
+			if yaml.Unmarshal([]byte(line), &entry) == nil && entry["ts"] != nil {
+				return entry
+			}
+		}
+		t.Fatalf("manager %v logged no JSON line with ts:\n%s", args, out)
+		return nil
+	}
+	ts, ok := firstLine()["ts"].(string)
+	if !ok {
+		t.Fatalf("default log time %v is not a string", firstLine()["ts"])
+	}
+	if _, err := time.Parse(time.RFC3339, ts); err != nil {
+		t.Errorf("default log time %q is not RFC 3339: %v", ts, err)
+	}
+	// The check can tell the encodings apart: epoch is a number.
+	if _, isNumber := firstLine("--zap-time-encoding=epoch")["ts"].(float64); !isNumber {
+		t.Error("--zap-time-encoding=epoch did not log a number; the test cannot distinguish the encodings")
+	}
+	doc := readDoc(t, "configuration.md")
+	if !strings.Contains(doc, "| `--zap-time-encoding` | `rfc3339` |") {
+		t.Error("docs/configuration.md does not give rfc3339 as the default of --zap-time-encoding")
+	}
+	if !strings.Contains(doc, "| `--zap-encoder` | `json` |") {
+		t.Error("docs/configuration.md does not give json as the default of --zap-encoder, which the lines above are")
+	}
+}
+
+// TestInstallDocsNameRealVersions: the install commands name the image tag the manifests use
+// (config/manager/kustomization.yaml, the chart's appVersion) or a placeholder, and a remote
+// kustomize base is pinned to a placeholder ref: no release tag exists that the docs could
+// name, and a made-up one fails at 'kubectl apply -k'.
+func TestInstallDocsNameRealVersions(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(root, "config", "manager", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := regexp.MustCompile(`(?m)^\s*newTag:\s*(\S+)`).FindSubmatch(raw)
+	if tag == nil {
+		t.Fatal("config/manager/kustomization.yaml has no newTag")
+	}
+	chart := string(mustRead(t, filepath.Join(root, "charts", "apirule-operator", "Chart.yaml")))
+	if !strings.Contains(chart, "appVersion: \""+string(tag[1])+"\"") {
+		t.Errorf("the chart's appVersion is not the manifests' tag %s", tag[1])
+	}
+	tags := regexp.MustCompile(`(?:newTag:\s*|image\.tag=|IMG=[^\s:]+:)(\S+)`)
+	refs := regexp.MustCompile(`\?ref=([^\s)]+)`)
+	for _, name := range []string{filepath.Join("docs", "install.md"), "README.md"} {
+		text := string(mustRead(t, filepath.Join(root, name)))
+		var found int
+		for _, m := range tags.FindAllStringSubmatch(text, -1) {
+			found++
+			if m[1] != string(tag[1]) && !strings.HasPrefix(m[1], "<") {
+				t.Errorf("%s uses the image tag %s; the manifests use %s", name, m[1], tag[1])
+			}
+		}
+		if found == 0 {
+			t.Errorf("%s names no image tag; the pattern no longer matches", name)
+		}
+		for _, m := range refs.FindAllStringSubmatch(text, -1) {
+			if !strings.HasPrefix(m[1], "<") {
+				t.Errorf("%s pins a remote base to ?ref=%s; no such tag is published, say how to pick a real ref", name, m[1])
+			}
+		}
+	}
+}
+
+// TestDocsIndexListsEachPageOnce: docs/README.md links every page of docs/ exactly once.
+func TestDocsIndexListsEachPageOnce(t *testing.T) {
+	index := readDoc(t, "README.md")
+	pages, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if len(pages) < 10 {
+		t.Fatalf("found only %d pages in docs/", len(pages))
+	}
+	for _, p := range pages {
+		name := filepath.Base(p)
+		if name == "README.md" {
+			continue
+		}
+		if n := strings.Count(index, "]("+name+")"); n != 1 {
+			t.Errorf("docs/README.md links %s %d times, want once", name, n)
+		}
+	}
+}
+
+// TestSampleCertificatesAreValid: the certificates of config/samples/context.yaml, which the
+// README's render command and the demo's mTLS sample use, are valid now and for years to come,
+// so rendering the samples shows no certificate finding.
+func TestSampleCertificatesAreValid(t *testing.T) {
+	raw := string(mustRead(t, filepath.Join(root, "config", "samples", "context.yaml")))
+	blocks := regexp.MustCompile(`(?s)-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----`).FindAllString(raw, -1)
+	if len(blocks) < 2 {
+		t.Fatalf("found %d certificates in config/samples/context.yaml, want the server certificate and the CA", len(blocks))
+	}
+	now := time.Now()
+	for _, b := range blocks {
+		var lines []string
+		for _, l := range strings.Split(b, "\n") {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+		block, _ := pem.Decode([]byte(strings.Join(lines, "\n")))
+		if block == nil {
+			t.Fatalf("unreadable PEM block:\n%s", b)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.Before(cert.NotBefore) || now.AddDate(10, 0, 0).After(cert.NotAfter) {
+			t.Errorf("sample certificate %s is valid from %s to %s; reissue it with go run ./hack/samplecerts", cert.Subject, cert.NotBefore, cert.NotAfter)
+		}
+	}
 }

@@ -50,6 +50,10 @@ func TestKustomizeInstallIsAccepted(t *testing.T) {
 		"Service apirule-system/apirule-operator-webhook-service",
 		"Service apirule-system/apirule-operator-metrics-service",
 		"ValidatingWebhookConfiguration apirule-operator-validating-webhook-configuration",
+		"PodDisruptionBudget apirule-system/apirule-operator-controller-manager",
+		"ClusterRole apirule-operator-metrics-auth-role",
+		"ClusterRoleBinding apirule-operator-metrics-auth-rolebinding",
+		"ClusterRole apirule-operator-metrics-reader",
 	} {
 		if !slices.Contains(keys(objs), want) {
 			t.Errorf("config/default does not install %s; it installs %v", want, keys(objs))
@@ -71,7 +75,7 @@ func TestHelmValuesReachTheManager(t *testing.T) {
 	ensureNamespace(t, operatorNamespace, nil)
 	objs := helmTemplate(t,
 		"image.repository=registry.example.com/apirule-operator", "image.tag=1.2.3",
-		"replicas=2", "maxConcurrentReconciles=8",
+		"replicaCount=3", "maxConcurrentReconciles=8",
 		"ingressGateway.namespace=gateways", "ingressGateway.selector.app=edge", "ingressGateway.selector.istio=ingress",
 		"ingressGateway.principal=cluster.local/ns/gateways/sa/edge",
 		"defaultGateway.name=gateways/public", "defaultGateway.manage=true",
@@ -113,8 +117,8 @@ func TestHelmValuesReachTheManager(t *testing.T) {
 			t.Errorf("%s stays in istio-system although ingressGateway.namespace is gateways", key(o))
 		}
 	}
-	if got, _, _ := unstructured.NestedInt64(deploy.Object, "spec", "replicas"); got != 2 {
-		t.Errorf("replicas = %d, want 2", got)
+	if got, _, _ := unstructured.NestedInt64(deploy.Object, "spec", "replicas"); got != 3 {
+		t.Errorf("replicas = %d, want 3 (replicaCount)", got)
 	}
 	container := managerContainer(t, deploy)
 	if container.Image != "registry.example.com/apirule-operator:1.2.3" {
@@ -141,15 +145,34 @@ func TestHelmRefusesManagingAnUnnamedGateway(t *testing.T) {
 }
 
 func TestHelmWithoutWebhookOrMetrics(t *testing.T) {
-	objs := helmTemplate(t, "webhook.enabled=false", "metrics.enabled=false", "leaderElection.enabled=false")
+	objs := helmTemplate(t, "webhook.enabled=false", "metrics.enabled=false", "leaderElection.enabled=false", "replicaCount=1")
 	for _, gone := range []string{
 		"ValidatingWebhookConfiguration apirule-operator-validating-webhook-configuration",
 		"Service apirule-system/apirule-operator-webhook-service",
 		"Service apirule-system/apirule-operator-metrics-service",
 		"Role apirule-system/apirule-operator-leader-election-role",
+		// The webhook certificate rotator's Secret and webhook configuration rights.
+		"Role apirule-system/apirule-operator-manager-role",
+		"RoleBinding apirule-system/apirule-operator-manager-rolebinding",
+		// Secure metrics' token checks, and the role scrapers are bound to.
+		"ClusterRole apirule-operator-metrics-auth-role",
+		"ClusterRole apirule-operator-metrics-reader",
+		// One replica: a budget of one would block every drain.
+		"PodDisruptionBudget apirule-system/apirule-operator-controller-manager",
 	} {
 		if slices.Contains(keys(objs), gone) {
 			t.Errorf("%s rendered although disabled", gone)
+		}
+	}
+	// Without the webhook nothing may create Secrets in the operator's namespace or touch a
+	// webhook configuration.
+	for _, kind := range []string{"ClusterRole", "Role"} {
+		for role, rules := range rulesByName(t, objs, kind) {
+			for _, r := range rules {
+				if (strings.HasPrefix(r, "/secrets:create") && strings.Contains(role, operatorNamespace+"/")) || strings.Contains(r, "validatingwebhookconfigurations") {
+					t.Errorf("%s grants %s although the webhook is off", role, r)
+				}
+			}
 		}
 	}
 	args := containerArgs(t, find(t, objs, "Deployment", "apirule-operator-controller-manager"))

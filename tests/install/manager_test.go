@@ -100,7 +100,7 @@ func checkWiring(t *testing.T, install string, objs []*unstructured.Unstructured
 		}
 	}
 	args := container.Args
-	for _, want := range []string{"--leader-elect=true", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8080"} {
+	for _, want := range []string{"--leader-elect=true", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8443", "--metrics-secure=true"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("%s: manager args lack %s: %v", install, want, args)
 		}
