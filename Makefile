@@ -132,10 +132,15 @@ demo: envtest-assets ## Start a local control plane, run the operator on the sam
 bench: envtest-assets ## Scale benchmark (BENCH_N=1000 by default; BENCH_WRITE_DOCS=1 writes docs/performance.md; BENCH_ARGS for flags).
 	BENCH_ARGS="$(BENCH_ARGS)" go run ./tests/bench/cmd $(BENCH_ARGS)
 
+# What `apirulectl version` prints: the tag (empty without one, then Go's build information
+# decides) and the commit. Set explicitly where the tree is no git checkout.
+APIRULECTL_VERSION ?= $(shell git describe --tags --dirty 2>/dev/null)
+APIRULECTL_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+
 .PHONY: build
 build: ## Build the manager and apirulectl binaries into bin/.
 	go build -o $(LOCALBIN)/manager ./cmd/manager
-	go build -o $(LOCALBIN)/apirulectl ./cmd/apirulectl
+	go build -ldflags "-X main.version=$(APIRULECTL_VERSION) -X main.commit=$(APIRULECTL_COMMIT)" -o $(LOCALBIN)/apirulectl ./cmd/apirulectl
 
 .PHONY: run
 run: manifests ## Run the manager against the cluster in the current kubeconfig.
