@@ -227,13 +227,11 @@ func (c *converter) fromV2(in map[string]any) map[string]any {
 			c.note(leftOut, path, "not an object")
 			continue
 		}
-		if !c.rulePath(rule, path) || !c.jwt(mapAt(rule, "jwt"), path+".jwt") {
+		if !c.rulePath(rule, path) || !c.jwt(mapAt(rule, "jwt"), path+".jwt") ||
+			!c.jwt(mapAt(mapAt(rule, "extAuth"), "restrictions"), path+".extAuth.restrictions") {
 			continue
 		}
 		c.service(rule, path+".service")
-		if extAuth := mapAt(rule, "extAuth"); extAuth != nil {
-			c.jwt(mapAt(extAuth, "restrictions"), path+".extAuth.restrictions")
-		}
 		kept = append(kept, rule)
 		c.ruleOrigin = append(c.ruleOrigin, i)
 	}

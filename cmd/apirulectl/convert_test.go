@@ -30,6 +30,7 @@ func TestConvert(t *testing.T) {
 			"differs shop/orders: spec.rules[2].jwt.authentications[0]: no token location is set",
 			`left out shop/orders: spec.rules[3].path: Invalid value: "/a;b"`,
 			"left out shop/orders: spec.rules[4].retries: not a field of gateway.apirule.io/v2",
+			`left out shop/orders: spec.rules[5].extAuth.restrictions.authentications[0].jwksUri: "file:`,
 		}},
 		{"v2-list", 0, []string{"left out document 1, item 2 (Service one/a): kind: "}},
 		{"v1beta1-noauth", 0, []string{
