@@ -46,7 +46,7 @@ var (
 	outputFlags = flagGroup{"Output (render)", func(fs *flag.FlagSet, inv *invocation) {
 		fs.StringVar(&inv.output, "o", inv.output, "output `FORMAT`: yaml (a multi-document stream) or json (one v1 List)")
 	}}
-	clusterFlags = flagGroup{"Cluster (validate the APIRules of a cluster instead of files)", func(fs *flag.FlagSet, inv *invocation) {
+	clusterFlags = flagGroup{"Cluster (validate: any of these reads the APIRules of a cluster instead of files)", func(fs *flag.FlagSet, inv *invocation) {
 		fs.StringVar(&inv.kubeconfig, "kubeconfig", "", "`PATH` of the kubeconfig file; empty for $KUBECONFIG or ~/.kube/config")
 		fs.StringVar(&inv.context, "context", "", "kubeconfig `CONTEXT` to use; empty for the current context")
 		fs.StringVar(&inv.namespace, "namespace", "", "report the APIRules of `NAMESPACE`; empty for the context's namespace")
@@ -99,7 +99,7 @@ func commands() []command {
 			groups:  []flagGroup{inputFlags, outputFlags, settingsFlags}, run: runRender},
 		{name: "validate", synopsis: []string{
 			"validate -f FILE [-f FILE...] [settings]",
-			"validate [--kubeconfig PATH] [--context NAME] [-n NAMESPACE | -A] [settings]",
+			"validate [--kubeconfig PATH] [--context NAME] [-n NAMESPACE | -A] [settings]   (at least one of the four)",
 		}, summary: "print every finding with its field path, for files or a cluster's APIRules; exit 1 on an error",
 			groups: []flagGroup{inputFlags, clusterFlags, settingsFlags}, run: runValidate},
 		{name: "convert", synopsis: []string{"convert  -f FILE [-f FILE...] [--strict]"},

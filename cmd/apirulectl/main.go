@@ -194,6 +194,10 @@ func runValidate(inv *invocation, args []string, stdin io.Reader, stdout, stderr
 			return code
 		}
 	} else {
+		if len(inv.files) == 0 {
+			return usageError(stderr, "validate: -f FILE is required (use - for standard input), or --kubeconfig, --context, -n or -A "+
+				"to validate the APIRules of a cluster")
+		}
 		bundle, code := readBundle(inv.files, stdin, stderr)
 		if bundle == nil {
 			return code
