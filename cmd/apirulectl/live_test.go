@@ -151,6 +151,31 @@ func TestValidateACluster(t *testing.T) {
 		}
 	}
 
+	// Once the operator has applied what it generates, its objects are in the cluster too:
+	// the rendering replaces them in the store and reports the same.
+	bundle, err := render.LoadCluster(ctx, k8s, k8s.RESTMapper(), render.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	results, err := render.Render(bundle, render.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := 0
+	for _, r := range results {
+		for _, obj := range r.Objects {
+			create(obj.DeepCopyObject().(client.Object))
+			applied++
+		}
+	}
+	if applied < 4 {
+		t.Fatalf("applied %d generated objects", applied)
+	}
+	again, againOut, againErr := runCLI(t, "", "validate", "--kubeconfig", kubeconfig, "-n", "shop")
+	if again != code || againOut != stdout {
+		t.Errorf("with the generated objects applied: exit %d, stderr %q, output:\n%s", again, againErr, againOut)
+	}
+
 	code, stdout, _ = runCLI(t, "", "validate", "--kubeconfig", kubeconfig, "-A")
 	if code != 1 || !strings.Contains(stdout, "Error other/lost: spec.service: Service other/nothing not found") ||
 		!strings.Contains(stdout, "shop/alpha") {
@@ -167,7 +192,7 @@ func TestValidateACluster(t *testing.T) {
 	}
 
 	// No private key is read into the bundle; the certificates are.
-	bundle, err := render.LoadCluster(ctx, k8s, k8s.RESTMapper(), render.DefaultOptions())
+	bundle, err = render.LoadCluster(ctx, k8s, k8s.RESTMapper(), render.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,8 +210,9 @@ func TestValidateACluster(t *testing.T) {
 			}
 		}
 	}
-	if secrets != 2 {
-		t.Errorf("read %d Secrets, want the 2 of the mTLS APIRule", secrets)
+	// The credential, the CA and the operator's copy of the CA (applied above).
+	if secrets != 3 {
+		t.Errorf("read %d Secrets, want the 3 of the mTLS APIRule", secrets)
 	}
 	var order []string
 	for _, rule := range bundle.APIRules {
