@@ -65,10 +65,10 @@ func completedFlags(c command) []completedFlag {
 	return out
 }
 
-// shortDescription is the first clause of a flag's usage, without the characters the
+// shortDescription is the first clause of a flag's usage (up to ; ( or :), without the characters the
 // shells' description syntaxes give a meaning.
 func shortDescription(usage string) string {
-	if i := strings.IndexAny(usage, ";("); i > 0 {
+	if i := strings.IndexAny(usage, ";(:"); i > 0 {
 		usage = usage[:i]
 	}
 	usage = strings.Map(func(r rune) rune {
