@@ -138,8 +138,11 @@ func readDocuments(r io.Reader) ([]document, error) {
 func convertDocument(doc document) (map[string]any, []conversionNote) {
 	apiVersion, _ := doc.obj["apiVersion"].(string)
 	kind, _ := doc.obj["kind"].(string)
-	c := &converter{object: doc.where}
+	c := &converter{object: doc.where, namespace: "default"}
 	md, _ := doc.obj["metadata"].(map[string]any)
+	if ns, _ := md["namespace"].(string); ns != "" {
+		c.namespace = ns
+	}
 	if name, _ := md["name"].(string); name != "" {
 		c.object = name
 		if ns, _ := md["namespace"].(string); ns != "" {
@@ -197,6 +200,7 @@ func noteOrder(path string) int {
 // its index in the input, so that the report names the input's fields.
 type converter struct {
 	object     string
+	namespace  string // the APIRule's, default when it names none (as kubectl)
 	notes      []conversionNote
 	ruleOrigin []int
 }
@@ -242,11 +246,16 @@ func (c *converter) fromV2(in map[string]any) map[string]any {
 	return spec
 }
 
-// service drops service.external: true, which Kyma accepts and this API refuses.
+// service drops service.external: true, which Kyma accepts and this API refuses, and notes
+// a Service of another namespace, which Kyma serves and the operator only with consent.
 func (c *converter) service(parent map[string]any, path string) {
 	svc := mapAt(parent, "service")
 	if svc == nil {
 		return
+	}
+	if ns, _ := svc["namespace"].(string); ns != "" && ns != c.namespace {
+		c.note(differs, path+".namespace", "a Service of namespace %s: refused (CrossNamespaceBackend) unless a ReferenceGrant "+
+			"in %s lets APIRules of %s reach it, or the operator runs with --allow-cross-namespace-backends", ns, ns, c.namespace)
 	}
 	if external, ok := svc["external"].(bool); ok && external {
 		delete(svc, "external")

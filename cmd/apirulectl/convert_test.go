@@ -28,6 +28,7 @@ func TestConvert(t *testing.T) {
 			`left out shop/orders: spec.rules[0].path: "/orders/{**}/items": Kyma lets {**} stand before other segments`,
 			`left out shop/orders: spec.rules[1].jwt.authentications[0].jwksUri: "file:///etc/keys/jwks.json"`,
 			"differs shop/orders: spec.rules[2].jwt.authentications[0]: no token location is set",
+			"differs shop/orders: spec.rules[2].service.namespace: a Service of namespace identity: refused (CrossNamespaceBackend)",
 			`left out shop/orders: spec.rules[3].path: Invalid value: "/a;b"`,
 			"left out shop/orders: spec.rules[4].retries: not a field of gateway.apirule.io/v2",
 			`left out shop/orders: spec.rules[5].extAuth.restrictions.authentications[0].jwksUri: "file:`,
