@@ -54,7 +54,8 @@ func TestHelpIsCompleteAtEveryLevel(t *testing.T) {
 	for _, c := range commands() {
 		asks = append(asks, []string{c.name, "--help"}, []string{c.name, "-h"})
 	}
-	asks = append(asks, []string{"render", "-f", "x.yaml", "--help"}, []string{"validate", "-n", "shop", "-h"})
+	asks = append(asks, []string{"render", "-f", "x.yaml", "--help"}, []string{"validate", "-n", "shop", "-h"},
+		[]string{"completion", "bash", "--help"})
 	for _, args := range asks {
 		code, stdout, stderr := runCLI(t, "", args...)
 		if code != 0 || stdout != help || stderr != "" {

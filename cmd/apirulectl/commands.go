@@ -174,8 +174,9 @@ func dashed(name string) string {
 // the right subcommand.
 func helpText() string {
 	var b strings.Builder
-	b.WriteString(`apirulectl runs the operator's admission checks, checks and translation without the operator:
-on files, for review before APIRules reach a cluster, or on the APIRules of a cluster.
+	b.WriteString(`apirulectl takes APIRules through the admission webhook's checks and the operator's checks and
+translator, with neither running: on files, for review before APIRules reach a cluster, or on
+the APIRules of a cluster. It also converts Kyma APIRules.
 
 Usage:
 `)

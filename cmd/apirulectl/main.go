@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/apirule-operator/apirule-operator/internal/check"
@@ -41,8 +42,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	name := args[0]
-	switch name {
-	case "help", "-h", "-help", "--help":
+	if name == "help" || isHelp(name) {
 		fmt.Fprint(stdout, helpText())
 		return exitOK
 	}
@@ -60,11 +60,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return usageError(stderr, "%s: %v", name, err)
 	}
 	inv.args = flags.Args()
+	// Parsing stops at the first argument (completion's shell): a help flag after it still
+	// asks for help.
+	if slices.ContainsFunc(inv.args, isHelp) {
+		fmt.Fprint(stdout, helpText())
+		return exitOK
+	}
 	if cmd.positional == "" && len(inv.args) > 0 {
 		return usageError(stderr, "%s: unexpected argument %q (every input is a flag; files go with -f)", name, inv.args[0])
 	}
 	return cmd.run(inv, args[1:], stdin, stdout, stderr)
 }
+
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
 
 // usageError reports bad usage on stderr, with where to find the complete usage.
 func usageError(stderr io.Writer, format string, a ...any) int {
