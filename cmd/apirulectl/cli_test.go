@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,6 +217,43 @@ func TestCompletionScriptsNameEveryCommandAndFlag(t *testing.T) {
 			}
 		} else if shell == "bash" {
 			t.Errorf("bash is not installed: %v", err)
+		}
+	}
+}
+
+// The bash script completes what a user types: commands, a command's flags, flag values.
+func TestBashCompletionCompletes(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatalf("bash is not installed: %v", err)
+	}
+	_, script, _ := runCLI(t, "", "completion", "bash")
+	file := filepath.Join(t.TempDir(), "apirulectl.bash")
+	if err := os.WriteFile(file, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for line, want := range map[string]string{
+		"apirulectl val":             "validate",
+		"apirulectl c":               "convert completion",
+		"apirulectl render -o ":      "yaml json",
+		"apirulectl validate --all":  "--all-namespaces --allow-cross-namespace-backends",
+		"apirulectl convert --s":     "--strict",
+		"apirulectl completion ":     "bash zsh fish",
+		"apirulectl render --strict": "",
+	} {
+		words := strings.Fields(line)
+		if strings.HasSuffix(line, " ") {
+			words = append(words, "")
+		}
+		quoted := make([]string, len(words))
+		for i, w := range words {
+			quoted[i] = "'" + w + "'"
+		}
+		cmd := exec.Command(bash, "-c", fmt.Sprintf(`source %s; COMP_WORDS=(%s); COMP_CWORD=%d; _apirulectl; echo "${COMPREPLY[*]}"`,
+			file, strings.Join(quoted, " "), len(words)-1))
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("%q completes to %q (%v), want %q", line, strings.TrimSpace(string(out)), err, want)
 		}
 	}
 }
