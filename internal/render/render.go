@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -81,6 +83,8 @@ type Bundle struct {
 	Options *Options
 	// refusals are the schema errors of each APIRule, by index in APIRules.
 	refusals map[int]field.ErrorList
+	// cluster is set when the bundle was read from a cluster (LoadCluster).
+	cluster *cluster
 }
 
 // DefaultNamespace is the namespace of objects that set none, as with kubectl.
@@ -242,8 +246,8 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 	}
 	modelOpts := opts.Translate()
 	// Offline, the input stands for the cluster: a ReferenceGrant in it is the consent it
-	// would be there.
-	modelOpts.ReferenceGrants = true
+	// would be there. A cluster's grants count when it serves them, as in the operator.
+	modelOpts.ReferenceGrants = b.cluster == nil || b.cluster.referenceGrants
 	store, err := newStore(b, modelOpts, opts.MeshConfigKey())
 	if err != nil {
 		return nil, err
@@ -251,7 +255,9 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 	ctx := context.Background()
 	gatherer := &gather.Gatherer{
 		Reader: store, Options: modelOpts, MeshConfig: opts.MeshConfigKey(),
-		Now: func() time.Time { return now }, SkipPods: !b.hasPods(), SkipCredentials: true,
+		Now: func() time.Time { return now },
+		// A cluster's Pods and Gateway certificates are all read: none there is a finding.
+		SkipPods: b.cluster == nil && !b.hasPods(), SkipCredentials: b.cluster == nil,
 	}
 	var out []Result
 	for i, rule := range b.APIRules {
@@ -261,7 +267,13 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 			out = append(out, result)
 			continue
 		}
-		admission, err := gather.Admission(ctx, store, rule, nil, modelOpts, opts.MeshConfigKey())
+		// A cluster's APIRule is already stored: the webhook sees it as an update that
+		// changes nothing, which lets its hosts pass to the operator's own host check.
+		var old *apiv2.APIRule
+		if b.cluster != nil {
+			old = rule
+		}
+		admission, err := gather.Admission(ctx, store, rule, old, modelOpts, opts.MeshConfigKey())
 		if err != nil {
 			return nil, err
 		}
@@ -270,24 +282,32 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 			out = append(out, result)
 			continue
 		}
-		// Input order is creation order: an earlier APIRule is the older owner of what both
-		// claim, as it would be in the cluster.
-		stored := rule.DeepCopy()
-		if stored.CreationTimestamp.IsZero() {
-			stored.CreationTimestamp = metav1.NewTime(inputEpoch.Add(time.Duration(i) * time.Second))
-		}
-		if err := store.Create(ctx, stored); err != nil {
-			return nil, fmt.Errorf("APIRule %s/%s: %w", rule.Namespace, rule.Name, err)
+		stored := rule
+		if b.cluster == nil {
+			// Input order is creation order: an earlier APIRule is the older owner of what
+			// both claim, as it would be in the cluster.
+			stored = rule.DeepCopy()
+			if stored.CreationTimestamp.IsZero() {
+				stored.CreationTimestamp = metav1.NewTime(inputEpoch.Add(time.Duration(i) * time.Second))
+			}
+			if err := store.Create(ctx, stored); err != nil {
+				return nil, fmt.Errorf("APIRule %s/%s: %w", rule.Namespace, rule.Name, err)
+			}
 		}
 		in, err := gatherer.Gather(ctx, stored)
 		if err != nil {
 			return nil, err
 		}
 		run := pipeline.Run(in)
-		result.Findings = explainMissing(run.Findings)
+		result.Findings = run.Findings
+		if b.cluster == nil {
+			result.Findings = explainMissing(run.Findings)
+		}
 		result.Objects = apply.InApplyOrder(run.Objects.All())
 		for _, obj := range result.Objects {
-			if err := storeObject(ctx, store, obj); err != nil {
+			// In a cluster the operator's objects are there already: the rendering replaces
+			// them, as the operator's apply would.
+			if err := storeObject(ctx, store, obj, b.cluster != nil); err != nil {
 				return nil, err
 			}
 		}
@@ -317,17 +337,36 @@ func newStore(b *Bundle, opts model.Options, meshConfig types.NamespacedName) (c
 		builder = builder.WithIndex(d.Object, d.Field, d.Extract)
 	}
 	store := builder.Build()
-	for _, obj := range b.Objects {
-		if err := storeObject(context.Background(), store, obj); err != nil {
+	objects := b.Objects
+	if b.cluster != nil {
+		// The operator's cache holds every APIRule of the cluster from the start: the checks
+		// across APIRules see them all, whatever their order.
+		for _, rule := range b.APIRules {
+			objects = append(objects, rule)
+		}
+	}
+	for _, obj := range objects {
+		if err := storeObject(context.Background(), store, obj, false); err != nil {
 			return nil, err
 		}
 	}
 	return store, nil
 }
 
-// storeObject adds a copy of an object to the store.
-func storeObject(ctx context.Context, store client.Client, obj client.Object) error {
-	if err := store.Create(ctx, obj.DeepCopyObject().(client.Object)); err != nil {
+// storeObject adds a copy of an object to the store; with replace, it replaces the object of
+// that name if there is one.
+func storeObject(ctx context.Context, store client.Client, obj client.Object, replace bool) error {
+	copied := obj.DeepCopyObject().(client.Object)
+	err := store.Create(ctx, copied)
+	if apierrors.IsAlreadyExists(err) && replace {
+		current := obj.DeepCopyObject().(client.Object)
+		if err = store.Get(ctx, client.ObjectKeyFromObject(obj), current); err == nil {
+			copied = obj.DeepCopyObject().(client.Object)
+			copied.SetResourceVersion(current.GetResourceVersion())
+			err = store.Update(ctx, copied)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("%s %s/%s: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetNamespace(), obj.GetName(), err)
 	}
 	return nil
@@ -383,6 +422,25 @@ func Objects(results []Result) []translate.Object {
 // YAML renders the objects of all results as the operator would apply them.
 func YAML(results []Result) ([]byte, error) {
 	return manifest.YAML(Objects(results))
+}
+
+// JSON renders the objects of all results as one v1 List, the form kubectl reads and prints:
+// the items in the order YAML gives them, each as the operator would apply it, with sorted
+// keys and a trailing newline.
+func JSON(results []Result) ([]byte, error) {
+	items := []any{}
+	for _, obj := range Objects(results) {
+		u, err := manifest.ToUnstructured(obj)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, u.Object)
+	}
+	out, err := json.MarshalIndent(map[string]any{"apiVersion": "v1", "kind": "List", "items": items}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
 }
 
 // FindingLines formats every finding as "<severity> <namespace>/<name>: <field>: <message>

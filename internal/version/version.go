@@ -28,9 +28,19 @@ func Get() Info {
 		if info.Version == "" && build.Main.Version != "" && build.Main.Version != "(devel)" {
 			info.Version = build.Main.Version
 		}
-		for _, s := range build.Settings {
-			if s.Key == "vcs.revision" && info.Commit == "" {
-				info.Commit = s.Value
+		if info.Commit == "" {
+			modified := false
+			for _, s := range build.Settings {
+				switch s.Key {
+				case "vcs.revision":
+					info.Commit = s.Value
+				case "vcs.modified":
+					modified = s.Value == "true"
+				}
+			}
+			// A binary built from a changed tree is not that commit.
+			if info.Commit != "" && modified {
+				info.Commit += "-dirty"
 			}
 		}
 	}
