@@ -2,6 +2,7 @@ package translate_test
 
 import (
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -90,7 +91,7 @@ func TestRuleIPRestrictionFollowsRouteOrder(t *testing.T) {
 		{remote: []string{"192.0.2.1"}, ops: []string{"GET /api/public -"}},
 		// GET on /api/public is routed by rule 0, so rule 1's restriction excludes it for GET only.
 		{notRemote: []string{"10.0.0.0/8"}, ops: []string{"GET /api/{**} -/api/public", "POST /api/{**} -"}},
-		{remote: []string{"192.0.2.1"}, ops: []string{"GET /{**} -/api/public|/api/{**}"}},
+		{remote: []string{"192.0.2.1"}, ops: []string{"GET /* -/api/public|/api/{**}"}},
 	}
 	for i, r := range ap.Spec.Rules {
 		got := describe(r)
@@ -147,5 +148,32 @@ func TestTrustedProxiesWarning(t *testing.T) {
 			}
 			denyPolicy(t, out)
 		})
+	}
+}
+
+// The route of a /* rule is a prefix match on "/", which also takes paths a URI template does
+// not match: '*', '[' and ']' pass the gateway's normalization unescaped and are outside the
+// template's character class. The rule's IP restriction must refuse those paths too, so its
+// DENY rule may not spell /* as the template /{**}.
+func TestIPRestrictionOfCatchAllCoversEveryPath(t *testing.T) {
+	catchAll := noAuthRule("/*", "GET")
+	catchAll.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
+	in := trusting(withMeta(input(noAuthRule("/public", "GET"), catchAll)), 1)
+	out := pipeline.Run(in)
+	if out.Findings.HasErrors() {
+		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
+	}
+	ap := denyPolicy(t, out)
+	denied := func(path string) bool {
+		req := request{host: "api.example.com", method: "GET", path: path, client: netip.MustParseAddr("198.51.100.7")}
+		return slices.ContainsFunc(ap.Spec.Rules, func(r *securityv1.Rule) bool { return ruleMatches(r, req, "") })
+	}
+	for _, path := range []string{"/a", "/x*", "/[a]", "/a/b*", "/public/x*"} {
+		if !denied(path) {
+			t.Errorf("a client outside the allow list reaches /* by GET %s: the DENY policy does not match it", path)
+		}
+	}
+	if denied("/public") {
+		t.Errorf("the restriction of /* refuses GET /public, which the earlier unrestricted rule serves")
 	}
 }
