@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"testing"
 
 	networkingv1 "istio.io/api/networking/v1"
 	securityv1 "istio.io/api/security/v1"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/pipeline"
+	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
 // The model of what Istio's ingress gateway and sidecars do with the generated objects. It
@@ -519,4 +521,75 @@ func allTokens(outputs []pipeline.Result) []string {
 		}
 	}
 	return out
+}
+
+// The model's facts about Envoy, on examples: the invariant test is only as good as them.
+func TestEnvoyModelPathNormalization(t *testing.T) {
+	for sent, want := range map[string]string{
+		"/a/./b":            "/a/b",
+		"/a/%2e/b":          "/a/b",
+		"/a/x/%2E%2e/b":     "/a/b",
+		"/a/x/.%2e":         "/a/",
+		"/../../a":          "/a",
+		"/a/..b":            "/a/..b",
+		"/v1%2e0":           "/v1.0",
+		"/%61/%7e":          "/a/~",
+		"/caf%c3%a9":        "/caf%c3%a9",
+		"/caf%C3%a9":        "/caf%C3%a9",
+		"/caf\xc3\xa9":      "/caf%C3%A9",
+		"/a b\"<>^`{|}":     "/a%20b%22%3C%3E%5E%60%7B%7C%7D",
+		`\a\b`:              "/a/b",
+		"/a//b":             "/a//b",
+		"/a/%2F/%5c":        "/a/%2F/%5c",
+		"/a/.//b":           "/a//b",
+		"/x*/[y]":           "/x*/[y]",
+		"/a?x=/../b":        "/a",
+		"/a#/../b":          "/a",
+		"/a/%2e%2e?q#f":     "/",
+		"":                  "/",
+		"/%zz":              "/%zz",
+		"/!$&'()+,;=:@-._~": "/!$&'()+,;=:@-._~",
+	} {
+		if got, ok := gatewayPath(sent); !ok || got != want {
+			t.Errorf("gatewayPath(%q) = %q, %v; want %q", sent, got, ok, want)
+		}
+	}
+	if _, ok := gatewayPath("/a\x00"); ok {
+		t.Errorf("a NUL in the path must fail the request")
+	}
+}
+
+func TestEnvoyModelServerAndVirtualHost(t *testing.T) {
+	servers := []gatewayServer{
+		{gateway: publicGateway, hosts: []string{publicDomain}},
+		{gateway: "istio-system/mtls", hosts: []string{mtlsHost}, mutual: true},
+		{gateway: "istio-system/deep", hosts: []string{"*.b.example.com"}},
+	}
+	for sni, want := range map[string]string{
+		mtlsHost: "istio-system/mtls", "www.example.com": publicGateway, "a.b.example.com": "istio-system/deep",
+		"x.a.b.example.com": "istio-system/deep", "x.y.example.com": publicGateway, "example.com": "", "": "", "other.org": "",
+	} {
+		got, ok := serverFor(servers, sni)
+		if (want == "") == ok || (ok && got.gateway != want) {
+			t.Errorf("serverFor(%q) = %s, %v; want %q", sni, got.gateway, ok, want)
+		}
+	}
+
+	vs := func(gateway string, hosts ...string) pipeline.Result {
+		return pipeline.Result{Objects: translate.Objects{VirtualServices: []*networkingclientv1.VirtualService{{
+			Spec: networkingv1.VirtualService{Hosts: hosts, Gateways: []string{gateway}},
+		}}}}
+	}
+	outputs := []pipeline.Result{vs(publicGateway, publicDomain), vs(publicGateway, "app.example.com"), vs("istio-system/mtls", mtlsHost)}
+	for host, want := range map[string]int{
+		"app.example.com": 1, "APP.Example.COM:443": 1, "app.example.com:8080": 1, "x.example.com": 0, "a.b.example.com": 0,
+		"example.com": -1, "app.example.com.": -1, mtlsHost: 0, "app.example.org": -1,
+	} {
+		if got, _ := virtualHostOf(outputs, servers[0], host); got != want {
+			t.Errorf("virtual host of %q on the public server = %d, want %d", host, got, want)
+		}
+	}
+	if got, _ := virtualHostOf(outputs, servers[1], "app.example.com"); got != -1 {
+		t.Errorf("the mTLS server routes app.example.com by %d: its route configuration holds only its Gateway's VirtualServices", got)
+	}
 }

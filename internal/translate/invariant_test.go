@@ -141,6 +141,19 @@ type request struct {
 
 func (r request) fromGateway() bool { return r.principal == gatewayPrincipal }
 
+// String is the request as a failure message shows it.
+func (r request) String() string {
+	from := "from " + r.principal
+	if r.fromGateway() {
+		from = fmt.Sprintf("through the gateway from %s, TLS name %q, client certificate %v", r.client, r.sni, r.clientCert)
+	}
+	token := "no token"
+	if r.issuer != "" {
+		token = fmt.Sprintf("token of %s in %s, scopes %v, audiences %v", r.issuer, []string{"header", "cookie", "query"}[r.tokenIn], r.scopes, r.aud)
+	}
+	return fmt.Sprintf("%s %s (Host %q) %s, %s, authorizer allows %v", r.method, r.sentPath, r.host, from, token, r.extAuthzAllows)
+}
+
 func TestInvariants(t *testing.T) {
 	rng := rand.New(rand.NewPCG(*invariantSeed, 1))
 	seen := tally{}
@@ -241,7 +254,7 @@ func checkSet(rng *rand.Rand, requests int, seen tally) string {
 		req := sampleRequest(rng, sc)
 		seen["request"]++
 		if msg := checkRequest(sc, req, seen); msg != "" {
-			return fmt.Sprintf("request %+v: %s\n%s", req, msg, describeAll(sc))
+			return fmt.Sprintf("request %s: %s\n%s", req, msg, describeAll(sc))
 		}
 	}
 	return ""
@@ -303,7 +316,7 @@ func checkRequest(sc *scenario, req request, seen tally) string {
 		return fmt.Sprintf("Host %q is routed by APIRule %s, but %s owns it", req.host, sc.rules[got].Name, ownerName(sc, owner))
 	}
 	if got >= 0 && sc.rules[got].Spec.MTLS != nil && !(mutual && req.clientCert) {
-		return fmt.Sprintf("mTLS APIRule %s routes a request without a client certificate on its MUTUAL server", sc.rules[got].Name)
+		return fmt.Sprintf("mTLS APIRule %s routes a request that did not present a client certificate to a MUTUAL server", sc.rules[got].Name)
 	}
 	if owner >= 0 && got < 0 && req.sni == canonicalHost(req.host) && (sc.rules[owner].Spec.MTLS == nil || req.clientCert) {
 		return fmt.Sprintf("APIRule %s does not route the Host %q it owns for a client naming it in TLS", sc.rules[owner].Name, req.host)
