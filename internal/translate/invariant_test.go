@@ -197,6 +197,7 @@ type tally map[string]int
 var outcomes = []string{
 	"refused " + string(conditions.ReasonWorkloadConflict), "refused " + string(conditions.ReasonMTLSHostCovered),
 	"refused " + string(conditions.ReasonInvalidSpec), "refused " + string(conditions.ReasonInvalidPath), "refused by the schema",
+	"refused " + string(conditions.ReasonHostConflict),
 	"accepted wildcard with an exact host", "accepted mTLS with another APIRule",
 	"routed by a wildcard", "routed by an exact host beside a wildcard", "routed by mTLS", "mTLS handshake refused",
 	"no server for the TLS name", "Host not on the TLS server", "routed despite another TLS name",
@@ -712,6 +713,12 @@ func expectedRefusals(sc *scenario, i int) []string {
 		slices.Contains(it.FromServiceAccounts, "istio-system/istio-ingressgateway-service-account")) {
 		add(conditions.ReasonInvalidSpec)
 	}
+	// One host, one APIRule: the one already serving it keeps it.
+	for _, accepted := range sc.rules {
+		if slices.ContainsFunc(rule.Spec.Hosts, func(h apiv2.Host) bool { return slices.Contains(accepted.Spec.Hosts, h) }) {
+			add(conditions.ReasonHostConflict)
+		}
+	}
 	for _, older := range sc.generated[:i] {
 		if sharesWorkloadDifferently(sc, rule, older) {
 			add(conditions.ReasonWorkloadConflict)
@@ -844,6 +851,22 @@ func (sc *scenario) input(rule *apiv2.APIRule) model.Input {
 	}
 	in.Fronting = frontingOf(sc.generated, rule)
 	in.Peers = peersOf(sc.generated, sc.services, rule)
+	// The gatherer finds the other APIRules' VirtualServices of the same hosts: those of the
+	// APIRules accepted so far (the older ones; a refused APIRule has none). A new APIRule
+	// serves no host yet.
+	for _, other := range sc.rules {
+		for _, h := range other.Spec.Hosts {
+			if slices.Contains(rule.Spec.Hosts, h) {
+				if in.HostClaims == nil {
+					in.HostClaims = map[string][]model.HostClaim{}
+				}
+				owner := model.Owner(other)
+				in.HostClaims[string(h)] = append(in.HostClaims[string(h)], model.HostClaim{
+					APIRule: &owner, VirtualService: model.RouteKey(owner), Since: other.CreationTimestamp,
+				})
+			}
+		}
+	}
 	return in
 }
 
@@ -998,6 +1021,14 @@ func generateScenario(rng *rand.Rand) *scenario {
 	}
 	if rng.IntN(10) < 3 {
 		sc.generated = append(sc.generated, generateAPIRule(rng, "partner", mtlsHost))
+	}
+	if rng.IntN(10) < 1 {
+		// The mTLS host once more, on the public Gateway without client certificates: the
+		// younger of the two must be refused, or the host would be served without one.
+		public := generateAPIRule(rng, "public-partner", mtlsHost)
+		gateway := apiv2.GatewayReference(publicGateway)
+		public.Spec.MTLS, public.Spec.Gateway = nil, &gateway
+		sc.generated = append(sc.generated, public)
 	}
 	rng.Shuffle(len(sc.generated), func(i, j int) { sc.generated[i], sc.generated[j] = sc.generated[j], sc.generated[i] })
 	for i, r := range sc.generated {
