@@ -158,6 +158,8 @@ type gatewayServer struct {
 	gateway string // namespace/name of its Gateway
 	hosts   []string
 	mutual  bool
+	// sans are the URI SANs a client certificate must have (the server's subjectAltNames).
+	sans []string
 }
 
 // ingressServers are the public Gateway's server and the servers of the operator's Gateways
@@ -174,6 +176,7 @@ func ingressServers(outputs []pipeline.Result) []gatewayServer {
 					gateway: gw.Namespace + "/" + gw.Name,
 					hosts:   s.Hosts,
 					mutual:  s.GetTls().GetMode() == networkingv1.ServerTLSSettings_MUTUAL,
+					sans:    s.GetTls().GetSubjectAltNames(),
 				})
 			}
 		}
@@ -262,23 +265,60 @@ func dropPort(host string) string {
 
 // --- routes ---
 
-// routeOf returns the rule index (from the route name), destination host and route token of
-// the route the VirtualService picks for the gateway path; -1 for none, refused for a
-// direct 400.
-func routeOf(vs *networkingclientv1.VirtualService, path, method string) (int, string, string) {
+// handshakeRefused: a MUTUAL server refuses a client without a certificate of its CA, or
+// whose certificate lacks every SAN the server requires.
+func handshakeRefused(server gatewayServer, req request) bool {
+	return server.mutual && (!req.clientCert || (len(server.sans) > 0 && !slices.Contains(server.sans, req.certSAN)))
+}
+
+// routeOf returns the rule index (from the route name), destination host and the route's
+// header operations of the route the VirtualService picks for the gateway path; -1 for none,
+// refused for a direct 400.
+func routeOf(vs *networkingclientv1.VirtualService, path, method string) (int, string, *networkingv1.Headers_HeaderOperations) {
 	for _, route := range vs.Spec.Http {
 		for _, m := range route.Match {
 			if stringMatches(m.Uri, path) && (m.Method == nil || stringMatches(m.Method, method)) {
 				if route.DirectResponse != nil {
-					return refused, "", ""
+					return refused, "", nil
 				}
 				var index int
 				_, _ = fmt.Sscanf(route.Name, "rule-%d", &index)
-				return index, route.Route[0].Destination.Host, route.Headers.Request.Set[model.RouteHeader]
+				return index, route.Route[0].Destination.Host, route.Headers.Request
 			}
 		}
 	}
-	return -1, "", ""
+	return -1, "", nil
+}
+
+// forwardedHeaders are the headers the sidecar sees of a request through the gateway: what the
+// client sent, with the route's headers set (Envoy substitutes the client certificate's
+// fields; a variable without a value leaves the header out) and its removals applied.
+func forwardedHeaders(sent map[string]string, ops *networkingv1.Headers_HeaderOperations, req request) map[string]string {
+	out := map[string]string{}
+	for k, v := range sent {
+		out[k] = v
+	}
+	for k, v := range ops.GetSet() {
+		switch v {
+		case "%DOWNSTREAM_PEER_SUBJECT%", "%DOWNSTREAM_PEER_URI_SAN%", "%DOWNSTREAM_PEER_ISSUER%", "%DOWNSTREAM_PEER_FINGERPRINT_256%":
+			v = map[string]string{
+				"%DOWNSTREAM_PEER_SUBJECT%": req.certSubject, "%DOWNSTREAM_PEER_URI_SAN%": req.certSAN,
+				"%DOWNSTREAM_PEER_ISSUER%": "CN=partner-ca", "%DOWNSTREAM_PEER_FINGERPRINT_256%": "0f1e2d",
+			}[v]
+			if !req.clientCert {
+				v = ""
+			}
+		}
+		if v == "" {
+			delete(out, k)
+			continue
+		}
+		out[k] = v
+	}
+	for _, k := range ops.GetRemove() {
+		delete(out, k)
+	}
+	return out
 }
 
 var regexCache = map[string]*regexp.Regexp{}

@@ -118,9 +118,11 @@ type scenario struct {
 type request struct {
 	// host is the Host header as sent, sni the TLS server name.
 	host, sni string
-	// clientCert says the client presents a certificate the mTLS APIRule's CA signed.
-	clientCert bool
-	method     string
+	// clientCert says the client presents a certificate the mTLS APIRule's CA signed, with
+	// this subject and URI SAN.
+	clientCert           bool
+	certSubject, certSAN string
+	method               string
 	// sentPath is the path as the client sent it; path is what the gateway routes by.
 	sentPath, path string
 	// principal is the caller's mTLS identity; the gateway's for requests from outside.
@@ -145,7 +147,7 @@ func (r request) fromGateway() bool { return r.principal == gatewayPrincipal }
 func (r request) String() string {
 	from := "from " + r.principal
 	if r.fromGateway() {
-		from = fmt.Sprintf("through the gateway from %s, TLS name %q, client certificate %v", r.client, r.sni, r.clientCert)
+		from = fmt.Sprintf("through the gateway from %s, TLS name %q, client certificate %v (%s, %s)", r.client, r.sni, r.clientCert, r.certSubject, r.certSAN)
 	}
 	token := "no token"
 	if r.issuer != "" {
@@ -204,6 +206,7 @@ var outcomes = []string{
 	"path normalized", "fragment or query dropped", "escape in other hex case routed", "refused as ambiguous",
 	"denied by IP restriction", "allowed", "denied at the workload", "token from a cookie accepted",
 	"in-mesh caller admitted by service account", "in-mesh caller admitted by namespace",
+	"denied for the client certificate's identity",
 }
 
 // checkSet generates one rule set, runs the pipeline on each APIRule with the input the
@@ -304,7 +307,7 @@ func checkRequest(sc *scenario, req request, seen tally) string {
 	switch server, ok := serverFor(ingressServers(sc.outputs), req.sni); {
 	case !ok:
 		seen["no server for the TLS name"]++
-	case server.mutual && !req.clientCert:
+	case handshakeRefused(server, req):
 		seen["mTLS handshake refused"]++
 	default:
 		got, vs = virtualHostOf(sc.outputs, server, req.host)
@@ -319,7 +322,7 @@ func checkRequest(sc *scenario, req request, seen tally) string {
 	if got >= 0 && sc.rules[got].Spec.MTLS != nil && !(mutual && req.clientCert) {
 		return fmt.Sprintf("mTLS APIRule %s routes a request that did not present a client certificate to a MUTUAL server", sc.rules[got].Name)
 	}
-	if owner >= 0 && got < 0 && req.sni == canonicalHost(req.host) && (sc.rules[owner].Spec.MTLS == nil || req.clientCert) {
+	if owner >= 0 && got < 0 && req.sni == canonicalHost(req.host) && certificateAccepted(sc.rules[owner], req) {
 		return fmt.Sprintf("APIRule %s does not route the Host %q it owns for a client naming it in TLS", sc.rules[owner].Name, req.host)
 	}
 	if got < 0 {
@@ -349,7 +352,7 @@ func checkRequest(sc *scenario, req request, seen tally) string {
 		seen["path normalized"]++
 	}
 	wantRule := firstMatch(rule, req)
-	gotRule, destination, token := routeOf(vs, req.path, req.method)
+	gotRule, destination, ops := routeOf(vs, req.path, req.method)
 	if wantRule != gotRule {
 		return fmt.Sprintf("APIRule %s: first-match picks rule %d for path %q, the VirtualService routes by rule %d", rule.Name, wantRule, req.path, gotRule)
 	}
@@ -365,8 +368,13 @@ func checkRequest(sc *scenario, req request, seen tally) string {
 	if escapeSpelledOtherwise(rule.Spec.Rules[gotRule].Path, req.path) {
 		seen["escape in other hex case routed"]++
 	}
-	// The route overwrites whatever the client sent in the route header.
-	req.headers = map[string]string{model.RouteHeader: token}
+	// The client sends forged identity headers and another rule's route token; the route
+	// overwrites or removes them.
+	tokens := allTokens(sc.outputs)
+	req.headers = forwardedHeaders(map[string]string{
+		model.RouteHeader: tokens[len(req.sentPath)%len(tokens)], model.HeaderClientSubject: "CN=partner-a,O=Acme",
+		model.HeaderClientURISAN: "spiffe://partner/a",
+	}, ops, req)
 	wantBlocked := restrictionRefuses(rule, gotRule, req.client)
 	gotBlocked := deniedAtGateway(sc.outputs, req)
 	if gotBlocked && !wantBlocked && escapeSpelledOtherwise(rule.Spec.Rules[gotRule].Path, req.path) {
@@ -392,13 +400,16 @@ func checkRequest(sc *scenario, req request, seen tally) string {
 	if !hasAllowPolicy(sc.outputs, workloadOf(svc)) {
 		return fmt.Sprintf("rule %d routes to workload %s with no ALLOW policy: Istio would allow everything", gotRule, svc.Name)
 	}
-	want := strategyAllows(rule.Spec.Rules[gotRule], req)
+	want := strategyAllows(rule.Spec.Rules[gotRule], req) && identityAllowed(rule, req)
 	allowed, _ := decideAt(sc.outputs, workloadOf(svc), req)
 	if allowed != want {
 		return fmt.Sprintf("APIRule %s rule %d (%s): policies say allowed=%v, the strategy says %v", rule.Name, gotRule, rule.Spec.Rules[gotRule].Strategy(), allowed, want)
 	}
 	if !want {
 		seen["denied at the workload"]++
+		if strategyAllows(rule.Spec.Rules[gotRule], req) {
+			seen["denied for the client certificate's identity"]++
+		}
 		return ""
 	}
 	seen["allowed"]++
@@ -553,6 +564,19 @@ func upper(c byte) byte {
 		return c - 'a' + 'A'
 	}
 	return c
+}
+
+// certificateAccepted: an mTLS APIRule takes a client certificate of its CA with one of the
+// allowed SANs, if it lists any; other APIRules need none.
+func certificateAccepted(rule *apiv2.APIRule, req request) bool {
+	m := rule.Spec.MTLS
+	return m == nil || (req.clientCert && (len(m.AllowedSANs) == 0 || slices.Contains(m.AllowedSANs, req.certSAN)))
+}
+
+// identityAllowed: an mTLS APIRule admits only the allowed subjects and SANs.
+func identityAllowed(rule *apiv2.APIRule, req request) bool {
+	m := rule.Spec.MTLS
+	return m == nil || ((len(m.AllowedSubjects) == 0 || slices.Contains(m.AllowedSubjects, req.certSubject)) && certificateAccepted(rule, req))
 }
 
 func strategyAllows(r apiv2.Rule, req request) bool {
@@ -1049,6 +1073,15 @@ func generateAPIRule(rng *rand.Rand, name, host string) *apiv2.APIRule {
 	if host == mtlsHost {
 		rule.Spec.Gateway = nil
 		rule.Spec.MTLS = &apiv2.MTLS{CredentialName: "partner-tls", CASecretRef: apiv2.SecretKeyReference{Name: "partner-ca"}}
+		switch rng.IntN(5) {
+		case 0:
+			rule.Spec.MTLS.AllowedSubjects = []string{"CN=partner-a,O=Acme"}
+		case 1:
+			rule.Spec.MTLS.AllowedSANs = []string{"spiffe://partner/a"}
+		case 2:
+			no := false
+			rule.Spec.MTLS.ForwardClientCert = &no
+		}
 	}
 	rule.Spec.InternalTraffic = generateInternalTraffic(rng)
 	// A wildcard APIRule is IP-restricted rarely: the checks refuse it.
@@ -1231,6 +1264,8 @@ func sampleRequest(rng *rand.Rand, sc *scenario) request {
 		principal:      gatewayPrincipal,
 		extAuthzAllows: rng.IntN(2) == 0,
 		clientCert:     rng.IntN(2) == 0,
+		certSubject:    []string{"CN=partner-a,O=Acme", "CN=partner-b,O=Acme"}[rng.IntN(2)],
+		certSAN:        []string{"spiffe://partner/a", "spiffe://partner/b"}[rng.IntN(2)],
 		tokenIn:        []tokenLocation{tokenInHeader, tokenInHeader, tokenInCookie, tokenInQuery}[rng.IntN(4)],
 		client: netip.MustParseAddr([]string{"203.0.113.10", "203.0.113.200", "10.1.2.3", "198.51.100.7", "192.0.2.1",
 			"192.0.2.2", "2001:db8::1", "2001:db8:1::1", "2001:db9::1"}[rng.IntN(9)]),
@@ -1406,8 +1441,8 @@ func sortedKeys(m map[types.NamespacedName]model.Service) []types.NamespacedName
 
 func describe(rule *apiv2.APIRule) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "APIRule %s hosts %v service %s mtls=%v internalTraffic %+v ipRestriction %+v\n", rule.Name, rule.Spec.Hosts,
-		rule.Spec.Service.Name, rule.Spec.MTLS != nil, rule.Spec.InternalTraffic, rule.Spec.IPRestriction)
+	fmt.Fprintf(&b, "APIRule %s hosts %v service %s mtls %+v internalTraffic %+v ipRestriction %+v\n", rule.Name, rule.Spec.Hosts,
+		rule.Spec.Service.Name, rule.Spec.MTLS, rule.Spec.InternalTraffic, rule.Spec.IPRestriction)
 	for i, r := range rule.Spec.Rules {
 		fmt.Fprintf(&b, "  rule %d: %s %v -> %s %s", i, r.Path, r.Methods, backendOf(rule, i), r.Strategy())
 		if r.ExtAuth != nil {
