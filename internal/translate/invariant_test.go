@@ -40,7 +40,7 @@ import (
 //     host over a wildcard one), whatever TLS server name it sent; an honest client (server
 //     name = Host) is routed by it;
 //   - mTLS: no request reaches an mTLS APIRule's route without a valid client certificate on
-//     its MUTUAL server;
+//     its MUTUAL server, and only the allowed subjects and SANs get through;
 //   - nothing leaks across APIRules: several APIRules on one workload (also through different
 //     Services) each decide their own requests; token locations and ext-authz providers that
 //     would leak are refused;
@@ -50,10 +50,13 @@ import (
 //   - the same input renders byte-identical objects;
 //   - IP restriction = route: the DENY policies at the ingress gateway refuse a client exactly
 //     when the restriction in force for the rule the route picks (the rule's own, else the
-//     APIRule's) refuses its address, and never touch another APIRule's requests;
+//     APIRule's) refuses its address, and never touch another APIRule's requests (except one
+//     known over-refusal, counted: an escape spelled in another case under a later rule's
+//     restriction);
 //   - refusals: an APIRule the generator built to conflict (a younger APIRule covering an
-//     mTLS host or configuring a shared workload differently, an IP restriction on a
-//     wildcard host or on escapes, internalTraffic naming the gateway, allow with lists) is
+//     mTLS host, claiming a served host or configuring a shared workload differently, an IP
+//     restriction on a wildcard host or on escapes, internalTraffic naming the gateway, allow
+//     with lists) is
 //     refused with exactly the expected reasons and serves nothing; every other one is
 //     accepted.
 //
