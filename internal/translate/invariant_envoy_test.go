@@ -496,7 +496,8 @@ func operationMatches(op *securityv1.Operation, req request) bool {
 	return !slices.ContainsFunc(op.NotPaths, func(p string) bool { return istioPathMatches(p, req.path) })
 }
 
-// istioPathMatches is Istio's policy path match against the normalized path without query.
+// istioPathMatches is Istio's policy path match against the normalized path without query
+// (Istio's authz matcher emits url_path matchers, which Envoy applies without the query).
 // A path with {*} or {**} becomes an Envoy uri_template (Istio's authz matcher replaces them
 // by * and **), which matches literals exactly and operators over the pchar class
 // kLiteral of source/extensions/path/uri_template_lib/uri_template_internal.cc ('*', '[' and
@@ -515,8 +516,9 @@ func istioPathMatches(pattern, path string) bool {
 	return pattern == path
 }
 
-// hostMatches is Istio's policy host match: exact, "prefix*" or "*suffix", case-insensitive,
-// against the whole Host header, port included.
+// hostMatches is Istio's policy host match (HostMatcher in Istio's authz matcher package: a
+// header matcher on :authority with ignore_case): exact, "prefix*" or "*suffix",
+// case-insensitive, against the whole Host header, port included.
 func hostMatches(pattern, host string) bool {
 	pattern, host = strings.ToLower(pattern), strings.ToLower(host)
 	switch {
