@@ -345,6 +345,13 @@ func stringMatches(m *networkingv1.StringMatch, s string) bool {
 
 // --- policies ---
 
+// envoyTemplateChars are the characters the operators of an Envoy URI template match: the
+// pchar class kLiteral of source/extensions/path/uri_template_lib/uri_template_internal.cc
+// (unreserved, '%', sub-delims but '*', ':', '@', and '=') and, since Envoy 1.35, '*' too
+// (runtime guard envoy.reloadable_features.uri_template_match_on_asterisk, on by default;
+// Istio does not turn it off). '[' and ']' are not in it.
+const envoyTemplateChars = templateChars + "*"
+
 // deniedAtGateway evaluates every DENY policy on the ingress gateway, as Istio does: a request
 // matching any rule of any of them is refused.
 func deniedAtGateway(outputs []pipeline.Result, req request) bool {
@@ -499,9 +506,8 @@ func operationMatches(op *securityv1.Operation, req request) bool {
 // istioPathMatches is Istio's policy path match against the normalized path without query
 // (Istio's authz matcher emits url_path matchers, which Envoy applies without the query).
 // A path with {*} or {**} becomes an Envoy uri_template (Istio's authz matcher replaces them
-// by * and **), which matches literals exactly and operators over the pchar class
-// kLiteral of source/extensions/path/uri_template_lib/uri_template_internal.cc ('*', '[' and
-// ']' are not in it); otherwise "*" is presence, "x*" a prefix, "*x" a suffix, else exact.
+// by * and **), which matches literals exactly and operators over envoyTemplateChars;
+// otherwise "*" is presence, "x*" a prefix, "*x" a suffix, else exact.
 func istioPathMatches(pattern, path string) bool {
 	switch {
 	case strings.Contains(pattern, model.OneSegment) || strings.Contains(pattern, model.AnyRest):

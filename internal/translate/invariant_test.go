@@ -495,12 +495,17 @@ func ownerName(sc *scenario, i int) string {
 }
 
 // refused is the rule index of a request the gateway answers itself (400): a path a backend
-// could read as another (doubled or encoded slashes), after normalization.
+// could read as another (doubled or encoded slashes), after normalization; and, for an
+// APIRule with rules restricted on their own, a path with '*' or '=', which Envoy's URI
+// templates in the restriction's policy match differently across versions.
 const refused = -2
 
 func firstMatch(rule *apiv2.APIRule, req request) int {
 	lower := strings.ToLower(req.path)
 	if strings.Contains(req.path, "//") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+		return refused
+	}
+	if slices.ContainsFunc(rule.Spec.Rules, func(r apiv2.Rule) bool { return r.IPRestriction != nil }) && strings.ContainsAny(req.path, "*=") {
 		return refused
 	}
 	for i, r := range rule.Spec.Rules {
@@ -511,17 +516,22 @@ func firstMatch(rule *apiv2.APIRule, req request) int {
 	return -1
 }
 
-// templateChars are the characters {*} and {**} match (the APIRule path documentation, and
-// the pchar class of Envoy's URI templates): letters, digits, '%' of escapes and
-// -._~!$&'()+,;=:@ ('*', '[' and ']' are not among them).
+// templateChars are the characters {*} and {**} match in the APIRule semantics (the APIRule
+// path documentation): letters, digits, '%' of escapes and -._~!$&'()+,;=:@ ('*', '[' and
+// ']' are not among them).
 const templateChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789%-._~!$&'()+,;=:@"
 
 // templateMatches matches a path template segment by segment: {*} is one non-empty segment
 // of template characters, a trailing {**} is any rest of them and slashes (after its slash);
-// other segments are literal. With foldEscapes, as in the APIRule semantics, an escape
-// matches in either hex case (%c3%a9 names the byte %C3%A9 names); without, as Envoy's URI
-// template does, literals match exactly.
-func templateMatches(template, path string, foldEscapes bool) bool {
+// other segments are literal. With apiRule, as in the APIRule semantics, an escape matches in
+// either hex case (%c3%a9 names the byte %C3%A9 names) and the characters are templateChars;
+// without, as Envoy's URI template does, literals match exactly and the operators also match
+// '*' (envoyTemplateChars).
+func templateMatches(template, path string, apiRule bool) bool {
+	chars := envoyTemplateChars
+	if apiRule {
+		chars = templateChars
+	}
 	t := strings.Split(template, "/")
 	p := strings.Split(path, "/")
 	only := func(s, chars string) bool {
@@ -529,17 +539,17 @@ func templateMatches(template, path string, foldEscapes bool) bool {
 	}
 	for i, seg := range t {
 		if seg == model.AnyRest {
-			return i < len(p) && only(strings.Join(p[i:], "/"), templateChars+"/")
+			return i < len(p) && only(strings.Join(p[i:], "/"), chars+"/")
 		}
 		if i >= len(p) {
 			return false
 		}
 		switch {
 		case seg == model.OneSegment:
-			if p[i] == "" || !only(p[i], templateChars) {
+			if p[i] == "" || !only(p[i], chars) {
 				return false
 			}
-		case foldEscapes:
+		case apiRule:
 			if upperEscapes(seg) != upperEscapes(p[i]) {
 				return false
 			}
@@ -1347,7 +1357,7 @@ func sampleHost(rng *rand.Rand, sc *scenario) string {
 // requestSegments are the segments sampled paths are made of: literals of the rule paths,
 // the non-ASCII segment in either hex case and raw, an escaped unreserved character, an
 // escaped dot, and characters outside the template class.
-var requestSegments = []string{"a", "b", "c", "x", "v1.0", "v1x0", "caf%C3%A9", "caf%c3%a9", "caf\xc3\xa9", "%61", "v1%2e0", "x*", "[x]"}
+var requestSegments = []string{"a", "b", "c", "x", "v1.0", "v1x0", "caf%C3%A9", "caf%c3%a9", "caf\xc3\xa9", "%61", "v1%2e0", "x*", "[x]", "k=v"}
 
 // samplePath is mostly a spelling of a rule's path (its operators filled in, its escapes in
 // another case), of the APIRule that owns the host when there is one, else made of random
