@@ -152,9 +152,9 @@ func TestTrustedProxiesWarning(t *testing.T) {
 }
 
 // The route of a /* rule is a prefix match on "/", which also takes paths a URI template does
-// not match: '*', '[' and ']' pass the gateway's normalization unescaped and are outside the
-// template's character class. The rule's IP restriction must refuse those paths too, so its
-// DENY rule may not spell /* as the template /{**}.
+// not match: '[' and ']' (and '*' before Envoy 1.35) pass the gateway's normalization
+// unescaped and are outside the template's character class. The rule's IP restriction must
+// refuse those paths too, so its DENY rule may not spell /* as the template /{**}.
 func TestIPRestrictionOfCatchAllCoversEveryPath(t *testing.T) {
 	catchAll := noAuthRule("/*", "GET")
 	catchAll.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
