@@ -2,6 +2,7 @@ package translate_test
 
 import (
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -90,7 +91,7 @@ func TestRuleIPRestrictionFollowsRouteOrder(t *testing.T) {
 		{remote: []string{"192.0.2.1", "::ffff:192.0.2.1"}, ops: []string{"GET /api/public -"}},
 		// GET on /api/public is routed by rule 0, so rule 1's restriction excludes it for GET only.
 		{notRemote: []string{"10.0.0.0/8", "::ffff:10.0.0.0/104"}, ops: []string{"GET /api/{**} -/api/public", "POST /api/{**} -"}},
-		{remote: []string{"192.0.2.1", "::ffff:192.0.2.1"}, ops: []string{"GET /{**} -/api/public|/api/{**}"}},
+		{remote: []string{"192.0.2.1", "::ffff:192.0.2.1"}, ops: []string{"GET /* -/api/public|/api/{**}"}},
 	}
 	for i, r := range ap.Spec.Rules {
 		got := describe(r)
@@ -172,5 +173,63 @@ func TestIPBlocksListBothSpellingsOfIPv4(t *testing.T) {
 	}
 	if got := ap.Spec.Rules[1].From[0].Source.RemoteIpBlocks; !slices.Equal(got, []string{"::ffff:c633:6400/120", "198.51.100.0/24"}) {
 		t.Errorf("remoteIpBlocks %v", got)
+	}
+}
+
+// The route of a /* rule is a prefix match on "/", which also takes paths a URI template does
+// not match: '[' and ']' (and '*' before Envoy 1.35) pass the gateway's normalization
+// unescaped and are outside the template's character class. The rule's IP restriction must
+// refuse those paths too, so its DENY rule may not spell /* as the template /{**}.
+func TestIPRestrictionOfCatchAllCoversEveryPath(t *testing.T) {
+	catchAll := noAuthRule("/*", "GET")
+	catchAll.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
+	in := trusting(withMeta(input(noAuthRule("/public", "GET"), catchAll)), 1)
+	out := pipeline.Run(in)
+	if out.Findings.HasErrors() {
+		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
+	}
+	ap := denyPolicy(t, out)
+	denied := func(path string) bool {
+		req := request{host: "api.example.com", method: "GET", path: path, client: netip.MustParseAddr("198.51.100.7")}
+		return slices.ContainsFunc(ap.Spec.Rules, func(r *securityv1.Rule) bool { return ruleMatches(r, req, "") })
+	}
+	for _, path := range []string{"/a", "/x*", "/[a]", "/a/b*", "/public/x*"} {
+		if !denied(path) {
+			t.Errorf("a client outside the allow list reaches /* by GET %s: the DENY policy does not match it", path)
+		}
+	}
+	if denied("/public") {
+		t.Errorf("the restriction of /* refuses GET /public, which the earlier unrestricted rule serves")
+	}
+}
+
+// Envoy's URI templates match '*' (since Envoy 1.35) and '=' (not in every version)
+// differently from the route's regexes. GET /api/x* is not routed by /api/{**} (its regex
+// leaves out '*'), so it reaches the restricted /*, whose DENY rule excludes /api/{**}, which
+// on Envoy 1.35 matches /api/x*: the client would pass unrestricted. An APIRule whose rules
+// are restricted on their own therefore answers 400 to such paths before any rule.
+func TestPerRuleRestrictionRefusesTemplateAmbiguousPaths(t *testing.T) {
+	catchAll := noAuthRule("/*", "GET")
+	catchAll.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"10.0.0.0/8"}}
+	out := pipeline.Run(trusting(withMeta(input(noAuthRule("/api/{**}", "GET"), catchAll)), 1))
+	if out.Findings.HasErrors() {
+		t.Fatalf("unexpected findings: %s", out.Findings.Summary())
+	}
+	vs := out.Objects.VirtualServices[0]
+	for _, path := range []string{"/api/x*", "/api/a=b", "/x*"} {
+		if rule, _, _ := routeOf(vs, path, "GET"); rule != refused {
+			t.Errorf("GET %s is routed by rule %d; with per-rule restrictions it must be refused before any rule", path, rule)
+		}
+	}
+	for path, want := range map[string]int{"/api/x": 0, "/other": 1, "/[x]": 1} {
+		if rule, _, _ := routeOf(vs, path, "GET"); rule != want {
+			t.Errorf("GET %s is routed by rule %d, want %d", path, rule, want)
+		}
+	}
+
+	// Without restrictions of their own, the policy names no paths and such paths are served.
+	open := pipeline.Run(trusting(withMeta(input(noAuthRule("/api/{**}", "GET"), noAuthRule("/*", "GET"))), 1))
+	if rule, _, _ := routeOf(open.Objects.VirtualServices[0], "/api/x*", "GET"); rule != 1 {
+		t.Errorf("GET /api/x* is routed by rule %d without per-rule restrictions, want the catch-all", rule)
 	}
 }

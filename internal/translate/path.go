@@ -39,11 +39,12 @@ func uriMatch(path string) *networkingv1.StringMatch {
 }
 
 // policyPath returns the AuthorizationPolicy path for an APIRule path. Istio evaluates {*} and
-// {**} in policy paths as URI templates, so only /* needs rewriting.
+// {**} in policy paths as URI templates, with the same characters as the route's regexes. /*
+// stays as written: Istio reads a trailing * as a prefix, here "/", which matches every path
+// exactly as the route's prefix match does. The template /{**} would not: its character class
+// leaves out '[' and ']' (and '*' before Envoy 1.35), which the gateway's normalization lets
+// through, so a client could reach a /* rule past its IP restriction with such a path.
 func policyPath(path string) string {
-	if path == model.AnyPath {
-		return "/" + model.AnyRest
-	}
 	return path
 }
 

@@ -56,7 +56,7 @@ func TestURIMatchRegexSemantics(t *testing.T) {
 }
 
 func TestPolicyPath(t *testing.T) {
-	for in, want := range map[string]string{"/*": "/{**}", "/": "/", "/a/{*}/b": "/a/{*}/b", "/a/{**}": "/a/{**}"} {
+	for in, want := range map[string]string{"/*": "/*", "/": "/", "/a/{*}/b": "/a/{*}/b", "/a/{**}": "/a/{**}"} {
 		if got := policyPath(in); got != want {
 			t.Errorf("policyPath(%q) = %q, want %q", in, got, want)
 		}

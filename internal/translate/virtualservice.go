@@ -33,7 +33,7 @@ var corsResponseHeaders = []string{
 func virtualService(in model.Input, gateway types.NamespacedName, plans []rulePlan, hosts []string) *networkingclientv1.VirtualService {
 	spec := &in.APIRule.Spec
 	routes := make([]*networkingv1.HTTPRoute, 0, len(plans)+1)
-	routes = append(routes, ambiguousPathRoute())
+	routes = append(routes, ambiguousPathRoute(restrictedPerRule(spec)))
 	for _, p := range plans {
 		routes = append(routes, httpRoute(spec, p, hosts))
 	}
@@ -101,18 +101,45 @@ const AmbiguousPathRoute = "ambiguous-path"
 // Under BASE, MERGE_SLASHES and DECODE_AND_MERGE_SLASHES only slashes and semicolons can
 // still reach the route; the others are removed by normalisation and cost nothing. Rule paths
 // never need any of them: the path checks refuse each in a rule path.
-const ambiguousPathRegex = `.*(//|%2[Ff]|%5[Cc]|\\|/\.\.?(/|$)|;|%3[Bb]|%(2[DdEe]|3[0-9]|4[1-9A-Fa-f]|5[0-9Aa]|5[Ff]|6[1-9A-Fa-f]|7[0-9Aa]|7[Ee])|[^!-~]).*`
+const ambiguousPathRegex = `.*(` + ambiguousSpellings + `).*`
+
+// ambiguousSpellings is the alternation of the spellings above.
+const ambiguousSpellings = `//|%2[Ff]|%5[Cc]|\\|/\.\.?(/|$)|;|%3[Bb]|%(2[DdEe]|3[0-9]|4[1-9A-Fa-f]|5[0-9Aa]|5[Ff]|6[1-9A-Fa-f]|7[0-9Aa]|7[Ee])|[^!-~]`
+
+// restrictedPathRegex is ambiguousPathRegex for an APIRule whose rules carry their own IP
+// restrictions, which the gateway's DENY policy scopes by path: it also refuses '*' and '='.
+// Envoy's URI templates, which that policy's {*} and {**} paths become, match '*' since Envoy
+// 1.35 and '=' not in every version, while the route's regexes never match '*' and always
+// match '='. A path with either could be routed past one rule and yet be excluded
+// from the next rule's restriction as the first rule's path, reaching the restricted rule
+// unrestricted (GET /api/x* past /api/{**} to a restricted /*).
+const restrictedPathRegex = `.*(` + ambiguousSpellings + `|\*|=).*`
+
+// restrictedPerRule says whether a rule has an IP restriction of its own, which makes the
+// gateway's DENY policy name paths.
+func restrictedPerRule(spec *apiv2.APIRuleSpec) bool {
+	for _, r := range spec.Rules {
+		if r.IPRestriction != nil {
+			return true
+		}
+	}
+	return false
+}
 
 // ambiguousPathRoute answers 400 to every ambiguous request path before any rule is tried, so
 // no spelling of a protected path reaches a later, more open rule while the backend serves
 // the protected resource.
-func ambiguousPathRoute() *networkingv1.HTTPRoute {
+func ambiguousPathRoute(restrictedPerRule bool) *networkingv1.HTTPRoute {
+	regex, body := ambiguousPathRegex, "ambiguous request path: doubled or encoded slashes, dot segments, semicolons and escapes of plain characters are refused\n"
+	if restrictedPerRule {
+		regex, body = restrictedPathRegex, "ambiguous request path: doubled or encoded slashes, dot segments, semicolons, escapes of plain characters, '*' and '=' are refused\n"
+	}
 	return &networkingv1.HTTPRoute{
 		Name:  AmbiguousPathRoute,
-		Match: []*networkingv1.HTTPMatchRequest{{Uri: &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Regex{Regex: ambiguousPathRegex}}}},
+		Match: []*networkingv1.HTTPMatchRequest{{Uri: &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Regex{Regex: regex}}}},
 		DirectResponse: &networkingv1.HTTPDirectResponse{
 			Status: 400,
-			Body:   &networkingv1.HTTPBody{Specifier: &networkingv1.HTTPBody_String_{String_: "ambiguous request path: doubled or encoded slashes, dot segments, semicolons and escapes of plain characters are refused\n"}},
+			Body:   &networkingv1.HTTPBody{Specifier: &networkingv1.HTTPBody_String_{String_: body}},
 		},
 	}
 }

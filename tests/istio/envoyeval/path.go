@@ -10,8 +10,10 @@ import (
 // The connection manager's path handling before any filter or route sees the path, step by
 // step as Envoy does it (source/common/http/conn_manager_utility.cc maybeNormalizePath):
 //
-//  1. a path with a fragment ('#') is refused: the runtime guard
-//     http_reject_path_with_fragment is on by default (source/common/runtime/runtime_features.cc);
+//  1. a fragment ('#' and what follows) is cut from the path: Envoy refuses such a path by
+//     default (runtime guard http_reject_path_with_fragment, source/common/runtime/
+//     runtime_features.cc), but Istio's bootstrap turns the guard off (pkg/bootstrap, the
+//     static runtime layer), and then Envoy strips the fragment;
 //  2. unless path_with_escaped_slashes_action is KEEP_UNCHANGED, %2F/%2f become '/' and
 //     %5C/%5c become '\' in the path before the query (source/common/http/path_utility.cc
 //     unescapeSlashes); when any was found, REJECT_REQUEST answers 400,
@@ -40,8 +42,8 @@ const (
 // normalizeRequestPath returns the path as the connection manager leaves it and what it does
 // with the request.
 func normalizeRequestPath(h *hcmv3.HttpConnectionManager, p string) (string, pathAction, string) {
-	if strings.Contains(p, "#") {
-		return p, pathReject, "fragment in path"
+	if i := strings.IndexByte(p, '#'); i >= 0 {
+		p = p[:i]
 	}
 	action := pathContinue
 	switch h.GetPathWithEscapedSlashesAction() {

@@ -134,12 +134,13 @@ func TestEscapedSlashesThenNormalizeThenMergeSlashes(t *testing.T) {
 	})
 }
 
-// A fragment in the path is refused before anything else (runtime guard
-// http_reject_path_with_fragment, on by default), whatever the normalisation.
-func TestPathWithFragmentIsRejected(t *testing.T) {
+// A fragment is cut before anything else, whatever the normalisation: Istio's bootstrap sets
+// Envoy's runtime guard http_reject_path_with_fragment to false, under which Envoy strips it.
+func TestPathFragmentIsStripped(t *testing.T) {
 	runPathCases(t, []pathCase{
-		{normNone, "/a#b", "", pathReject},
-		{normBase, "/api/x#/../admin", "", pathReject},
+		{normNone, "/a#b", "/a", pathContinue},
+		{normBase, "/api/x#/../admin", "/api/x", pathContinue},
+		{normBase, "/api/x?q=1#f", "/api/x?q=1", pathContinue},
 	})
 }
 
@@ -195,7 +196,7 @@ func TestPrepareRequestPathStatuses(t *testing.T) {
 	}{
 		{normBase, "api/x", 404},
 		{normBase, "/a%00", 400},
-		{normNone, "/a#x", 400},
+		{normNone, "/a#x", 0},
 		{redirect, "/a%2fb", 307},
 		{normBase, "/a/../b", 0},
 	} {
