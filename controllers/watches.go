@@ -1,14 +1,12 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
 	"slices"
 	"strings"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,7 +20,6 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/gather"
 	"github.com/apirule-operator/apirule-operator/internal/index"
-	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
@@ -124,24 +121,6 @@ func (r *APIRuleReconciler) requestsForVirtualService(ctx context.Context, obj c
 	return out
 }
 
-// SlimVirtualService keeps in the cache whole VirtualServices the operator generated and, of
-// all others, only what the host-conflict check reads: hosts and gateways.
-func SlimVirtualService(obj any) (any, error) {
-	vs, ok := obj.(*networkingclientv1.VirtualService)
-	if !ok {
-		return obj, nil
-	}
-	if _, managed := ownerFromLabels(vs); managed {
-		// This transform replaces the cache's default, which strips managedFields.
-		vs.ManagedFields = nil
-		return vs, nil
-	}
-	slim := &networkingclientv1.VirtualService{ObjectMeta: slimMeta(vs.ObjectMeta)}
-	slim.Spec.Hosts = vs.Spec.Hosts
-	slim.Spec.Gateways = vs.Spec.Gateways
-	return slim, nil
-}
-
 func ownerOf(rule *apiv2.APIRule) types.NamespacedName {
 	return types.NamespacedName{Namespace: rule.Namespace, Name: rule.Name}
 }
@@ -193,26 +172,6 @@ var podChanges = predicate.Or(predicate.LabelChangedPredicate{}, predicate.Funcs
 	GenericFunc: func(event.GenericEvent) bool { return false },
 })
 
-// SlimPod keeps in the cache only what the sidecar check and the trusted-proxy check read of
-// a Pod.
-func SlimPod(obj any) (any, error) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
-	}
-	slim := &corev1.Pod{ObjectMeta: slimMeta(pod.ObjectMeta)}
-	if proxyConfig, ok := pod.Annotations[meshconfig.ProxyConfigAnnotation]; ok {
-		slim.Annotations = map[string]string{meshconfig.ProxyConfigAnnotation: proxyConfig}
-	}
-	for _, c := range pod.Spec.Containers {
-		slim.Spec.Containers = append(slim.Spec.Containers, corev1.Container{Name: c.Name})
-	}
-	for _, c := range pod.Spec.InitContainers {
-		slim.Spec.InitContainers = append(slim.Spec.InitContainers, corev1.Container{Name: c.Name})
-	}
-	return slim, nil
-}
-
 // notOwnCreation drops the creation events of generated objects: the reconcile that wrote
 // them is done with them, and another reconcile would only find the APIRule in the cache as
 // it was before that reconcile wrote its status. Changes and deletions (drift) still pass, as
@@ -222,40 +181,6 @@ var notOwnCreation = predicate.Funcs{
 		_, generated := ownerFromLabels(e.Object)
 		return !generated
 	},
-}
-
-// SlimSecret keeps in the cache only the certificates of a Secret, never a key or other
-// confidential value: the operator reads server certificates and CA bundles. A value that is
-// not only certificates is replaced by a marker, so the certificate check still reports the
-// key as present but not a certificate.
-func SlimSecret(obj any) (any, error) {
-	secret, ok := obj.(*corev1.Secret)
-	if !ok {
-		return obj, nil
-	}
-	slim := &corev1.Secret{ObjectMeta: slimMeta(secret.ObjectMeta), Type: secret.Type}
-	for key, value := range secret.Data {
-		if slim.Data == nil {
-			slim.Data = map[string][]byte{}
-		}
-		if bytes.Contains(value, []byte("-----BEGIN CERTIFICATE-----")) && !bytes.Contains(value, []byte("PRIVATE KEY")) {
-			slim.Data[key] = value
-		} else {
-			slim.Data[key] = notCached
-		}
-	}
-	return slim, nil
-}
-
-// notCached stands for a Secret value that is not kept in the cache.
-var notCached = []byte("(not a certificate: not cached by apirule-operator)")
-
-// slimMeta keeps the metadata a cached object needs: identity, labels and lifecycle.
-func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
-	return metav1.ObjectMeta{
-		Name: m.Name, Namespace: m.Namespace, Labels: m.Labels, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp,
-	}
 }
 
 // requestsForWorkloadPeers maps an APIRule to the other APIRules whose backends may share its

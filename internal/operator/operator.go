@@ -30,6 +30,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/kubescheme"
 	"github.com/apirule-operator/apirule-operator/internal/metrics"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/slim"
 	"github.com/apirule-operator/apirule-operator/internal/webhook"
 )
 
@@ -137,15 +138,15 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			ByObject: map[client.Object]cache.ByObject{
 				// All VirtualServices are cached, for host conflicts; those the operator does not
 				// manage only as hosts and gateways.
-				&networkingclientv1.VirtualService{}:      {Transform: controllers.SlimVirtualService},
+				&networkingclientv1.VirtualService{}:      {Transform: slim.VirtualService},
 				&securityclientv1.AuthorizationPolicy{}:   generated,
 				&securityclientv1.RequestAuthentication{}: generated,
 				&corev1.ConfigMap{}:                       meshConfig,
 				// Secrets only for their certificates: keys and other values never enter memory.
-				&corev1.Secret{}: {Transform: controllers.SlimSecret},
+				&corev1.Secret{}: {Transform: slim.Secret},
 				// Pods only for the sidecar and trusted-proxy checks: a cluster's Pod specs (images,
 				// env values, volumes) would be most of the cache.
-				&corev1.Pod{}: {Transform: controllers.SlimPod},
+				&corev1.Pod{}: {Transform: slim.Pod},
 			},
 		},
 		Metrics:                 metricsOptions(opts),

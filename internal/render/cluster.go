@@ -17,8 +17,8 @@ import (
 	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
-	"github.com/apirule-operator/apirule-operator/controllers"
 	"github.com/apirule-operator/apirule-operator/internal/model"
+	"github.com/apirule-operator/apirule-operator/internal/slim"
 )
 
 // cluster marks a bundle read from a cluster: its APIRules are stored objects, not ones
@@ -85,7 +85,7 @@ func LoadCluster(ctx context.Context, reader client.Reader, mapper meta.RESTMapp
 		return nil, err
 	}
 	for _, vs := range routes.Items {
-		slim, _ := controllers.SlimVirtualService(vs)
+		slim, _ := slim.VirtualService(vs)
 		b.Objects = append(b.Objects, forStore(slim.(client.Object)))
 	}
 	for _, ns := range namespaces {
@@ -101,7 +101,7 @@ func LoadCluster(ctx context.Context, reader client.Reader, mapper meta.RESTMapp
 			return nil, err
 		}
 		for i := range pods.Items {
-			slim, _ := controllers.SlimPod(&pods.Items[i])
+			slim, _ := slim.Pod(&pods.Items[i])
 			b.Objects = append(b.Objects, forStore(slim.(client.Object)))
 		}
 	}
@@ -115,7 +115,7 @@ func LoadCluster(ctx context.Context, reader client.Reader, mapper meta.RESTMapp
 			return nil, fmt.Errorf("reading Secret %s: %w", key, err)
 		}
 		// Only the certificates: a value that is not one is replaced before it is kept.
-		slim, _ := controllers.SlimSecret(secret)
+		slim, _ := slim.Secret(secret)
 		b.Objects = append(b.Objects, forStore(slim.(client.Object)))
 	}
 	mesh := &corev1.ConfigMap{}

@@ -56,11 +56,14 @@ func TestTranslatorAndChecksArePure(t *testing.T) {
 	}
 }
 
-// The webhook runs the checks and the gatherer; it never needs the reconciler.
-func TestWebhookDoesNotImportTheController(t *testing.T) {
-	for _, dep := range deps(t, module+"/internal/webhook") {
-		if dep == module+"/controllers" {
-			t.Errorf("internal/webhook depends on %s", dep)
+// The webhook and apirulectl's renderer run the checks and the gatherer; they never need the
+// reconciler.
+func TestWebhookAndRendererDoNotImportTheController(t *testing.T) {
+	for _, pkg := range []string{"internal/webhook", "internal/render"} {
+		for _, dep := range deps(t, module+"/"+pkg) {
+			if dep == module+"/controllers" {
+				t.Errorf("%s depends on %s", pkg, dep)
+			}
 		}
 	}
 }
