@@ -8,6 +8,7 @@ KUSTOMIZE_VERSION ?= v5.8.2
 HELM_VERSION ?= v4.3.1
 CRD_REF_DOCS_VERSION ?= v0.3.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
+ACTIONLINT_VERSION ?= v1.7.12
 
 IMG ?= apirule-operator:dev
 CONTAINER_TOOL ?= docker
@@ -21,6 +22,7 @@ KUSTOMIZE := $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 HELM := $(LOCALBIN)/helm-$(HELM_VERSION)
 CRD_REF_DOCS := $(LOCALBIN)/crd-ref-docs-$(CRD_REF_DOCS_VERSION)
 GOLANGCI_LINT := $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+ACTIONLINT := $(LOCALBIN)/actionlint-$(ACTIONLINT_VERSION)
 CHART := charts/apirule-operator
 ENVTEST_ASSETS := $(LOCALBIN)/envtest
 ISTIO_CRDS := $(LOCALBIN)/crds/istio.yaml
@@ -88,6 +90,16 @@ verify: manifests generate docs ## Fail when generated files are stale or go.mod
 	go vet ./...
 	cd $(ISTIO_HARNESS) && go vet ./...
 	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory lint-scripts
+
+# The shell scripts and the CI workflow: shellcheck (Debian's package; .ci/run installs it) and
+# actionlint, built at its pinned version, which also runs shellcheck on the workflow's steps.
+SHELL_SCRIPTS := .ci/run $(shell git ls-files 'hack/*.sh' 'hack/**/*.sh')
+.PHONY: lint-scripts
+lint-scripts: $(ACTIONLINT) ## Lint the shell scripts (shellcheck) and the GitHub workflows (actionlint).
+	@command -v shellcheck >/dev/null || { echo "lint-scripts needs shellcheck: apt-get install shellcheck"; exit 1; }
+	shellcheck $(SHELL_SCRIPTS)
+	$(ACTIONLINT) -shellcheck=$$(command -v shellcheck) .github/workflows/*.yaml
 
 .PHONY: test
 test: envtest-assets $(KUSTOMIZE) $(HELM) ## Run the unit and envtest suites against a real kube-apiserver and etcd, then the Istio harness.
@@ -187,7 +199,7 @@ undeploy: $(KUSTOMIZE) ## Remove every APIRule (and what it generated), then eve
 	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(KUSTOMIZE) $(HELM) $(CRD_REF_DOCS) $(GOLANGCI_LINT) ## Build the pinned tools into bin/.
+tools: $(CONTROLLER_GEN) $(KUSTOMIZE) $(HELM) $(CRD_REF_DOCS) $(GOLANGCI_LINT) $(ACTIONLINT) ## Build the pinned tools into bin/.
 
 ##@ Tools
 
@@ -213,10 +225,19 @@ $(CRD_REF_DOCS):
 	GOBIN=$(LOCALBIN)/.crd-ref-docs go install github.com/elastic/crd-ref-docs@$(CRD_REF_DOCS_VERSION)
 	mv $(LOCALBIN)/.crd-ref-docs/crd-ref-docs $(CRD_REF_DOCS)
 
+$(ACTIONLINT):
+	@mkdir -p $(LOCALBIN)/.actionlint
+	GOBIN=$(LOCALBIN)/.actionlint go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	mv $(LOCALBIN)/.actionlint/actionlint $(ACTIONLINT)
+
 $(GOLANGCI_LINT):
 	@mkdir -p $(LOCALBIN)/.golangci-lint
 	GOBIN=$(LOCALBIN)/.golangci-lint go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv $(LOCALBIN)/.golangci-lint/golangci-lint $(GOLANGCI_LINT)
+
+.PHONY: e2e
+e2e: ## End to end on a new kind cluster with Istio and the operator installed by Helm: every guide, its status codes checked (needs docker, kind, kubectl, helm, network; not part of make test).
+	hack/e2e/run.sh
 
 .PHONY: clean
 clean: ## Remove build outputs (binaries, the demo's files, copied CRDs); the pinned tools and the control-plane build are kept.

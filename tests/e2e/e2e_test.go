@@ -1,0 +1,42 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// TestGuides runs the guides' setup, then each guide, against the cluster of the current
+// kubeconfig, which hack/e2e/run.sh prepares (kind, Istio, the operator from this checkout).
+// GATEWAY is the ingress gateway's address, as the guides' setup would export it.
+func TestGuides(t *testing.T) {
+	if os.Getenv("GATEWAY") == "" {
+		t.Fatal("GATEWAY is not set: run make e2e, which creates the cluster and sets it")
+	}
+	work := t.TempDir()
+	run := func(name, guide string) {
+		raw, err := os.ReadFile(guide)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := GuideScript(string(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cmd := exec.Command("bash", "-c", s.Bash)
+		cmd.Dir = work
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s (%d checked commands): %v", name, s.Checks, err)
+		}
+	}
+	guides := filepath.Join("..", "..", "docs", "guides")
+	run("setup", filepath.Join(guides, "README.md"))
+	for _, g := range []string{"noauth.md", "jwt.md", "extauth.md", "internal-traffic.md", "mtls.md", "ip-restriction.md",
+		"default-gateway.md", "cross-namespace-backends.md"} {
+		t.Run(g, func(t *testing.T) { run(g, filepath.Join(guides, g)) })
+	}
+}
