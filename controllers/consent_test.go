@@ -4,6 +4,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
@@ -33,6 +34,12 @@ var _ = Describe("A backend in another namespace", Ordered, func() {
 		rule.Spec.Service.Namespace = &backends
 		Expect(k8s.Create(ctx, rule)).To(Succeed())
 		key := keyOf(rule)
+		// Gone before the suite's operator, which allows every namespace, comes back: it would
+		// serve this APIRule again while later specs count APIRules by state.
+		DeferCleanup(func() {
+			Expect(client.IgnoreNotFound(k8s.Delete(ctx, rule))).To(Succeed())
+			Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, key, &apiv2.APIRule{})) }, timeout, interval).Should(BeTrue())
+		})
 
 		By("refusing it without consent")
 		refused := settled(key)

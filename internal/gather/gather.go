@@ -338,6 +338,11 @@ func (r *Gatherer) backendPods(ctx context.Context, svc *corev1.Service) ([]mode
 	selector := labels.SelectorFromSet(svc.Spec.Selector)
 	out := make([]model.Pod, 0, len(pods.Items))
 	for i := range pods.Items {
+		// A finished Pod is no endpoint of the Service: no request reaches it, whatever its
+		// containers (a Job's Pod without a sidecar must not take the route down).
+		if phase := pods.Items[i].Status.Phase; phase == corev1.PodSucceeded || phase == corev1.PodFailed {
+			continue
+		}
 		if selector.Matches(labels.Set(pods.Items[i].Labels)) {
 			out = append(out, model.Pod{Name: pods.Items[i].Name, Labels: pods.Items[i].Labels, Sidecar: hasSidecar(&pods.Items[i])})
 		}

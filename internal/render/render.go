@@ -256,8 +256,9 @@ func Render(b *Bundle, opts Options) ([]Result, error) {
 	gatherer := &gather.Gatherer{
 		Reader: store, Options: modelOpts, MeshConfig: opts.MeshConfigKey(),
 		Now: func() time.Time { return now },
-		// A cluster's Pods and Gateway certificates are all read: none there is a finding.
-		SkipPods: b.cluster == nil && !b.hasPods(), SkipCredentials: b.cluster == nil,
+		// A cluster's Pods are all read: none running is a finding there. Gateway certificates
+		// are not read, neither from files nor from a cluster (that would fetch private keys).
+		SkipPods: b.cluster == nil && !b.hasPods(), SkipCredentials: true,
 	}
 	var out []Result
 	for i, rule := range b.APIRules {

@@ -50,6 +50,8 @@ func Pod(obj any) (any, error) {
 	for _, c := range pod.Spec.InitContainers {
 		slim.Spec.InitContainers = append(slim.Spec.InitContainers, corev1.Container{Name: c.Name})
 	}
+	// A finished Pod (a Job's) gets no traffic: the sidecar check leaves it out.
+	slim.Status.Phase = pod.Status.Phase
 	return slim, nil
 }
 
