@@ -505,7 +505,7 @@ func firstMatch(rule *apiv2.APIRule, req request) int {
 	// slashes, and path parameters, which backends cut from a segment.
 	lower := strings.ToLower(req.path)
 	if strings.Contains(req.path, "//") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") ||
-		strings.Contains(req.path, ";") || strings.Contains(lower, "%3b") {
+		strings.Contains(req.path, ";") || strings.Contains(lower, "%3b") || strings.ContainsAny(req.path, "*[]") {
 		return refused
 	}
 	if slices.ContainsFunc(rule.Spec.Rules, func(r apiv2.Rule) bool { return r.IPRestriction != nil }) && strings.ContainsAny(req.path, "*=") {

@@ -96,24 +96,27 @@ const AmbiguousPathRoute = "ambiguous-path"
 //   - an escape of an unreserved character (ALPHA, DIGIT, '-', '.', '_', '~'), which NONE
 //     keeps and a backend decodes ("/%61pi" is "/api");
 //   - a byte outside printable ASCII, which NONE keeps raw where every other setting escapes
-//     it, so the rules' escaped spellings would not match it.
+//     it, so the rules' escaped spellings would not match it;
+//   - '*', '[' and ']', which every setting keeps raw and which the rules' {*} and {**} do not
+//     match (Istio's path template class): "/api/orders[1]" would miss "/api/{**}" and reach
+//     a later catch-all, while a backend routing "/api/:id" serves the protected handler.
 //
-// Under BASE, MERGE_SLASHES and DECODE_AND_MERGE_SLASHES only slashes and semicolons can
-// still reach the route; the others are removed by normalisation and cost nothing. Rule paths
+// Under BASE, MERGE_SLASHES and DECODE_AND_MERGE_SLASHES only slashes, semicolons, '*', '['
+// and ']' can still reach the route; the others are removed by normalisation and cost nothing. Rule paths
 // never need any of them: the path checks refuse each in a rule path.
 const ambiguousPathRegex = `.*(` + ambiguousSpellings + `).*`
 
 // ambiguousSpellings is the alternation of the spellings above.
-const ambiguousSpellings = `//|%2[Ff]|%5[Cc]|\\|/\.\.?(/|$)|;|%3[Bb]|%(2[DdEe]|3[0-9]|4[1-9A-Fa-f]|5[0-9Aa]|5[Ff]|6[1-9A-Fa-f]|7[0-9Aa]|7[Ee])|[^!-~]`
+const ambiguousSpellings = `//|%2[Ff]|%5[Cc]|\\|/\.\.?(/|$)|;|%3[Bb]|\*|\[|\]|%(2[DdEe]|3[0-9]|4[1-9A-Fa-f]|5[0-9Aa]|5[Ff]|6[1-9A-Fa-f]|7[0-9Aa]|7[Ee])|[^!-~]`
 
 // restrictedPathRegex is ambiguousPathRegex for an APIRule whose rules carry their own IP
-// restrictions, which the gateway's DENY policy scopes by path: it also refuses '*' and '='.
+// restrictions, which the gateway's DENY policy scopes by path: it also refuses '='.
 // Envoy's URI templates, which that policy's {*} and {**} paths become, match '*' since Envoy
 // 1.35 and '=' not in every version, while the route's regexes never match '*' and always
 // match '='. A path with either could be routed past one rule and yet be excluded
 // from the next rule's restriction as the first rule's path, reaching the restricted rule
 // unrestricted (GET /api/x* past /api/{**} to a restricted /*).
-const restrictedPathRegex = `.*(` + ambiguousSpellings + `|\*|=).*`
+const restrictedPathRegex = `.*(` + ambiguousSpellings + `|=).*`
 
 // restrictedPerRule says whether a rule has an IP restriction of its own, which makes the
 // gateway's DENY policy name paths.
@@ -130,9 +133,9 @@ func restrictedPerRule(spec *apiv2.APIRuleSpec) bool {
 // no spelling of a protected path reaches a later, more open rule while the backend serves
 // the protected resource.
 func ambiguousPathRoute(restrictedPerRule bool) *networkingv1.HTTPRoute {
-	regex, body := ambiguousPathRegex, "ambiguous request path: doubled or encoded slashes, dot segments, semicolons and escapes of plain characters are refused\n"
+	regex, body := ambiguousPathRegex, "ambiguous request path: doubled or encoded slashes, dot segments, semicolons, '*', '[', ']' and escapes of plain characters are refused\n"
 	if restrictedPerRule {
-		regex, body = restrictedPathRegex, "ambiguous request path: doubled or encoded slashes, dot segments, semicolons, escapes of plain characters, '*' and '=' are refused\n"
+		regex, body = restrictedPathRegex, "ambiguous request path: doubled or encoded slashes, dot segments, semicolons, '*', '[', ']', '=' and escapes of plain characters are refused\n"
 	}
 	return &networkingv1.HTTPRoute{
 		Name:  AmbiguousPathRoute,
