@@ -46,6 +46,7 @@ func Static(rule *apiv2.APIRule, opts model.Options) Findings {
 	checkEscapesUnderIPRestriction(&rule.Spec, specPath, &fs)
 	checkWildcardUnderIPRestriction(rule, specPath, &fs)
 	checkBackendsNamed(rule, specPath, &fs)
+	checkInternalTrafficAcrossNamespaces(rule, opts, specPath, &fs)
 	if _, ok := model.GatewayRef(rule, opts); !ok && rule.Spec.MTLS == nil {
 		if rule.Spec.Gateway != nil {
 			fs.add(conditions.Accepted, conditions.ReasonInvalidSpec, specPath.Child("gateway"), gatewayValue(rule),

@@ -425,8 +425,19 @@ func TestCrossNamespaceBackendNeedsConsent(t *testing.T) {
 		t.Errorf("a rule's backend without consent: %v", errs)
 	}
 
-	same := "shop"
+	// A grant consents to routes from the gateway, not to opening the workload to the mesh.
+	yes := true
 	r.Spec.Rules = r.Spec.Rules[:1]
+	r.Spec.InternalTraffic = &apiv2.InternalTraffic{Allow: &yes}
+	if errs := consent(grants, grant(nil)); len(errs) != 1 || errs[0].Field != "spec.internalTraffic" {
+		t.Errorf("internalTraffic with a granted backend elsewhere: %v", errs)
+	}
+	if errs := consent(model.Options{CrossNamespaceBackends: true}); len(errs) != 0 {
+		t.Errorf("internalTraffic when the operator allows every namespace: %v", errs)
+	}
+	r.Spec.InternalTraffic = nil
+
+	same := "shop"
 	r.Spec.Service.Namespace = &same
 	if errs := consent(model.Options{}); len(errs) != 0 {
 		t.Errorf("the APIRule's own namespace written out: %v", errs)

@@ -309,6 +309,25 @@ func checkInternalTraffic(spec *apiv2.APIRuleSpec, opts model.Options, specPath 
 	}
 }
 
+// checkInternalTrafficAcrossNamespaces refuses internalTraffic on an APIRule with a backend in
+// another namespace: it writes an ALLOW rule into that namespace for callers of the mesh,
+// on every path, which a ReferenceGrant does not consent to (a grant lets routes from the
+// gateway in, not the mesh). Only the operator's --allow-cross-namespace-backends, which
+// trusts every namespace, permits it.
+func checkInternalTrafficAcrossNamespaces(rule *apiv2.APIRule, opts model.Options, specPath *field.Path, fs *Findings) {
+	if rule.Spec.InternalTraffic == nil || opts.CrossNamespaceBackends {
+		return
+	}
+	for _, ref := range model.BackendRefs(rule) {
+		if ref.Namespace != rule.Namespace {
+			fs.add(conditions.Accepted, conditions.ReasonCrossNamespaceBackend, specPath.Child("internalTraffic"), ref.Namespace,
+				"internalTraffic would let callers of the mesh reach Service %s directly, on every path, and a ReferenceGrant consents to routes "+
+					"from the gateway only; remove internalTraffic, or let the owner of %s set it in an APIRule there", ref, ref.Namespace)
+			return
+		}
+	}
+}
+
 // checkWildcardUnderIPRestriction refuses IP restriction on a wildcard host. The restriction
 // is the ingress gateway's DENY policy, scoped by host, and Istio cannot write a wildcard host
 // with a port in a policy: a client that sends "www.shop.example.com:443" would escape it, and
