@@ -168,7 +168,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 			report.withdrawn(strings.Join(hosts, ", ") + " are held by an older owner")
 		}
 	}
-	if why, ok := withdrawal(output.Findings, conditions.ProgrammedAsIs(rule)); ok {
+	if why, ok := withdrawal(output.Findings, conditions.ProgrammedAsIs(rule), check.UnconsentedServing(input)); ok {
 		if err := r.withdrawAll(ctx, rule); err != nil {
 			report.programFailed(conditions.ReasonPruneFailed, err)
 			return ctrl.Result{}, err
@@ -210,19 +210,22 @@ func exportCertificates(owner types.NamespacedName, in model.Input) {
 // withdrawal says whether the refusals require removing what serves, and why. A refusal
 // usually keeps the objects of the last good spec: a bad edit must not take down what
 // serves. These are the exceptions, where what serves is itself unsafe or unwanted:
-//   - a backend Pod without the sidecar, whatever generation serves: the gateway would route
-//     to a Pod that enforces no policy;
+//   - a Service the route serves, of whatever generation, in a namespace that does not (or no
+//     longer) consent;
+//   - a backend Pod without the sidecar: the gateway would route to a Pod that enforces no
+//     policy;
 //   - when this very spec serves: a conflict with an APIRule that prevails (a race let both
 //     through), or a backend namespace that took its consent back. When an edit introduced the
 //     refusal, the objects of the earlier generation keep serving.
-func withdrawal(fs check.Findings, programmedAsIs bool) (string, bool) {
+func withdrawal(fs check.Findings, programmedAsIs bool, unconsented []types.NamespacedName) (string, bool) {
 	switch {
+	case len(unconsented) > 0:
+		return fmt.Sprintf("namespace %s no longer consents to serving Service %s (its ReferenceGrant is gone or changed)",
+			unconsented[0].Namespace, unconsented[0]), true
 	case fs.Refuses(conditions.ReasonSidecarMissing):
 		return "a backend Pod runs without the Istio sidecar, so nothing there would enforce the policies", true
 	case !programmedAsIs:
 		return "", false
-	case fs.Refuses(conditions.ReasonCrossNamespaceBackend):
-		return "a backend's namespace no longer consents to this APIRule (its ReferenceGrant is gone or changed)", true
 	case fs.Refuses(conditions.ReasonWorkloadConflict), fs.Refuses(conditions.ReasonMTLSHostCovered):
 		return "it conflicts with an APIRule that prevails (a shared workload's issuers or ext-authz provider, or an mTLS host on the same ingress gateway)", true
 	}

@@ -87,3 +87,54 @@ var _ = Describe("A backend in another namespace", Ordered, func() {
 		}, timeout, interval).Should(BeZero())
 	})
 })
+
+var _ = Describe("Consent taken back while an edit is refused", Ordered, func() {
+	BeforeAll(func() {
+		running.stop()
+		opts.Settings.AllowCrossNamespaceBackends = false
+		running = startOperator()
+		DeferCleanup(func() {
+			running.stop()
+			opts.Settings.AllowCrossNamespaceBackends = true
+			running = startOperator()
+		})
+	})
+
+	It("withdraws the serving generation's route into the other namespace, whatever the spec says now", func() {
+		namespace, backends := newNamespace(), newNamespace()
+		createBackend(backends, "ledger")
+		rule := newAPIRule(namespace, "ledger", "ledger", noAuth("/*", "GET"))
+		rule.Spec.Service.Namespace = &backends
+		name := gatewayv1beta1.ObjectName("ledger")
+		grant := &gatewayv1beta1.ReferenceGrant{
+			ObjectMeta: metav1.ObjectMeta{Namespace: backends, Name: "apirules-of-" + namespace},
+			Spec: gatewayv1beta1.ReferenceGrantSpec{
+				From: []gatewayv1beta1.ReferenceGrantFrom{{Group: gatewayv1beta1.Group(apiv2.GroupVersion.Group), Kind: "APIRule", Namespace: gatewayv1beta1.Namespace(namespace)}},
+				To:   []gatewayv1beta1.ReferenceGrantTo{{Group: "", Kind: "Service", Name: &name}},
+			},
+		}
+		Expect(k8s.Create(ctx, grant)).To(Succeed())
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8s.Delete(ctx, rule))).To(Succeed()) })
+		expectReady(key)
+
+		By("refusing an edit that moves the backend home, to a Service that does not exist yet")
+		updateSpec(key, func(spec *apiv2.APIRuleSpec) { spec.Service = &apiv2.Service{Name: "not-yet", Port: 8000} })
+		eventuallyReason(key, conditions.ResolvedRefs, conditions.ReasonServiceNotFound)
+		routes, _ := children(key)
+		Expect(routes).To(HaveLen(1), "the earlier generation keeps serving")
+
+		By("deleting the grant: the route into the other namespace goes, although the spec no longer names it")
+		Expect(k8s.Delete(ctx, grant)).To(Succeed())
+		Eventually(func() int {
+			routes, policies := children(key)
+			return len(routes) + len(policies)
+		}, timeout, interval).Should(BeZero())
+		Eventually(func(g Gomega) {
+			current := &apiv2.APIRule{}
+			g.Expect(k8s.Get(ctx, key, current)).To(Succeed())
+			g.Expect(current.Status.Hosts).To(BeEmpty(), "status says nothing serves")
+		}, timeout, interval).Should(Succeed())
+	})
+})

@@ -90,8 +90,11 @@ func (r *report) checked(findings check.Findings) {
 		r.set(conditions.Accepted, metav1.ConditionTrue, conditions.ReasonAcceptedWithWarnings, warnings.Summary())
 	}
 	if len(errs) > 0 {
-		r.set(conditions.Programmed, metav1.ConditionFalse, conditions.ReasonNotApplied,
-			"Nothing was applied for this generation; objects applied for an earlier generation, if any, keep serving until the problems are fixed.")
+		message := "Nothing was applied for this generation; the objects of an earlier generation keep serving until the problems are fixed."
+		if len(r.hosts) == 0 {
+			message = "Nothing was applied for this generation, and nothing of an earlier one serves."
+		}
+		r.set(conditions.Programmed, metav1.ConditionFalse, conditions.ReasonNotApplied, message)
 	}
 }
 

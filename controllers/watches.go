@@ -47,6 +47,18 @@ func (r *APIRuleReconciler) requestsForReferenceGrant(ctx context.Context, obj c
 			out = append(out, r.requestsForKey(ctx, index.APIRuleCrossNamespace, index.CrossNamespaceKey(from.Namespace, grant.Namespace))...)
 		}
 	}
+	// And the owners of the routes that serve Services of its namespace now, which after a
+	// refused edit the spec may no longer name.
+	routes := &networkingclientv1.VirtualServiceList{}
+	if err := r.Client.List(ctx, routes, client.MatchingFields{index.RouteDestinationNamespace: grant.Namespace}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing the routes into a namespace", "namespace", grant.Namespace)
+		return out
+	}
+	for _, vs := range routes.Items {
+		if owner, ok := ownerFromLabels(vs); ok && owner.Namespace != grant.Namespace {
+			out = append(out, reconcile.Request{NamespacedName: owner})
+		}
+	}
 	return out
 }
 

@@ -402,6 +402,26 @@ func checkBackendConsent(in model.Input, specPath *field.Path, fs *Findings) {
 	}
 }
 
+// UnconsentedServing returns the Services the APIRule's route serves now, in namespaces other
+// than its own, without that namespace's consent. The route may be of an earlier generation
+// than the spec (a refused edit keeps it serving), so consent is judged on what serves: a grant
+// taken back must take it down whatever the spec says now.
+func UnconsentedServing(in model.Input) []types.NamespacedName {
+	if in.Options.CrossNamespaceBackends {
+		return nil
+	}
+	var out []types.NamespacedName
+	for _, ref := range in.ServedBackends {
+		if ref.Namespace == in.APIRule.Namespace {
+			continue
+		}
+		if _, granted := model.GrantFor(in.ReferenceGrants, in.APIRule.Namespace, ref); !granted {
+			out = append(out, ref)
+		}
+	}
+	return out
+}
+
 // checkIngressGatewayKnown refuses a mode whose objects go to the ingress gateway when the
 // operator has no ingress gateway namespace or selector: a policy or Gateway without a
 // selector would apply to every workload of its namespace (every one of the mesh in the root

@@ -93,11 +93,10 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 	})
 	in.Fronting = slices.CompactFunc(in.Fronting, func(a, b model.Fronting) bool { return a.Host == b.Host && a.Route == b.Route })
 
-	served, err := r.servedHosts(ctx, rule)
-	if err != nil {
+	var err error
+	if in.ServedHosts, in.ServedBackends, err = r.served(ctx, rule); err != nil {
 		return in, err
 	}
-	in.ServedHosts = served
 	if in.Gateway != nil {
 		claims, err := r.hostClaims(ctx, in)
 		if err != nil {
@@ -126,7 +125,7 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 	if in.Peers, err = Peers(ctx, r.Reader, rule, in.Services); err != nil {
 		return in, err
 	}
-	if in.ReferenceGrants, err = r.referenceGrants(ctx, rule); err != nil {
+	if in.ReferenceGrants, err = r.referenceGrants(ctx, rule, in.ServedBackends); err != nil {
 		return in, err
 	}
 	return in, nil
@@ -193,15 +192,15 @@ func PeersOf(ctx context.Context, reader client.Reader, rule *apiv2.APIRule) ([]
 	return Peers(ctx, reader, rule, services)
 }
 
-// referenceGrants reads the ReferenceGrants of the backend namespaces that are not the
-// APIRule's, when the cluster serves them, in a fixed order: the grant a finding names must
+// referenceGrants reads the ReferenceGrants of the namespaces, other than the APIRule's, of its
+// backends and of the Services its route serves now, when the cluster serves them, in a fixed order: the grant a finding names must
 // not change with the cache's list order.
-func (r *Gatherer) referenceGrants(ctx context.Context, rule *apiv2.APIRule) ([]model.ReferenceGrant, error) {
+func (r *Gatherer) referenceGrants(ctx context.Context, rule *apiv2.APIRule, served []types.NamespacedName) ([]model.ReferenceGrant, error) {
 	if !r.Options.ReferenceGrants {
 		return nil, nil
 	}
 	var namespaces []string
-	for _, ref := range model.BackendRefs(rule) {
+	for _, ref := range append(model.BackendRefs(rule), served...) {
 		if ref.Namespace != rule.Namespace && !slices.Contains(namespaces, ref.Namespace) {
 			namespaces = append(namespaces, ref.Namespace)
 		}
@@ -365,17 +364,18 @@ func hasSidecar(pod *corev1.Pod) bool {
 	return false
 }
 
-// servedHosts returns the hosts the APIRule's VirtualService routes now.
-func (r *Gatherer) servedHosts(ctx context.Context, rule *apiv2.APIRule) ([]string, error) {
+// served returns the hosts the APIRule's VirtualService routes now, and the Services it
+// routes them to.
+func (r *Gatherer) served(ctx context.Context, rule *apiv2.APIRule) ([]string, []types.NamespacedName, error) {
 	vs := &networkingclientv1.VirtualService{}
 	key := model.RouteKey(model.Owner(rule))
 	switch err := r.Reader.Get(ctx, key, vs); {
 	case apierrors.IsNotFound(err):
-		return nil, nil
+		return nil, nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("reading VirtualService %s: %w", key, err)
+		return nil, nil, fmt.Errorf("reading VirtualService %s: %w", key, err)
 	}
-	return vs.Spec.Hosts, nil
+	return vs.Spec.Hosts, index.RouteBackends(vs), nil
 }
 
 // hostClaims finds who else routes one of the APIRule's hosts: other APIRules (from the cache,

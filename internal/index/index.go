@@ -40,6 +40,9 @@ const (
 	APIRuleCrossNamespace = "apirule.io/cross-namespace"
 	// GatewayServerHost lists Gateways by the hosts of their servers, without namespace/.
 	GatewayServerHost = "apirule.io/server-hosts"
+	// RouteDestinationNamespace lists the operator's VirtualServices by the namespaces of the
+	// Services they route to: a ReferenceGrant there may take away their consent.
+	RouteDestinationNamespace = "apirule.io/destination-namespaces"
 	// GatewayCredential lists Gateways by the certificate Secret names of their servers.
 	GatewayCredential = "apirule.io/server-credentials"
 	// VirtualServiceHost lists every VirtualService of the cluster by host.
@@ -74,6 +77,15 @@ func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definiti
 		}},
 		{&networkingclientv1.VirtualService{}, VirtualServiceHost, func(obj client.Object) []string {
 			return obj.(*networkingclientv1.VirtualService).Spec.Hosts
+		}},
+		{&networkingclientv1.VirtualService{}, RouteDestinationNamespace, func(obj client.Object) []string {
+			var namespaces []string
+			for _, ref := range RouteBackends(obj.(*networkingclientv1.VirtualService)) {
+				if !slices.Contains(namespaces, ref.Namespace) {
+					namespaces = append(namespaces, ref.Namespace)
+				}
+			}
+			return namespaces
 		}},
 		{&networkingclientv1.Gateway{}, GatewayServerHost, func(obj client.Object) []string {
 			return ServerHosts(obj.(*networkingclientv1.Gateway))
@@ -206,4 +218,19 @@ func ServerHosts(gw *networkingclientv1.Gateway) []string {
 		}
 	}
 	return hosts
+}
+
+// RouteBackends are the Services a VirtualService routes to (model.ServiceHost's form), once
+// each, sorted.
+func RouteBackends(vs *networkingclientv1.VirtualService) []types.NamespacedName {
+	var out []types.NamespacedName
+	for _, route := range vs.Spec.Http {
+		for _, d := range route.Route {
+			if ref, ok := model.ServiceFromHost(d.GetDestination().GetHost()); ok && !slices.Contains(out, ref) {
+				out = append(out, ref)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b types.NamespacedName) int { return strings.Compare(a.String(), b.String()) })
+	return out
 }

@@ -31,6 +31,9 @@ type Input struct {
 	HostClaims map[string][]HostClaim
 	// ServedHosts are the hosts this APIRule's VirtualService routes now.
 	ServedHosts []string
+	// ServedBackends are the Services this APIRule's VirtualService routes to now, sorted: of
+	// the generation that serves, which after a refused edit is not the spec's.
+	ServedBackends []types.NamespacedName
 	// MTLS is what was read of the Secrets that spec.mtls names; nil when it is not set.
 	MTLS *MTLSSecrets
 	// OtherGateways are the Gateways, other than the operator's own, that serve one of the

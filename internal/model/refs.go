@@ -354,3 +354,18 @@ func SelectorsOverlap(a, b Service) bool {
 	}
 	return true
 }
+
+// ServiceHost is the cluster-local name a route sends a backend's requests to.
+func ServiceHost(ref types.NamespacedName) string {
+	return ref.Name + "." + ref.Namespace + ".svc.cluster.local"
+}
+
+// ServiceFromHost reads a backend back from ServiceHost's form.
+func ServiceFromHost(host string) (types.NamespacedName, bool) {
+	rest, ok := strings.CutSuffix(host, ".svc.cluster.local")
+	name, namespace, found := strings.Cut(rest, ".")
+	if !ok || !found || name == "" || namespace == "" || strings.Contains(namespace, ".") {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: namespace, Name: name}, true
+}

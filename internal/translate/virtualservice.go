@@ -64,7 +64,7 @@ func httpRoute(spec *apiv2.APIRuleSpec, p rulePlan, hosts []string) *networkingv
 		}},
 		Route: []*networkingv1.HTTPRouteDestination{{
 			Destination: &networkingv1.Destination{
-				Host: fmt.Sprintf("%s.%s.svc.cluster.local", p.backend.Name, p.backend.Namespace),
+				Host: model.ServiceHost(types.NamespacedName{Namespace: p.backend.Namespace, Name: p.backend.Name}),
 				Port: &networkingv1.PortSelector{Number: p.port},
 			},
 		}},
