@@ -142,7 +142,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 				&securityclientv1.AuthorizationPolicy{}:   generated,
 				&securityclientv1.RequestAuthentication{}: generated,
 				&corev1.ConfigMap{}:                       meshConfig,
-				// Secrets only for their certificates: keys and other values never enter memory.
+				// Secrets only for their certificates: keys and other values are dropped as each
+				// Secret arrives, before it enters the cache (the API server sends them whole).
 				&corev1.Secret{}: {Transform: slim.Secret},
 				// Pods only for the sidecar and trusted-proxy checks: a cluster's Pod specs (images,
 				// env values, volumes) would be most of the cache.

@@ -34,8 +34,9 @@ type cluster struct {
 // operator's cache holds, no more: every APIRule (host claims cross namespaces), Gateway and
 // VirtualService (unmanaged ones only as hosts and gateways); the Services and Pods of the
 // backends' namespaces and the ingress gateway's namespace (Pods only as labels, container
-// names and the proxy-config annotation); the mTLS APIRules' Secrets, only their
-// certificates (no private key leaves the cluster into this process's memory); the mesh
+// names and the proxy-config annotation); the mTLS APIRules' Secrets, of which only the
+// certificates are kept (the API server sends the whole Secret, private key included; it is
+// dropped at once, as the operator's cache drops it); the mesh
 // config ConfigMap; and ReferenceGrants, when the cluster serves them. The APIRules are in
 // creation order, the order the operator's host ownership follows.
 func LoadCluster(ctx context.Context, reader client.Reader, mapper meta.RESTMapper, opts Options) (*Bundle, error) {
