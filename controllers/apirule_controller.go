@@ -139,7 +139,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 		return ctrl.Result{}, r.finalize(ctx, rule)
 	}
 
-	report := newReport(rule)
+	report := newReport(rule, &r.ledger)
 	defer func() {
 		if statusErr := r.writeStatus(ctx, rule, report); statusErr != nil {
 			// Never a requeue delay together with an error.
@@ -168,7 +168,7 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 			report.withdrawn(strings.Join(hosts, ", ") + " are held by an older owner")
 		}
 	}
-	if why, ok := withdrawal(output.Findings, conditions.ProgrammedAsIs(rule), check.UnconsentedServing(input)); ok {
+	if why, ok := withdrawal(output.Findings, conditions.ProgrammedAsIs(rule), check.UnconsentedServing(input), check.UnprotectedServing(input)); ok {
 		if err := r.withdrawAll(ctx, rule); err != nil {
 			report.programFailed(conditions.ReasonPruneFailed, err)
 			return ctrl.Result{}, err
@@ -212,18 +212,19 @@ func exportCertificates(owner types.NamespacedName, in model.Input) {
 // serves. These are the exceptions, where what serves is itself unsafe or unwanted:
 //   - a Service the route serves, of whatever generation, in a namespace that does not (or no
 //     longer) consent;
-//   - a backend Pod without the sidecar: the gateway would route to a Pod that enforces no
-//     policy;
+//   - a Pod without the sidecar behind a Service the route serves, of whatever generation: the
+//     gateway would route to a Pod that enforces no policy;
 //   - when this very spec serves: a conflict with an APIRule that prevails (a race let both
 //     through), or a backend namespace that took its consent back. When an edit introduced the
 //     refusal, the objects of the earlier generation keep serving.
-func withdrawal(fs check.Findings, programmedAsIs bool, unconsented []types.NamespacedName) (string, bool) {
+func withdrawal(fs check.Findings, programmedAsIs bool, unconsented, unprotected []types.NamespacedName) (string, bool) {
 	switch {
 	case len(unconsented) > 0:
 		return fmt.Sprintf("namespace %s no longer consents to serving Service %s (its ReferenceGrant is gone or changed)",
 			unconsented[0].Namespace, unconsented[0]), true
-	case fs.Refuses(conditions.ReasonSidecarMissing):
-		return "a backend Pod runs without the Istio sidecar, so nothing there would enforce the policies", true
+	case len(unprotected) > 0:
+		return fmt.Sprintf("a Pod of Service %s, which the route serves, runs without the Istio sidecar, so nothing there would enforce the policies",
+			unprotected[0]), true
 	case !programmedAsIs:
 		return "", false
 	case fs.Refuses(conditions.ReasonWorkloadConflict), fs.Refuses(conditions.ReasonMTLSHostCovered):

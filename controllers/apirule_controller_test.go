@@ -638,6 +638,22 @@ var _ = Describe("APIRule reconciler", func() {
 		expectReady(key)
 	})
 
+	It("withdraws the serving generation's route when a Pod without the sidecar joins its Service while an edit is refused", func() {
+		key := createReady(namespace, "older", noAuth("/*", "GET"))
+		updateSpec(key, func(spec *apiv2.APIRuleSpec) { spec.Service.Name = "not-yet" })
+		eventuallyReason(key, conditions.ResolvedRefs, conditions.ReasonServiceNotFound)
+		routes, _ := children(key)
+		Expect(routes).To(HaveLen(1), "the earlier generation keeps serving Service older")
+
+		bare := fixtures.SidecarPod(namespace, "older-bare", "older")
+		bare.Spec.Containers = bare.Spec.Containers[:1]
+		Expect(k8s.Create(ctx, bare)).To(Succeed())
+		Eventually(func() int {
+			routes, policies := children(key)
+			return len(routes) + len(policies)
+		}, timeout, interval).Should(BeZero(), "no route to a Pod that enforces no policy, whatever generation serves")
+	})
+
 	It("warns while the Service selects no Pods", func() {
 		Expect(k8s.Create(ctx, fixtures.Service(namespace, "empty", 8000))).To(Succeed())
 		rule := newAPIRule(namespace, "empty", "empty", noAuth("/*", "GET"))

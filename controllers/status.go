@@ -44,14 +44,20 @@ type report struct {
 	objects []apiv2.GeneratedObject
 }
 
-func newReport(rule *apiv2.APIRule) *report {
+func newReport(rule *apiv2.APIRule, ledger *statusLedger) *report {
+	// Start from the newest status known: the cache may not show this process's last write
+	// yet, and a reconcile working from an older one would undo it (a withdrawal's reason).
+	status := rule.Status
+	if last, ok := ledger.get(rule); ok && last.ObservedGeneration >= status.ObservedGeneration {
+		status = last
+	}
 	return &report{
 		generation: rule.Generation,
-		conditions: append([]metav1.Condition(nil), rule.Status.Conditions...),
-		warnings:   rule.Status.Warnings,
-		hosts:      rule.Status.Hosts,
-		gateway:    rule.Status.Gateway,
-		objects:    rule.Status.Objects,
+		conditions: append([]metav1.Condition(nil), status.Conditions...),
+		warnings:   status.Warnings,
+		hosts:      status.Hosts,
+		gateway:    status.Gateway,
+		objects:    status.Objects,
 	}
 }
 
@@ -90,6 +96,11 @@ func (r *report) checked(findings check.Findings) {
 		r.set(conditions.Accepted, metav1.ConditionTrue, conditions.ReasonAcceptedWithWarnings, warnings.Summary())
 	}
 	if len(errs) > 0 {
+		if c := conditions.Find(r.conditions, conditions.Programmed); c != nil && c.Reason == string(conditions.ReasonWithdrawn) && len(r.hosts) == 0 {
+			// Still withdrawn: the reason says why nothing serves until the problems are fixed.
+			r.set(conditions.Programmed, metav1.ConditionFalse, conditions.ReasonWithdrawn, c.Message)
+			return
+		}
 		message := "Nothing was applied for this generation; the objects of an earlier generation keep serving until the problems are fixed."
 		if len(r.hosts) == 0 {
 			message = "Nothing was applied for this generation, and nothing of an earlier one serves."

@@ -49,13 +49,20 @@ func (r *APIRuleReconciler) requestsForReferenceGrant(ctx context.Context, obj c
 	}
 	// And the owners of the routes that serve Services of its namespace now, which after a
 	// refused edit the spec may no longer name.
+	return append(out, r.requestsForRoutesTo(ctx, index.RouteDestinationNamespace, grant.Namespace)...)
+}
+
+// requestsForRoutesTo maps the operator's VirtualServices under an index key of their
+// destinations to their owners: what serves now, whatever the owners' specs say.
+func (r *APIRuleReconciler) requestsForRoutesTo(ctx context.Context, field, key string) []reconcile.Request {
 	routes := &networkingclientv1.VirtualServiceList{}
-	if err := r.Client.List(ctx, routes, client.MatchingFields{index.RouteDestinationNamespace: grant.Namespace}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing the routes into a namespace", "namespace", grant.Namespace)
-		return out
+	if err := r.Client.List(ctx, routes, client.MatchingFields{field: key}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing the routes by destination", "index", field, "key", key)
+		return nil
 	}
+	var out []reconcile.Request
 	for _, vs := range routes.Items {
-		if owner, ok := ownerFromLabels(vs); ok && owner.Namespace != grant.Namespace {
+		if owner, ok := ownerFromLabels(vs); ok {
 			out = append(out, reconcile.Request{NamespacedName: owner})
 		}
 	}
@@ -170,6 +177,7 @@ func (r *APIRuleReconciler) requestsForPod(ctx context.Context, obj client.Objec
 			}
 			seen[svc.Name] = true
 			out = append(out, r.requestsForIndex(index.APIRuleService)(ctx, svc)...)
+			out = append(out, r.requestsForRoutesTo(ctx, index.RouteDestination, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}.String())...)
 		}
 	}
 	return out

@@ -422,6 +422,23 @@ func UnconsentedServing(in model.Input) []types.NamespacedName {
 	return out
 }
 
+// UnprotectedServing returns the Services the APIRule's route serves now that select a Pod
+// without the sidecar: the gateway sends it requests that no policy checks, whichever
+// generation serves.
+func UnprotectedServing(in model.Input) []types.NamespacedName {
+	var out []types.NamespacedName
+	for _, ref := range in.ServedBackends {
+		svc, ok := in.Services[ref]
+		if !ok {
+			svc, ok = in.ServedServices[ref]
+		}
+		if ok && svc.PodsKnown && slices.ContainsFunc(svc.Pods, func(p model.Pod) bool { return !p.Sidecar }) {
+			out = append(out, ref)
+		}
+	}
+	return out
+}
+
 // checkIngressGatewayKnown refuses a mode whose objects go to the ingress gateway when the
 // operator has no ingress gateway namespace or selector: a policy or Gateway without a
 // selector would apply to every workload of its namespace (every one of the mesh in the root

@@ -122,6 +122,12 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 	if in.Services, err = r.backends(ctx, rule); err != nil {
 		return in, err
 	}
+	if in.ServedServices, err = r.services(ctx, in.ServedBackends, func(ref types.NamespacedName) bool {
+		_, known := in.Services[ref]
+		return !known
+	}); err != nil {
+		return in, err
+	}
 	if in.Peers, err = Peers(ctx, r.Reader, rule, in.Services); err != nil {
 		return in, err
 	}
@@ -161,8 +167,17 @@ func (r *Gatherer) missingCredentials(ctx context.Context, in model.Input) ([]st
 
 // backends reads the APIRule's backend Services that exist and, unless SkipPods, their Pods.
 func (r *Gatherer) backends(ctx context.Context, rule *apiv2.APIRule) (map[types.NamespacedName]model.Service, error) {
+	return r.services(ctx, model.BackendRefs(rule), func(types.NamespacedName) bool { return true })
+}
+
+// services reads the Services of refs that want selects, and, unless SkipPods, their Pods; a
+// Service that does not exist is left out.
+func (r *Gatherer) services(ctx context.Context, refs []types.NamespacedName, want func(types.NamespacedName) bool) (map[types.NamespacedName]model.Service, error) {
 	out := map[types.NamespacedName]model.Service{}
-	for _, ref := range model.BackendRefs(rule) {
+	for _, ref := range refs {
+		if !want(ref) {
+			continue
+		}
 		svc := &corev1.Service{}
 		switch err := r.Reader.Get(ctx, ref, svc); {
 		case err == nil:

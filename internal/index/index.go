@@ -43,6 +43,9 @@ const (
 	// RouteDestinationNamespace lists the operator's VirtualServices by the namespaces of the
 	// Services they route to: a ReferenceGrant there may take away their consent.
 	RouteDestinationNamespace = "apirule.io/destination-namespaces"
+	// RouteDestination lists the operator's VirtualServices by the namespace/name of each
+	// Service they route to: a Pod joining it may take their protection away.
+	RouteDestination = "apirule.io/destinations"
 	// GatewayCredential lists Gateways by the certificate Secret names of their servers.
 	GatewayCredential = "apirule.io/server-credentials"
 	// VirtualServiceHost lists every VirtualService of the cluster by host.
@@ -77,6 +80,13 @@ func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definiti
 		}},
 		{&networkingclientv1.VirtualService{}, VirtualServiceHost, func(obj client.Object) []string {
 			return obj.(*networkingclientv1.VirtualService).Spec.Hosts
+		}},
+		{&networkingclientv1.VirtualService{}, RouteDestination, func(obj client.Object) []string {
+			var keys []string
+			for _, ref := range RouteBackends(obj.(*networkingclientv1.VirtualService)) {
+				keys = append(keys, ref.String())
+			}
+			return keys
 		}},
 		{&networkingclientv1.VirtualService{}, RouteDestinationNamespace, func(obj client.Object) []string {
 			var namespaces []string

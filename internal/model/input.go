@@ -34,6 +34,8 @@ type Input struct {
 	// ServedBackends are the Services this APIRule's VirtualService routes to now, sorted: of
 	// the generation that serves, which after a refused edit is not the spec's.
 	ServedBackends []types.NamespacedName
+	// ServedServices are those of ServedBackends that are not in Services, as read.
+	ServedServices map[types.NamespacedName]Service
 	// MTLS is what was read of the Secrets that spec.mtls names; nil when it is not set.
 	MTLS *MTLSSecrets
 	// OtherGateways are the Gateways, other than the operator's own, that serve one of the
