@@ -474,7 +474,11 @@ func (w *readyWatch) watch(ctx context.Context, c client.WithWatch, rv string) (
 }
 
 func (w *readyWatch) run(ctx context.Context, c client.WithWatch, events watch.Interface, rv string) {
-	defer func() { events.Stop() }()
+	defer func() {
+		if events != nil {
+			events.Stop()
+		}
+	}()
 	for {
 		var e watch.Event
 		var open bool
