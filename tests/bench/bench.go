@@ -420,8 +420,9 @@ type readyWatch struct {
 	changed   chan struct{}
 	// lastErr is the latest failure to watch again, for the message of a run that times out.
 	lastErr error
-	// resumes counts the watches started after the first; relists the lists after the first.
-	resumes, relists int
+	// resumes counts the watches started after the first; relists the lists after the first;
+	// received the APIRule events watched (bookmarks aside).
+	resumes, relists, received int
 
 	// timeout, when set, asks the API server to end each watch after that many seconds.
 	timeout int64
@@ -498,7 +499,13 @@ func (w *readyWatch) run(ctx context.Context, c client.WithWatch, events watch.I
 			if m, err := meta.Accessor(e.Object); err == nil && m.GetResourceVersion() != "" {
 				rv = m.GetResourceVersion()
 			}
-			if rule, isRule := e.Object.(*apiv2.APIRule); isRule && e.Type != watch.Deleted && e.Type != watch.Bookmark {
+			if e.Type == watch.Bookmark {
+				continue
+			}
+			w.mu.Lock()
+			w.received++
+			w.mu.Unlock()
+			if rule, isRule := e.Object.(*apiv2.APIRule); isRule && e.Type != watch.Deleted {
 				w.observe(rule)
 			}
 			continue

@@ -148,13 +148,19 @@ func TestReadyWatchResumesWhereItStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.mu.Lock()
-	resumes, relists := w.resumes, w.relists
+	resumes, relists, received := w.resumes, w.relists, w.received
 	w.mu.Unlock()
 	if resumes < n {
 		t.Errorf("%d watches resumed in %d s of one-second watches, want at least %d", resumes, 3*n/2, n)
 	}
 	if relists != 0 {
 		t.Errorf("%d lists after the first: the watch should resume from its resourceVersion", relists)
+	}
+	// Resuming from the last resourceVersion replays nothing: the APIRules were created before
+	// the first list, so the only events are the n+1 status changes. A watch started afresh
+	// would begin with every APIRule again, at each resume.
+	if received != n+1 {
+		t.Errorf("%d APIRule events watched, want %d (one per status change)", received, n+1)
 	}
 }
 
