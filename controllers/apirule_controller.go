@@ -238,6 +238,9 @@ func withdrawal(fs check.Findings, programmedAsIs bool, unconsented, unprotected
 // what removes the children when the APIRule is deleted, routes first. The garbage collector
 // would delete the children in no particular order, leaving a moment in which a route is
 // live without its policy; and it cannot reach children in other namespaces at all.
+// The mutating webhook normally sets the finalizer as the APIRule is created; the patch here
+// is the fallback for APIRules created while the webhook was off or unreachable (its
+// failurePolicy is Ignore), and costs one write more.
 // The reason says which write failed: ApplyFailed or PruneFailed.
 func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, objects translate.Objects) (conditions.Reason, error) {
 	all := objects.All()

@@ -75,8 +75,9 @@ func run() error {
 	ctrl.SetLogger(zap.New(zap.WriteTo(logFile)))
 
 	step("Starting a local control plane (kube-apiserver %s and etcd, built from source; no nodes, no kubelet)", kubeVersion(root))
-	// As an install: the API server calls the operator's validating webhook, registered from
-	// config/webhook with a certificate envtest issues for the local server.
+	// As an install: the API server calls the operator's validating and mutating (finalizer)
+	// webhooks, registered from config/webhook with a certificate envtest issues for the
+	// local server.
 	env, err := testenv.StartWith(func(e *envtest.Environment) {
 		e.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}}
 	})

@@ -15,6 +15,9 @@ import (
 type RequestCounter struct {
 	mu    sync.Mutex
 	byKey map[string]int
+	// byObject counts the requests that name one object, by "VERB resource namespace/name",
+	// so a test can tell its object's writes from those of objects other tests left behind.
+	byObject map[string]int
 }
 
 // Wrap is a rest.Config WrapTransport that counts every request.
@@ -32,6 +35,9 @@ func (c *RequestCounter) Wrap(next http.RoundTripper) http.RoundTripper {
 		}
 		c.mu.Lock()
 		c.byKey[key]++
+		if name := objectName(req.URL.Path); name != "" {
+			c.byObject[verb(req)+" "+resource(req.URL.Path)+" "+name]++
+		}
 		c.mu.Unlock()
 		return next.RoundTrip(req)
 	})
@@ -112,7 +118,31 @@ func (c *RequestCounter) Writes() int {
 }
 
 // NewRequestCounter returns an empty counter.
-func NewRequestCounter() *RequestCounter { return &RequestCounter{byKey: map[string]int{}} }
+func NewRequestCounter() *RequestCounter {
+	return &RequestCounter{byKey: map[string]int{}, byObject: map[string]int{}}
+}
+
+// ObjectRequests is how many requests of this verb went to the named object's resource
+// (for example "PATCH", "apirules", "shop/httpbin"; "apirules/status" for its status).
+func (c *RequestCounter) ObjectRequests(verb, resource, namespacedName string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byObject[verb+" "+resource+" "+namespacedName]
+}
+
+// objectName is "namespace/name" (or "name" for a cluster-scoped object) of a path that
+// names one object; empty for collections and discovery.
+func objectName(path string) string {
+	parts := resourceParts(path)
+	if len(parts) < 2 {
+		return ""
+	}
+	all := strings.Split(strings.Trim(path, "/"), "/")
+	if i := slices.Index(all, "namespaces"); i >= 0 && i+2 < len(all) {
+		return all[i+1] + "/" + parts[1]
+	}
+	return parts[1]
+}
 
 // ReconcileCount is how many reconciles the named controller has finished in this process.
 func ReconcileCount(controller string) float64 {

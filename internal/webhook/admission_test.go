@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +26,7 @@ import (
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 	"github.com/apirule-operator/apirule-operator/internal/operator"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/testenv"
 	"github.com/apirule-operator/apirule-operator/internal/webhook"
 )
@@ -485,4 +487,124 @@ func TestCrossNamespaceBackendNeedsAReferenceGrant(t *testing.T) {
 	rejected(t, k8s.Create(ctx, other), map[string]string{
 		"spec.service.namespace": "to group \"\", kind Service, name payments",
 	})
+}
+
+// servable creates the backend Service and a Pod with a sidecar in ns, so an APIRule on
+// "backend" becomes Ready and the reconciler reaches the point where it needs the finalizer.
+func servable(t *testing.T, ns string) {
+	t.Helper()
+	for _, obj := range []client.Object{fixtures.Service(ns, "backend", 8080), fixtures.SidecarPod(ns, "backend-0", "backend")} {
+		if err := k8s.Create(context.Background(), obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitReady waits until the operator reports the APIRule Ready and returns it as stored.
+func waitReady(t *testing.T, r *apiv2.APIRule) *apiv2.APIRule {
+	t.Helper()
+	got := &apiv2.APIRule{}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(r), got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.State == apiv2.StateReady && got.Status.ObservedGeneration == got.Generation {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not Ready after 30 s: %+v", got.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The mutating webhook sets the finalizer as the APIRule is stored, so the operator never
+// patches it: the create's answer carries it, and the APIRule gets Ready without a single
+// PATCH of the APIRule itself by the operator.
+func TestFinalizerIsSetOnCreate(t *testing.T) {
+	ns := namespace(t)
+	servable(t, ns)
+	r := in(ns, apiRule("finalized", "finalized.example.com", noAuth("/a", "GET")))
+	r.Finalizers = []string{"test.apirule.io/other"}
+	if err := k8s.Create(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"test.apirule.io/other", ownership.Finalizer}; !slices.Equal(r.Finalizers, want) {
+		t.Fatalf("stored finalizers %v, want %v (the client's kept, the operator's appended)", r.Finalizers, want)
+	}
+	ready := waitReady(t, r)
+	if !slices.Equal(ready.Finalizers, r.Finalizers) {
+		t.Errorf("finalizers changed to %v after the reconcile", ready.Finalizers)
+	}
+	if n := operatorRequests.ObjectRequests("PATCH", "apirules", ns+"/finalized"); n != 0 {
+		t.Errorf("the operator patched the APIRule %d times; the webhook should have set the finalizer", n)
+	}
+	if n := operatorRequests.ObjectRequests("PATCH", "apirules/status", ns+"/finalized"); n != 1 {
+		t.Errorf("the operator wrote the status %d times, want 1", n)
+	}
+
+	// Asking for it again (a client that sets it itself) adds no second copy.
+	twice := in(ns, apiRule("twice", "twice.example.com", noAuth("/a", "GET")))
+	twice.Finalizers = []string{ownership.Finalizer}
+	if err := k8s.Create(context.Background(), twice); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(twice.Finalizers, []string{ownership.Finalizer}) {
+		t.Errorf("finalizers %v, want the operator's once", twice.Finalizers)
+	}
+}
+
+// With the mutating webhook out of the way (here: its configuration excludes APIRules with a
+// label; in a cluster: the webhook off or unreachable, failurePolicy Ignore) the create
+// succeeds without the finalizer, and the reconciler adds it with a patch of its own before
+// it writes the first child.
+func TestFinalizerFallsBackToTheReconciler(t *testing.T) {
+	ctx := context.Background()
+	const skip = "test.apirule.io/skip-mutation"
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: "mutating-webhook-configuration"}, cfg); err != nil {
+		t.Fatal(err)
+	}
+	original := cfg.DeepCopy()
+	cfg.Webhooks[0].ObjectSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: skip, Operator: metav1.LabelSelectorOpDoesNotExist}}}
+	if err := k8s.Patch(ctx, cfg, client.MergeFrom(original)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		restore := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		if err := k8s.Get(ctx, client.ObjectKey{Name: cfg.Name}, restore); err == nil {
+			before := restore.DeepCopy()
+			restore.Webhooks[0].ObjectSelector = original.Webhooks[0].ObjectSelector
+			_ = k8s.Patch(ctx, restore, client.MergeFrom(before))
+		}
+	})
+
+	ns := namespace(t)
+	servable(t, ns)
+	// The API server picks up the changed configuration a moment later: until then the
+	// webhook still sets the finalizer, and the attempt is left for the operator to settle.
+	var r *apiv2.APIRule
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; ; i++ {
+		r = in(ns, apiRule(fmt.Sprintf("unmutated-%d", i), fmt.Sprintf("unmutated-%d.example.com", i), noAuth("/a", "GET")))
+		r.Labels = map[string]string{skip: "true"}
+		if err := k8s.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Finalizers) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the webhook still set the finalizer after 20 s: %v", r.Finalizers)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	ready := waitReady(t, r)
+	if !slices.Equal(ready.Finalizers, []string{ownership.Finalizer}) {
+		t.Errorf("finalizers %v, want the operator's", ready.Finalizers)
+	}
+	if n := operatorRequests.ObjectRequests("PATCH", "apirules", ns+"/"+r.Name); n != 1 {
+		t.Errorf("the operator patched the APIRule %d times, want 1 (the finalizer)", n)
+	}
 }

@@ -9,7 +9,7 @@ import (
 // The certificate modes.
 const (
 	// CertSelf: the operator creates and rotates its serving certificate and writes the CA
-	// into its ValidatingWebhookConfiguration. No other component is needed.
+	// into its Validating- and MutatingWebhookConfiguration. No other component is needed.
 	CertSelf = "self"
 	// CertExternal: another component (cert-manager, for example) mounts the certificate
 	// into the certificate directory and fills in the caBundle; the operator only serves.
@@ -35,6 +35,9 @@ type Options struct {
 	ServiceName string
 	// ConfigurationName is the ValidatingWebhookConfiguration whose caBundle is kept.
 	ConfigurationName string
+	// MutatingConfigurationName is the MutatingWebhookConfiguration (the finalizer on
+	// create) whose caBundle is kept too; empty for none.
+	MutatingConfigurationName string
 	// SecretName is the Secret that holds the certificate.
 	SecretName string
 }
@@ -51,13 +54,16 @@ func DefaultOptions() Options {
 		ServiceName:       "apirule-operator-webhook-service",
 		ConfigurationName: "apirule-operator-validating-webhook-configuration",
 		SecretName:        "apirule-operator-webhook-server-cert",
+
+		MutatingConfigurationName: "apirule-operator-mutating-webhook-configuration",
 	}
 }
 
 // BindFlags registers the webhook flags, defaulting to the current values.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.Enabled, "enable-webhook", o.Enabled,
-		"serve the validating admission webhook for APIRules; the install manifests register it with failurePolicy Fail")
+		"serve the admission webhooks for APIRules: validation (the install manifests register it with failurePolicy Fail) and "+
+			"the finalizer on create (failurePolicy Ignore; off, the operator adds the finalizer with a patch of its own)")
 	fs.IntVar(&o.Port, "webhook-port", o.Port, "port of the webhook server")
 	fs.StringVar(&o.CertDir, "webhook-cert-dir", o.CertDir, "directory with the webhook serving certificate (tls.crt, tls.key)")
 	fs.StringVar(&o.CertManagement, "webhook-cert-management", o.CertManagement,
@@ -67,6 +73,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ServiceName, "webhook-service-name", o.ServiceName, "webhook Service, whose DNS names the self-managed certificate carries")
 	fs.StringVar(&o.ConfigurationName, "webhook-configuration-name", o.ConfigurationName,
 		"ValidatingWebhookConfiguration whose caBundle the operator keeps in the self mode")
+	fs.StringVar(&o.MutatingConfigurationName, "webhook-mutating-configuration-name", o.MutatingConfigurationName,
+		"MutatingWebhookConfiguration whose caBundle the operator keeps in the self mode; empty for none")
 	fs.StringVar(&o.SecretName, "webhook-secret-name", o.SecretName,
 		"Secret in the operator namespace (env POD_NAMESPACE) that holds the self-managed certificate")
 }

@@ -24,12 +24,14 @@ import (
 // +kubebuilder:rbac:groups="",namespace=apirule-system,resources=secrets,verbs=create
 // +kubebuilder:rbac:groups="",namespace=apirule-system,resources=secrets,verbs=get;update,resourceNames=apirule-operator-webhook-server-cert
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;update;patch,resourceNames=apirule-operator-validating-webhook-configuration
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update;patch,resourceNames=apirule-operator-mutating-webhook-configuration
 
 // CertRotator keeps the webhook's serving certificate in the self-managed mode: it creates a
 // CA and a serving certificate for the webhook Service in a Secret, replaces them well before
 // they expire, writes the serving certificate into the directory the webhook server reads
 // (controller-runtime reloads it when the files change), and writes the CA into the
-// caBundle of the ValidatingWebhookConfiguration.
+// caBundle of the ValidatingWebhookConfiguration and of the MutatingWebhookConfiguration:
+// the API server calls both on the same server with the same certificate.
 //
 // Every replica runs it. They converge on one Secret: the first creates it, the others read
 // it; a replacement is an update with the Secret's resourceVersion, so when two replicas
@@ -41,11 +43,14 @@ type CertRotator struct {
 	// Writer creates and updates them.
 	Writer client.Client
 
-	Namespace     string
-	Service       string
-	Secret        string
-	Configuration string
-	CertDir       string
+	Namespace string
+	Service   string
+	Secret    string
+	// Configuration is the ValidatingWebhookConfiguration; MutatingConfiguration the
+	// MutatingWebhookConfiguration (none when empty).
+	Configuration         string
+	MutatingConfiguration string
+	CertDir               string
 
 	// Validity is the lifetime of new certificates; DefaultValidity when zero.
 	Validity time.Duration
@@ -145,24 +150,48 @@ func previousCA(b *bundle, now time.Time) *x509.Certificate {
 	return b.cas[0]
 }
 
-// injectCABundle sets the caBundle of every webhook of the configuration. A configuration that
-// does not exist yet is not an error: it is installed with the operator and the next check
-// fills it in.
+// injectCABundle sets the caBundle of every webhook of both configurations. A configuration
+// that does not exist yet is not an error: it is installed with the operator and the next
+// check fills it in.
 func (r *CertRotator) injectCABundle(ctx context.Context, caPEM []byte) error {
-	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	switch err := r.Reader.Get(ctx, types.NamespacedName{Name: r.Configuration}, cfg); {
+	if err := r.injectInto(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{}, "ValidatingWebhookConfiguration", r.Configuration, caPEM, func(obj client.Object) []*[]byte {
+		cfg := obj.(*admissionregistrationv1.ValidatingWebhookConfiguration)
+		out := make([]*[]byte, len(cfg.Webhooks))
+		for i := range cfg.Webhooks {
+			out[i] = &cfg.Webhooks[i].ClientConfig.CABundle
+		}
+		return out
+	}); err != nil {
+		return err
+	}
+	if r.MutatingConfiguration == "" {
+		return nil
+	}
+	return r.injectInto(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{}, "MutatingWebhookConfiguration", r.MutatingConfiguration, caPEM, func(obj client.Object) []*[]byte {
+		cfg := obj.(*admissionregistrationv1.MutatingWebhookConfiguration)
+		out := make([]*[]byte, len(cfg.Webhooks))
+		for i := range cfg.Webhooks {
+			out[i] = &cfg.Webhooks[i].ClientConfig.CABundle
+		}
+		return out
+	})
+}
+
+// injectInto reads the named configuration into cfg and patches the caBundles bundles points
+// to when one differs from caPEM.
+func (r *CertRotator) injectInto(ctx context.Context, cfg client.Object, kind, name string, caPEM []byte, bundles func(client.Object) []*[]byte) error {
+	switch err := r.Reader.Get(ctx, types.NamespacedName{Name: name}, cfg); {
 	case apierrors.IsNotFound(err):
-		ctrl.LoggerFrom(ctx).Info("the ValidatingWebhookConfiguration does not exist yet; its caBundle will be set when it does",
-			"name", r.Configuration)
+		ctrl.LoggerFrom(ctx).Info("the "+kind+" does not exist yet; its caBundle will be set when it does", "name", name)
 		return nil
 	case err != nil:
-		return fmt.Errorf("reading ValidatingWebhookConfiguration %s: %w", r.Configuration, err)
+		return fmt.Errorf("reading %s %s: %w", kind, name, err)
 	}
-	patch := client.MergeFromWithOptions(cfg.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	patch := client.MergeFromWithOptions(cfg.DeepCopyObject().(client.Object), client.MergeFromWithOptimisticLock{})
 	changed := false
-	for i := range cfg.Webhooks {
-		if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, caPEM) {
-			cfg.Webhooks[i].ClientConfig.CABundle = caPEM
+	for _, b := range bundles(cfg) {
+		if !bytes.Equal(*b, caPEM) {
+			*b = caPEM
 			changed = true
 		}
 	}
@@ -170,7 +199,7 @@ func (r *CertRotator) injectCABundle(ctx context.Context, caPEM []byte) error {
 		return nil
 	}
 	if err := r.Writer.Patch(ctx, cfg, patch); err != nil {
-		return fmt.Errorf("writing the caBundle of ValidatingWebhookConfiguration %s: %w", r.Configuration, err)
+		return fmt.Errorf("writing the caBundle of %s %s: %w", kind, name, err)
 	}
 	return nil
 }

@@ -236,3 +236,75 @@ func TestUnreadableSecretIsReplaced(t *testing.T) {
 func pemOf(cert *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 }
+
+// mutatingConfiguration creates a MutatingWebhookConfiguration shaped like the installed
+// one, for a resource nothing creates.
+func mutatingConfiguration(t *testing.T, name string) {
+	t.Helper()
+	none := admissionregistrationv1.SideEffectClassNone
+	ignore := admissionregistrationv1.Ignore
+	path := webhook.MutatePath
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name: "mapirule.gateway.apirule.io",
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
+				Namespace: "apirule-system", Name: "apirule-operator-webhook-service", Path: &path,
+			}},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"example.invalid"}, APIVersions: []string{"v1"}, Resources: []string{"things"}},
+			}},
+			SideEffects:             &none,
+			FailurePolicy:           &ignore,
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
+	if err := k8s.Create(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mutatingCABundle(t *testing.T, name string) []byte {
+	t.Helper()
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := k8s.Get(context.Background(), types.NamespacedName{Name: name}, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Webhooks[0].ClientConfig.CABundle
+}
+
+// The API server calls the finalizer webhook on the same server, with the same certificate:
+// its configuration must trust the same CA, and get it back after a re-apply empties it.
+func TestMutatingConfigurationTrustsTheSameCA(t *testing.T) {
+	ns := operatorNamespace(t)
+	ctx := context.Background()
+	webhookConfiguration(t, "both-"+ns)
+	mutatingConfiguration(t, "both-mutating-"+ns)
+	dir := t.TempDir()
+	r := rotator(ns, "apirule-operator-webhook-server-cert", "both-"+ns, dir)
+	r.MutatingConfiguration = "both-mutating-" + ns
+	if err := r.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ca := secretOf(t, ns, "apirule-operator-webhook-server-cert").Data["ca.crt"]
+	if !bytes.Equal(mutatingCABundle(t, "both-mutating-"+ns), ca) || !bytes.Equal(caBundle(t, "both-"+ns), ca) {
+		t.Fatal("the caBundles of both configurations are not the Secret's CA")
+	}
+	verifies(t, mutatingCABundle(t, "both-mutating-"+ns), servedCertificate(t, dir), ns, time.Now())
+
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := k8s.Get(ctx, types.NamespacedName{Name: "both-mutating-" + ns}, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Webhooks[0].ClientConfig.CABundle = nil
+	if err := k8s.Update(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mutatingCABundle(t, "both-mutating-"+ns), ca) {
+		t.Error("the emptied caBundle of the MutatingWebhookConfiguration was not restored")
+	}
+}

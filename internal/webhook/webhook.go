@@ -1,5 +1,5 @@
-// Package webhook is the validating admission webhook for APIRules and the management of its
-// serving certificate. The checks themselves live in internal/check and the reads in
+// Package webhook holds the admission webhooks for APIRules (validation, and the finalizer on
+// create) and the management of their serving certificate. The checks themselves live in internal/check and the reads in
 // internal/gather, shared with the reconciler and apirulectl; this package runs them over the
 // manager's cache.
 package webhook

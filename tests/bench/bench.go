@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -21,12 +22,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/apply"
@@ -35,6 +38,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/operator"
 	"github.com/apirule-operator/apirule-operator/internal/pipeline"
 	"github.com/apirule-operator/apirule-operator/internal/testenv"
+	"github.com/apirule-operator/apirule-operator/internal/webhook"
 )
 
 // Config sets the size of a run.
@@ -62,22 +66,59 @@ type Report struct {
 	Latency           Percentiles
 	Requests          map[string]int // "VERB resource" -> count, issued by the operator
 	Writes            int
-	ResyncReconciles  int
-	ResyncWrites      int
-	ResyncRequests    map[string]int
-	CeilingObjects    int
-	CeilingWorkers    int
-	CeilingDuration   time.Duration
-	CeilingThroughput float64 // APIRules' worth of child objects per second
-	Ratio             float64
-	SteadyRate        int
-	SteadyFor         time.Duration
-	SteadyCount       int
-	SteadyLatency     Percentiles
-	CPUSeconds        float64
-	PeakHeapMiB       float64
-	PeakRSSMiB        float64
+	// FinalizerByWebhook: the operator served its mutating webhook, so the finalizer came
+	// with the create; otherwise the operator patched it in (Requests["PATCH apirules"]).
+	FinalizerByWebhook bool
+	ResyncReconciles   int
+	ResyncWrites       int
+	ResyncRequests     map[string]int
+	CeilingObjects     int
+	CeilingWorkers     int
+	CeilingDuration    time.Duration
+	CeilingThroughput  float64 // APIRules' worth of child objects per second
+	Ratio              float64
+	SteadyRate         int
+	SteadyFor          time.Duration
+	SteadyCount        int
+	SteadyLatency      Percentiles
+	CPUSeconds         float64
+	PeakHeapMiB        float64
+	PeakRSSMiB         float64
+	// Completed are the phases that finished, in order; their figures are set. FailedPhase
+	// is the phase that failed, if one did, and Failure its error.
+	Completed   []string
+	FailedPhase string
+	Failure     string
 }
+
+// The phases of a run.
+const (
+	PhaseSetup   = "setup"
+	PhaseCeiling = "ceiling"
+	PhaseBulk    = "bulk"
+	PhaseResync  = "resync"
+	PhaseSteady  = "steady"
+)
+
+// WriteBudget is the most the operator may write for one new APIRule: its 3 children and
+// one status write, and the finalizer patch when no webhook set the finalizer.
+func (r *Report) WriteBudget() int {
+	if r.FinalizerByWebhook {
+		return 4
+	}
+	return 5
+}
+
+// fail records that phase failed and returns the error, naming the phase.
+func (r *Report) fail(phase string, err error) error {
+	r.FailedPhase, r.Failure = phase, err.Error()
+	return fmt.Errorf("bench phase %s: %w", phase, err)
+}
+
+func (r *Report) done(phase string) { r.Completed = append(r.Completed, phase) }
+
+// Has says whether the phase completed.
+func (r *Report) Has(phase string) bool { return slices.Contains(r.Completed, phase) }
 
 // Percentiles of a latency distribution.
 type Percentiles struct{ P50, P95, P99, Max time.Duration }
@@ -91,8 +132,26 @@ const (
 	leaseNamespace   = "default"
 )
 
-// Run performs a benchmark on the environment's API server.
+// StartEnvironment starts the control plane of a run. With webhook, the API server calls the
+// operator's admission webhooks as an install's does (config/webhook, a certificate envtest
+// issues), and Run serves them from the operator under test.
+func StartEnvironment(webhook bool) (*testenv.Environment, error) {
+	if !webhook {
+		return testenv.Start()
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	return testenv.StartWith(func(e *envtest.Environment) {
+		e.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}}
+	})
+}
+
+// Run performs a benchmark on the environment's API server. It always returns a report: when
+// a phase fails, the error names it and the report keeps the figures of the phases before.
 func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, error) {
+	report := &Report{N: cfg.N, Requests: map[string]int{}}
 	logf := cfg.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -101,13 +160,14 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 	driverCfg.QPS, driverCfg.Burst = 500, 1000
 	scheme, err := operator.NewScheme()
 	if err != nil {
-		return nil, err
+		return report, report.fail(PhaseSetup, err)
 	}
 	c, err := client.NewWithWatch(driverCfg, client.Options{Scheme: scheme})
 	if err != nil {
-		return nil, err
+		return report, report.fail(PhaseSetup, err)
 	}
-	report := &Report{N: cfg.N, Requests: map[string]int{}}
+	hook := env.WebhookInstallOptions
+	report.FinalizerByWebhook = servesWebhooks(hook)
 
 	logf("creating the Gateway, %d Services and %d Pods", cfg.N, cfg.N)
 	for _, obj := range []client.Object{
@@ -117,7 +177,7 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 		fixtures.GatewayCredential(gatewayNamespace, gatewayName, "*.example.com"),
 	} {
 		if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, err
+			return report, report.fail(PhaseSetup, err)
 		}
 	}
 	total := cfg.N + cfg.SteadyRate*int(cfg.SteadyFor/time.Second)
@@ -131,30 +191,37 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 		}
 		return c.Create(ctx, fixtures.SidecarPod(namespace, name+"-0", name))
 	}); err != nil {
-		return nil, err
+		return report, report.fail(PhaseSetup, err)
 	}
+	// The operator runs with the install's RBAC only; its namespace holds the lease.
+	managerCfg, err := env.ManagerConfig(ctx, leaseNamespace)
+	if err != nil {
+		return report, report.fail(PhaseSetup, err)
+	}
+	report.done(PhaseSetup)
 
 	if err := measureCeiling(ctx, scheme, cfg, report, logf); err != nil {
-		return nil, err
+		return report, report.fail(PhaseCeiling, err)
 	}
+	report.done(PhaseCeiling)
 
 	ready := newReadyWatch()
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	if err := ready.start(watchCtx, c); err != nil {
-		return nil, err
+		return report, report.fail(PhaseBulk, err)
 	}
 
-	// The operator runs with the install's RBAC only; its namespace holds the lease.
-	managerCfg, err := env.ManagerConfig(ctx, leaseNamespace)
-	if err != nil {
-		return nil, err
-	}
 	sampler := startSampler()
 	cpuBefore := cpuSeconds()
-	op, err := startOperator(managerCfg, cfg.Workers)
+	// The process figures cover what ran, also when a later phase fails.
+	defer func() {
+		report.CPUSeconds = cpuSeconds() - cpuBefore
+		report.PeakHeapMiB, report.PeakRSSMiB = sampler.stop()
+	}()
+	op, err := startOperator(ctx, managerCfg, cfg.Workers, hook, c)
 	if err != nil {
-		return nil, err
+		return report, report.fail(PhaseBulk, err)
 	}
 
 	logf("creating %d APIRules", cfg.N)
@@ -163,11 +230,11 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 		return createAPIRule(ctx, c, i, ready)
 	}); err != nil {
 		op.stop()
-		return nil, err
+		return report, report.fail(PhaseBulk, err)
 	}
 	if err := ready.waitAll(ctx, cfg.N, 30*time.Minute); err != nil {
 		op.stop()
-		return nil, err
+		return report, report.fail(PhaseBulk, err)
 	}
 	report.ReadyAfter = ready.last().Sub(start)
 	report.Throughput = float64(cfg.N) / report.ReadyAfter.Seconds()
@@ -176,21 +243,23 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 	op.waitQuiet()
 	report.Requests, report.Writes = op.requests.Snapshot()
 	logf("%d APIRules Ready after %s", cfg.N, report.ReadyAfter.Round(time.Millisecond))
+	report.done(PhaseBulk)
 
 	logf("restarting the operator over %d settled APIRules", cfg.N)
 	op.stop()
 	before := testenv.ReconcileCount("apirule")
-	op, err = startOperator(managerCfg, cfg.Workers)
+	op, err = startOperator(ctx, managerCfg, cfg.Workers, hook, c)
 	if err != nil {
-		return nil, err
+		return report, report.fail(PhaseResync, err)
 	}
 	if err := waitFor(ctx, 10*time.Minute, func() bool { return testenv.ReconcileCount("apirule")-before >= float64(cfg.N) }); err != nil {
 		op.stop()
-		return nil, fmt.Errorf("waiting for the resync: %w", err)
+		return report, report.fail(PhaseResync, err)
 	}
 	op.waitQuiet()
 	report.ResyncReconciles = int(testenv.ReconcileCount("apirule") - before)
 	report.ResyncRequests, report.ResyncWrites = op.requests.Snapshot()
+	report.done(PhaseResync)
 
 	if cfg.SteadyRate > 0 {
 		logf("steady load: %d APIRules/s for %s", cfg.SteadyRate, cfg.SteadyFor)
@@ -199,7 +268,7 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 		if err := steady.start(steadyCtx, c); err != nil {
 			stopSteady()
 			op.stop()
-			return nil, err
+			return report, report.fail(PhaseSteady, err)
 		}
 		count := cfg.SteadyRate * int(cfg.SteadyFor/time.Second)
 		tick := time.NewTicker(time.Second / time.Duration(cfg.SteadyRate))
@@ -225,29 +294,39 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 		stopSteady()
 		if err != nil {
 			op.stop()
-			return nil, err
+			return report, report.fail(PhaseSteady, err)
 		}
 		report.SteadyRate, report.SteadyFor, report.SteadyCount = cfg.SteadyRate, cfg.SteadyFor, count
 		report.SteadyLatency = percentiles(steady.latencies())
+		report.done(PhaseSteady)
 	}
 	op.stop()
-	report.CPUSeconds = cpuSeconds() - cpuBefore
-	report.PeakHeapMiB, report.PeakRSSMiB = sampler.stop()
 	return report, nil
 }
 
 // measureCeiling creates, with a plain client and no operator, the child objects the
 // operator would write for N APIRules (translated by the operator's own code), at several
-// concurrencies, and keeps the best rate. It uses a control plane of its own, started and
-// stopped here, so its objects do not weigh on the API server the operator is measured on.
+// concurrencies, and keeps the best rate. Each round runs on a control plane of its own,
+// started and stopped here: the objects of an earlier round would make a later one slower
+// (a larger etcd, more to watch), and none of them weighs on the API server the operator is
+// measured on.
 func measureCeiling(ctx context.Context, scheme *k8sruntime.Scheme, cfg Config, report *Report, logf func(string, ...any)) error {
 	workers := cfg.CeilingWorkers
 	if len(workers) == 0 {
 		workers = []int{4, 16, 32}
 	}
+	for _, w := range workers {
+		if err := ceilingRound(ctx, scheme, cfg.N, w, report, logf); err != nil {
+			return fmt.Errorf("%d workers: %w", w, err)
+		}
+	}
+	return nil
+}
+
+func ceilingRound(ctx context.Context, scheme *k8sruntime.Scheme, n, workers int, report *Report, logf func(string, ...any)) error {
 	env, err := testenv.Start()
 	if err != nil {
-		return fmt.Errorf("ceiling: %w", err)
+		return err
 	}
 	defer func() { _ = env.Stop() }()
 	ceilingCfg := rest.CopyConfig(env.Config)
@@ -259,29 +338,27 @@ func measureCeiling(ctx context.Context, scheme *k8sruntime.Scheme, cfg Config, 
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ceilingNamespace}}); err != nil {
 		return err
 	}
-	for round, w := range workers {
-		var objects []client.Object
-		for i := 0; i < cfg.N; i++ {
-			objects = append(objects, ceilingObjects(i, round)...)
-		}
-		report.ObjectsPerAPIRule = len(objects) / cfg.N
-		start := time.Now()
-		if err := parallel(len(objects), w, func(i int) error { return c.Create(ctx, objects[i]) }); err != nil {
-			return fmt.Errorf("ceiling: %w", err)
-		}
-		took := time.Since(start)
-		rate := float64(cfg.N) / took.Seconds()
-		logf("ceiling with %d workers: %d objects in %s (%.0f objects/s)", w, len(objects), took.Round(time.Millisecond), float64(len(objects))/took.Seconds())
-		if rate > report.CeilingThroughput {
-			report.CeilingThroughput, report.CeilingWorkers, report.CeilingDuration, report.CeilingObjects = rate, w, took, len(objects)
-		}
+	var objects []client.Object
+	for i := 0; i < n; i++ {
+		objects = append(objects, ceilingObjects(i)...)
+	}
+	report.ObjectsPerAPIRule = len(objects) / n
+	start := time.Now()
+	if err := parallel(len(objects), workers, func(i int) error { return c.Create(ctx, objects[i]) }); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	rate := float64(n) / took.Seconds()
+	logf("ceiling with %d workers: %d objects in %s (%.0f objects/s)", workers, len(objects), took.Round(time.Millisecond), float64(len(objects))/took.Seconds())
+	if rate > report.CeilingThroughput {
+		report.CeilingThroughput, report.CeilingWorkers, report.CeilingDuration, report.CeilingObjects = rate, workers, took, len(objects)
 	}
 	return nil
 }
 
-// ceilingObjects are the objects the operator generates for APIRule i, renamed into the
+// ceilingObjects are the objects the operator generates for APIRule i, moved into the
 // ceiling namespace and stripped of what would tie them to an APIRule.
-func ceilingObjects(i, round int) []client.Object {
+func ceilingObjects(i int) []client.Object {
 	rule := benchAPIRule(i)
 	out := pipeline.Run(model.Input{
 		APIRule: rule,
@@ -291,18 +368,10 @@ func ceilingObjects(i, round int) []client.Object {
 		}},
 		Options: operator.DefaultOptions().Settings.Translate(),
 	})
-	// The routes get other hosts: the operator would rightly refuse APIRules whose hosts an
-	// unmanaged VirtualService already routes.
-	for _, vs := range out.Objects.VirtualServices {
-		for h := range vs.Spec.Hosts {
-			vs.Spec.Hosts[h] = fmt.Sprintf("ceiling-%d-%s", round, vs.Spec.Hosts[h])
-		}
-	}
 	var objects []client.Object
 	for _, obj := range apply.InApplyOrder(out.Objects.All()) {
 		o := obj.(client.Object)
 		o.SetNamespace(ceilingNamespace)
-		o.SetName(fmt.Sprintf("%s-r%d", o.GetName(), round))
 		o.SetLabels(nil)
 		o.SetOwnerReferences(nil)
 		objects = append(objects, o)
@@ -339,12 +408,26 @@ func createAPIRule(ctx context.Context, c client.Client, i int, ready *readyWatc
 	return c.Create(ctx, rule)
 }
 
-// readyWatch records when each APIRule was created and when it first reported Ready.
+// readyWatch records when each APIRule was created and when it first reported Ready. It
+// lists the APIRules, then watches from the list's resourceVersion with bookmarks, and when
+// the API server ends the watch (it does after a timeout of its choosing) it watches again
+// from the last resourceVersion it saw, so no change in between is missed; when that version
+// is too old (410 Gone) it lists again.
 type readyWatch struct {
 	mu        sync.Mutex
 	createdAt map[string]time.Time
 	readyAt   map[string]time.Time
 	changed   chan struct{}
+	// lastErr is the latest failure to watch again, for the message of a run that times out.
+	lastErr error
+	// resumes counts the watches started after the first; relists the lists after the first;
+	// received the APIRule events watched (bookmarks aside).
+	resumes, relists, received int
+
+	// timeout, when set, asks the API server to end each watch after that many seconds.
+	timeout int64
+	// gap, when set, runs between the end of a watch and the next one.
+	gap func()
 }
 
 func newReadyWatch() *readyWatch {
@@ -357,41 +440,137 @@ func (w *readyWatch) created(name string, at time.Time) {
 	w.createdAt[name] = at
 }
 
+// start lists and starts watching; it returns once the watch is established.
 func (w *readyWatch) start(ctx context.Context, c client.WithWatch) error {
-	events, err := c.Watch(ctx, &apiv2.APIRuleList{}, client.InNamespace(namespace))
+	rv, err := w.list(ctx, c)
 	if err != nil {
 		return err
 	}
-	go func() {
-		defer events.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-events.ResultChan():
-				if !ok {
-					return
-				}
-				rule, isRule := e.Object.(*apiv2.APIRule)
-				if !isRule || e.Type == watch.Deleted || rule.Status.State != apiv2.StateReady || rule.Status.ObservedGeneration != rule.Generation {
-					continue
-				}
-				now := time.Now()
-				w.mu.Lock()
-				if _, seen := w.readyAt[rule.Name]; !seen {
-					if _, ours := w.createdAt[rule.Name]; ours {
-						w.readyAt[rule.Name] = now
-					}
-				}
-				w.mu.Unlock()
-				select {
-				case w.changed <- struct{}{}:
-				default:
-				}
-			}
+	events, err := w.watch(ctx, c, rv)
+	if err != nil {
+		return err
+	}
+	go w.run(ctx, c, events, rv)
+	return nil
+}
+
+// list observes every APIRule and returns the list's resourceVersion.
+func (w *readyWatch) list(ctx context.Context, c client.WithWatch) (string, error) {
+	list := &apiv2.APIRuleList{}
+	if err := c.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		return "", err
+	}
+	for i := range list.Items {
+		w.observe(&list.Items[i])
+	}
+	return list.ResourceVersion, nil
+}
+
+func (w *readyWatch) watch(ctx context.Context, c client.WithWatch, rv string) (watch.Interface, error) {
+	raw := &metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true}
+	if w.timeout > 0 {
+		raw.TimeoutSeconds = &w.timeout
+	}
+	return c.Watch(ctx, &apiv2.APIRuleList{}, &client.ListOptions{Namespace: namespace, Raw: raw})
+}
+
+func (w *readyWatch) run(ctx context.Context, c client.WithWatch, events watch.Interface, rv string) {
+	defer func() {
+		if events != nil {
+			events.Stop()
 		}
 	}()
+	for {
+		var e watch.Event
+		var open bool
+		select {
+		case <-ctx.Done():
+			return
+		case e, open = <-events.ResultChan():
+		}
+		switch {
+		case !open:
+		case e.Type == watch.Error:
+			if err := apierrors.FromObject(e.Object); apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+				rv = ""
+			}
+			events.Stop()
+		default:
+			if m, err := meta.Accessor(e.Object); err == nil && m.GetResourceVersion() != "" {
+				rv = m.GetResourceVersion()
+			}
+			if e.Type == watch.Bookmark {
+				continue
+			}
+			w.mu.Lock()
+			w.received++
+			w.mu.Unlock()
+			if rule, isRule := e.Object.(*apiv2.APIRule); isRule && e.Type != watch.Deleted {
+				w.observe(rule)
+			}
+			continue
+		}
+		if events = w.resume(ctx, c, &rv); events == nil {
+			return
+		}
+	}
+}
+
+// resume watches again from *rv, or lists first when *rv is empty (too old to watch from),
+// until it succeeds or the context ends (then nil).
+func (w *readyWatch) resume(ctx context.Context, c client.WithWatch, rv *string) watch.Interface {
+	for ctx.Err() == nil {
+		if w.gap != nil {
+			w.gap()
+		}
+		var err error
+		if *rv == "" {
+			w.mu.Lock()
+			w.relists++
+			w.mu.Unlock()
+			*rv, err = w.list(ctx, c)
+		}
+		if err == nil {
+			var events watch.Interface
+			if events, err = w.watch(ctx, c, *rv); err == nil {
+				w.mu.Lock()
+				w.resumes++
+				w.mu.Unlock()
+				return events
+			}
+			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+				*rv = ""
+			}
+		}
+		w.mu.Lock()
+		w.lastErr = err
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	return nil
+}
+
+// observe records the first time an APIRule created by this run reports Ready for its
+// current generation.
+func (w *readyWatch) observe(rule *apiv2.APIRule) {
+	if rule.Status.State != apiv2.StateReady || rule.Status.ObservedGeneration != rule.Generation {
+		return
+	}
+	now := time.Now()
+	w.mu.Lock()
+	if _, seen := w.readyAt[rule.Name]; !seen {
+		if _, ours := w.createdAt[rule.Name]; ours {
+			w.readyAt[rule.Name] = now
+		}
+	}
+	w.mu.Unlock()
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
 }
 
 func (w *readyWatch) count() int {
@@ -407,6 +586,12 @@ func (w *readyWatch) waitAll(ctx context.Context, n int, limit time.Duration) er
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline:
+			w.mu.Lock()
+			lastErr := w.lastErr
+			w.mu.Unlock()
+			if lastErr != nil {
+				return fmt.Errorf("only %d of %d APIRules Ready after %s (the readiness watch last failed with: %w)", w.count(), n, limit, lastErr)
+			}
 			return fmt.Errorf("only %d of %d APIRules Ready after %s", w.count(), n, limit)
 		case <-w.changed:
 		case <-time.After(time.Second):
@@ -454,7 +639,9 @@ type runningOperator struct {
 	done     chan error
 }
 
-func startOperator(base *rest.Config, workers int) (*runningOperator, error) {
+// startOperator starts the operator; with the webhook's install options set (hook), it also
+// serves the admission webhooks and is returned once the API server reaches them.
+func startOperator(ctx context.Context, base *rest.Config, workers int, hook envtest.WebhookInstallOptions, c client.Client) (*runningOperator, error) {
 	counter := testenv.NewRequestCounter()
 	cfg := rest.CopyConfig(base)
 	// Production: no client-side rate limit (the manager's config loader sets none either;
@@ -469,14 +656,42 @@ func startOperator(base *rest.Config, workers int) (*runningOperator, error) {
 	if workers > 0 {
 		opts.MaxConcurrentReconciles = workers
 	}
+	if servesWebhooks(hook) {
+		opts.Webhook = webhook.Options{
+			Enabled: true, Host: hook.LocalServingHost, Port: hook.LocalServingPort, CertDir: hook.LocalServingCertDir,
+			CertManagement: webhook.CertExternal,
+		}
+	}
 	mgr, err := operator.NewManager(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	opCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	return &runningOperator{requests: counter, cancel: cancel, done: done}, nil
+	go func() { done <- mgr.Start(opCtx) }()
+	op := &runningOperator{requests: counter, cancel: cancel, done: done}
+	if servesWebhooks(hook) {
+		// A dry run goes through both webhooks without storing anything: once it passes, the
+		// creates of the run are not refused by a webhook that is still starting.
+		// Its host is its own: the validating webhook refuses a host an APIRule claims.
+		probe := benchAPIRule(0)
+		probe.Name, probe.Spec.Hosts = "webhook-probe", []apiv2.Host{"webhook-probe.example.com"}
+		var last error
+		if err := waitFor(ctx, time.Minute, func() bool {
+			last = c.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+			return last == nil
+		}); err != nil {
+			op.stop()
+			return nil, fmt.Errorf("the operator's webhooks did not answer: %w (last: %w)", err, last)
+		}
+	}
+	return op, nil
+}
+
+// servesWebhooks says whether the API server was set up to call the operator's webhooks
+// (envtest fills in the serving options either way, so the registered webhooks decide).
+func servesWebhooks(hook envtest.WebhookInstallOptions) bool {
+	return len(hook.MutatingWebhooks) > 0 || len(hook.ValidatingWebhooks) > 0
 }
 
 func (o *runningOperator) stop() {

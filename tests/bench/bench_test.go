@@ -2,23 +2,36 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/operator"
 	"github.com/apirule-operator/apirule-operator/internal/testenv"
 )
 
-// TestSmoke runs the benchmark small, so the harness keeps working; the figures come from
-// make bench.
+// TestSmoke runs the benchmark small, so the harness keeps working, and holds the operator to
+// its write budget; the figures come from make bench. It runs as an install does, with the
+// operator serving its admission webhooks; BENCH_SMOKE_WEBHOOK=0 runs it without them, where
+// the operator's own finalizer patch is the fifth write.
 func TestSmoke(t *testing.T) {
-	env, err := testenv.Start()
+	withWebhook := os.Getenv("BENCH_SMOKE_WEBHOOK") != "0"
+	env, err := StartEnvironment(withWebhook)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = env.Stop() }()
+	const n = 20
 	report, err := Run(context.Background(), env, Config{
-		N: 20, SteadyRate: 10, SteadyFor: time.Second, CeilingWorkers: []int{4}, Logf: t.Logf,
+		N: n, SteadyRate: 10, SteadyFor: time.Second, CeilingWorkers: []int{4}, Logf: t.Logf,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -30,16 +43,155 @@ func TestSmoke(t *testing.T) {
 	if report.ObjectsPerAPIRule != 3 {
 		t.Errorf("%d child objects per APIRule, want 3 (RequestAuthentication, AuthorizationPolicy, VirtualService)", report.ObjectsPerAPIRule)
 	}
-	if report.ResyncReconciles < 20 || report.ResyncWrites != 0 {
-		t.Errorf("resync: %d reconciles, %d writes; want >= 20 and 0", report.ResyncReconciles, report.ResyncWrites)
+
+	// The write budget of a new APIRule: its 3 children and one status write; the finalizer
+	// comes with the create from the mutating webhook, or costs a patch of its own without it.
+	if report.FinalizerByWebhook != withWebhook {
+		t.Fatalf("finalizer by webhook: %v, want %v", report.FinalizerByWebhook, withWebhook)
+	}
+	finalizerPatches := 0
+	if withWebhook {
+		t.Logf("budget: %d writes per APIRule (finalizer set by the mutating webhook)", report.WriteBudget())
+	} else {
+		finalizerPatches = n
+		t.Logf("budget: %d writes per APIRule (webhook off: the operator patches the finalizer in)", report.WriteBudget())
+	}
+	if report.Writes > report.WriteBudget()*n {
+		t.Errorf("%d operator writes for %d new APIRules (%.2f each), want at most %d each: %v",
+			report.Writes, n, float64(report.Writes)/n, report.WriteBudget(), report.Requests)
+	}
+	if got := report.Requests["PATCH apirules"]; got != finalizerPatches {
+		t.Errorf("the operator patched APIRules %d times, want %d", got, finalizerPatches)
+	}
+	for _, kind := range []string{"virtualservices", "authorizationpolicies", "requestauthentications", "apirules/status"} {
+		if got := report.Requests["PATCH "+kind]; got != n {
+			t.Errorf("PATCH %s: %d, want %d (one per APIRule): %v", kind, got, n, report.Requests)
+		}
+	}
+	if got := report.Requests["POST events"]; got != 0 {
+		t.Errorf("%d Events for APIRules that became Ready at once, want none", got)
+	}
+	// A restarted operator over settled APIRules writes nothing.
+	if report.ResyncReconciles < n || report.ResyncWrites != 0 {
+		t.Errorf("resync: %d reconciles, %d writes; want >= %d and 0: %v", report.ResyncReconciles, report.ResyncWrites, n, report.ResyncRequests)
 	}
 	if report.SteadyCount != 10 || report.SteadyLatency.P99 <= 0 {
 		t.Errorf("steady run: %d APIRules, p99 %s", report.SteadyCount, report.SteadyLatency.P99)
 	}
-	if report.Requests["PATCH virtualservices"] != 20 || report.Requests["PATCH apirules/status"] == 0 {
-		t.Errorf("requests: %v", report.Requests)
-	}
 	if !strings.Contains(report.Table(), "throughput / ceiling") {
 		t.Errorf("table lacks the ratio:\n%s", report.Table())
+	}
+}
+
+// The readiness watch survives the API server ending it: with watches cut after a second,
+// every APIRule that became Ready is seen, among them one that became Ready between two
+// watches, when nothing was watching.
+func TestReadyWatchResumesWhereItStopped(t *testing.T) {
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	scheme, err := operator.NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	markReady := func(name string) {
+		t.Helper()
+		rule := &apiv2.APIRule{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, rule); err != nil {
+			t.Error(err)
+			return
+		}
+		rule.Status.State = apiv2.StateReady
+		rule.Status.ObservedGeneration = rule.Generation
+		if err := c.Status().Update(ctx, rule); err != nil {
+			t.Error(err)
+		}
+	}
+
+	const n = 4
+	w := newReadyWatch()
+	w.timeout = 1
+	var gapOnce sync.Once
+	w.gap = func() {
+		// Between the first watch's end and the next watch: a watch that started afresh
+		// instead of resuming would never hear of this one.
+		gapOnce.Do(func() { markReady("ar-gap") })
+	}
+	for _, name := range append([]string{"ar-gap"}, names(n)...) {
+		rule := benchAPIRule(0)
+		rule.Name = name
+		w.created(name, time.Now())
+		if err := c.Create(ctx, rule); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.start(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	// One APIRule turns Ready per 1.5 s, each under a later watch than the one before.
+	for _, name := range names(n) {
+		time.Sleep(1500 * time.Millisecond)
+		markReady(name)
+	}
+	if err := w.waitAll(ctx, n+1, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	resumes, relists, received := w.resumes, w.relists, w.received
+	w.mu.Unlock()
+	if resumes < n {
+		t.Errorf("%d watches resumed in %d s of one-second watches, want at least %d", resumes, 3*n/2, n)
+	}
+	if relists != 0 {
+		t.Errorf("%d lists after the first: the watch should resume from its resourceVersion", relists)
+	}
+	// Resuming from the last resourceVersion replays nothing: the APIRules were created before
+	// the first list, so the only events are the n+1 status changes. A watch started afresh
+	// would begin with every APIRule again, at each resume.
+	if received != n+1 {
+		t.Errorf("%d APIRule events watched, want %d (one per status change)", received, n+1)
+	}
+}
+
+func names(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("ar-%d", i)
+	}
+	return out
+}
+
+// A failed phase is named in the error and the report, and the report keeps the figures of
+// the phases before it and shows none of the phases that did not run.
+func TestFailedPhaseKeepsEarlierFigures(t *testing.T) {
+	r := &Report{N: 10, ObjectsPerAPIRule: 3, Requests: map[string]int{}}
+	r.done(PhaseSetup)
+	r.CeilingThroughput, r.CeilingWorkers, r.CeilingDuration, r.CeilingObjects = 50, 4, 600*time.Millisecond, 30
+	r.done(PhaseCeiling)
+	err := r.fail(PhaseBulk, fmt.Errorf("only 7 of 10 APIRules Ready after 30m0s"))
+	if !strings.Contains(err.Error(), "bench phase bulk: only 7 of 10") {
+		t.Errorf("error %q does not name the phase", err)
+	}
+	table := r.Table()
+	for _, want := range []string{"| failed | phase bulk: only 7 of 10 APIRules Ready after 30m0s (completed: setup, ceiling) |", "| write ceiling (plain client, no operator) | 50.0 APIRules/s"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	for _, absent := range []string{"throughput / ceiling", "forced resync", "operator writes"} {
+		if strings.Contains(table, absent) {
+			t.Errorf("table shows %q of a phase that did not complete:\n%s", absent, table)
+		}
 	}
 }

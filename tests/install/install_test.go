@@ -50,6 +50,7 @@ func TestKustomizeInstallIsAccepted(t *testing.T) {
 		"Service apirule-system/apirule-operator-webhook-service",
 		"Service apirule-system/apirule-operator-metrics-service",
 		"ValidatingWebhookConfiguration apirule-operator-validating-webhook-configuration",
+		"MutatingWebhookConfiguration apirule-operator-mutating-webhook-configuration",
 		"PodDisruptionBudget apirule-system/apirule-operator-controller-manager",
 		"ClusterRole apirule-operator-metrics-auth-role",
 		"ClusterRoleBinding apirule-operator-metrics-auth-rolebinding",
@@ -148,6 +149,7 @@ func TestHelmWithoutWebhookOrMetrics(t *testing.T) {
 	objs := helmTemplate(t, "webhook.enabled=false", "metrics.enabled=false", "leaderElection.enabled=false", "replicaCount=1")
 	for _, gone := range []string{
 		"ValidatingWebhookConfiguration apirule-operator-validating-webhook-configuration",
+		"MutatingWebhookConfiguration apirule-operator-mutating-webhook-configuration",
 		"Service apirule-system/apirule-operator-webhook-service",
 		"Service apirule-system/apirule-operator-metrics-service",
 		"Role apirule-system/apirule-operator-leader-election-role",
@@ -169,7 +171,7 @@ func TestHelmWithoutWebhookOrMetrics(t *testing.T) {
 	for _, kind := range []string{"ClusterRole", "Role"} {
 		for role, rules := range rulesByName(t, objs, kind) {
 			for _, r := range rules {
-				if (strings.HasPrefix(r, "/secrets:create") && strings.Contains(role, operatorNamespace+"/")) || strings.Contains(r, "validatingwebhookconfigurations") {
+				if (strings.HasPrefix(r, "/secrets:create") && strings.Contains(role, operatorNamespace+"/")) || strings.Contains(r, "webhookconfigurations") {
 					t.Errorf("%s grants %s although the webhook is off", role, r)
 				}
 			}
@@ -226,17 +228,31 @@ func TestKustomizeAndHelmInstallTheSame(t *testing.T) {
 			t.Errorf("Service %s differs:\nkustomize %v\nhelm      %v", name, ks, hs)
 		}
 	}
-	kw, _, _ := unstructured.NestedSlice(find(t, fromKustomize, "ValidatingWebhookConfiguration", "apirule-operator-validating-webhook-configuration").Object, "webhooks")
-	hw, _, _ := unstructured.NestedSlice(find(t, fromHelm, "ValidatingWebhookConfiguration", "apirule-operator-validating-webhook-configuration").Object, "webhooks")
-	if len(kw) != 1 || len(hw) != 1 {
-		t.Fatalf("want one webhook in each install, got %d and %d", len(kw), len(hw))
-	}
-	for _, field := range [][]string{{"name"}, {"clientConfig", "service"}, {"rules"}, {"failurePolicy"}, {"sideEffects"}} {
-		k, _, _ := unstructured.NestedFieldCopy(kw[0].(map[string]any), field...)
-		h, _, _ := unstructured.NestedFieldCopy(hw[0].(map[string]any), field...)
-		if !reflect.DeepEqual(k, h) {
-			t.Errorf("webhook %s differs: kustomize %v, helm %v", strings.Join(field, "."), k, h)
+	for kind, name := range map[string]string{
+		"ValidatingWebhookConfiguration": "apirule-operator-validating-webhook-configuration",
+		"MutatingWebhookConfiguration":   "apirule-operator-mutating-webhook-configuration",
+	} {
+		kw, _, _ := unstructured.NestedSlice(find(t, fromKustomize, kind, name).Object, "webhooks")
+		hw, _, _ := unstructured.NestedSlice(find(t, fromHelm, kind, name).Object, "webhooks")
+		if len(kw) != 1 || len(hw) != 1 {
+			t.Fatalf("%s: want one webhook in each install, got %d and %d", kind, len(kw), len(hw))
 		}
+		for _, field := range [][]string{{"name"}, {"clientConfig", "service"}, {"rules"}, {"failurePolicy"}, {"sideEffects"}} {
+			k, _, _ := unstructured.NestedFieldCopy(kw[0].(map[string]any), field...)
+			h, _, _ := unstructured.NestedFieldCopy(hw[0].(map[string]any), field...)
+			if !reflect.DeepEqual(k, h) {
+				t.Errorf("%s: webhook %s differs: kustomize %v, helm %v", kind, strings.Join(field, "."), k, h)
+			}
+		}
+	}
+	// The finalizer webhook is only ever called on create, and never refuses one.
+	mutating, _, _ := unstructured.NestedSlice(find(t, fromHelm, "MutatingWebhookConfiguration", "apirule-operator-mutating-webhook-configuration").Object, "webhooks")
+	hook := mutating[0].(map[string]any)
+	if ops, _, _ := unstructured.NestedSlice(hook, "rules"); len(ops) != 1 || !reflect.DeepEqual(ops[0].(map[string]any)["operations"], []any{"CREATE"}) {
+		t.Errorf("the mutating webhook's rules are %v, want CREATE of apirules only", ops)
+	}
+	if hook["failurePolicy"] != "Ignore" {
+		t.Errorf("the mutating webhook's failurePolicy is %v, want Ignore", hook["failurePolicy"])
 	}
 }
 
@@ -307,9 +323,14 @@ func TestCertManagerInstalls(t *testing.T) {
 			issuer, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "name")
 			find(t, certManager, "Issuer", issuer)
 
-			hook := find(t, others, "ValidatingWebhookConfiguration", "apirule-operator-validating-webhook-configuration")
-			if got := hook.GetAnnotations()["cert-manager.io/inject-ca-from"]; got != "apirule-system/apirule-operator-serving-cert" {
-				t.Errorf("inject-ca-from = %q", got)
+			for kind, name := range map[string]string{
+				"ValidatingWebhookConfiguration": "apirule-operator-validating-webhook-configuration",
+				"MutatingWebhookConfiguration":   "apirule-operator-mutating-webhook-configuration",
+			} {
+				hook := find(t, others, kind, name)
+				if got := hook.GetAnnotations()["cert-manager.io/inject-ca-from"]; got != "apirule-system/apirule-operator-serving-cert" {
+					t.Errorf("%s: inject-ca-from = %q", kind, got)
+				}
 			}
 			deploy := find(t, others, "Deployment", "apirule-operator-controller-manager")
 			if args := containerArgs(t, deploy); !slices.Contains(args, "--webhook-cert-management=external") {

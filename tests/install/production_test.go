@@ -344,15 +344,19 @@ func TestHelmNamesAndServiceAccount(t *testing.T) {
 	}
 	args := containerArgs(t, deploy)
 	for _, want := range []string{"--webhook-service-name=edge-api-webhook-service",
-		"--webhook-configuration-name=edge-api-validating-webhook-configuration", "--webhook-secret-name=edge-api-webhook-server-cert"} {
+		"--webhook-configuration-name=edge-api-validating-webhook-configuration", "--webhook-secret-name=edge-api-webhook-server-cert",
+		"--webhook-mutating-configuration-name=edge-api-mutating-webhook-configuration"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("manager args lack %s: %v", want, args)
 		}
 	}
-	hook := find(t, objs, "ValidatingWebhookConfiguration", "edge-api-validating-webhook-configuration")
-	webhooks, _, _ := unstructured.NestedSlice(hook.Object, "webhooks")
-	if svc, _, _ := unstructured.NestedString(webhooks[0].(map[string]any), "clientConfig", "service", "name"); svc != "edge-api-webhook-service" {
-		t.Errorf("the webhook calls Service %s", svc)
+	for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} {
+		name := "edge-api-" + strings.ToLower(strings.TrimSuffix(kind, "WebhookConfiguration")) + "-webhook-configuration"
+		hook := find(t, objs, kind, name)
+		webhooks, _, _ := unstructured.NestedSlice(hook.Object, "webhooks")
+		if svc, _, _ := unstructured.NestedString(webhooks[0].(map[string]any), "clientConfig", "service", "name"); svc != "edge-api-webhook-service" {
+			t.Errorf("%s: the webhook calls Service %s", kind, svc)
+		}
 	}
 	for _, name := range []string{"edge-api-webhook-service", "edge-api-metrics-service"} {
 		selector, _, _ := unstructured.NestedStringMap(find(t, objs, "Service", name).Object, "spec", "selector")
@@ -371,7 +375,8 @@ func TestHelmNamesAndServiceAccount(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if want := []string{"edge-api-validating-webhook-configuration", "edge-api-validating-webhook-configuration", "edge-api-validating-webhook-configuration",
+	if want := []string{"edge-api-mutating-webhook-configuration", "edge-api-mutating-webhook-configuration", "edge-api-mutating-webhook-configuration",
+		"edge-api-validating-webhook-configuration", "edge-api-validating-webhook-configuration", "edge-api-validating-webhook-configuration",
 		"edge-api-webhook-server-cert", "edge-api-webhook-server-cert"}; !slices.Equal(names, want) {
 		t.Errorf("rules limited to names %v, want %v", names, want)
 	}

@@ -17,7 +17,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/apirule-operator/apirule-operator/internal/testenv"
 	"github.com/apirule-operator/apirule-operator/tests/bench"
 )
 
@@ -29,6 +28,7 @@ func main() {
 	ceilingWorkers := flag.String("ceiling-workers", "4,16,32", "comma-separated client concurrencies tried for the write ceiling")
 	workers := flag.Int("workers", 0, "concurrent reconciles of the operator; 0 keeps its default")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	withWebhook := flag.Bool("webhook", true, "serve the operator's admission webhooks, as an install does (the finalizer then comes with the create); false: the operator patches the finalizer in")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -42,7 +42,7 @@ func main() {
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 
-	env, err := testenv.Start()
+	env, err := bench.StartEnvironment(*withWebhook)
 	if err != nil {
 		fail(err)
 	}
@@ -60,6 +60,8 @@ func main() {
 		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) },
 	})
 	if err != nil {
+		// The figures of the phases that completed are still worth seeing.
+		fmt.Printf("\nMachine: %s\n\n%s", bench.Machine(), report.Table())
 		_ = env.Stop()
 		fail(err)
 	}
