@@ -88,6 +88,42 @@ var _ = Describe("A backend in another namespace", Ordered, func() {
 	})
 })
 
+var _ = Describe("An APIRule without consent on a shared workload", Ordered, func() {
+	BeforeAll(func() {
+		running.stop()
+		opts.Settings.AllowCrossNamespaceBackends = false
+		running = startOperator()
+		DeferCleanup(func() {
+			running.stop()
+			opts.Settings.AllowCrossNamespaceBackends = true
+			running = startOperator()
+		})
+	})
+
+	It("does not keep the workload's own namespace from configuring its issuers otherwise", func() {
+		intruder, owner := newNamespace(), newNamespace()
+		createBackend(owner, "api")
+		uri := "https://idp.example.com/jwks"
+		jwtRule := func(cookie bool) apiv2.Rule {
+			auth := apiv2.JWTAuthentication{Issuer: "https://idp.example.com", JWKSURI: &uri}
+			if cookie {
+				auth.FromCookies = []string{"session"}
+			}
+			return apiv2.Rule{Path: "/*", Methods: []apiv2.HTTPMethod{"GET"}, JWT: &apiv2.JWTConfig{Authentications: []apiv2.JWTAuthentication{auth}}}
+		}
+		squat := newAPIRule(intruder, "squat", "api", jwtRule(true))
+		squat.Spec.Service.Namespace = &owner
+		Expect(k8s.Create(ctx, squat)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8s.Delete(ctx, squat))).To(Succeed()) })
+		eventuallyReason(keyOf(squat), conditions.Accepted, conditions.ReasonCrossNamespaceBackend)
+
+		mine := newAPIRule(owner, "mine", "api", jwtRule(false))
+		Expect(k8s.Create(ctx, mine)).To(Succeed())
+		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8s.Delete(ctx, mine))).To(Succeed()) })
+		expectReady(keyOf(mine))
+	})
+})
+
 var _ = Describe("Consent taken back while an edit is refused", Ordered, func() {
 	BeforeAll(func() {
 		running.stop()

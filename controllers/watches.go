@@ -212,7 +212,7 @@ var notOwnCreation = predicate.Funcs{
 // workload (gather.PeersOf, the lookup the workload-wide checks make), whose checks it takes
 // part in.
 func (r *APIRuleReconciler) requestsForWorkloadPeers(ctx context.Context, obj client.Object) []reconcile.Request {
-	peers, err := gather.PeersOf(ctx, r.Client, obj.(*apiv2.APIRule))
+	peers, err := gather.PeersOf(ctx, r.Client, r.Options, obj.(*apiv2.APIRule))
 	if err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "finding the APIRules that share a workload", "apirule", ownerOf(obj.(*apiv2.APIRule)))
 		return nil

@@ -128,7 +128,7 @@ func (r *Gatherer) Gather(ctx context.Context, rule *apiv2.APIRule) (model.Input
 	}); err != nil {
 		return in, err
 	}
-	if in.Peers, err = Peers(ctx, r.Reader, rule, in.Services); err != nil {
+	if in.Peers, err = Peers(ctx, r.Reader, r.Options, rule, in.Services); err != nil {
 		return in, err
 	}
 	if in.ReferenceGrants, err = r.referenceGrants(ctx, rule, in.ServedBackends); err != nil {
@@ -199,12 +199,12 @@ func (r *Gatherer) services(ctx context.Context, refs []types.NamespacedName, wa
 // PeersOf finds the peers of an APIRule from what the reader holds now: the APIRule's backend
 // Services and their Pods, then Peers. The relation is symmetric, so these are also the
 // APIRules whose workload-wide checks the APIRule takes part in.
-func PeersOf(ctx context.Context, reader client.Reader, rule *apiv2.APIRule) ([]model.Peer, error) {
-	services, err := (&Gatherer{Reader: reader}).backends(ctx, rule)
+func PeersOf(ctx context.Context, reader client.Reader, opts model.Options, rule *apiv2.APIRule) ([]model.Peer, error) {
+	services, err := (&Gatherer{Reader: reader, Options: opts}).backends(ctx, rule)
 	if err != nil {
 		return nil, err
 	}
-	return Peers(ctx, reader, rule, services)
+	return Peers(ctx, reader, opts, rule, services)
 }
 
 // referenceGrants reads the ReferenceGrants of the namespaces, other than the APIRule's, of its
@@ -237,9 +237,32 @@ func (r *Gatherer) referenceGrants(ctx context.Context, rule *apiv2.APIRule, ser
 
 // Peers finds the other APIRules whose backend Services may select Pods of the APIRule's
 // backends (model.SelectorsOverlap), through the Service selector and APIRule backend
-// indexes. services are the APIRule's backends as read.
-func Peers(ctx context.Context, reader client.Reader, rule *apiv2.APIRule, services map[types.NamespacedName]model.Service) ([]model.Peer, error) {
+// indexes. services are the APIRule's backends as read. An APIRule of another namespace than
+// the shared Service's counts only with that namespace's consent: without it, it serves
+// nothing there, and must not keep the namespace's own APIRules from its workload.
+func Peers(ctx context.Context, reader client.Reader, opts model.Options, rule *apiv2.APIRule, services map[types.NamespacedName]model.Service) ([]model.Peer, error) {
 	self := model.Owner(rule)
+	grants := map[string][]model.ReferenceGrant{}
+	consented := func(from string, svc types.NamespacedName) (bool, error) {
+		if from == svc.Namespace || opts.CrossNamespaceBackends {
+			return true, nil
+		}
+		if !opts.ReferenceGrants {
+			return false, nil
+		}
+		if _, read := grants[svc.Namespace]; !read {
+			list := &gatewayv1beta1.ReferenceGrantList{}
+			if err := reader.List(ctx, list, client.InNamespace(svc.Namespace)); err != nil {
+				return false, fmt.Errorf("listing the ReferenceGrants of namespace %s: %w", svc.Namespace, err)
+			}
+			grants[svc.Namespace] = []model.ReferenceGrant{}
+			for i := range list.Items {
+				grants[svc.Namespace] = append(grants[svc.Namespace], model.ReferenceGrantFromGatewayAPI(&list.Items[i]))
+			}
+		}
+		_, ok := model.GrantFor(grants[svc.Namespace], from, svc)
+		return ok, nil
+	}
 	byOwner := map[types.NamespacedName]*model.Peer{}
 	var order []types.NamespacedName
 	for _, ref := range model.BackendRefs(rule) {
@@ -271,6 +294,11 @@ func Peers(ctx context.Context, reader client.Reader, rule *apiv2.APIRule, servi
 					// A peer being deleted still counts until it is gone: its routes serve until
 					// the finalizer has pruned them, and its deletion enqueues this APIRule again.
 					if owner == self {
+						continue
+					}
+					if ok, err := consented(peer.Namespace, key); err != nil {
+						return nil, err
+					} else if !ok {
 						continue
 					}
 					p, ok := byOwner[owner]
