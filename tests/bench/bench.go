@@ -11,6 +11,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -55,6 +57,11 @@ type Config struct {
 	Workers int
 	// Logf reports progress.
 	Logf func(format string, args ...any)
+	// APIServerProfile, when set, is where a CPU profile of kube-apiserver during the bulk
+	// run is written (its /debug/pprof/profile endpoint, as the admin user), for
+	// APIServerProfileFor from the first create.
+	APIServerProfile    string
+	APIServerProfileFor time.Duration
 }
 
 // Report holds the figures of a run.
@@ -224,6 +231,11 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 		return report, report.fail(PhaseBulk, err)
 	}
 
+	var profiled chan error
+	if cfg.APIServerProfile != "" {
+		profiled = make(chan error, 1)
+		go func() { profiled <- profileAPIServer(ctx, env.Config, cfg.APIServerProfile, cfg.APIServerProfileFor) }()
+	}
 	logf("creating %d APIRules", cfg.N)
 	start := time.Now()
 	if err := parallel(cfg.N, clientWorkers, func(i int) error {
@@ -243,6 +255,12 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 	op.waitQuiet()
 	report.Requests, report.Writes = op.requests.Snapshot()
 	logf("%d APIRules Ready after %s", cfg.N, report.ReadyAfter.Round(time.Millisecond))
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return report, report.fail(PhaseBulk, err)
+		}
+		logf("kube-apiserver CPU profile written to %s", cfg.APIServerProfile)
+	}
 	report.done(PhaseBulk)
 
 	logf("restarting the operator over %d settled APIRules", cfg.N)
@@ -806,4 +824,35 @@ func peakRSSMiB() float64 {
 		}
 	}
 	return 0
+}
+
+// profileAPIServer writes a CPU profile of kube-apiserver, taken over the given time through
+// its profiling endpoint (on by default; the admin user may read it).
+func profileAPIServer(ctx context.Context, admin *rest.Config, path string, over time.Duration) error {
+	httpClient, err := rest.HTTPClientFor(admin)
+	if err != nil {
+		return err
+	}
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(admin.Host, "/"), max(1, int(over.Seconds())))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("profiling kube-apiserver: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profiling kube-apiserver: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }

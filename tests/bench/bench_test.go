@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -193,5 +194,26 @@ func TestFailedPhaseKeepsEarlierFigures(t *testing.T) {
 		if strings.Contains(table, absent) {
 			t.Errorf("table shows %q of a phase that did not complete:\n%s", absent, table)
 		}
+	}
+}
+
+// The kube-apiserver profile is read from the API server's own profiling endpoint: a gzipped
+// pprof profile, as go tool pprof reads it.
+func TestProfileAPIServerWritesAProfile(t *testing.T) {
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	path := filepath.Join(t.TempDir(), "apiserver.pprof")
+	if err := profileAPIServer(context.Background(), env.Config, path, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
+		t.Errorf("not a gzipped profile: %d bytes starting %q", len(raw), raw[:min(len(raw), 16)])
 	}
 }

@@ -28,6 +28,8 @@ func main() {
 	ceilingWorkers := flag.String("ceiling-workers", "4,16,32", "comma-separated client concurrencies tried for the write ceiling")
 	workers := flag.Int("workers", 0, "concurrent reconciles of the operator; 0 keeps its default")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	apiServerProfile := flag.String("apiserver-cpuprofile", "", "write a CPU profile of kube-apiserver during the bulk run to this file")
+	apiServerProfileFor := flag.Duration("apiserver-cpuprofile-for", 15*time.Second, "how long the kube-apiserver profile runs, from the first create")
 	withWebhook := flag.Bool("webhook", true, "serve the operator's admission webhooks, as an install does (the finalizer then comes with the create); false: the operator patches the finalizer in")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -57,6 +59,7 @@ func main() {
 	defer func() { _ = env.Stop() }()
 	report, err := bench.Run(context.Background(), env, bench.Config{
 		N: *n, SteadyRate: *rate, SteadyFor: *steadyFor, Workers: *workers, CeilingWorkers: parseInts(*ceilingWorkers),
+		APIServerProfile: *apiServerProfile, APIServerProfileFor: *apiServerProfileFor,
 		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) },
 	})
 	if err != nil {
