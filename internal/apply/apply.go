@@ -248,7 +248,9 @@ func (a *Applier) Prune(ctx context.Context, owner types.NamespacedName, keep []
 	}
 	for _, kind := range inPruneOrder() {
 		list := kind.List.DeepCopyObject().(client.ObjectList)
-		if err := a.Client.List(ctx, list, client.MatchingLabelsSelector{Selector: ownership.Selector(owner)}); err != nil {
+		// Through the owner index: a label selector would scan every object of the kind in the
+		// cache, which made each reconcile cost more the more APIRules there are.
+		if err := a.Client.List(ctx, list, client.MatchingFields{ownership.OwnerIndex: owner.String()}); err != nil {
 			return result, fmt.Errorf("listing children of %s: %w", owner, err)
 		}
 		items, err := meta.ExtractList(list)

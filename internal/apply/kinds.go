@@ -15,6 +15,8 @@ import (
 // Kind is one kind of object the operator generates.
 type Kind struct {
 	GVK schema.GroupVersionKind
+	// Object is an empty object of the kind, the prototype its cache index is registered on.
+	Object client.Object
 	// List is an empty list of the kind, the prototype Prune lists children with.
 	List client.ObjectList
 	// ApplyRank orders writes: lower first. PruneRank orders deletions: lower first.
@@ -32,15 +34,15 @@ type Kind struct {
 //     protect it; a policy before the RequestAuthentication its token check relies on; the
 //     CA bundle last, after the Gateway that reads it.
 var Kinds = []Kind{
-	{GVK: securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"),
+	{GVK: securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"), Object: &securityclientv1.RequestAuthentication{},
 		List: &securityclientv1.RequestAuthenticationList{}, ApplyRank: 0, PruneRank: 3},
-	{GVK: securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"),
+	{GVK: securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"), Object: &securityclientv1.AuthorizationPolicy{},
 		List: &securityclientv1.AuthorizationPolicyList{}, ApplyRank: 1, PruneRank: 2},
-	{GVK: corev1.SchemeGroupVersion.WithKind("Secret"),
+	{GVK: corev1.SchemeGroupVersion.WithKind("Secret"), Object: &corev1.Secret{},
 		List: &corev1.SecretList{}, ApplyRank: 2, PruneRank: 4},
-	{GVK: networkingclientv1.SchemeGroupVersion.WithKind("Gateway"),
+	{GVK: networkingclientv1.SchemeGroupVersion.WithKind("Gateway"), Object: &networkingclientv1.Gateway{},
 		List: &networkingclientv1.GatewayList{}, ApplyRank: 3, PruneRank: 1},
-	{GVK: networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"),
+	{GVK: networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"), Object: &networkingclientv1.VirtualService{},
 		List: &networkingclientv1.VirtualServiceList{}, ApplyRank: 4, PruneRank: 0},
 }
 

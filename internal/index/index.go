@@ -14,7 +14,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/model"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
 
 // Index names.
@@ -73,7 +75,7 @@ type Definition struct {
 // Definitions returns every index the operator uses. opts decide an APIRule's Gateway and
 // Secrets; meshConfig is the namespace/name of the mesh config ConfigMap.
 func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definition {
-	return []Definition{
+	defs := []Definition{
 		{&corev1.Pod{}, PodLabel, func(obj client.Object) []string { return LabelPairs(obj.GetLabels()) }},
 		{&corev1.Service{}, ServiceSelector, func(obj client.Object) []string {
 			return LabelPairs(obj.(*corev1.Service).Spec.Selector)
@@ -166,6 +168,16 @@ func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definiti
 			return []string{credential.String(), ca.String(), caCopy.String()}
 		}},
 	}
+	// Every generated kind by its owner: pruning lists an APIRule's children through it.
+	for _, k := range apply.Kinds {
+		defs = append(defs, Definition{k.Object, ownership.OwnerIndex, func(obj client.Object) []string {
+			if owner, ok := ownership.OwnerFromLabels(obj.GetLabels()); ok {
+				return []string{owner.String()}
+			}
+			return nil
+		}})
+	}
+	return defs
 }
 
 // Register registers the indexes with a manager's field indexer.
