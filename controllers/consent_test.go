@@ -13,7 +13,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 )
 
-var _ = Describe("A backend in another namespace", Ordered, func() {
+var _ = Describe("Backends in another namespace", Ordered, func() {
 	BeforeAll(func() {
 		// The suite's operator allows every namespace; this one asks for consent, as the
 		// default install does.
@@ -49,14 +49,7 @@ var _ = Describe("A backend in another namespace", Ordered, func() {
 		Expect(policies).To(BeEmpty())
 
 		By("serving it once a ReferenceGrant names its namespace and the Service")
-		name := gatewayv1beta1.ObjectName("ledger")
-		grant := &gatewayv1beta1.ReferenceGrant{
-			ObjectMeta: metav1.ObjectMeta{Namespace: backends, Name: "apirules-of-" + namespace},
-			Spec: gatewayv1beta1.ReferenceGrantSpec{
-				From: []gatewayv1beta1.ReferenceGrantFrom{{Group: gatewayv1beta1.Group(apiv2.GroupVersion.Group), Kind: "APIRule", Namespace: gatewayv1beta1.Namespace(namespace)}},
-				To:   []gatewayv1beta1.ReferenceGrantTo{{Group: "", Kind: "Service", Name: &name}},
-			},
-		}
+		grant := referenceGrant(backends, namespace, "ledger")
 		Expect(k8s.Create(ctx, grant)).To(Succeed())
 		expectReady(key)
 		Eventually(func() int {
@@ -77,7 +70,7 @@ var _ = Describe("A backend in another namespace", Ordered, func() {
 
 		By("serving it again when the grant names it again, and withdrawing it when the grant is deleted")
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(grant), grant)).To(Succeed())
-		grant.Spec.To[0].Name = &name
+		grant.Spec.To[0].Name = ptr(gatewayv1beta1.ObjectName("ledger"))
 		Expect(k8s.Update(ctx, grant)).To(Succeed())
 		expectReady(key)
 		Expect(k8s.Delete(ctx, grant)).To(Succeed())
@@ -86,54 +79,20 @@ var _ = Describe("A backend in another namespace", Ordered, func() {
 			return len(routes) + len(policies)
 		}, timeout, interval).Should(BeZero())
 	})
-})
-
-var _ = Describe("An APIRule without consent on a shared workload", Ordered, func() {
-	BeforeAll(func() {
-		running.stop()
-		opts.Settings.AllowCrossNamespaceBackends = false
-		running = startOperator()
-		DeferCleanup(func() {
-			running.stop()
-			opts.Settings.AllowCrossNamespaceBackends = true
-			running = startOperator()
-		})
-	})
 
 	It("does not keep the workload's own namespace from configuring its issuers otherwise", func() {
 		intruder, owner := newNamespace(), newNamespace()
 		createBackend(owner, "api")
-		uri := "https://idp.example.com/jwks"
-		jwtRule := func(cookie bool) apiv2.Rule {
-			auth := apiv2.JWTAuthentication{Issuer: "https://idp.example.com", JWKSURI: &uri}
-			if cookie {
-				auth.FromCookies = []string{"session"}
-			}
-			return apiv2.Rule{Path: "/*", Methods: []apiv2.HTTPMethod{"GET"}, JWT: &apiv2.JWTConfig{Authentications: []apiv2.JWTAuthentication{auth}}}
-		}
-		squat := newAPIRule(intruder, "squat", "api", jwtRule(true))
+		squat := newAPIRule(intruder, "squat", "api", jwtFrom(true))
 		squat.Spec.Service.Namespace = &owner
 		Expect(k8s.Create(ctx, squat)).To(Succeed())
 		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8s.Delete(ctx, squat))).To(Succeed()) })
 		eventuallyReason(keyOf(squat), conditions.Accepted, conditions.ReasonCrossNamespaceBackend)
 
-		mine := newAPIRule(owner, "mine", "api", jwtRule(false))
+		mine := newAPIRule(owner, "mine", "api", jwtFrom(false))
 		Expect(k8s.Create(ctx, mine)).To(Succeed())
 		DeferCleanup(func() { Expect(client.IgnoreNotFound(k8s.Delete(ctx, mine))).To(Succeed()) })
 		expectReady(keyOf(mine))
-	})
-})
-
-var _ = Describe("Consent taken back while an edit is refused", Ordered, func() {
-	BeforeAll(func() {
-		running.stop()
-		opts.Settings.AllowCrossNamespaceBackends = false
-		running = startOperator()
-		DeferCleanup(func() {
-			running.stop()
-			opts.Settings.AllowCrossNamespaceBackends = true
-			running = startOperator()
-		})
 	})
 
 	It("withdraws the serving generation's route into the other namespace, whatever the spec says now", func() {
@@ -141,14 +100,7 @@ var _ = Describe("Consent taken back while an edit is refused", Ordered, func() 
 		createBackend(backends, "ledger")
 		rule := newAPIRule(namespace, "ledger", "ledger", noAuth("/*", "GET"))
 		rule.Spec.Service.Namespace = &backends
-		name := gatewayv1beta1.ObjectName("ledger")
-		grant := &gatewayv1beta1.ReferenceGrant{
-			ObjectMeta: metav1.ObjectMeta{Namespace: backends, Name: "apirules-of-" + namespace},
-			Spec: gatewayv1beta1.ReferenceGrantSpec{
-				From: []gatewayv1beta1.ReferenceGrantFrom{{Group: gatewayv1beta1.Group(apiv2.GroupVersion.Group), Kind: "APIRule", Namespace: gatewayv1beta1.Namespace(namespace)}},
-				To:   []gatewayv1beta1.ReferenceGrantTo{{Group: "", Kind: "Service", Name: &name}},
-			},
-		}
+		grant := referenceGrant(backends, namespace, "ledger")
 		Expect(k8s.Create(ctx, grant)).To(Succeed())
 		Expect(k8s.Create(ctx, rule)).To(Succeed())
 		key := keyOf(rule)
@@ -174,3 +126,16 @@ var _ = Describe("Consent taken back while an edit is refused", Ordered, func() 
 		}, timeout, interval).Should(Succeed())
 	})
 })
+
+// referenceGrant lets the APIRules of namespace from use the Service of namespace in.
+func referenceGrant(in, from, service string) *gatewayv1beta1.ReferenceGrant {
+	return &gatewayv1beta1.ReferenceGrant{
+		ObjectMeta: metav1.ObjectMeta{Namespace: in, Name: "apirules-of-" + from},
+		Spec: gatewayv1beta1.ReferenceGrantSpec{
+			From: []gatewayv1beta1.ReferenceGrantFrom{{Group: gatewayv1beta1.Group(apiv2.GroupVersion.Group), Kind: "APIRule", Namespace: gatewayv1beta1.Namespace(from)}},
+			To:   []gatewayv1beta1.ReferenceGrantTo{{Group: "", Kind: "Service", Name: ptr(gatewayv1beta1.ObjectName(service))}},
+		},
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

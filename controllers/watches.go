@@ -185,14 +185,14 @@ func (r *APIRuleReconciler) requestsForPod(ctx context.Context, obj client.Objec
 
 // podChanges lets through the Pod events that can change a sidecar check: creation,
 // deletion, label changes (containers cannot change), and a Pod finishing, which leaves
-// the check.
+// the check. Other phase changes (every Pod start) change nothing the check reads.
 var podChanges = predicate.Or(predicate.LabelChangedPredicate{}, predicate.Funcs{
 	CreateFunc: func(event.CreateEvent) bool { return true },
 	DeleteFunc: func(event.DeleteEvent) bool { return true },
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		old, okOld := e.ObjectOld.(*corev1.Pod)
 		cur, okNew := e.ObjectNew.(*corev1.Pod)
-		return okOld && okNew && old.Status.Phase != cur.Status.Phase
+		return okOld && okNew && gather.Finished(old) != gather.Finished(cur)
 	},
 	GenericFunc: func(event.GenericEvent) bool { return false },
 })

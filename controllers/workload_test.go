@@ -18,15 +18,6 @@ var _ = Describe("APIRules sharing a workload", func() {
 		namespace = newNamespace()
 	})
 
-	jwtFrom := func(cookie bool) apiv2.Rule {
-		uri := "https://idp.example.com/jwks"
-		auth := apiv2.JWTAuthentication{Issuer: "https://idp.example.com", JWKSURI: &uri}
-		if cookie {
-			auth.FromCookies = []string{"session"}
-		}
-		return apiv2.Rule{Path: "/*", Methods: []apiv2.HTTPMethod{"GET"}, JWT: &apiv2.JWTConfig{Authentications: []apiv2.JWTAuthentication{auth}}}
-	}
-
 	It("refuses the younger APIRule that configures an issuer differently, and serves it once the older one is gone", func() {
 		createBackend(namespace, "shared")
 		headers := newAPIRule(namespace, "headers", "shared", jwtFrom(false))
@@ -73,3 +64,13 @@ var _ = Describe("APIRules sharing a workload", func() {
 		expectReady(keyOf(cookies))
 	})
 })
+
+// jwtFrom is a GET /* jwt rule of one issuer, read from the session cookie or the header.
+func jwtFrom(cookie bool) apiv2.Rule {
+	uri := "https://idp.example.com/jwks"
+	auth := apiv2.JWTAuthentication{Issuer: "https://idp.example.com", JWKSURI: &uri}
+	if cookie {
+		auth.FromCookies = []string{"session"}
+	}
+	return apiv2.Rule{Path: "/*", Methods: []apiv2.HTTPMethod{"GET"}, JWT: &apiv2.JWTConfig{Authentications: []apiv2.JWTAuthentication{auth}}}
+}

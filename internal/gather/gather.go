@@ -382,7 +382,7 @@ func (r *Gatherer) backendPods(ctx context.Context, svc *corev1.Service) ([]mode
 	for i := range pods.Items {
 		// A finished Pod is no endpoint of the Service: no request reaches it, whatever its
 		// containers (a Job's Pod without a sidecar must not take the route down).
-		if phase := pods.Items[i].Status.Phase; phase == corev1.PodSucceeded || phase == corev1.PodFailed {
+		if Finished(&pods.Items[i]) {
 			continue
 		}
 		if selector.Matches(labels.Set(pods.Items[i].Labels)) {
@@ -390,6 +390,11 @@ func (r *Gatherer) backendPods(ctx context.Context, svc *corev1.Service) ([]mode
 		}
 	}
 	return out, nil
+}
+
+// Finished says whether a Pod has ended, and so is no endpoint of its Services.
+func Finished(pod *corev1.Pod) bool {
+	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
 }
 
 // sidecarContainer is the name of the Istio proxy container that sidecar injection adds, as

@@ -21,27 +21,39 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/webhook"
 )
 
+// inertWebhook is a webhook shaped like the installed ones, calling the operator's Service at
+// path, for a resource nothing creates, so the API server never calls it.
+func inertWebhook(path string) admissionregistrationv1.ValidatingWebhook {
+	none := admissionregistrationv1.SideEffectClassNone
+	ignore := admissionregistrationv1.Ignore
+	return admissionregistrationv1.ValidatingWebhook{
+		ClientConfig: admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
+			Namespace: "apirule-system", Name: "apirule-operator-webhook-service", Path: &path,
+		}},
+		Rules: []admissionregistrationv1.RuleWithOperations{{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{"example.invalid"}, APIVersions: []string{"v1"}, Resources: []string{"things"}},
+		}},
+		SideEffects:             &none,
+		FailurePolicy:           &ignore,
+		AdmissionReviewVersions: []string{"v1"},
+	}
+}
+
 // webhookConfiguration creates a ValidatingWebhookConfiguration shaped like the installed
 // one, for a resource nothing creates, so the API server never calls it.
 func webhookConfiguration(t *testing.T, name string) {
 	t.Helper()
-	none := admissionregistrationv1.SideEffectClassNone
-	ignore := admissionregistrationv1.Ignore
-	path := webhook.Path
+	inert := inertWebhook(webhook.Path)
 	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name: "vapirule.gateway.apirule.io",
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
-				Namespace: "apirule-system", Name: "apirule-operator-webhook-service", Path: &path,
-			}},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"example.invalid"}, APIVersions: []string{"v1"}, Resources: []string{"things"}},
-			}},
-			SideEffects:             &none,
-			FailurePolicy:           &ignore,
-			AdmissionReviewVersions: []string{"v1"},
+			Name:                    "vapirule.gateway.apirule.io",
+			ClientConfig:            inert.ClientConfig,
+			Rules:                   inert.Rules,
+			SideEffects:             inert.SideEffects,
+			FailurePolicy:           inert.FailurePolicy,
+			AdmissionReviewVersions: inert.AdmissionReviewVersions,
 		}},
 	}
 	if err := k8s.Create(context.Background(), cfg); err != nil {
@@ -241,23 +253,16 @@ func pemOf(cert *x509.Certificate) []byte {
 // one, for a resource nothing creates.
 func mutatingConfiguration(t *testing.T, name string) {
 	t.Helper()
-	none := admissionregistrationv1.SideEffectClassNone
-	ignore := admissionregistrationv1.Ignore
-	path := webhook.MutatePath
+	inert := inertWebhook(webhook.MutatePath)
 	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name: "mapirule.gateway.apirule.io",
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
-				Namespace: "apirule-system", Name: "apirule-operator-webhook-service", Path: &path,
-			}},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"example.invalid"}, APIVersions: []string{"v1"}, Resources: []string{"things"}},
-			}},
-			SideEffects:             &none,
-			FailurePolicy:           &ignore,
-			AdmissionReviewVersions: []string{"v1"},
+			Name:                    "mapirule.gateway.apirule.io",
+			ClientConfig:            inert.ClientConfig,
+			Rules:                   inert.Rules,
+			SideEffects:             inert.SideEffects,
+			FailurePolicy:           inert.FailurePolicy,
+			AdmissionReviewVersions: inert.AdmissionReviewVersions,
 		}},
 	}
 	if err := k8s.Create(context.Background(), cfg); err != nil {
