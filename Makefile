@@ -141,7 +141,7 @@ demo: envtest-assets ## Start a local control plane, run the operator on the sam
 	go run ./hack/demo
 
 .PHONY: bench
-bench: envtest-assets ## Scale benchmark (BENCH_N=1000 by default; BENCH_WRITE_DOCS=1 writes docs/performance.md; BENCH_ARGS for flags).
+bench: envtest-assets build ## Scale benchmark (BENCH_N=1000 by default; BENCH_WRITE_DOCS=1 writes docs/performance.md; BENCH_ARGS for flags).
 	BENCH_ARGS="$(BENCH_ARGS)" go run ./tests/bench/cmd $(BENCH_ARGS)
 
 # The version the binaries report (--version, the apirule_build_info metric): the manifests'

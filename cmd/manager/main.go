@@ -30,6 +30,8 @@ func main() {
 	flag.BoolVar(&opts.MetricsSecure, "metrics-secure", true,
 		"serve metrics over HTTPS to callers the API server authenticates and authorizes for GET /metrics; false serves plain HTTP to anyone")
 	flag.StringVar(&opts.HealthProbeAddress, "health-probe-bind-address", opts.HealthProbeAddress, "health probe address; 0 disables it")
+	flag.StringVar(&opts.PprofAddress, "pprof-bind-address", opts.PprofAddress,
+		"Go profiling endpoints (/debug/pprof/) on this address, plain HTTP to anyone who reaches it; 0 disables them")
 	printVersion := flag.Bool("version", false, "print the version and exit")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)

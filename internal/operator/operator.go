@@ -52,6 +52,10 @@ type Options struct {
 	MetricsSecure bool
 	// HealthProbeAddress serves /healthz and /readyz; "0" disables it.
 	HealthProbeAddress string
+	// PprofAddress serves Go's profiling endpoints (/debug/pprof/); "0" or empty disables
+	// them. Off by default: a profile shows what the operator is doing to anyone who reaches
+	// the port.
+	PprofAddress string
 	// RestartableInProcess lets one process start the operator more than once (tests that
 	// restart it); controller-runtime otherwise refuses a second controller of the same name.
 	RestartableInProcess bool
@@ -69,6 +73,7 @@ func DefaultOptions() Options {
 		LeaderElection:          true,
 		MetricsAddress:          ":8080",
 		HealthProbeAddress:      ":8081",
+		PprofAddress:            "0",
 	}
 }
 
@@ -152,6 +157,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		},
 		Metrics:                 metricsOptions(opts),
 		HealthProbeBindAddress:  opts.HealthProbeAddress,
+		PprofBindAddress:        opts.PprofAddress,
 		WebhookServer:           webhookServer,
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        "apirule-operator.gateway.apirule.io",

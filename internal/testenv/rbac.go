@@ -45,6 +45,24 @@ const OperatorNamespace = "apirule-system"
 // Role of config/rbac/leader_election_role.yaml. Calling it again re-reads the files and
 // updates the grants.
 func (e *Environment) ManagerConfig(ctx context.Context, operatorNamespace string) (*rest.Config, error) {
+	user, err := e.managerUser(ctx, operatorNamespace)
+	if err != nil {
+		return nil, err
+	}
+	return user.Config(), nil
+}
+
+// ManagerKubeconfig is ManagerConfig as a kubeconfig file's contents, for an operator
+// started as a process of its own.
+func (e *Environment) ManagerKubeconfig(ctx context.Context, operatorNamespace string) ([]byte, error) {
+	user, err := e.managerUser(ctx, operatorNamespace)
+	if err != nil {
+		return nil, err
+	}
+	return user.KubeConfig()
+}
+
+func (e *Environment) managerUser(ctx context.Context, operatorNamespace string) (*envtest.AuthenticatedUser, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -83,11 +101,10 @@ func (e *Environment) ManagerConfig(ctx context.Context, operatorNamespace strin
 	if err != nil {
 		return nil, fmt.Errorf("adding the manager's user: %w", err)
 	}
-	cfg := user.Config()
-	if err := waitForRBAC(ctx, cfg, granted); err != nil {
+	if err := waitForRBAC(ctx, user.Config(), granted); err != nil {
 		return nil, err
 	}
-	return cfg, nil
+	return user, nil
 }
 
 // role is a ClusterRole or a Role (namespaced) read from a manifest.

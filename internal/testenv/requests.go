@@ -49,15 +49,23 @@ func (c *RequestCounter) Snapshot() (map[string]int, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make(map[string]int, len(c.byKey))
-	writes := 0
 	for k, v := range c.byKey {
 		out[k] = v
+	}
+	return out, Writes(out)
+}
+
+// Writes is the number of writes among request counts by "VERB resource": reads and the
+// leader election's leases (and its Event about the lease) left out.
+func Writes(counts map[string]int) int {
+	writes := 0
+	for k, v := range counts {
 		v0, res, _ := strings.Cut(k, " ")
 		if res != "leases" && res != "events(Lease)" && v0 != "GET" && v0 != "LIST" && v0 != "WATCH" {
 			writes += v
 		}
 	}
-	return out, writes
+	return writes
 }
 
 func verb(req *http.Request) string {
@@ -156,6 +164,13 @@ func MetricValue(name string, labels map[string]string) float64 {
 	if err != nil {
 		return 0
 	}
+	return SumSamples(families, name, labels)
+}
+
+// SumSamples sums the samples of the named metric whose labels include the given ones:
+// counter and gauge values, histogram sample counts. The families may come from a registry
+// or from a scraped metrics endpoint.
+func SumSamples(families []*dto.MetricFamily, name string, labels map[string]string) float64 {
 	total := 0.0
 	for _, f := range families {
 		if f.GetName() != name {

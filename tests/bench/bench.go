@@ -1,6 +1,8 @@
 // Package bench measures the operator on a real kube-apiserver and etcd: how fast N APIRules
 // become Ready, against the write ceiling of the same API server, what the operator sends,
-// what a resync costs, latency under a steady load, and the process's CPU and memory.
+// how fast a restarted operator has verified every APIRule and what that costs, latency under
+// a steady load, and the operator's CPU and memory. The operator is the manager binary in a
+// process of its own, as a Deployment runs it; this process is the load driver.
 //
 // The workload is the one of docs/architecture.md (Performance targets), so figures compare over time: one namespace;
 // per APIRule a Service (selector app: ar-<i>) and one Pod with an istio-proxy container; host
@@ -10,43 +12,38 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
-	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
-	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/operator"
-	"github.com/apirule-operator/apirule-operator/internal/pipeline"
 	"github.com/apirule-operator/apirule-operator/internal/testenv"
-	"github.com/apirule-operator/apirule-operator/internal/webhook"
 )
 
 // Config sets the size of a run.
 type Config struct {
 	// N is the number of APIRules of the bulk run.
 	N int
+	// ManagerBinary is the built cmd/manager the run starts as the operator.
+	ManagerBinary string
 	// SteadyRate APIRules per second are created for SteadyFor after the bulk run; a zero
 	// rate skips the steady run.
 	SteadyRate int
@@ -57,11 +54,12 @@ type Config struct {
 	Workers int
 	// Logf reports progress.
 	Logf func(format string, args ...any)
-	// APIServerProfile, when set, is where a CPU profile of kube-apiserver during the bulk
-	// run is written (its /debug/pprof/profile endpoint, as the admin user), for
-	// APIServerProfileFor from the first create.
-	APIServerProfile    string
-	APIServerProfileFor time.Duration
+	// APIServerProfile and OperatorProfile, when set, are where CPU profiles of kube-apiserver
+	// and of the operator during the bulk run are written (their /debug/pprof/profile
+	// endpoints), taken for ProfileFor from the first create.
+	APIServerProfile string
+	OperatorProfile  string
+	ProfileFor       time.Duration
 }
 
 // Report holds the figures of a run.
@@ -76,21 +74,31 @@ type Report struct {
 	// FinalizerByWebhook: the operator served its mutating webhook, so the finalizer came
 	// with the create; otherwise the operator patched it in (Requests["PATCH apirules"]).
 	FinalizerByWebhook bool
-	ResyncReconciles   int
-	ResyncWrites       int
-	ResyncRequests     map[string]int
-	CeilingObjects     int
-	CeilingWorkers     int
-	CeilingDuration    time.Duration
-	CeilingThroughput  float64 // APIRules' worth of child objects per second
-	Ratio              float64
-	SteadyRate         int
-	SteadyFor          time.Duration
-	SteadyCount        int
-	SteadyLatency      Percentiles
-	CPUSeconds         float64
-	PeakHeapMiB        float64
-	PeakRSSMiB         float64
+	// Bulk is the operator process's usage from its start to the end of the bulk run.
+	Bulk usage
+	// RestartVerifiedAfter is the time from the restarted operator's start until it had
+	// reconciled every settled APIRule; Restart its usage until then.
+	RestartVerifiedAfter time.Duration
+	Restart              usage
+	ResyncReconciles     int
+	ResyncWrites         int
+	ResyncRequests       map[string]int
+	// The ceiling: a plain client's writes of the outcome (the APIRule create, its 3
+	// children, one status patch) per APIRule, best of the concurrencies tried.
+	Ceiling ceilingResult
+	// ChildrenCeiling: the 3 children alone per APIRule (the ceiling of earlier reports).
+	ChildrenCeiling ceilingResult
+	Ratio           float64 // Throughput / Ceiling
+	ChildrenRatio   float64 // Throughput / ChildrenCeiling
+	SteadyRate      int
+	SteadyFor       time.Duration
+	SteadyCount     int
+	SteadyLatency   Percentiles
+	// Steady is the restarted operator's usage over the steady run: its CPU then, and its
+	// peak RSS since its start.
+	Steady usage
+	// Driver is this process's usage: the load driver and the ceiling's client.
+	Driver usage
 	// Completed are the phases that finished, in order; their figures are set. FailedPhase
 	// is the phase that failed, if one did, and Failure its error.
 	Completed   []string
@@ -139,30 +147,63 @@ const (
 	leaseNamespace   = "default"
 )
 
+// Environment is the control plane of a run, with kube-apiserver's audit log of the
+// operator's requests, and a directory for the run's files (the operator's kubeconfig and
+// logs), removed by Stop.
+type Environment struct {
+	*testenv.Environment
+	dir   string
+	audit *auditLog
+}
+
 // StartEnvironment starts the control plane of a run. With webhook, the API server calls the
 // operator's admission webhooks as an install's does (config/webhook, a certificate envtest
-// issues), and Run serves them from the operator under test.
-func StartEnvironment(webhook bool) (*testenv.Environment, error) {
-	if !webhook {
-		return testenv.Start()
-	}
+// issues), and Run's operator serves them.
+func StartEnvironment(webhook bool) (*Environment, error) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
-	return testenv.StartWith(func(e *envtest.Environment) {
-		e.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}}
+	dir, err := os.MkdirTemp("", "apirule-bench-")
+	if err != nil {
+		return nil, err
+	}
+	policy, logPath, err := auditArgs(dir, testenv.ManagerUser)
+	if err != nil {
+		return nil, errors.Join(err, os.RemoveAll(dir))
+	}
+	env, err := testenv.StartWith(func(e *envtest.Environment) {
+		if webhook {
+			e.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}}
+		}
+		e.ControlPlane.GetAPIServer().Configure().
+			Set("audit-policy-file", policy).
+			Set("audit-log-path", logPath).
+			Set("audit-log-mode", "blocking").
+			// No rotation: the log is read from where the last read ended.
+			Set("audit-log-maxsize", "0")
 	})
+	if err != nil {
+		return nil, errors.Join(err, os.RemoveAll(dir))
+	}
+	return &Environment{Environment: env, dir: dir, audit: newAuditLog(logPath)}, nil
+}
+
+// Stop stops the control plane and removes the run's files.
+func (e *Environment) Stop() error {
+	return errors.Join(e.Environment.Stop(), os.RemoveAll(e.dir))
 }
 
 // Run performs a benchmark on the environment's API server. It always returns a report: when
 // a phase fails, the error names it and the report keeps the figures of the phases before.
-func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, error) {
+func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 	report := &Report{N: cfg.N, Requests: map[string]int{}}
 	logf := cfg.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	// The driver's figures cover what ran, also when a later phase fails.
+	defer func() { report.Driver, _ = processUsage(os.Getpid()) }()
 	driverCfg := rest.CopyConfig(env.Config)
 	driverCfg.QPS, driverCfg.Burst = 500, 1000
 	scheme, err := operator.NewScheme()
@@ -201,13 +242,17 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 		return report, report.fail(PhaseSetup, err)
 	}
 	// The operator runs with the install's RBAC only; its namespace holds the lease.
-	managerCfg, err := env.ManagerConfig(ctx, leaseNamespace)
+	kubeconfig, err := env.ManagerKubeconfig(ctx, leaseNamespace)
 	if err != nil {
+		return report, report.fail(PhaseSetup, err)
+	}
+	process := processOptions{binary: cfg.ManagerBinary, kubeconfig: filepath.Join(env.dir, "manager.kubeconfig"), workers: cfg.Workers, hook: hook}
+	if err := os.WriteFile(process.kubeconfig, kubeconfig, 0o600); err != nil {
 		return report, report.fail(PhaseSetup, err)
 	}
 	report.done(PhaseSetup)
 
-	if err := measureCeiling(ctx, scheme, cfg, report, logf); err != nil {
+	if err := measureCeiling(ctx, cfg, report, logf); err != nil {
 		return report, report.fail(PhaseCeiling, err)
 	}
 	report.done(PhaseCeiling)
@@ -218,183 +263,182 @@ func Run(ctx context.Context, env *testenv.Environment, cfg Config) (*Report, er
 	if err := ready.start(watchCtx, c); err != nil {
 		return report, report.fail(PhaseBulk, err)
 	}
-
-	sampler := startSampler()
-	cpuBefore := cpuSeconds()
-	// The process figures cover what ran, also when a later phase fails.
-	defer func() {
-		report.CPUSeconds = cpuSeconds() - cpuBefore
-		report.PeakHeapMiB, report.PeakRSSMiB = sampler.stop()
-	}()
-	op, err := startOperator(ctx, managerCfg, cfg.Workers, hook, c)
+	// Only the operator's requests count from here (setting up its user sent some).
+	baseline, _, err := env.audit.Snapshot()
 	if err != nil {
 		return report, report.fail(PhaseBulk, err)
 	}
-
-	var profiled chan error
-	if cfg.APIServerProfile != "" {
-		profiled = make(chan error, 1)
-		go func() { profiled <- profileAPIServer(ctx, env.Config, cfg.APIServerProfile, cfg.APIServerProfileFor) }()
+	process.logPath = filepath.Join(env.dir, "operator-bulk.log")
+	op, err := startOperatorProcess(ctx, process, c)
+	if err != nil {
+		return report, report.fail(PhaseBulk, err)
 	}
+	// Whatever happens next, no operator process outlives the run.
+	defer func() { op.stop() }()
+
+	profiles := startProfiles(ctx, env, op, cfg)
 	logf("creating %d APIRules", cfg.N)
 	start := time.Now()
 	if err := parallel(cfg.N, clientWorkers, func(i int) error {
 		return createAPIRule(ctx, c, i, ready)
 	}); err != nil {
-		op.stop()
 		return report, report.fail(PhaseBulk, err)
 	}
 	if err := ready.waitAll(ctx, cfg.N, 30*time.Minute); err != nil {
-		op.stop()
-		return report, report.fail(PhaseBulk, err)
+		return report, report.fail(PhaseBulk, fmt.Errorf("%w%s", err, op.logTail()))
 	}
 	report.ReadyAfter = ready.last().Sub(start)
 	report.Throughput = float64(cfg.N) / report.ReadyAfter.Seconds()
 	report.Latency = percentiles(ready.latencies())
-	report.Ratio = report.Throughput / report.CeilingThroughput
-	op.waitQuiet()
-	report.Requests, report.Writes = op.requests.Snapshot()
+	report.Ratio = report.Throughput / report.Ceiling.Throughput
+	report.ChildrenRatio = report.Throughput / report.ChildrenCeiling.Throughput
+	after, err := waitQuiet(env.audit)
+	if err != nil {
+		return report, report.fail(PhaseBulk, err)
+	}
+	report.Requests = since(after, baseline)
+	report.Writes = testenv.Writes(report.Requests)
+	if report.Bulk, err = op.usage(); err != nil {
+		return report, report.fail(PhaseBulk, err)
+	}
 	logf("%d APIRules Ready after %s", cfg.N, report.ReadyAfter.Round(time.Millisecond))
-	if profiled != nil {
-		if err := <-profiled; err != nil {
-			return report, report.fail(PhaseBulk, err)
-		}
-		logf("kube-apiserver CPU profile written to %s", cfg.APIServerProfile)
+	if err := profiles.wait(logf); err != nil {
+		return report, report.fail(PhaseBulk, err)
 	}
 	report.done(PhaseBulk)
 
 	logf("restarting the operator over %d settled APIRules", cfg.N)
 	op.stop()
-	before := testenv.ReconcileCount("apirule")
-	op, err = startOperator(ctx, managerCfg, cfg.Workers, hook, c)
+	if baseline, _, err = env.audit.Snapshot(); err != nil {
+		return report, report.fail(PhaseResync, err)
+	}
+	process.logPath = filepath.Join(env.dir, "operator-restarted.log")
+	if op, err = startOperatorProcess(ctx, process, c); err != nil {
+		return report, report.fail(PhaseResync, err)
+	}
+	if err := op.waitUnlessExited(ctx, 10*time.Minute, func() bool { return op.knownAPIRules() >= cfg.N }); err != nil {
+		return report, report.fail(PhaseResync, fmt.Errorf("the restarted operator did not reconcile all %d APIRules: %w%s", cfg.N, err, op.logTail()))
+	}
+	report.RestartVerifiedAfter = time.Since(op.started)
+	if report.Restart, err = op.usage(); err != nil {
+		return report, report.fail(PhaseResync, err)
+	}
+	if after, err = waitQuiet(env.audit); err != nil {
+		return report, report.fail(PhaseResync, err)
+	}
+	report.ResyncRequests = since(after, baseline)
+	report.ResyncWrites = testenv.Writes(report.ResyncRequests)
+	reconciles, err := op.metric("controller_runtime_reconcile_total", map[string]string{"controller": "apirule"})
 	if err != nil {
 		return report, report.fail(PhaseResync, err)
 	}
-	if err := waitFor(ctx, 10*time.Minute, func() bool { return testenv.ReconcileCount("apirule")-before >= float64(cfg.N) }); err != nil {
-		op.stop()
-		return report, report.fail(PhaseResync, err)
-	}
-	op.waitQuiet()
-	report.ResyncReconciles = int(testenv.ReconcileCount("apirule") - before)
-	report.ResyncRequests, report.ResyncWrites = op.requests.Snapshot()
+	report.ResyncReconciles = int(reconciles)
+	logf("the restarted operator verified %d APIRules %s after its start", cfg.N, report.RestartVerifiedAfter.Round(time.Millisecond))
 	report.done(PhaseResync)
 
 	if cfg.SteadyRate > 0 {
-		logf("steady load: %d APIRules/s for %s", cfg.SteadyRate, cfg.SteadyFor)
-		steady := newReadyWatch()
-		steadyCtx, stopSteady := context.WithCancel(ctx)
-		if err := steady.start(steadyCtx, c); err != nil {
-			stopSteady()
-			op.stop()
+		if err := runSteady(ctx, c, op, cfg, report, logf); err != nil {
 			return report, report.fail(PhaseSteady, err)
 		}
-		count := cfg.SteadyRate * int(cfg.SteadyFor/time.Second)
-		tick := time.NewTicker(time.Second / time.Duration(cfg.SteadyRate))
-		var creates sync.WaitGroup
-		var createErr error
-		var errOnce sync.Once
-		for i := 0; i < count; i++ {
-			<-tick.C
-			creates.Add(1)
-			go func(i int) {
-				defer creates.Done()
-				if err := createAPIRule(ctx, c, cfg.N+i, steady); err != nil {
-					errOnce.Do(func() { createErr = err })
-				}
-			}(i)
-		}
-		tick.Stop()
-		creates.Wait()
-		err := createErr
-		if err == nil {
-			err = steady.waitAll(ctx, count, 10*time.Minute)
-		}
-		stopSteady()
-		if err != nil {
-			op.stop()
-			return report, report.fail(PhaseSteady, err)
-		}
-		report.SteadyRate, report.SteadyFor, report.SteadyCount = cfg.SteadyRate, cfg.SteadyFor, count
-		report.SteadyLatency = percentiles(steady.latencies())
 		report.done(PhaseSteady)
 	}
-	op.stop()
 	return report, nil
 }
 
-// measureCeiling creates, with a plain client and no operator, the child objects the
-// operator would write for N APIRules (translated by the operator's own code), at several
-// concurrencies, and keeps the best rate. Each round runs on a control plane of its own,
-// started and stopped here: the objects of an earlier round would make a later one slower
-// (a larger etcd, more to watch), and none of them weighs on the API server the operator is
-// measured on.
-func measureCeiling(ctx context.Context, scheme *k8sruntime.Scheme, cfg Config, report *Report, logf func(string, ...any)) error {
-	workers := cfg.CeilingWorkers
-	if len(workers) == 0 {
-		workers = []int{4, 16, 32}
+// runSteady creates cfg.SteadyRate APIRules per second for cfg.SteadyFor and measures their
+// create-to-Ready latency and the operator's CPU meanwhile.
+func runSteady(ctx context.Context, c client.WithWatch, op *operatorProcess, cfg Config, report *Report, logf func(string, ...any)) error {
+	logf("steady load: %d APIRules/s for %s", cfg.SteadyRate, cfg.SteadyFor)
+	steady := newReadyWatch()
+	steadyCtx, stopSteady := context.WithCancel(ctx)
+	defer stopSteady()
+	if err := steady.start(steadyCtx, c); err != nil {
+		return err
 	}
-	for _, w := range workers {
-		if err := ceilingRound(ctx, scheme, cfg.N, w, report, logf); err != nil {
-			return fmt.Errorf("%d workers: %w", w, err)
+	before, err := op.usage()
+	if err != nil {
+		return err
+	}
+	count := cfg.SteadyRate * int(cfg.SteadyFor/time.Second)
+	tick := time.NewTicker(time.Second / time.Duration(cfg.SteadyRate))
+	var creates sync.WaitGroup
+	var createErr error
+	var errOnce sync.Once
+	for i := 0; i < count; i++ {
+		<-tick.C
+		creates.Add(1)
+		go func(i int) {
+			defer creates.Done()
+			if err := createAPIRule(ctx, c, cfg.N+i, steady); err != nil {
+				errOnce.Do(func() { createErr = err })
+			}
+		}(i)
+	}
+	tick.Stop()
+	creates.Wait()
+	if createErr != nil {
+		return createErr
+	}
+	if err := steady.waitAll(ctx, count, 10*time.Minute); err != nil {
+		return fmt.Errorf("%w%s", err, op.logTail())
+	}
+	after, err := op.usage()
+	if err != nil {
+		return err
+	}
+	report.SteadyRate, report.SteadyFor, report.SteadyCount = cfg.SteadyRate, cfg.SteadyFor, count
+	report.SteadyLatency = percentiles(steady.latencies())
+	report.Steady = usage{CPUSeconds: after.CPUSeconds - before.CPUSeconds, PeakRSSMiB: after.PeakRSSMiB}
+	return nil
+}
+
+// profiling runs the CPU profiles of the bulk run, if any were asked for.
+type profiling struct {
+	pending []string
+	done    chan error
+}
+
+func startProfiles(ctx context.Context, env *Environment, op *operatorProcess, cfg Config) *profiling {
+	p := &profiling{done: make(chan error, 2)}
+	if cfg.APIServerProfile != "" {
+		p.pending = append(p.pending, "kube-apiserver: "+cfg.APIServerProfile)
+		go func() { p.done <- profileAPIServer(ctx, env.Config, cfg.APIServerProfile, cfg.ProfileFor) }()
+	}
+	if cfg.OperatorProfile != "" {
+		p.pending = append(p.pending, "operator: "+cfg.OperatorProfile)
+		go func() { p.done <- op.profile(ctx, cfg.OperatorProfile, cfg.ProfileFor) }()
+	}
+	return p
+}
+
+func (p *profiling) wait(logf func(string, ...any)) error {
+	var errs []error
+	for range p.pending {
+		errs = append(errs, <-p.done)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, written := range p.pending {
+		logf("CPU profile of %s", written)
+	}
+	return nil
+}
+
+// waitQuiet waits until the audit log has recorded no write by the operator (leases aside)
+// for a second, and returns the counts then.
+func waitQuiet(audit *auditLog) (map[string]int, error) {
+	_, before, err := audit.Snapshot()
+	for err == nil {
+		time.Sleep(time.Second)
+		var counts map[string]int
+		var after int
+		if counts, after, err = audit.Snapshot(); err == nil && after == before {
+			return counts, nil
 		}
+		before = after
 	}
-	return nil
-}
-
-func ceilingRound(ctx context.Context, scheme *k8sruntime.Scheme, n, workers int, report *Report, logf func(string, ...any)) error {
-	env, err := testenv.Start()
-	if err != nil {
-		return err
-	}
-	defer func() { _ = env.Stop() }()
-	ceilingCfg := rest.CopyConfig(env.Config)
-	ceilingCfg.QPS, ceilingCfg.Burst = 500, 1000
-	c, err := client.New(ceilingCfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ceilingNamespace}}); err != nil {
-		return err
-	}
-	var objects []client.Object
-	for i := 0; i < n; i++ {
-		objects = append(objects, ceilingObjects(i)...)
-	}
-	report.ObjectsPerAPIRule = len(objects) / n
-	start := time.Now()
-	if err := parallel(len(objects), workers, func(i int) error { return c.Create(ctx, objects[i]) }); err != nil {
-		return err
-	}
-	took := time.Since(start)
-	rate := float64(n) / took.Seconds()
-	logf("ceiling with %d workers: %d objects in %s (%.0f objects/s)", workers, len(objects), took.Round(time.Millisecond), float64(len(objects))/took.Seconds())
-	if rate > report.CeilingThroughput {
-		report.CeilingThroughput, report.CeilingWorkers, report.CeilingDuration, report.CeilingObjects = rate, workers, took, len(objects)
-	}
-	return nil
-}
-
-// ceilingObjects are the objects the operator generates for APIRule i, moved into the
-// ceiling namespace and stripped of what would tie them to an APIRule.
-func ceilingObjects(i int) []client.Object {
-	rule := benchAPIRule(i)
-	out := pipeline.Run(model.Input{
-		APIRule: rule,
-		Gateway: &model.Gateway{Namespace: gatewayNamespace, Name: gatewayName, Hosts: []string{"*.example.com"}},
-		Services: map[types.NamespacedName]model.Service{{Namespace: namespace, Name: rule.Spec.Service.Name}: {
-			Namespace: namespace, Name: rule.Spec.Service.Name, Selector: map[string]string{"app": rule.Spec.Service.Name}, Ports: []int32{8000},
-		}},
-		Options: operator.DefaultOptions().Settings.Translate(),
-	})
-	var objects []client.Object
-	for _, obj := range apply.InApplyOrder(out.Objects.All()) {
-		o := obj.(client.Object)
-		o.SetNamespace(ceilingNamespace)
-		o.SetLabels(nil)
-		o.SetOwnerReferences(nil)
-		objects = append(objects, o)
-	}
-	return objects
+	return nil, err
 }
 
 // benchAPIRule is APIRule i of the fixed workload.
@@ -649,85 +693,10 @@ func percentiles(d []time.Duration) Percentiles {
 	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), Max: d[len(d)-1]}
 }
 
-// runningOperator is the operator started in-process with production options and a client
-// that counts its requests.
-type runningOperator struct {
-	requests *testenv.RequestCounter
-	cancel   context.CancelFunc
-	done     chan error
-}
-
-// startOperator starts the operator; with the webhook's install options set (hook), it also
-// serves the admission webhooks and is returned once the API server reaches them.
-func startOperator(ctx context.Context, base *rest.Config, workers int, hook envtest.WebhookInstallOptions, c client.Client) (*runningOperator, error) {
-	counter := testenv.NewRequestCounter()
-	cfg := rest.CopyConfig(base)
-	// Production: no client-side rate limit (the manager's config loader sets none either;
-	// the API server's priority and fairness applies).
-	cfg.QPS, cfg.Burst = -1, 0
-	cfg.WrapTransport = counter.Wrap
-	opts := operator.DefaultOptions()
-	opts.LeaderElectionNamespace = leaseNamespace
-	opts.MetricsAddress = "0"
-	opts.HealthProbeAddress = "0"
-	opts.RestartableInProcess = true
-	if workers > 0 {
-		opts.MaxConcurrentReconciles = workers
-	}
-	if servesWebhooks(hook) {
-		opts.Webhook = webhook.Options{
-			Enabled: true, Host: hook.LocalServingHost, Port: hook.LocalServingPort, CertDir: hook.LocalServingCertDir,
-			CertManagement: webhook.CertExternal,
-		}
-	}
-	mgr, err := operator.NewManager(cfg, opts)
-	if err != nil {
-		return nil, err
-	}
-	opCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(opCtx) }()
-	op := &runningOperator{requests: counter, cancel: cancel, done: done}
-	if servesWebhooks(hook) {
-		// A dry run goes through both webhooks without storing anything: once it passes, the
-		// creates of the run are not refused by a webhook that is still starting.
-		// Its host is its own: the validating webhook refuses a host an APIRule claims.
-		probe := benchAPIRule(0)
-		probe.Name, probe.Spec.Hosts = "webhook-probe", []apiv2.Host{"webhook-probe.example.com"}
-		var last error
-		if err := waitFor(ctx, time.Minute, func() bool {
-			last = c.Create(ctx, probe.DeepCopy(), client.DryRunAll)
-			return last == nil
-		}); err != nil {
-			op.stop()
-			return nil, fmt.Errorf("the operator's webhooks did not answer: %w (last: %w)", err, last)
-		}
-	}
-	return op, nil
-}
-
 // servesWebhooks says whether the API server was set up to call the operator's webhooks
 // (envtest fills in the serving options either way, so the registered webhooks decide).
 func servesWebhooks(hook envtest.WebhookInstallOptions) bool {
 	return len(hook.MutatingWebhooks) > 0 || len(hook.ValidatingWebhooks) > 0
-}
-
-func (o *runningOperator) stop() {
-	o.cancel()
-	if err := <-o.done; err != nil {
-		fmt.Fprintln(os.Stderr, "bench: the operator stopped with:", err)
-	}
-}
-
-// waitQuiet waits until the operator has sent no write (leases aside) for a second.
-func (o *runningOperator) waitQuiet() {
-	for {
-		_, before := o.requests.Snapshot()
-		time.Sleep(time.Second)
-		if _, after := o.requests.Snapshot(); after == before {
-			return
-		}
-	}
 }
 
 // parallel runs work(0..n-1) on the given number of workers and returns the first error.
@@ -770,62 +739,6 @@ func waitFor(ctx context.Context, limit time.Duration, done func() bool) error {
 	return nil
 }
 
-// cpuSeconds is the user and system CPU time of this process.
-func cpuSeconds() float64 {
-	var u syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
-		return 0
-	}
-	return float64(u.Utime.Sec+u.Stime.Sec) + float64(u.Utime.Usec+u.Stime.Usec)/1e6
-}
-
-// memorySampler records the peak Go heap while it runs; the peak RSS comes from the kernel.
-type memorySampler struct {
-	stopCh   chan struct{}
-	done     chan struct{}
-	peakHeap uint64
-}
-
-func startSampler() *memorySampler {
-	s := &memorySampler{stopCh: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		var m runtime.MemStats
-		for {
-			runtime.ReadMemStats(&m)
-			s.peakHeap = max(s.peakHeap, m.HeapAlloc)
-			select {
-			case <-s.stopCh:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}()
-	return s
-}
-
-func (s *memorySampler) stop() (heapMiB, rssMiB float64) {
-	close(s.stopCh)
-	<-s.done
-	return float64(s.peakHeap) / (1 << 20), peakRSSMiB()
-}
-
-// peakRSSMiB reads VmHWM, the peak resident set size, from /proc/self/status.
-func peakRSSMiB() float64 {
-	raw, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb float64
-			_, _ = fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
 // profileAPIServer writes a CPU profile of kube-apiserver, taken over the given time through
 // its profiling endpoint (on by default; the admin user may read it).
 func profileAPIServer(ctx context.Context, admin *rest.Config, path string, over time.Duration) error {
@@ -833,18 +746,27 @@ func profileAPIServer(ctx context.Context, admin *rest.Config, path string, over
 	if err != nil {
 		return err
 	}
-	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(admin.Host, "/"), max(1, int(over.Seconds())))
+	if err := writeProfile(ctx, httpClient, strings.TrimSuffix(admin.Host, "/"), path, over); err != nil {
+		return fmt.Errorf("profiling kube-apiserver: %w", err)
+	}
+	return nil
+}
+
+// writeProfile reads a CPU profile over the given time from the Go profiling endpoint under
+// base and writes it to path.
+func writeProfile(ctx context.Context, httpClient *http.Client, base, path string, over time.Duration) error {
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, max(1, int(over.Seconds())))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("profiling kube-apiserver: %w", err)
+		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profiling kube-apiserver: %s", resp.Status)
+		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	f, err := os.Create(path)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,17 +31,34 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = env.Stop() }()
+	manager, err := buildManager(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	const n = 20
 	report, err := Run(context.Background(), env, Config{
-		N: n, SteadyRate: 10, SteadyFor: time.Second, CeilingWorkers: []int{4}, Logf: t.Logf,
+		N: n, ManagerBinary: manager, SteadyRate: 10, SteadyFor: time.Second, CeilingWorkers: []int{4}, Logf: t.Logf,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", report.Table())
-	if report.ReadyAfter <= 0 || report.Throughput <= 0 || report.CeilingThroughput <= 0 {
+	if report.ReadyAfter <= 0 || report.Throughput <= 0 || report.Ceiling.Throughput <= 0 || report.ChildrenCeiling.Throughput <= 0 {
 		t.Errorf("missing figures: %+v", report)
 	}
+	// The ceiling writes 5 times per APIRule, the children-only ceiling 3 times.
+	if report.Ceiling.Writes != 5*n || report.ChildrenCeiling.Writes != 3*n {
+		t.Errorf("ceiling writes %d and %d, want %d and %d", report.Ceiling.Writes, report.ChildrenCeiling.Writes, 5*n, 3*n)
+	}
+	// The operator's own process: the kernel's figures of it, and a restart that verified
+	// every APIRule.
+	if report.Bulk.CPUSeconds <= 0 || report.Bulk.PeakRSSMiB <= 0 || report.Steady.PeakRSSMiB <= 0 || report.RestartVerifiedAfter <= 0 {
+		t.Errorf("missing operator process figures: bulk %+v, steady %+v, restart after %s", report.Bulk, report.Steady, report.RestartVerifiedAfter)
+	}
+	if report.Driver.CPUSeconds <= 0 {
+		t.Errorf("missing load driver figures: %+v", report.Driver)
+	}
+	checkCeilingStatusIsTheOperators(t, env)
 	if report.ObjectsPerAPIRule != 3 {
 		t.Errorf("%d child objects per APIRule, want 3 (RequestAuthentication, AuthorizationPolicy, VirtualService)", report.ObjectsPerAPIRule)
 	}
@@ -81,6 +99,32 @@ func TestSmoke(t *testing.T) {
 	}
 	if !strings.Contains(report.Table(), "throughput / ceiling") {
 		t.Errorf("table lacks the ratio:\n%s", report.Table())
+	}
+}
+
+// checkCeilingStatusIsTheOperators: the status the ceiling writes is the one the operator
+// wrote for the same APIRule, times aside, so the ceiling's status patch costs what the
+// operator's does.
+func checkCeilingStatusIsTheOperators(t *testing.T, env *Environment) {
+	t.Helper()
+	c, err := env.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := &apiv2.APIRule{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: "ar-0"}, written); err != nil {
+		t.Fatal(err)
+	}
+	want := ceilingStatus(benchAPIRule(0), ceilingChildren(0, outcomeWrites))
+	got := written.Status
+	got.LastProcessedTime, want.LastProcessedTime = nil, nil
+	for _, list := range [][]metav1.Condition{got.Conditions, want.Conditions} {
+		for i := range list {
+			list[i].LastTransitionTime = metav1.Time{}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the ceiling's status differs from the operator's (-ceiling +operator):\n%s", diff)
 	}
 }
 
@@ -178,19 +222,20 @@ func names(n int) []string {
 func TestFailedPhaseKeepsEarlierFigures(t *testing.T) {
 	r := &Report{N: 10, ObjectsPerAPIRule: 3, Requests: map[string]int{}}
 	r.done(PhaseSetup)
-	r.CeilingThroughput, r.CeilingWorkers, r.CeilingDuration, r.CeilingObjects = 50, 4, 600*time.Millisecond, 30
+	r.Ceiling = ceilingResult{Throughput: 50, Workers: 4, Duration: 200 * time.Millisecond, Writes: 50}
+	r.ChildrenCeiling = ceilingResult{Throughput: 80, Workers: 4, Duration: 125 * time.Millisecond, Writes: 30}
 	r.done(PhaseCeiling)
 	err := r.fail(PhaseBulk, fmt.Errorf("only 7 of 10 APIRules Ready after 30m0s"))
 	if !strings.Contains(err.Error(), "bench phase bulk: only 7 of 10") {
 		t.Errorf("error %q does not name the phase", err)
 	}
 	table := r.Table()
-	for _, want := range []string{"| failed | phase bulk: only 7 of 10 APIRules Ready after 30m0s (completed: setup, ceiling) |", "| write ceiling (plain client, no operator) | 50.0 APIRules/s"} {
+	for _, want := range []string{"| failed | phase bulk: only 7 of 10 APIRules Ready after 30m0s (completed: setup, ceiling) |", "| write ceiling (plain client, no operator) | 50.0 APIRules/s", "| children-only ceiling (plain client) | 80.0 APIRules/s"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
-	for _, absent := range []string{"throughput / ceiling", "forced resync", "operator writes"} {
+	for _, absent := range []string{"throughput / ceiling", "restart", "operator writes", "operator process"} {
 		if strings.Contains(table, absent) {
 			t.Errorf("table shows %q of a phase that did not complete:\n%s", absent, table)
 		}

@@ -27,11 +27,16 @@ func main() {
 	docs := flag.String("write-docs", os.Getenv("BENCH_WRITE_DOCS"), "write the figures into this Markdown file (BENCH_WRITE_DOCS; 1 means docs/performance.md)")
 	ceilingWorkers := flag.String("ceiling-workers", "4,16,32", "comma-separated client concurrencies tried for the write ceiling")
 	workers := flag.Int("workers", 0, "concurrent reconciles of the operator; 0 keeps its default")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	manager := flag.String("manager", "bin/manager", "the built manager binary (make build) the run starts as the operator")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the load driver and the ceiling's client) to this file")
+	operatorProfile := flag.String("operator-cpuprofile", "", "write a CPU profile of the operator process during the bulk run to this file")
 	apiServerProfile := flag.String("apiserver-cpuprofile", "", "write a CPU profile of kube-apiserver during the bulk run to this file")
-	apiServerProfileFor := flag.Duration("apiserver-cpuprofile-for", 15*time.Second, "how long the kube-apiserver profile runs, from the first create")
+	profileFor := flag.Duration("profile-for", 15*time.Second, "how long the operator and kube-apiserver profiles run, from the first create")
 	withWebhook := flag.Bool("webhook", true, "serve the operator's admission webhooks, as an install does (the finalizer then comes with the create); false: the operator patches the finalizer in")
 	flag.Parse()
+	if _, err := os.Stat(*manager); err != nil {
+		fail(fmt.Errorf("%w: build it first (make build)", err))
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -58,8 +63,8 @@ func main() {
 	}()
 	defer func() { _ = env.Stop() }()
 	report, err := bench.Run(context.Background(), env, bench.Config{
-		N: *n, SteadyRate: *rate, SteadyFor: *steadyFor, Workers: *workers, CeilingWorkers: parseInts(*ceilingWorkers),
-		APIServerProfile: *apiServerProfile, APIServerProfileFor: *apiServerProfileFor,
+		N: *n, ManagerBinary: *manager, SteadyRate: *rate, SteadyFor: *steadyFor, Workers: *workers, CeilingWorkers: parseInts(*ceilingWorkers),
+		APIServerProfile: *apiServerProfile, OperatorProfile: *operatorProfile, ProfileFor: *profileFor,
 		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) },
 	})
 	if err != nil {

@@ -1,0 +1,271 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/testenv"
+)
+
+// operatorProcess is the manager binary (cmd/manager) running against the control plane as a
+// Deployment runs it: leader election on, its admission webhooks served (when the API server
+// was set up to call them), metrics and probes on local ports, logs in a file.
+type operatorProcess struct {
+	cmd     *exec.Cmd
+	started time.Time
+	logPath string
+	metrics string // base URL of the metrics endpoint
+	pprof   string // base URL of the profiling endpoints
+	exited  chan struct{}
+	waitErr error
+}
+
+// processOptions say how the operator process is started.
+type processOptions struct {
+	binary     string
+	kubeconfig string
+	workers    int
+	hook       envtest.WebhookInstallOptions
+	logPath    string
+}
+
+func startOperatorProcess(ctx context.Context, opts processOptions, c client.Client) (*operatorProcess, error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	metricsAddr, probeAddr, pprofAddr := "127.0.0.1:"+ports[0], "127.0.0.1:"+ports[1], "127.0.0.1:"+ports[2]
+	args := []string{
+		"--leader-elect=true", "--leader-election-namespace=" + leaseNamespace,
+		"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false",
+		"--health-probe-bind-address=" + probeAddr,
+		"--pprof-bind-address=" + pprofAddr,
+	}
+	if opts.workers > 0 {
+		args = append(args, fmt.Sprintf("--max-concurrent-reconciles=%d", opts.workers))
+	}
+	if servesWebhooks(opts.hook) {
+		args = append(args, "--enable-webhook=true", "--webhook-cert-management=external",
+			fmt.Sprintf("--webhook-port=%d", opts.hook.LocalServingPort), "--webhook-cert-dir="+opts.hook.LocalServingCertDir)
+	} else {
+		args = append(args, "--enable-webhook=false")
+	}
+	logFile, err := os.OpenFile(opts.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(opts.binary, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+opts.kubeconfig)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	p := &operatorProcess{cmd: cmd, logPath: opts.logPath, metrics: "http://" + metricsAddr, pprof: "http://" + pprofAddr, exited: make(chan struct{})}
+	p.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", opts.binary, err)
+	}
+	go func() {
+		p.waitErr = cmd.Wait()
+		_ = logFile.Close()
+		close(p.exited)
+	}()
+	ready := func() bool {
+		resp, err := http.Get("http://" + probeAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	if err := p.waitUnlessExited(ctx, time.Minute, ready); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("the operator did not become ready: %w%s", err, p.logTail())
+	}
+	if servesWebhooks(opts.hook) {
+		// A dry run goes through both webhooks without storing anything: once it passes, the
+		// creates of the run are not refused by a webhook the API server cannot reach yet.
+		// Its host is its own: the validating webhook refuses a host an APIRule claims.
+		probe := benchAPIRule(0)
+		probe.Name, probe.Spec.Hosts = "webhook-probe", []apiv2.Host{"webhook-probe.example.com"}
+		var last error
+		if err := p.waitUnlessExited(ctx, time.Minute, func() bool {
+			last = c.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+			return last == nil
+		}); err != nil {
+			p.stop()
+			return nil, fmt.Errorf("the operator's webhooks did not answer: %w (last: %w)%s", err, last, p.logTail())
+		}
+	}
+	return p, nil
+}
+
+// waitUnlessExited is waitFor that gives up when the process has exited.
+func (p *operatorProcess) waitUnlessExited(ctx context.Context, limit time.Duration, done func() bool) error {
+	var exited bool
+	err := waitFor(ctx, limit, func() bool {
+		select {
+		case <-p.exited:
+			exited = true
+			return true
+		default:
+			return done()
+		}
+	})
+	if exited {
+		return fmt.Errorf("the operator exited: %v", p.waitErr)
+	}
+	return err
+}
+
+// stop ends the process as a Deployment's rollout does (SIGTERM, then SIGKILL after 30 s)
+// and waits for it to exit.
+func (p *operatorProcess) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// logTail is the end of the process's log, for an error message.
+func (p *operatorProcess) logTail() string {
+	raw, err := os.ReadFile(p.logPath)
+	if err != nil || len(raw) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+	return fmt.Sprintf("\nlast lines of the operator's log (%s):\n%s", p.logPath, strings.Join(lines[max(0, len(lines)-20):], "\n"))
+}
+
+// usage is what the kernel accounts to the process so far: CPU seconds (user and system,
+// /proc/<pid>/stat) and the peak resident set size (VmHWM, /proc/<pid>/status).
+type usage struct {
+	CPUSeconds float64
+	PeakRSSMiB float64
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every Linux
+// architecture Go supports.
+const clockTicks = 100
+
+func (p *operatorProcess) usage() (usage, error) {
+	return processUsage(p.cmd.Process.Pid)
+}
+
+func processUsage(pid int) (usage, error) {
+	var u usage
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return u, err
+	}
+	// The fields after the command name (in parentheses, which may hold spaces): utime and
+	// stime are fields 14 and 15 of the line, 12th and 13th after the name.
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	if len(fields) < 13 {
+		return u, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+	}
+	utime, err1 := strconv.ParseFloat(fields[11], 64)
+	stime, err2 := strconv.ParseFloat(fields[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return u, err
+	}
+	u.CPUSeconds = (utime + stime) / clockTicks
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return u, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb float64
+			_, _ = fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb)
+			u.PeakRSSMiB = kb / 1024
+		}
+	}
+	return u, nil
+}
+
+// metric scrapes the process's metrics endpoint and sums the samples of the named metric
+// whose labels include the given ones (testenv.SumSamples).
+func (p *operatorProcess) metric(name string, labels map[string]string) (float64, error) {
+	resp, err := http.Get(p.metrics + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("reading the operator's metrics: %w", err)
+	}
+	return testenv.SumSamples(slices.Collect(maps.Values(families)), name, labels), nil
+}
+
+// knownAPIRules is how many APIRules the process has reconciled since it started
+// (apirule_apirules counts each APIRule once, by the state its last reconcile computed).
+func (p *operatorProcess) knownAPIRules() int {
+	v, err := p.metric("apirule_apirules", nil)
+	if err != nil {
+		return 0
+	}
+	return int(v)
+}
+
+// profile writes a CPU profile of the process over the given time.
+func (p *operatorProcess) profile(ctx context.Context, path string, over time.Duration) error {
+	return writeProfile(ctx, http.DefaultClient, p.pprof, path, over)
+}
+
+// freePorts returns n local TCP ports free at the time of the call.
+func freePorts(n int) ([]string, error) {
+	var ports []string
+	var listeners []net.Listener
+	defer func() {
+		for _, l := range listeners {
+			_ = l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, l)
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		ports = append(ports, port)
+	}
+	return ports, nil
+}
+
+// buildManager builds cmd/manager into dir and returns the binary's path.
+func buildManager(dir string) (string, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "manager")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/manager")
+	cmd.Dir = root
+	if raw, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the manager: %w\n%s", err, raw)
+	}
+	return out, nil
+}
