@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/controllers"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
@@ -324,6 +325,34 @@ var _ = Describe("APIRule reconciler", func() {
 		}
 		Eventually(reconciles, timeout, interval).Should(BeNumerically(">=", before+1))
 		Consistently(func() int { return running.requests.Writes() }, time.Second, interval).Should(Equal(writes))
+	})
+
+	It("writes a status only to the APIRule it was computed for, never to a new one of the same name", func() {
+		key := createReady(namespace, "recreated", noAuth("/*", "GET"))
+		old := &apiv2.APIRule{}
+		Expect(k8s.Get(ctx, key, old)).To(Succeed())
+		stale := old.Status.DeepCopy()
+		stale.Description = "computed for the APIRule that was deleted"
+
+		Expect(k8s.Delete(ctx, old)).To(Succeed())
+		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, key, &apiv2.APIRule{})) }, timeout, interval).Should(BeTrue())
+		Expect(k8s.Create(ctx, newAPIRule(namespace, "recreated", "recreated", noAuth("/*", "GET")))).To(Succeed())
+		recreated := expectReady(key)
+		Expect(recreated.UID).NotTo(Equal(old.UID))
+
+		patch, err := controllers.StatusPatch(old.UID, *stale)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.Status().Patch(ctx, recreated.DeepCopy(), patch)).NotTo(Succeed(), "the UID test must refuse the write")
+		Expect(k8s.Get(ctx, key, recreated)).To(Succeed())
+		Expect(recreated.Status.Description).NotTo(Equal(stale.Description))
+
+		// The same patch for the APIRule's own UID replaces the whole status.
+		patch, err = controllers.StatusPatch(recreated.UID, apiv2.APIRuleStatus{State: apiv2.StateProcessing, Description: "replaced"})
+		Expect(err).NotTo(HaveOccurred())
+		// The patch response, not a later read: the operator writes its own status back.
+		Expect(k8s.Status().Patch(ctx, recreated, patch)).To(Succeed())
+		Expect(recreated.Status.Conditions).To(BeEmpty(), "fields the new status leaves out are removed")
+		Expect(recreated.Status.Description).To(Equal("replaced"))
 	})
 
 	It("reports a missing Service and becomes Ready once it appears", func() {

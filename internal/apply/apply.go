@@ -124,7 +124,7 @@ func (a *Applier) write(ctx context.Context, desired *unstructured.Unstructured)
 		if len(ops) == 0 {
 			return nil
 		}
-		ops = append([]jsonPatchOp{{Op: "replace", Path: "/metadata/resourceVersion", Value: applied.GetResourceVersion()}}, ops...)
+		ops = append([]PatchOp{{Op: "replace", Path: "/metadata/resourceVersion", Value: applied.GetResourceVersion()}}, ops...)
 		raw, err := json.Marshal(ops)
 		if err != nil {
 			return err
@@ -133,7 +133,8 @@ func (a *Applier) write(ctx context.Context, desired *unstructured.Unstructured)
 	})
 }
 
-type jsonPatchOp struct {
+// PatchOp is one operation of a JSON patch (RFC 6902).
+type PatchOp struct {
 	Op    string `json:"op"`
 	Path  string `json:"path"`
 	Value any    `json:"value,omitempty"`
@@ -141,17 +142,17 @@ type jsonPatchOp struct {
 
 // stateReplacement returns the JSON patch operations that make the state of current exactly
 // the desired state: each differing field is set whole or removed.
-func stateReplacement(desired, current map[string]any) []jsonPatchOp {
-	var ops []jsonPatchOp
+func stateReplacement(desired, current map[string]any) []PatchOp {
+	var ops []PatchOp
 	for _, field := range stateFields(desired, current) {
 		want, wanted := desired[field]
 		have, had := current[field]
 		path := "/" + jsonPointerEscaper.Replace(field)
 		switch {
 		case wanted && (!had || !equality.Semantic.DeepEqual(want, have)):
-			ops = append(ops, jsonPatchOp{Op: "add", Path: path, Value: want}) // add replaces a member
+			ops = append(ops, PatchOp{Op: "add", Path: path, Value: want}) // add replaces a member
 		case !wanted && had:
-			ops = append(ops, jsonPatchOp{Op: "remove", Path: path})
+			ops = append(ops, PatchOp{Op: "remove", Path: path})
 		}
 	}
 	return ops

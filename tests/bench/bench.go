@@ -44,10 +44,10 @@ type Config struct {
 	N int
 	// ManagerBinary is the built cmd/manager the run starts as the operator.
 	ManagerBinary string
-	// SteadyRate APIRules per second are created for SteadyFor after the bulk run; a zero
-	// rate skips the steady run.
-	SteadyRate int
-	SteadyFor  time.Duration
+	// SteadyRates are the rates, in APIRules per second, at which new APIRules are created
+	// for SteadyFor each after the bulk run, one after the other; none skips the steady runs.
+	SteadyRates []int
+	SteadyFor   time.Duration
 	// CeilingWorkers are the concurrencies the plain client tries; the best one is the ceiling.
 	CeilingWorkers []int
 	// Workers overrides the operator's concurrent reconciles; 0 keeps the default.
@@ -60,6 +60,9 @@ type Config struct {
 	APIServerProfile string
 	OperatorProfile  string
 	ProfileFor       time.Duration
+	// OperatorHeapProfile, when set, is where a heap profile of the operator is written at
+	// the end of the bulk run, when its cache holds every APIRule and child.
+	OperatorHeapProfile string
 }
 
 // Report holds the figures of a run.
@@ -90,13 +93,8 @@ type Report struct {
 	ChildrenCeiling ceilingResult
 	Ratio           float64 // Throughput / Ceiling
 	ChildrenRatio   float64 // Throughput / ChildrenCeiling
-	SteadyRate      int
-	SteadyFor       time.Duration
-	SteadyCount     int
-	SteadyLatency   Percentiles
-	// Steady is the restarted operator's usage over the steady run: its CPU then, and its
-	// peak RSS since its start.
-	Steady usage
+	// Steady are the steady runs, in the order of Config.SteadyRates.
+	Steady []steadyResult
 	// Driver is this process's usage: the load driver and the ceiling's client.
 	Driver usage
 	// Completed are the phases that finished, in order; their figures are set. FailedPhase
@@ -134,6 +132,29 @@ func (r *Report) done(phase string) { r.Completed = append(r.Completed, phase) }
 
 // Has says whether the phase completed.
 func (r *Report) Has(phase string) bool { return slices.Contains(r.Completed, phase) }
+
+// steadyResult is one steady run: APIRules created at Rate per second for For.
+type steadyResult struct {
+	Rate    int
+	For     time.Duration
+	Count   int
+	Latency Percentiles
+	// Usage is the restarted operator's over the run: its CPU then, and its peak RSS since
+	// its start.
+	Usage usage
+}
+
+// SubSecondRate is the highest steady rate whose p99 create-to-Ready latency stayed under a
+// second, 0 if none did.
+func (r *Report) SubSecondRate() int {
+	best := 0
+	for _, s := range r.Steady {
+		if s.Latency.P99 < time.Second && s.Rate > best {
+			best = s.Rate
+		}
+	}
+	return best
+}
 
 // Percentiles of a latency distribution.
 type Percentiles struct{ P50, P95, P99, Max time.Duration }
@@ -228,7 +249,10 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 			return report, report.fail(PhaseSetup, err)
 		}
 	}
-	total := cfg.N + cfg.SteadyRate*int(cfg.SteadyFor/time.Second)
+	total := cfg.N
+	for _, rate := range cfg.SteadyRates {
+		total += rate * int(cfg.SteadyFor/time.Second)
+	}
 	if err := parallel(total, clientWorkers, func(i int) error {
 		name := fmt.Sprintf("ar-%d", i)
 		svc := fixtures.Service(namespace, name, 8000)
@@ -305,6 +329,12 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 	if err := profiles.wait(logf); err != nil {
 		return report, report.fail(PhaseBulk, err)
 	}
+	if cfg.OperatorHeapProfile != "" {
+		if err := op.heapProfile(ctx, cfg.OperatorHeapProfile); err != nil {
+			return report, report.fail(PhaseBulk, err)
+		}
+		logf("heap profile of the operator: %s", cfg.OperatorHeapProfile)
+	}
 	report.done(PhaseBulk)
 
 	logf("restarting the operator over %d settled APIRules", cfg.N)
@@ -336,40 +366,46 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 	logf("the restarted operator verified %d APIRules %s after its start", cfg.N, report.RestartVerifiedAfter.Round(time.Millisecond))
 	report.done(PhaseResync)
 
-	if cfg.SteadyRate > 0 {
-		if err := runSteady(ctx, c, op, cfg, report, logf); err != nil {
-			return report, report.fail(PhaseSteady, err)
+	next := cfg.N
+	for _, rate := range cfg.SteadyRates {
+		result, err := runSteady(ctx, c, op, rate, cfg.SteadyFor, next, logf)
+		if err != nil {
+			return report, report.fail(PhaseSteady, fmt.Errorf("%d APIRules/s: %w", rate, err))
 		}
+		report.Steady = append(report.Steady, result)
+		next += result.Count
+	}
+	if len(cfg.SteadyRates) > 0 {
 		report.done(PhaseSteady)
 	}
 	return report, nil
 }
 
-// runSteady creates cfg.SteadyRate APIRules per second for cfg.SteadyFor and measures their
-// create-to-Ready latency and the operator's CPU meanwhile.
-func runSteady(ctx context.Context, c client.WithWatch, op *operatorProcess, cfg Config, report *Report, logf func(string, ...any)) error {
-	logf("steady load: %d APIRules/s for %s", cfg.SteadyRate, cfg.SteadyFor)
+// runSteady creates rate APIRules per second for a while, numbered from first, and measures
+// their create-to-Ready latency and the operator's CPU meanwhile.
+func runSteady(ctx context.Context, c client.WithWatch, op *operatorProcess, rate int, length time.Duration, first int, logf func(string, ...any)) (steadyResult, error) {
+	result := steadyResult{Rate: rate, For: length, Count: rate * int(length/time.Second)}
+	logf("steady load: %d APIRules/s for %s", rate, length)
 	steady := newReadyWatch()
 	steadyCtx, stopSteady := context.WithCancel(ctx)
 	defer stopSteady()
 	if err := steady.start(steadyCtx, c); err != nil {
-		return err
+		return result, err
 	}
 	before, err := op.usage()
 	if err != nil {
-		return err
+		return result, err
 	}
-	count := cfg.SteadyRate * int(cfg.SteadyFor/time.Second)
-	tick := time.NewTicker(time.Second / time.Duration(cfg.SteadyRate))
+	tick := time.NewTicker(time.Second / time.Duration(rate))
 	var creates sync.WaitGroup
 	var createErr error
 	var errOnce sync.Once
-	for i := 0; i < count; i++ {
+	for i := 0; i < result.Count; i++ {
 		<-tick.C
 		creates.Add(1)
 		go func(i int) {
 			defer creates.Done()
-			if err := createAPIRule(ctx, c, cfg.N+i, steady); err != nil {
+			if err := createAPIRule(ctx, c, first+i, steady); err != nil {
 				errOnce.Do(func() { createErr = err })
 			}
 		}(i)
@@ -377,19 +413,19 @@ func runSteady(ctx context.Context, c client.WithWatch, op *operatorProcess, cfg
 	tick.Stop()
 	creates.Wait()
 	if createErr != nil {
-		return createErr
+		return result, createErr
 	}
-	if err := steady.waitAll(ctx, count, 10*time.Minute); err != nil {
-		return fmt.Errorf("%w%s", err, op.logTail())
+	if err := steady.waitAll(ctx, result.Count, 10*time.Minute); err != nil {
+		return result, fmt.Errorf("%w%s", err, op.logTail())
 	}
 	after, err := op.usage()
 	if err != nil {
-		return err
+		return result, err
 	}
-	report.SteadyRate, report.SteadyFor, report.SteadyCount = cfg.SteadyRate, cfg.SteadyFor, count
-	report.SteadyLatency = percentiles(steady.latencies())
-	report.Steady = usage{CPUSeconds: after.CPUSeconds - before.CPUSeconds, PeakRSSMiB: after.PeakRSSMiB}
-	return nil
+	result.Latency = percentiles(steady.latencies())
+	result.Usage = usage{CPUSeconds: after.CPUSeconds - before.CPUSeconds, PeakRSSMiB: after.PeakRSSMiB}
+	logf("steady load %d APIRules/s: p99 %s", rate, result.Latency.P99.Round(time.Millisecond))
+	return result, nil
 }
 
 // profiling runs the CPU profiles of the bulk run, if any were asked for.
@@ -755,7 +791,11 @@ func profileAPIServer(ctx context.Context, admin *rest.Config, path string, over
 // writeProfile reads a CPU profile over the given time from the Go profiling endpoint under
 // base and writes it to path.
 func writeProfile(ctx context.Context, httpClient *http.Client, base, path string, over time.Duration) error {
-	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, max(1, int(over.Seconds())))
+	return download(ctx, httpClient, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, max(1, int(over.Seconds()))), path)
+}
+
+// download writes what a GET of url answers to path.
+func download(ctx context.Context, httpClient *http.Client, url, path string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

@@ -234,6 +234,12 @@ func (p *operatorProcess) profile(ctx context.Context, path string, over time.Du
 	return writeProfile(ctx, http.DefaultClient, p.pprof, path, over)
 }
 
+// heapProfile writes a heap profile of the process, taken after a garbage collection, so it
+// shows what is live.
+func (p *operatorProcess) heapProfile(ctx context.Context, path string) error {
+	return download(ctx, http.DefaultClient, p.pprof+"/debug/pprof/heap?gc=1", path)
+}
+
 // freePorts returns n local TCP ports free at the time of the call.
 func freePorts(n int) ([]string, error) {
 	var ports []string

@@ -45,11 +45,22 @@ func (r *Report) Table() string {
 		row("restart: a new operator process has verified every APIRule after", fmt.Sprintf("%.1f s (%d reconciles, %d writes; CPU %.1f s, %.2f ms per APIRule)",
 			r.RestartVerifiedAfter.Seconds(), r.ResyncReconciles, r.ResyncWrites, r.Restart.CPUSeconds, 1000*r.Restart.CPUSeconds/float64(r.N)))
 	}
-	if r.SteadyCount > 0 {
-		row(fmt.Sprintf("steady load %d APIRules/s for %s: latency p50 / p95 / p99 / max", r.SteadyRate, r.SteadyFor),
-			fmt.Sprintf("%s / %s / %s / %s (%d APIRules)", ms(r.SteadyLatency.P50), ms(r.SteadyLatency.P95), ms(r.SteadyLatency.P99), ms(r.SteadyLatency.Max), r.SteadyCount))
-		row("operator process during the steady load: CPU / peak RSS since its start", fmt.Sprintf("%.1f s (%.2f ms per APIRule) / %.0f MiB",
-			r.Steady.CPUSeconds, 1000*r.Steady.CPUSeconds/float64(r.SteadyCount), r.Steady.PeakRSSMiB))
+	for _, st := range r.Steady {
+		row(fmt.Sprintf("steady load %d APIRules/s for %s: latency p50 / p95 / p99 / max", st.Rate, st.For),
+			fmt.Sprintf("%s / %s / %s / %s (%d APIRules)", ms(st.Latency.P50), ms(st.Latency.P95), ms(st.Latency.P99), ms(st.Latency.Max), st.Count))
+		row(fmt.Sprintf("operator process during the steady load of %d APIRules/s: CPU / peak RSS since its start", st.Rate), fmt.Sprintf("%.1f s (%.2f ms per APIRule) / %.0f MiB",
+			st.Usage.CPUSeconds, 1000*st.Usage.CPUSeconds/float64(st.Count), st.Usage.PeakRSSMiB))
+	}
+	if r.Has(PhaseSteady) {
+		rates := make([]string, len(r.Steady))
+		for i, st := range r.Steady {
+			rates[i] = fmt.Sprint(st.Rate)
+		}
+		value := "none of the rates tried"
+		if best := r.SubSecondRate(); best > 0 {
+			value = fmt.Sprintf("%d APIRules/s", best)
+		}
+		row("highest steady rate with p99 under 1 s", fmt.Sprintf("%s (tried %s APIRules/s, in that order, each on the APIRules of the runs before)", value, strings.Join(rates, ", ")))
 	}
 	if r.Driver.CPUSeconds > 0 {
 		row("load driver process (this one, the ceiling's client included): CPU / peak RSS", fmt.Sprintf("%.1f s / %.0f MiB", r.Driver.CPUSeconds, r.Driver.PeakRSSMiB))

@@ -22,7 +22,7 @@ import (
 
 func main() {
 	n := flag.Int("n", envInt("BENCH_N", 1000), "number of APIRules (BENCH_N)")
-	rate := flag.Int("steady-rate", 50, "APIRules per second in the steady-load run; 0 skips it")
+	rates := flag.String("steady-rates", "50,75,100", "comma-separated APIRules per second of the steady-load runs, one after the other; 0 or empty skips them")
 	steadyFor := flag.Duration("steady-for", 60*time.Second, "length of the steady-load run")
 	docs := flag.String("write-docs", os.Getenv("BENCH_WRITE_DOCS"), "write the figures into this Markdown file (BENCH_WRITE_DOCS; 1 means docs/performance.md)")
 	ceilingWorkers := flag.String("ceiling-workers", "4,16,32", "comma-separated client concurrencies tried for the write ceiling")
@@ -30,6 +30,7 @@ func main() {
 	manager := flag.String("manager", "bin/manager", "the built manager binary (make build) the run starts as the operator")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the load driver and the ceiling's client) to this file")
 	operatorProfile := flag.String("operator-cpuprofile", "", "write a CPU profile of the operator process during the bulk run to this file")
+	operatorHeapProfile := flag.String("operator-heapprofile", "", "write a heap profile of the operator process at the end of the bulk run to this file")
 	apiServerProfile := flag.String("apiserver-cpuprofile", "", "write a CPU profile of kube-apiserver during the bulk run to this file")
 	profileFor := flag.Duration("profile-for", 15*time.Second, "how long the operator and kube-apiserver profiles run, from the first create")
 	withWebhook := flag.Bool("webhook", true, "serve the operator's admission webhooks, as an install does (the finalizer then comes with the create); false: the operator patches the finalizer in")
@@ -63,8 +64,8 @@ func main() {
 	}()
 	defer func() { _ = env.Stop() }()
 	report, err := bench.Run(context.Background(), env, bench.Config{
-		N: *n, ManagerBinary: *manager, SteadyRate: *rate, SteadyFor: *steadyFor, Workers: *workers, CeilingWorkers: parseInts(*ceilingWorkers),
-		APIServerProfile: *apiServerProfile, OperatorProfile: *operatorProfile, ProfileFor: *profileFor,
+		N: *n, ManagerBinary: *manager, SteadyRates: parseInts(*rates), SteadyFor: *steadyFor, Workers: *workers, CeilingWorkers: parseInts(*ceilingWorkers),
+		APIServerProfile: *apiServerProfile, OperatorProfile: *operatorProfile, OperatorHeapProfile: *operatorHeapProfile, ProfileFor: *profileFor,
 		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) },
 	})
 	if err != nil {
