@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
-	"github.com/apirule-operator/apirule-operator/internal/check"
 	"github.com/apirule-operator/apirule-operator/internal/apply"
+	"github.com/apirule-operator/apirule-operator/internal/check"
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/metrics"
 	"github.com/apirule-operator/apirule-operator/internal/model"

@@ -205,5 +205,3 @@ func kindOf(obj client.Object) string {
 	}
 	return fmt.Sprintf("%T", obj)
 }
-
-
