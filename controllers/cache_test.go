@@ -8,7 +8,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
+	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 )
 
@@ -25,7 +27,7 @@ var _ = Describe("The operator's cache", func() {
 		namespace = newNamespace()
 	})
 
-	It("keeps of a Pod only the names, labels, proxy config, container names and phase the checks read", func() {
+	It("keeps of a Pod only the names, labels, proxy config, sidecar container and phase the checks read", func() {
 		pod := fixtures.SidecarPod(namespace, "cached-0", "cached")
 		pod.Annotations = map[string]string{
 			meshconfig.ProxyConfigAnnotation: `{"gatewayTopology":{"numTrustedProxies":2}}`,
@@ -53,13 +55,12 @@ var _ = Describe("The operator's cache", func() {
 			meshconfig.ProxyConfigAnnotation: `{"gatewayTopology":{"numTrustedProxies":2}}`}))
 		Expect(cached.ManagedFields).To(BeEmpty())
 		Expect(cached.Spec).To(Equal(corev1.PodSpec{
-			Containers:     []corev1.Container{{Name: "cached"}, {Name: "istio-proxy"}},
-			InitContainers: []corev1.Container{{Name: "migrate"}},
-		}), "images, commands, env values and the rest of the spec stay out of memory")
+			Containers: []corev1.Container{{Name: meshconfig.SidecarContainer}},
+		}), "other containers, images, commands, env values and the rest of the spec stay out of memory")
 		Expect(cached.Status).To(Equal(corev1.PodStatus{Phase: live.Status.Phase}), "of the status only the phase: a finished Pod leaves the sidecar check")
 	})
 
-	It("holds generated objects without managedFields", func() {
+	It("holds generated objects without managedFields, and of routes what is read and the digest of their state", func() {
 		key := createReady(namespace, "slim", noAuth("/*", "GET"))
 		vs, ap := children(key)
 		Expect(vs).To(HaveLen(1))
@@ -71,7 +72,26 @@ var _ = Describe("The operator's cache", func() {
 		fromCache(client.ObjectKeyFromObject(vs[0]), cachedRoute)
 		Expect(cachedRoute.ManagedFields).To(BeEmpty())
 		Expect(cachedRoute.Labels).To(Equal(vs[0].Labels))
-		Expect(cachedRoute.Spec.Http).To(HaveLen(len(vs[0].Spec.Http)), "a generated route is cached whole, but for managedFields")
+		Expect(cachedRoute.OwnerReferences).To(Equal(vs[0].OwnerReferences))
+		Expect(cachedRoute.Spec.Hosts).To(Equal(vs[0].Spec.Hosts))
+		Expect(cachedRoute.Spec.Gateways).To(Equal(vs[0].Spec.Gateways))
+		Expect(cachedRoute.Spec.Http).To(HaveLen(len(vs[0].Spec.Http)))
+		for i, r := range cachedRoute.Spec.Http {
+			Expect(r.Match).To(BeNil(), "the route's matches stay out of memory")
+			Expect(r.Headers).To(BeNil(), "the route's headers stay out of memory")
+			Expect(r.Route).To(HaveLen(len(vs[0].Spec.Http[i].Route)))
+			for j, d := range r.Route {
+				Expect(d.Destination.Host).To(Equal(vs[0].Spec.Http[i].Route[j].Destination.Host))
+			}
+		}
+		live := vs[0].DeepCopy()
+		live.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"))
+		state, err := manifest.ToUnstructured(live)
+		Expect(err).NotTo(HaveOccurred())
+		digest, err := apply.StateDigest(state.Object)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cachedRoute.Annotations).To(Equal(map[string]string{apply.StateDigestAnnotation: digest}),
+			"the digest of the state the API server sent, which the applier compares")
 
 		cachedPolicy := &securityclientv1.AuthorizationPolicy{}
 		fromCache(client.ObjectKeyFromObject(ap[0]), cachedPolicy)

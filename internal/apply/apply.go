@@ -5,6 +5,8 @@ package apply
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -191,15 +193,44 @@ func normalized(obj map[string]any) (map[string]any, error) {
 	return out, json.Unmarshal(raw, &out)
 }
 
+// StateDigestAnnotation holds, on an object in the operator's cache only, the StateDigest of
+// the state the API server sent for it: the cache keeps the digest of a large state (a
+// VirtualService's routes) instead of the state itself (internal/slim). The transform that
+// slims the object computes it from what was sent and replaces whatever the stored object
+// carries under this key, so it always describes the live object.
+const StateDigestAnnotation = "apirule.io/cached-state-digest"
+
+// StateDigest is a digest of the state of an object in its unstructured form (the fields
+// stateFields lists). Two objects decoded from JSON have the same digest exactly when
+// stateReplacement finds nothing to change between them.
+func StateDigest(obj map[string]any) (string, error) {
+	state := map[string]any{}
+	for _, field := range stateFields(obj, nil) {
+		state[field] = obj[field]
+	}
+	raw, err := json.Marshal(state) // map keys sorted: a canonical encoding
+	if err != nil {
+		return "", fmt.Errorf("encoding the state: %w", err)
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:]), nil
+}
+
 // matches says whether the current object carries everything desired: every desired label
 // and owner reference, and exactly the desired state. Labels and owner references others
-// add are left alone: they do not change what the object does.
+// add are left alone: they do not change what the object does. A cached object that holds
+// only the digest of its state (StateDigestAnnotation) is compared by digest.
 func matches(desired map[string]any, current client.Object) (bool, error) {
 	actual, err := manifest.ToUnstructured(current)
 	if err != nil {
 		return false, err
 	}
-	if len(stateReplacement(desired, actual.Object)) > 0 {
+	if digest, cached := current.GetAnnotations()[StateDigestAnnotation]; cached {
+		want, err := StateDigest(desired)
+		if err != nil || want != digest {
+			return false, err
+		}
+	} else if len(stateReplacement(desired, actual.Object)) > 0 {
 		return false, nil
 	}
 	want, have := metaOf(desired), metaOf(actual.Object)

@@ -397,14 +397,10 @@ func Finished(pod *corev1.Pod) bool {
 	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
 }
 
-// sidecarContainer is the name of the Istio proxy container that sidecar injection adds, as
-// a container or, in native sidecar mode, as an init container.
-const sidecarContainer = "istio-proxy"
-
 func hasSidecar(pod *corev1.Pod) bool {
 	for _, containers := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
 		for _, c := range containers {
-			if c.Name == sidecarContainer {
+			if c.Name == meshconfig.SidecarContainer {
 				return true
 			}
 		}

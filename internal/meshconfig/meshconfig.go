@@ -21,6 +21,10 @@ func ConfigMapName(revision string) string {
 	return "istio-" + revision
 }
 
+// SidecarContainer is the name of the Istio proxy container that sidecar injection adds, as
+// a container or, in native sidecar mode, as an init container.
+const SidecarContainer = "istio-proxy"
+
 // ProxyConfigAnnotation is the Pod annotation that overrides the mesh's default proxy config.
 const ProxyConfigAnnotation = "proxy.istio.io/config"
 
