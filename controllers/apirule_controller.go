@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-	securityv1 "istio.io/api/security/v1"
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +37,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/pipeline"
+	"github.com/apirule-operator/apirule-operator/internal/slim"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
@@ -285,8 +284,16 @@ func (r *APIRuleReconciler) takeDownRouteIfPoliciesNarrow(ctx context.Context, r
 		case err != nil:
 			return fmt.Errorf("reading AuthorizationPolicy %s/%s: %w", desired.Namespace, desired.Name, err)
 		}
-		for _, had := range current.Spec.Rules {
-			if !slices.ContainsFunc(desired.Spec.Rules, func(want *securityv1.Rule) bool { return proto.Equal(had, want) }) {
+		had, err := slim.RuleDigests(current)
+		if err != nil {
+			return err
+		}
+		wanted, err := slim.RuleDigests(desired)
+		if err != nil {
+			return err
+		}
+		for _, rule := range had {
+			if !slices.Contains(wanted, rule) {
 				narrows = true
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
+	"github.com/apirule-operator/apirule-operator/internal/slim"
 )
 
 // fromCache reads an object as the operator does: from its manager's cache, once the cache
@@ -60,7 +61,7 @@ var _ = Describe("The operator's cache", func() {
 		Expect(cached.Status).To(Equal(corev1.PodStatus{Phase: live.Status.Phase}), "of the status only the phase: a finished Pod leaves the sidecar check")
 	})
 
-	It("holds generated objects without managedFields, and of routes what is read and the digest of their state", func() {
+	It("holds of generated objects what is read and the digest of their state, without managedFields", func() {
 		key := createReady(namespace, "slim", noAuth("/*", "GET"))
 		vs, ap := children(key)
 		Expect(vs).To(HaveLen(1))
@@ -96,7 +97,20 @@ var _ = Describe("The operator's cache", func() {
 		cachedPolicy := &securityclientv1.AuthorizationPolicy{}
 		fromCache(client.ObjectKeyFromObject(ap[0]), cachedPolicy)
 		Expect(cachedPolicy.ManagedFields).To(BeEmpty())
-		Expect(cachedPolicy.Spec.Rules).To(HaveLen(1))
+		Expect(cachedPolicy.OwnerReferences).To(Equal(ap[0].OwnerReferences))
+		Expect(cachedPolicy.Spec.Rules).To(BeEmpty(), "a policy's rules stay out of memory")
+		livePolicy := ap[0].DeepCopy()
+		livePolicy.SetGroupVersionKind(securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"))
+		policyState, err := manifest.ToUnstructured(livePolicy)
+		Expect(err).NotTo(HaveOccurred())
+		policyDigest, err := apply.StateDigest(policyState.Object)
+		Expect(err).NotTo(HaveOccurred())
+		liveRules, err := slim.RuleDigests(ap[0])
+		Expect(err).NotTo(HaveOccurred())
+		Expect(liveRules).To(HaveLen(1))
+		Expect(cachedPolicy.Annotations).To(Equal(map[string]string{
+			apply.StateDigestAnnotation: policyDigest, slim.RuleDigestsAnnotation: liveRules[0],
+		}), "the digests of the state and of each rule the API server sent")
 
 		// The Service of the backend takes the default transform.
 		cachedService := &corev1.Service{}

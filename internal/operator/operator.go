@@ -119,7 +119,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	// Generated objects are cached by label only: the operator never needs to hold every
-	// VirtualService or AuthorizationPolicy of the cluster in memory.
+	// AuthorizationPolicy or RequestAuthentication of the cluster in memory; and of its own
+	// only what it reads (internal/slim).
 	generated := cache.ByObject{Label: ownership.ManagedSelector()}
 	// Of all ConfigMaps only the mesh config is needed.
 	meshConfig := cache.ByObject{
@@ -144,8 +145,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 				// All VirtualServices are cached, for host conflicts; those the operator does not
 				// manage only as hosts and gateways.
 				&networkingclientv1.VirtualService{}:      {Transform: slim.VirtualService},
-				&securityclientv1.AuthorizationPolicy{}:   generated,
-				&securityclientv1.RequestAuthentication{}: generated,
+				&securityclientv1.AuthorizationPolicy{}:   {Label: generated.Label, Transform: slim.AuthorizationPolicy},
+				&securityclientv1.RequestAuthentication{}: {Label: generated.Label, Transform: slim.RequestAuthentication},
 				&corev1.ConfigMap{}:                       meshConfig,
 				// Secrets only for their certificates: keys and other values are dropped as each
 				// Secret arrives, before it enters the cache (the API server sends them whole).

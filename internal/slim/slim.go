@@ -1,19 +1,30 @@
-// Package slim holds the transforms that keep in the operator's cache only what it reads of
-// objects it does not manage: Pods, Secrets and VirtualServices of the whole cluster would
-// otherwise be most of its memory, and Secret values other than certificates must never enter
-// it. apirulectl's live mode reads a cluster through the same transforms.
+// Package slim holds the transforms that keep in the operator's cache only what it reads:
+// Pods, Secrets and VirtualServices of the whole cluster would otherwise be most of its
+// memory, Secret values other than certificates must never enter it, and of the objects the
+// operator generates it keeps what the checks read and the digest of their state, which the
+// applier compares with the desired state. apirulectl's live mode reads a cluster through the
+// same transforms.
 package slim
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"weak"
 
+	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/api/networking/v1"
+	securityv1 "istio.io/api/security/v1"
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
@@ -21,12 +32,31 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
 
-// produced holds, weakly, the VirtualServices the transform returned. client-go may pass an
-// object the transform produced to it again (a watch list transforms each object into a
+// produced holds, weakly, objects a transform of this package returned. client-go may pass an
+// object a transform produced to it again (a watch list transforms each object into a
 // temporary store, then again as it replaces the cache's content), and such an object must
-// come back as it is: its routes are gone, so its digest cannot be computed again, and a
-// digest the stored object carries is never believed.
-var produced sync.Map
+// come back as it is: its state is gone, so its digest cannot be computed again, and a digest
+// the stored object carries is never believed.
+type produced[T any] struct{ set sync.Map }
+
+func (p *produced[T]) has(obj *T) bool {
+	_, ok := p.set.Load(weak.Make(obj))
+	return ok
+}
+
+// add records obj until the cache drops it.
+func (p *produced[T]) add(obj *T) *T {
+	key := weak.Make(obj)
+	p.set.Store(key, struct{}{})
+	runtime.AddCleanup(obj, func(k weak.Pointer[T]) { p.set.Delete(k) }, key)
+	return obj
+}
+
+var (
+	routes          produced[networkingclientv1.VirtualService]
+	policies        produced[securityclientv1.AuthorizationPolicy]
+	authentications produced[securityclientv1.RequestAuthentication]
+)
 
 // VirtualService keeps in the cache only what the checks and indexes read of a
 // VirtualService: hosts and gateways (the host-conflict check) and, of the operator's own,
@@ -35,33 +65,18 @@ var produced sync.Map
 // the desired state. The routes themselves, most of a VirtualService, stay out of memory.
 func VirtualService(obj any) (any, error) {
 	vs, ok := obj.(*networkingclientv1.VirtualService)
-	if !ok {
+	if !ok || routes.has(vs) {
 		return obj, nil
 	}
-	if _, again := produced.Load(weak.Make(vs)); again {
-		return vs, nil
-	}
 	slim := &networkingclientv1.VirtualService{ObjectMeta: slimMeta(vs.ObjectMeta)}
-	// Recorded before it is returned, and forgotten once the cache drops it.
-	key := weak.Make(slim)
-	produced.Store(key, struct{}{})
-	runtime.AddCleanup(slim, func(k weak.Pointer[networkingclientv1.VirtualService]) { produced.Delete(k) }, key)
 	slim.Spec.Hosts = vs.Spec.Hosts
 	slim.Spec.Gateways = vs.Spec.Gateways
 	if _, managed := ownership.OwnerFromLabels(vs.Labels); !managed {
-		return slim, nil
+		return routes.add(slim), nil
 	}
-	vs.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"))
-	state, err := manifest.ToUnstructured(vs)
-	if err != nil {
+	if err := keepOwnState(vs, &slim.ObjectMeta, networkingclientv1.SchemeGroupVersion.WithKind("VirtualService")); err != nil {
 		return nil, err
 	}
-	digest, err := apply.StateDigest(state.Object)
-	if err != nil {
-		return nil, err
-	}
-	slim.OwnerReferences = vs.OwnerReferences
-	slim.Annotations = map[string]string{apply.StateDigestAnnotation: digest}
 	for _, route := range vs.Spec.Http {
 		kept := &networkingv1.HTTPRoute{}
 		for _, d := range route.Route {
@@ -71,7 +86,90 @@ func VirtualService(obj any) (any, error) {
 		}
 		slim.Spec.Http = append(slim.Spec.Http, kept)
 	}
-	return slim, nil
+	return routes.add(slim), nil
+}
+
+// RuleDigestsAnnotation holds, on an AuthorizationPolicy in the operator's cache only, the
+// digests of its rules (RuleDigests), comma-separated, in order.
+const RuleDigestsAnnotation = "apirule.io/cached-rule-digests"
+
+// AuthorizationPolicy keeps in the cache, of the operator's own policies (the only ones
+// cached), their identity, labels, owner reference, the digest of their state and the
+// digests of their rules, which tell whether a new policy drops a rule the current one has.
+func AuthorizationPolicy(obj any) (any, error) {
+	ap, ok := obj.(*securityclientv1.AuthorizationPolicy)
+	if !ok || policies.has(ap) {
+		return obj, nil
+	}
+	slim := &securityclientv1.AuthorizationPolicy{ObjectMeta: slimMeta(ap.ObjectMeta)}
+	if err := keepOwnState(ap, &slim.ObjectMeta, securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy")); err != nil {
+		return nil, err
+	}
+	digests, err := ruleDigests(ap.Spec.Rules)
+	if err != nil {
+		return nil, err
+	}
+	slim.Annotations[RuleDigestsAnnotation] = strings.Join(digests, ",")
+	return policies.add(slim), nil
+}
+
+// RequestAuthentication keeps in the cache, of the operator's own RequestAuthentications
+// (the only ones cached), their identity, labels, owner reference and the digest of their
+// state.
+func RequestAuthentication(obj any) (any, error) {
+	ra, ok := obj.(*securityclientv1.RequestAuthentication)
+	if !ok || authentications.has(ra) {
+		return obj, nil
+	}
+	slim := &securityclientv1.RequestAuthentication{ObjectMeta: slimMeta(ra.ObjectMeta)}
+	if err := keepOwnState(ra, &slim.ObjectMeta, securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication")); err != nil {
+		return nil, err
+	}
+	return authentications.add(slim), nil
+}
+
+// keepOwnState keeps on the slim metadata of one of the operator's objects its owner
+// references and, as the only annotation, the digest of the state the API server sent.
+func keepOwnState(obj client.Object, slim *metav1.ObjectMeta, gvk schema.GroupVersionKind) error {
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
+	state, err := manifest.ToUnstructured(obj)
+	if err != nil {
+		return err
+	}
+	digest, err := apply.StateDigest(state.Object)
+	if err != nil {
+		return err
+	}
+	slim.OwnerReferences = obj.GetOwnerReferences()
+	slim.Annotations = map[string]string{apply.StateDigestAnnotation: digest}
+	return nil
+}
+
+// RuleDigests are the digests of the policy's rules, in order: those the cache keeps for it
+// (RuleDigestsAnnotation), or, for a policy read elsewhere, computed from its rules. Two rules
+// have the same digest exactly when they are equal as protocol buffers.
+func RuleDigests(ap *securityclientv1.AuthorizationPolicy) ([]string, error) {
+	if kept, cached := ap.Annotations[RuleDigestsAnnotation]; cached {
+		if kept == "" {
+			return nil, nil
+		}
+		return strings.Split(kept, ","), nil
+	}
+	return ruleDigests(ap.Spec.Rules)
+}
+
+func ruleDigests(rules []*securityv1.Rule) ([]string, error) {
+	out := make([]string, 0, len(rules))
+	for _, rule := range rules {
+		// Deterministic: equal messages encode to equal bytes in one binary.
+		raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(rule)
+		if err != nil {
+			return nil, fmt.Errorf("encoding a policy rule: %w", err)
+		}
+		sum := sha256.Sum256(raw)
+		out = append(out, hex.EncodeToString(sum[:]))
+	}
+	return out, nil
 }
 
 // Pod keeps in the cache only what the sidecar check and the trusted-proxy check read of

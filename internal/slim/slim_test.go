@@ -5,7 +5,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	networkingv1 "istio.io/api/networking/v1"
+	securityv1 "istio.io/api/security/v1"
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -117,5 +119,64 @@ func TestVirtualServiceKeepsHostsAndGatewaysOfOthers(t *testing.T) {
 	}
 	if len(got.Spec.Hosts) != 1 || len(got.Spec.Gateways) != 1 {
 		t.Errorf("hosts %v, gateways %v", got.Spec.Hosts, got.Spec.Gateways)
+	}
+}
+
+// A cached policy keeps the digests of its rules, which agree with those computed from a
+// policy read elsewhere, and no rule; a RequestAuthentication keeps only its state's digest.
+func TestPoliciesKeepTheDigestsOfStateAndRules(t *testing.T) {
+	labels := ownership.Labels(types.NamespacedName{Namespace: "team", Name: "orders"})
+	policy := func(paths ...string) *securityclientv1.AuthorizationPolicy {
+		ap := &securityclientv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "orders-authz", Labels: labels,
+			Annotations: map[string]string{RuleDigestsAnnotation: "forged"}}}
+		for _, p := range paths {
+			ap.Spec.Rules = append(ap.Spec.Rules, &securityv1.Rule{To: []*securityv1.Rule_To{{Operation: &securityv1.Operation{Paths: []string{p}}}}})
+		}
+		return ap
+	}
+	want, err := ruleDigests(policy("/a", "/b").Spec.Rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := AuthorizationPolicy(policy("/a", "/b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := out.(*securityclientv1.AuthorizationPolicy)
+	if cached.Spec.Rules != nil {
+		t.Errorf("rules kept in the cache")
+	}
+	got, err := RuleDigests(cached)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(got, want) || len(got) != 2 || got[0] == got[1] {
+		t.Errorf("cached rule digests %v, want %v (two different rules)", got, want)
+	}
+	if cached.Annotations[apply.StateDigestAnnotation] == "" {
+		t.Errorf("no state digest: %v", cached.Annotations)
+	}
+	if again, _ := AuthorizationPolicy(cached); again != cached {
+		t.Errorf("transforming the transform's output changed it")
+	}
+	other, _ := AuthorizationPolicy(policy("/a", "/c"))
+	if cached.Annotations[apply.StateDigestAnnotation] == other.(*securityclientv1.AuthorizationPolicy).Annotations[apply.StateDigestAnnotation] {
+		t.Errorf("two policies with different rules share a state digest")
+	}
+	// A policy without rules (deny nothing, allow nothing) keeps an empty list.
+	empty, _ := AuthorizationPolicy(policy())
+	if rules, _ := RuleDigests(empty.(*securityclientv1.AuthorizationPolicy)); len(rules) != 0 {
+		t.Errorf("rules %v of a policy without rules", rules)
+	}
+
+	ra := &securityclientv1.RequestAuthentication{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "orders-jwt", Labels: labels}}
+	ra.Spec.JwtRules = []*securityv1.JWTRule{{Issuer: "https://idp.example.com"}}
+	out, err = RequestAuthentication(ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slimRA := out.(*securityclientv1.RequestAuthentication)
+	if slimRA.Spec.JwtRules != nil || len(slimRA.Annotations) != 1 || slimRA.Annotations[apply.StateDigestAnnotation] == "" {
+		t.Errorf("a RequestAuthentication keeps more than the digest of its state: %+v", slimRA)
 	}
 }

@@ -249,20 +249,9 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 			return report, report.fail(PhaseSetup, err)
 		}
 	}
-	total := cfg.N
-	for _, rate := range cfg.SteadyRates {
-		total += rate * int(cfg.SteadyFor/time.Second)
-	}
-	if err := parallel(total, clientWorkers, func(i int) error {
-		name := fmt.Sprintf("ar-%d", i)
-		svc := fixtures.Service(namespace, name, 8000)
-		// Headless: the local API server's service range holds only 254 addresses.
-		svc.Spec.ClusterIP = corev1.ClusterIPNone
-		if err := c.Create(ctx, svc); err != nil {
-			return err
-		}
-		return c.Create(ctx, fixtures.SidecarPod(namespace, name+"-0", name))
-	}); err != nil {
+	// The backends of the steady runs come before each run, so the cache holds N of them
+	// while the bulk run is measured.
+	if err := createBackends(ctx, c, 0, cfg.N); err != nil {
 		return report, report.fail(PhaseSetup, err)
 	}
 	// The operator runs with the install's RBAC only; its namespace holds the lease.
@@ -368,6 +357,12 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 
 	next := cfg.N
 	for _, rate := range cfg.SteadyRates {
+		count := rate * int(cfg.SteadyFor/time.Second)
+		if err := createBackends(ctx, c, next, next+count); err != nil {
+			return report, report.fail(PhaseSteady, err)
+		}
+		// The operator's watches deliver the new Services and Pods before the run starts.
+		time.Sleep(2 * time.Second)
 		result, err := runSteady(ctx, c, op, rate, cfg.SteadyFor, next, logf)
 		if err != nil {
 			return report, report.fail(PhaseSteady, fmt.Errorf("%d APIRules/s: %w", rate, err))
@@ -379,6 +374,21 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 		report.done(PhaseSteady)
 	}
 	return report, nil
+}
+
+// createBackends creates the Services and Pods of APIRules from to to-1: per APIRule a
+// Service and one Pod with the sidecar that it selects.
+func createBackends(ctx context.Context, c client.Client, from, to int) error {
+	return parallel(to-from, clientWorkers, func(i int) error {
+		name := fmt.Sprintf("ar-%d", from+i)
+		svc := fixtures.Service(namespace, name, 8000)
+		// Headless: the local API server's service range holds only 254 addresses.
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+		if err := c.Create(ctx, svc); err != nil {
+			return err
+		}
+		return c.Create(ctx, fixtures.SidecarPod(namespace, name+"-0", name))
+	})
 }
 
 // runSteady creates rate APIRules per second for a while, numbered from first, and measures
