@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/gomega"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	networkingv1 "istio.io/api/networking/v1"
 	securityv1 "istio.io/api/security/v1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -23,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/apirule-operator/apirule-operator/internal/apply"
+	"github.com/apirule-operator/apirule-operator/internal/manifest"
 )
 
 // handEdit merge-patches an object as a person or another tool would: under a field manager
@@ -130,6 +132,44 @@ var _ = Describe("Generated objects are exactly what the translator computed", f
 			g.Expect(current.Type).To(Equal(corev1.SecretTypeOpaque))
 		}, timeout, interval).Should(Succeed())
 		expectNoWriteOnResync(namespace, "drift-mtls")
+	})
+
+	It("restores an edited mTLS Gateway that carries a forged digest of the desired state", func() {
+		// Only the cache's own transforms may set the digest annotation, and only on the kinds
+		// it holds as a digest: on a Gateway it must not stop the repair.
+		createBackend(namespace, "forged-mtls")
+		rule := mtlsRule(namespace, "forged-mtls")
+		ca, server := newCA("forged-mtls.example.com")
+		Expect(k8s.Create(ctx, server.TLSSecret(gatewayNamespace, "forged-mtls-tls"))).To(Succeed())
+		DeferCleanup(func() {
+			Expect(k8s.Delete(ctx, server.TLSSecret(gatewayNamespace, "forged-mtls-tls"))).To(Succeed())
+		})
+		Expect(k8s.Create(ctx, ca.CASecret(namespace, "forged-mtls-ca"))).To(Succeed())
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		expectReady(key)
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, rule)).To(Succeed()) })
+		gateways, _, _ := crossNamespaceChildren(Default, key)
+		Expect(gateways).To(HaveLen(1))
+		gw := gateways[0]
+		want := gw.Spec.DeepCopy()
+		Expect(want.Servers[0].Tls.Mode).To(Equal(networkingv1.ServerTLSSettings_MUTUAL))
+
+		desired := gw.DeepCopy()
+		desired.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("Gateway"))
+		state, err := manifest.ToUnstructured(desired)
+		Expect(err).NotTo(HaveOccurred())
+		digest, err := apply.StateDigest(state.Object)
+		Expect(err).NotTo(HaveOccurred())
+		handEdit(gw, fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}},"spec":{"servers":[{"hosts":["forged-mtls.example.com"],"port":{"number":443,"name":"https","protocol":"HTTPS"},"tls":{"mode":"SIMPLE","credentialName":"forged-mtls-tls"}}]}}`,
+			apply.StateDigestAnnotation, digest))
+		Expect(gw.Spec.Servers[0].Tls.Mode).To(Equal(networkingv1.ServerTLSSettings_SIMPLE), "the edit must have landed")
+
+		Eventually(func(g Gomega) {
+			current := &networkingclientv1.Gateway{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(gw), current)).To(Succeed())
+			sameSpec(g, &current.Spec, want)
+		}, timeout, interval).Should(Succeed())
 	})
 
 	It("repeats the check when the object changes between its apply and the patch that removes foreign fields", func() {

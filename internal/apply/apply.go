@@ -197,7 +197,8 @@ func normalized(obj map[string]any) (map[string]any, error) {
 // the state the API server sent for it: the cache keeps the digest of a large state (a
 // VirtualService's routes) instead of the state itself (internal/slim). The transform that
 // slims the object computes it from what was sent and replaces whatever the stored object
-// carries under this key, so it always describes the live object.
+// carries under this key, so it always describes the live object; the cache's default
+// transform removes the key from every other object.
 const StateDigestAnnotation = "apirule.io/cached-state-digest"
 
 // StateDigest is a digest of the state of an object in its unstructured form (the fields
@@ -218,14 +219,15 @@ func StateDigest(obj map[string]any) (string, error) {
 
 // matches says whether the current object carries everything desired: every desired label
 // and owner reference, and exactly the desired state. Labels and owner references others
-// add are left alone: they do not change what the object does. A cached object that holds
-// only the digest of its state (StateDigestAnnotation) is compared by digest.
+// add are left alone: they do not change what the object does. A cached object of a kind
+// the cache holds as a digest (Kind.CachedAsDigest) is compared by its StateDigestAnnotation.
 func matches(desired map[string]any, current client.Object) (bool, error) {
 	actual, err := manifest.ToUnstructured(current)
 	if err != nil {
 		return false, err
 	}
-	if digest, cached := current.GetAnnotations()[StateDigestAnnotation]; cached {
+	kind, _ := KindOf(current.GetObjectKind().GroupVersionKind())
+	if digest, cached := current.GetAnnotations()[StateDigestAnnotation]; cached && kind.CachedAsDigest {
 		want, err := StateDigest(desired)
 		if err != nil || want != digest {
 			return false, err

@@ -21,6 +21,10 @@ type Kind struct {
 	List client.ObjectList
 	// ApplyRank orders writes: lower first. PruneRank orders deletions: lower first.
 	ApplyRank, PruneRank int
+	// CachedAsDigest: the operator's cache holds the kind's state only as its digest
+	// (StateDigestAnnotation, set by the kind's transform in internal/slim). Of every other
+	// kind the digest annotation is never believed, whoever set it.
+	CachedAsDigest bool
 }
 
 // Kinds are the kinds of generated objects: the one place that says in which order they are
@@ -35,15 +39,15 @@ type Kind struct {
 //     CA bundle last, after the Gateway that reads it.
 var Kinds = []Kind{
 	{GVK: securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"), Object: &securityclientv1.RequestAuthentication{},
-		List: &securityclientv1.RequestAuthenticationList{}, ApplyRank: 0, PruneRank: 3},
+		List: &securityclientv1.RequestAuthenticationList{}, ApplyRank: 0, PruneRank: 3, CachedAsDigest: true},
 	{GVK: securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"), Object: &securityclientv1.AuthorizationPolicy{},
-		List: &securityclientv1.AuthorizationPolicyList{}, ApplyRank: 1, PruneRank: 2},
+		List: &securityclientv1.AuthorizationPolicyList{}, ApplyRank: 1, PruneRank: 2, CachedAsDigest: true},
 	{GVK: corev1.SchemeGroupVersion.WithKind("Secret"), Object: &corev1.Secret{},
 		List: &corev1.SecretList{}, ApplyRank: 2, PruneRank: 4},
 	{GVK: networkingclientv1.SchemeGroupVersion.WithKind("Gateway"), Object: &networkingclientv1.Gateway{},
 		List: &networkingclientv1.GatewayList{}, ApplyRank: 3, PruneRank: 1},
 	{GVK: networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"), Object: &networkingclientv1.VirtualService{},
-		List: &networkingclientv1.VirtualServiceList{}, ApplyRank: 4, PruneRank: 0},
+		List: &networkingclientv1.VirtualServiceList{}, ApplyRank: 4, PruneRank: 0, CachedAsDigest: true},
 }
 
 // KindOf returns the table entry of a GroupVersionKind.

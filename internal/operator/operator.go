@@ -138,9 +138,10 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Scheme: scheme,
 		Cache: cache.Options{
 			// managedFields are a large part of every object and the operator reads none of
-			// them. A ByObject Transform replaces this default: the slim transforms drop them
-			// too.
-			DefaultTransform: cache.TransformStripManagedFields(),
+			// them; nor does any object other than the slimmed ones carry the cache's own
+			// annotations. A ByObject Transform replaces this default: the slim transforms
+			// drop both too.
+			DefaultTransform: slim.Default,
 			ByObject: map[client.Object]cache.ByObject{
 				// All VirtualServices are cached, for host conflicts; those the operator does not
 				// manage only as hosts and gateways.

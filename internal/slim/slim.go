@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"weak"
@@ -25,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
@@ -60,9 +62,10 @@ var (
 
 // VirtualService keeps in the cache only what the checks and indexes read of a
 // VirtualService: hosts and gateways (the host-conflict check) and, of the operator's own,
-// also the Services each HTTP route sends to (what serves now), its owner reference, and the
-// digest of its whole state (apply.StateDigestAnnotation), against which the applier compares
-// the desired state. The routes themselves, most of a VirtualService, stay out of memory.
+// also the hosts its HTTP routes send to (what serves now: index.RouteBackends), its owner
+// reference, and the digest of its whole state (apply.StateDigestAnnotation), against which
+// the applier compares the desired state. The routes themselves, most of a VirtualService,
+// stay out of memory.
 func VirtualService(obj any) (any, error) {
 	vs, ok := obj.(*networkingclientv1.VirtualService)
 	if !ok || routes.has(vs) {
@@ -75,16 +78,21 @@ func VirtualService(obj any) (any, error) {
 		return routes.add(slim), nil
 	}
 	if err := keepOwnState(vs, &slim.ObjectMeta, networkingclientv1.SchemeGroupVersion.WithKind("VirtualService")); err != nil {
-		return nil, err
+		return whole(vs, err)
 	}
+	// One route holds every destination host once: what the checks and indexes read is the
+	// set of Services the routes send to, and a route is a large struct.
+	destinations := &networkingv1.HTTPRoute{}
 	for _, route := range vs.Spec.Http {
-		kept := &networkingv1.HTTPRoute{}
 		for _, d := range route.Route {
-			kept.Route = append(kept.Route, &networkingv1.HTTPRouteDestination{
-				Destination: &networkingv1.Destination{Host: d.GetDestination().GetHost()},
-			})
+			host := d.GetDestination().GetHost()
+			if !slices.ContainsFunc(destinations.Route, func(kept *networkingv1.HTTPRouteDestination) bool { return kept.Destination.Host == host }) {
+				destinations.Route = append(destinations.Route, &networkingv1.HTTPRouteDestination{Destination: &networkingv1.Destination{Host: host}})
+			}
 		}
-		slim.Spec.Http = append(slim.Spec.Http, kept)
+	}
+	if len(destinations.Route) > 0 {
+		slim.Spec.Http = []*networkingv1.HTTPRoute{destinations}
 	}
 	return routes.add(slim), nil
 }
@@ -103,11 +111,11 @@ func AuthorizationPolicy(obj any) (any, error) {
 	}
 	slim := &securityclientv1.AuthorizationPolicy{ObjectMeta: slimMeta(ap.ObjectMeta)}
 	if err := keepOwnState(ap, &slim.ObjectMeta, securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy")); err != nil {
-		return nil, err
+		return whole(ap, err)
 	}
 	digests, err := ruleDigests(ap.Spec.Rules)
 	if err != nil {
-		return nil, err
+		return whole(ap, err)
 	}
 	slim.Annotations[RuleDigestsAnnotation] = strings.Join(digests, ",")
 	return policies.add(slim), nil
@@ -123,9 +131,41 @@ func RequestAuthentication(obj any) (any, error) {
 	}
 	slim := &securityclientv1.RequestAuthentication{ObjectMeta: slimMeta(ra.ObjectMeta)}
 	if err := keepOwnState(ra, &slim.ObjectMeta, securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication")); err != nil {
-		return nil, err
+		return whole(ra, err)
 	}
 	return authentications.add(slim), nil
+}
+
+// Default is the transform of every object that has none of its own: managedFields, a large
+// part of every object that the operator never reads, are dropped, and so are the annotations
+// only the operator's cache may carry (a digest on any other object is not the cache's).
+func Default(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+		dropCacheAnnotations(m)
+	}
+	return obj, nil
+}
+
+func dropCacheAnnotations(m metav1.Object) {
+	annotations := m.GetAnnotations()
+	_, digest := annotations[apply.StateDigestAnnotation]
+	_, rules := annotations[RuleDigestsAnnotation]
+	if digest || rules {
+		delete(annotations, apply.StateDigestAnnotation)
+		delete(annotations, RuleDigestsAnnotation)
+		m.SetAnnotations(annotations)
+	}
+}
+
+// whole keeps an object of the operator's whole (but for managedFields and forged cache
+// annotations) when its digest cannot be computed: the applier then compares it field by
+// field and the narrowing check reads its rules, so nothing is taken for up to date that was
+// not checked. The event is not dropped, as an error would have it.
+func whole[T client.Object](obj T, err error) (any, error) {
+	log.Log.WithName("cache").Error(err, "keeping the object whole in the cache: its state digest failed",
+		"kind", obj.GetObjectKind().GroupVersionKind().Kind, "namespace", obj.GetNamespace(), "name", obj.GetName())
+	return Default(obj)
 }
 
 // keepOwnState keeps on the slim metadata of one of the operator's objects its owner

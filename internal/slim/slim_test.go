@@ -70,6 +70,9 @@ func TestVirtualServiceKeepsWhatIsReadOfTheOperatorsRoutes(t *testing.T) {
 	if !cmp.Equal(got.Spec.Hosts, original.Spec.Hosts) || !cmp.Equal(got.Spec.Gateways, original.Spec.Gateways) {
 		t.Errorf("hosts %v, gateways %v", got.Spec.Hosts, got.Spec.Gateways)
 	}
+	if len(got.Spec.Http) != 1 {
+		t.Errorf("%d routes cached, want one holding the destinations", len(got.Spec.Http))
+	}
 	var hosts []string
 	for _, r := range got.Spec.Http {
 		if r.Match != nil || r.Headers != nil {
