@@ -6,6 +6,7 @@ import (
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/apirule-operator/apirule-operator/internal/apply"
@@ -20,6 +21,17 @@ import (
 // has seen it.
 func fromCache(key client.ObjectKey, obj client.Object) {
 	EventuallyWithOffset(1, func() error { return running.mgr.GetCache().Get(ctx, key, obj) }, timeout, interval).Should(Succeed())
+}
+
+// stateDigest is the digest of a live object's state, as the cache's transforms compute it.
+func stateDigest(obj client.Object, gvk schema.GroupVersionKind) string {
+	live := obj.DeepCopyObject().(client.Object)
+	live.GetObjectKind().SetGroupVersionKind(gvk)
+	state, err := manifest.ToUnstructured(live)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	digest, err := apply.StateDigest(state.Object)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return digest
 }
 
 var _ = Describe("The operator's cache", func() {
@@ -82,12 +94,7 @@ var _ = Describe("The operator's cache", func() {
 			Expect(r.Match).To(BeNil(), "the route's matches stay out of memory")
 			Expect(r.Headers).To(BeNil(), "the route's headers stay out of memory")
 		}
-		live := vs[0].DeepCopy()
-		live.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"))
-		state, err := manifest.ToUnstructured(live)
-		Expect(err).NotTo(HaveOccurred())
-		digest, err := apply.StateDigest(state.Object)
-		Expect(err).NotTo(HaveOccurred())
+		digest := stateDigest(vs[0], networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"))
 		Expect(cachedRoute.Annotations).To(Equal(map[string]string{apply.StateDigestAnnotation: digest}),
 			"the digest of the state the API server sent, which the applier compares")
 
@@ -96,12 +103,7 @@ var _ = Describe("The operator's cache", func() {
 		Expect(cachedPolicy.ManagedFields).To(BeEmpty())
 		Expect(cachedPolicy.OwnerReferences).To(Equal(ap[0].OwnerReferences))
 		Expect(cachedPolicy.Spec.Rules).To(BeEmpty(), "a policy's rules stay out of memory")
-		livePolicy := ap[0].DeepCopy()
-		livePolicy.SetGroupVersionKind(securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"))
-		policyState, err := manifest.ToUnstructured(livePolicy)
-		Expect(err).NotTo(HaveOccurred())
-		policyDigest, err := apply.StateDigest(policyState.Object)
-		Expect(err).NotTo(HaveOccurred())
+		policyDigest := stateDigest(ap[0], securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"))
 		liveRules, err := slim.RuleDigests(ap[0])
 		Expect(err).NotTo(HaveOccurred())
 		Expect(liveRules).To(HaveLen(1))

@@ -24,7 +24,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/apirule-operator/apirule-operator/internal/apply"
-	"github.com/apirule-operator/apirule-operator/internal/manifest"
 )
 
 // handEdit merge-patches an object as a person or another tool would: under a field manager
@@ -50,6 +49,24 @@ func expectNoWriteOnResync(namespace, service string) {
 	handEdit(svc, fmt.Sprintf(`{"metadata":{"labels":{"touch":"%d"}}}`, time.Now().UnixNano()))
 	EventuallyWithOffset(1, reconciles, timeout, interval).Should(BeNumerically(">", before))
 	ConsistentlyWithOffset(1, func() int { return running.requests.Writes() }, time.Second, interval).Should(Equal(writes))
+}
+
+// createMTLSReady creates a backend, the Secrets of an mTLS APIRule of the same name and the
+// APIRule, and waits until it is Ready; the Secrets and the APIRule go at the end of the spec.
+func createMTLSReady(namespace, name string) types.NamespacedName {
+	createBackend(namespace, name)
+	rule := mtlsRule(namespace, name)
+	ca, server := newCA(name + ".example.com")
+	ExpectWithOffset(1, k8s.Create(ctx, server.TLSSecret(gatewayNamespace, name+"-tls"))).To(Succeed())
+	DeferCleanup(func() {
+		Expect(k8s.Delete(ctx, server.TLSSecret(gatewayNamespace, name+"-tls"))).To(Succeed())
+	})
+	ExpectWithOffset(1, k8s.Create(ctx, ca.CASecret(namespace, name+"-ca"))).To(Succeed())
+	ExpectWithOffset(1, k8s.Create(ctx, rule)).To(Succeed())
+	key := keyOf(rule)
+	expectReady(key)
+	DeferCleanup(func() { Expect(k8s.Delete(ctx, rule)).To(Succeed()) })
+	return key
 }
 
 var _ = Describe("Generated objects are exactly what the translator computed", func() {
@@ -105,18 +122,7 @@ var _ = Describe("Generated objects are exactly what the translator computed", f
 	})
 
 	It("removes a key another manager added to the data of a CA copy", func() {
-		createBackend(namespace, "drift-mtls")
-		rule := mtlsRule(namespace, "drift-mtls")
-		ca, server := newCA("drift-mtls.example.com")
-		Expect(k8s.Create(ctx, server.TLSSecret(gatewayNamespace, "drift-mtls-tls"))).To(Succeed())
-		DeferCleanup(func() {
-			Expect(k8s.Delete(ctx, server.TLSSecret(gatewayNamespace, "drift-mtls-tls"))).To(Succeed())
-		})
-		Expect(k8s.Create(ctx, ca.CASecret(namespace, "drift-mtls-ca"))).To(Succeed())
-		Expect(k8s.Create(ctx, rule)).To(Succeed())
-		key := keyOf(rule)
-		expectReady(key)
-		DeferCleanup(func() { Expect(k8s.Delete(ctx, rule)).To(Succeed()) })
+		key := createMTLSReady(namespace, "drift-mtls")
 		_, secrets, _ := crossNamespaceChildren(Default, key)
 		Expect(secrets).To(HaveLen(1))
 		caCopy := &secrets[0]
@@ -137,30 +143,14 @@ var _ = Describe("Generated objects are exactly what the translator computed", f
 	It("restores an edited mTLS Gateway that carries a forged digest of the desired state", func() {
 		// Only the cache's own transforms may set the digest annotation, and only on the kinds
 		// it holds as a digest: on a Gateway it must not stop the repair.
-		createBackend(namespace, "forged-mtls")
-		rule := mtlsRule(namespace, "forged-mtls")
-		ca, server := newCA("forged-mtls.example.com")
-		Expect(k8s.Create(ctx, server.TLSSecret(gatewayNamespace, "forged-mtls-tls"))).To(Succeed())
-		DeferCleanup(func() {
-			Expect(k8s.Delete(ctx, server.TLSSecret(gatewayNamespace, "forged-mtls-tls"))).To(Succeed())
-		})
-		Expect(k8s.Create(ctx, ca.CASecret(namespace, "forged-mtls-ca"))).To(Succeed())
-		Expect(k8s.Create(ctx, rule)).To(Succeed())
-		key := keyOf(rule)
-		expectReady(key)
-		DeferCleanup(func() { Expect(k8s.Delete(ctx, rule)).To(Succeed()) })
+		key := createMTLSReady(namespace, "forged-mtls")
 		gateways, _, _ := crossNamespaceChildren(Default, key)
 		Expect(gateways).To(HaveLen(1))
 		gw := gateways[0]
 		want := gw.Spec.DeepCopy()
 		Expect(want.Servers[0].Tls.Mode).To(Equal(networkingv1.ServerTLSSettings_MUTUAL))
 
-		desired := gw.DeepCopy()
-		desired.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("Gateway"))
-		state, err := manifest.ToUnstructured(desired)
-		Expect(err).NotTo(HaveOccurred())
-		digest, err := apply.StateDigest(state.Object)
-		Expect(err).NotTo(HaveOccurred())
+		digest := stateDigest(gw, networkingclientv1.SchemeGroupVersion.WithKind("Gateway"))
 		handEdit(gw, fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}},"spec":{"servers":[{"hosts":["forged-mtls.example.com"],"port":{"number":443,"name":"https","protocol":"HTTPS"},"tls":{"mode":"SIMPLE","credentialName":"forged-mtls-tls"}}]}}`,
 			apply.StateDigestAnnotation, digest))
 		Expect(gw.Spec.Servers[0].Tls.Mode).To(Equal(networkingv1.ServerTLSSettings_SIMPLE), "the edit must have landed")
