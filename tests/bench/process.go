@@ -135,8 +135,11 @@ func (p *operatorProcess) waitUnlessExited(ctx context.Context, limit time.Durat
 }
 
 // stop ends the process as a Deployment's rollout does (SIGTERM, then SIGKILL after 30 s)
-// and waits for it to exit.
+// and waits for it to exit. Stopping no process, or one that has exited, does nothing.
 func (p *operatorProcess) stop() {
+	if p == nil {
+		return
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
