@@ -284,3 +284,64 @@ func TestSubSecondRate(t *testing.T) {
 		t.Errorf("SubSecondRate() = %d with no run under a second, want 0", got)
 	}
 }
+
+// The audit log is counted as testenv.RequestCounter counts: by verb and resource, each request
+// once however many stages it is recorded at, the leader election's Event with the leases,
+// and a line still being written only once it is whole.
+func TestAuditLogCountsEachRequestOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	lines := []string{
+		`{"auditID":"1","stage":"ResponseComplete","verb":"patch","requestURI":"/apis/x","objectRef":{"resource":"virtualservices"}}`,
+		`{"auditID":"2","stage":"ResponseComplete","verb":"patch","requestURI":"/apis/x","objectRef":{"resource":"apirules","subresource":"status"}}`,
+		`{"auditID":"3","stage":"ResponseStarted","verb":"watch","requestURI":"/apis/x?watch=true","objectRef":{"resource":"apirules"}}`,
+		`{"auditID":"3","stage":"ResponseComplete","verb":"watch","requestURI":"/apis/x?watch=true","objectRef":{"resource":"apirules"}}`,
+		`{"auditID":"4","stage":"ResponseComplete","verb":"create","requestURI":"/api/v1/namespaces/default/events","objectRef":{"resource":"events"},"requestObject":{"involvedObject":{"kind":"Lease"}}}`,
+		`{"auditID":"5","stage":"ResponseComplete","verb":"create","requestURI":"/apis/events.k8s.io/v1/namespaces/bench/events","objectRef":{"resource":"events"},"requestObject":{"regarding":{"kind":"APIRule"}}}`,
+		`{"auditID":"6","stage":"ResponseComplete","verb":"update","requestURI":"/apis/coordination.k8s.io/v1/leases/x","objectRef":{"resource":"leases"}}`,
+		`{"auditID":"7","stage":"ResponseComplete","verb":"get","requestURI":"/apis"}`,
+	}
+	write := func(s string) {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = f.Close() }()
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := newAuditLog(path)
+	write(strings.Join(lines[:3], "\n") + "\n" + lines[3][:20])
+	counts, writes, err := log.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if writes != 2 || counts["WATCH apirules"] != 1 {
+		t.Errorf("after a partial line: %v, %d writes; want 2 writes and the watch once", counts, writes)
+	}
+	write(lines[3][20:] + "\n" + strings.Join(lines[4:], "\n") + "\n")
+	counts, writes, err = log.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{
+		"PATCH virtualservices": 1, "PATCH apirules/status": 1, "WATCH apirules": 1,
+		"POST events(Lease)": 1, "POST events": 1, "PUT leases": 1, "GET discovery": 1,
+	}
+	if !cmp.Equal(counts, want) {
+		t.Errorf("counts %v, want %v", counts, want)
+	}
+	// The APIRule's Event counts; the lease and its Event do not.
+	if writes != 3 {
+		t.Errorf("%d writes, want 3", writes)
+	}
+	before := counts
+	write(`{"auditID":"8","stage":"ResponseComplete","verb":"patch","requestURI":"/apis/x","objectRef":{"resource":"virtualservices"}}` + "\n")
+	after, _, err := log.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := since(after, before); !cmp.Equal(got, map[string]int{"PATCH virtualservices": 1}) {
+		t.Errorf("since: %v", got)
+	}
+}
