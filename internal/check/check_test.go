@@ -326,6 +326,20 @@ func TestPathEscapes(t *testing.T) {
 	if errs := Static(r, opts).ErrorList(); len(errs) != 0 {
 		t.Errorf("an APIRule-wide restriction is scoped by host only: %v", errs)
 	}
+
+	// With per-rule restrictions the gateway refuses request paths with '=': a rule path with
+	// it, restricted or not, could never be reached.
+	restricted := rule("/admin", "GET")
+	restricted.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
+	r = apiRule([]apiv2.Host{"api.example.com"}, rule("/api/key=1", "GET"), restricted)
+	if errs := Static(r, opts).ErrorList(); len(errs) != 1 || errs[0].Field != "spec.rules[0].path" || !strings.Contains(errs[0].Detail, "'='") {
+		t.Errorf("'=' in a path with per-rule restrictions: %v", errs)
+	}
+	r.Spec.Rules[1].IPRestriction = nil
+	r.Spec.IPRestriction = &apiv2.IPRestriction{Allow: []apiv2.IPBlock{"203.0.113.0/24"}}
+	if errs := Static(r, opts).ErrorList(); len(errs) != 0 {
+		t.Errorf("'=' under an APIRule-wide restriction only: %v", errs)
+	}
 }
 
 // APIRules on one workload must agree on issuers and ext-authz providers; the younger is

@@ -345,17 +345,31 @@ func checkWildcardUnderIPRestriction(rule *apiv2.APIRule, specPath *field.Path, 
 	}
 }
 
-// checkEscapesUnderIPRestriction refuses a percent-escape in the path of a rule that has an IP
-// restriction of its own scope. The route matches escapes in either hex case, as clients may
-// send them; the gateway's DENY policy, which must scope the restriction by path, matches
-// paths exactly, so a differently cased request would escape the restriction.
+// checkEscapesUnderIPRestriction refuses, when rules carry IP restrictions of their own
+// (model.RestrictedPerRule), the rule paths that cannot be served as written then:
+//   - a percent-escape in the path of a restricted rule. The route matches escapes in either
+//     hex case, as clients may send them; the gateway's DENY policy, which must scope the
+//     restriction by path, matches paths exactly, so a differently cased request would
+//     escape the restriction;
+//   - '=' in any rule's path: the APIRule's first route answers 400 to every request path
+//     with '=' (the DENY policy's path templates and the routes read it differently), so
+//     such a rule could never be reached.
 func checkEscapesUnderIPRestriction(spec *apiv2.APIRuleSpec, specPath *field.Path, fs *Findings) {
-	scoped := slices.ContainsFunc(spec.Rules, func(r apiv2.Rule) bool { return r.IPRestriction != nil })
+	if !model.RestrictedPerRule(spec) {
+		return
+	}
 	for i, r := range spec.Rules {
-		if restriction, _ := model.Restriction(spec, i); scoped && restriction != nil && strings.Contains(r.Path, "%") {
-			fs.add(conditions.Accepted, conditions.ReasonInvalidPath, specPath.Child("rules").Index(i).Child("path"), r.Path,
+		path := specPath.Child("rules").Index(i).Child("path")
+		if restriction, _ := model.Restriction(spec, i); restriction != nil && strings.Contains(r.Path, "%") {
+			fs.add(conditions.Accepted, conditions.ReasonInvalidPath, path, r.Path,
 				"a path with percent-escapes cannot be IP-restricted per rule: the gateway's policy matches the escapes' hex case exactly, "+
 					"so a client could spell them otherwise; write the path without escapes, or restrict the whole APIRule (spec.ipRestriction only)")
+		}
+		if strings.Contains(r.Path, "=") {
+			fs.add(conditions.Accepted, conditions.ReasonInvalidPath, path, r.Path,
+				"a path with '=' cannot be served when rules are IP-restricted per rule: the gateway refuses request paths with '=' then "+
+					"(its policy's path templates and the routes read '=' differently); write the path without '=', or restrict the whole "+
+					"APIRule (spec.ipRestriction only)")
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -179,6 +180,13 @@ func Restriction(spec *apiv2.APIRuleSpec, i int) (*apiv2.IPRestriction, *field.P
 		return spec.IPRestriction, specPath.Child("ipRestriction")
 	}
 	return nil, nil
+}
+
+// RestrictedPerRule says whether a rule has an IP restriction of its own. The gateway's DENY
+// policy then scopes the restrictions by path, and the paths its templates and the routes'
+// regexes could read differently ('=', '*', escapes in another hex case) are refused.
+func RestrictedPerRule(spec *apiv2.APIRuleSpec) bool {
+	return slices.ContainsFunc(spec.Rules, func(r apiv2.Rule) bool { return r.IPRestriction != nil })
 }
 
 // FirstRestriction names the first IP restriction in force; nil when no rule is restricted.

@@ -742,9 +742,10 @@ func expectedRefusals(sc *scenario, i int) []string {
 	if anyRestricted && slices.ContainsFunc(rule.Spec.Hosts, func(h apiv2.Host) bool { return strings.HasPrefix(string(h), "*") }) {
 		add(conditions.ReasonInvalidSpec)
 	}
-	// Escapes cannot be IP-restricted per rule: the gateway policy matches their hex case.
+	// Escapes cannot be IP-restricted per rule: the gateway policy matches their hex case;
+	// and with per-rule restrictions the gateway refuses every request path with '='.
 	for j, r := range rule.Spec.Rules {
-		if ownRestriction && restricted(j) && strings.Contains(r.Path, "%") {
+		if ownRestriction && (restricted(j) && strings.Contains(r.Path, "%") || strings.Contains(r.Path, "=")) {
 			add(conditions.ReasonInvalidPath)
 		}
 	}

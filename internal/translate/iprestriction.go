@@ -35,11 +35,7 @@ import (
 func ipRestrictionPolicy(in model.Input, plans []rulePlan, policyHosts []string) *securityclientv1.AuthorizationPolicy {
 	spec := &in.APIRule.Spec
 	var rules []*securityv1.Rule
-	overridden := false
-	for i := range spec.Rules {
-		overridden = overridden || spec.Rules[i].IPRestriction != nil
-	}
-	if spec.IPRestriction != nil && !overridden {
+	if spec.IPRestriction != nil && !model.RestrictedPerRule(spec) {
 		// One restriction for every request of the APIRule's hosts.
 		rules = denyRules(spec.IPRestriction, []*securityv1.Rule_To{{Operation: &securityv1.Operation{Hosts: policyHosts}}})
 	} else {

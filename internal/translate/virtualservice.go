@@ -33,7 +33,7 @@ var corsResponseHeaders = []string{
 func virtualService(in model.Input, gateway types.NamespacedName, plans []rulePlan, hosts []string) *networkingclientv1.VirtualService {
 	spec := &in.APIRule.Spec
 	routes := make([]*networkingv1.HTTPRoute, 0, len(plans)+1)
-	routes = append(routes, ambiguousPathRoute(restrictedPerRule(spec)))
+	routes = append(routes, ambiguousPathRoute(model.RestrictedPerRule(spec)))
 	for _, p := range plans {
 		routes = append(routes, httpRoute(spec, p, hosts))
 	}
@@ -103,7 +103,8 @@ const AmbiguousPathRoute = "ambiguous-path"
 //
 // Under BASE, MERGE_SLASHES and DECODE_AND_MERGE_SLASHES only slashes, semicolons, '*', '['
 // and ']' can still reach the route; the others are removed by normalisation and cost nothing. Rule paths
-// never need any of them: the path checks refuse each in a rule path.
+// never need any of them: the path checks refuse each in a rule path ('=' only where it is
+// refused here, with per-rule IP restrictions).
 const ambiguousPathRegex = `.*(` + ambiguousSpellings + `).*`
 
 // ambiguousSpellings is the alternation of the spellings above.
@@ -118,25 +119,15 @@ const ambiguousSpellings = `//|%2[Ff]|%5[Cc]|\\|/\.\.?(/|$)|;|%3[Bb]|\*|\[|\]|%(
 // unrestricted (GET /api/x* past /api/{**} to a restricted /*).
 const restrictedPathRegex = `.*(` + ambiguousSpellings + `|=).*`
 
-// restrictedPerRule says whether a rule has an IP restriction of its own, which makes the
-// gateway's DENY policy name paths.
-func restrictedPerRule(spec *apiv2.APIRuleSpec) bool {
-	for _, r := range spec.Rules {
-		if r.IPRestriction != nil {
-			return true
-		}
-	}
-	return false
-}
-
 // ambiguousPathRoute answers 400 to every ambiguous request path before any rule is tried, so
 // no spelling of a protected path reaches a later, more open rule while the backend serves
 // the protected resource.
-func ambiguousPathRoute(restrictedPerRule bool) *networkingv1.HTTPRoute {
-	regex, body := ambiguousPathRegex, "ambiguous request path: doubled or encoded slashes, dot segments, semicolons, '*', '[', ']' and escapes of plain characters are refused\n"
-	if restrictedPerRule {
-		regex, body = restrictedPathRegex, "ambiguous request path: doubled or encoded slashes, dot segments, semicolons, '*', '[', ']', '=' and escapes of plain characters are refused\n"
+func ambiguousPathRoute(perRuleRestriction bool) *networkingv1.HTTPRoute {
+	regex, refused := ambiguousPathRegex, "'*', '[', ']'"
+	if perRuleRestriction {
+		regex, refused = restrictedPathRegex, "'*', '[', ']', '='"
 	}
+	body := "ambiguous request path: doubled or encoded slashes, dot segments, semicolons, " + refused + " and escapes of plain characters are refused\n"
 	return &networkingv1.HTTPRoute{
 		Name:  AmbiguousPathRoute,
 		Match: []*networkingv1.HTTPMatchRequest{{Uri: &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Regex{Regex: regex}}}},
