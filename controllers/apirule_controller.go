@@ -292,10 +292,9 @@ func (r *APIRuleReconciler) takeDownRouteIfPoliciesNarrow(ctx context.Context, r
 		if err != nil {
 			return err
 		}
-		for _, rule := range had {
-			if !slices.Contains(wanted, rule) {
-				narrows = true
-			}
+		if slices.ContainsFunc(had, func(digest string) bool { return !slices.Contains(wanted, digest) }) {
+			narrows = true
+			break
 		}
 	}
 	if !narrows {

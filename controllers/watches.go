@@ -157,6 +157,10 @@ func (deletionPredicate) Update(e event.UpdateEvent) bool {
 // appears, changes labels or goes away can change the sidecar check.
 func (r *APIRuleReconciler) requestsForPod(ctx context.Context, obj client.Object) []reconcile.Request {
 	podLabels := labels.Set(obj.GetLabels())
+	// Only a running Pod without the sidecar can take the protection of a route that serves
+	// its Services now; for the others the routes need not be looked up.
+	pod, isPod := obj.(*corev1.Pod)
+	unprotected := isPod && !gather.HasSidecar(pod) && !gather.Finished(pod)
 	seen := map[string]bool{}
 	var out []reconcile.Request
 	// An ingress gateway Pod's proxy config decides the IP-restricted APIRules' trusted proxies.
@@ -177,7 +181,9 @@ func (r *APIRuleReconciler) requestsForPod(ctx context.Context, obj client.Objec
 			}
 			seen[svc.Name] = true
 			out = append(out, r.requestsForIndex(index.APIRuleService)(ctx, svc)...)
-			out = append(out, r.requestsForRoutesTo(ctx, index.RouteDestination, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}.String())...)
+			if unprotected {
+				out = append(out, r.requestsForRoutesTo(ctx, index.RouteDestination, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}.String())...)
+			}
 		}
 	}
 	return out

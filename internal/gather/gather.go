@@ -386,7 +386,7 @@ func (r *Gatherer) backendPods(ctx context.Context, svc *corev1.Service) ([]mode
 			continue
 		}
 		if selector.Matches(labels.Set(pods.Items[i].Labels)) {
-			out = append(out, model.Pod{Name: pods.Items[i].Name, Labels: pods.Items[i].Labels, Sidecar: hasSidecar(&pods.Items[i])})
+			out = append(out, model.Pod{Name: pods.Items[i].Name, Labels: pods.Items[i].Labels, Sidecar: HasSidecar(&pods.Items[i])})
 		}
 	}
 	return out, nil
@@ -397,7 +397,8 @@ func Finished(pod *corev1.Pod) bool {
 	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
 }
 
-func hasSidecar(pod *corev1.Pod) bool {
+// HasSidecar says whether a Pod carries Istio's proxy, as a container or a native sidecar.
+func HasSidecar(pod *corev1.Pod) bool {
 	for _, containers := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
 		for _, c := range containers {
 			if c.Name == meshconfig.SidecarContainer {

@@ -44,11 +44,6 @@ func Labels(owner types.NamespacedName) map[string]string {
 	}
 }
 
-// Selector selects the children of the APIRule.
-func Selector(owner types.NamespacedName) labels.Selector {
-	return labels.SelectorFromSet(Labels(owner))
-}
-
 // ManagedSelector selects every object the operator generated.
 func ManagedSelector() labels.Selector {
 	return labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})

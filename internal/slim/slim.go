@@ -75,7 +75,8 @@ func VirtualService(obj any) (any, error) {
 	slim.Spec.Hosts = vs.Spec.Hosts
 	slim.Spec.Gateways = vs.Spec.Gateways
 	if _, managed := ownership.OwnerFromLabels(vs.Labels); !managed {
-		return routes.add(slim), nil
+		// Slimming this again yields the same: no need to record it.
+		return slim, nil
 	}
 	if err := keepOwnState(vs, &slim.ObjectMeta, networkingclientv1.SchemeGroupVersion.WithKind("VirtualService")); err != nil {
 		return whole(vs, err)
@@ -172,6 +173,8 @@ func whole[T client.Object](obj T, err error) (any, error) {
 // references and, as the only annotation, the digest of the state the API server sent.
 func keepOwnState(obj client.Object, slim *metav1.ObjectMeta, gvk schema.GroupVersionKind) error {
 	obj.GetObjectKind().SetGroupVersionKind(gvk)
+	// The object is dropped after this: its managedFields need not be encoded.
+	obj.SetManagedFields(nil)
 	state, err := manifest.ToUnstructured(obj)
 	if err != nil {
 		return err
