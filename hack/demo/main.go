@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -100,12 +99,11 @@ func run() error {
 	step("Starting apirule-operator in-process (operator log: %s)", logPath)
 	opts := operator.DefaultOptions()
 	opts.LeaderElection = false
-	if opts.MetricsAddress, err = freeAddress(); err != nil {
+	addresses, err := testenv.FreeAddresses(2)
+	if err != nil {
 		return err
 	}
-	if opts.HealthProbeAddress, err = freeAddress(); err != nil {
-		return err
-	}
+	opts.MetricsAddress, opts.HealthProbeAddress = addresses[0], addresses[1]
 	install := env.WebhookInstallOptions
 	opts.Webhook = webhook.Options{
 		Enabled: true, Host: install.LocalServingHost, Port: install.LocalServingPort,
@@ -194,16 +192,6 @@ func run() error {
 	fmt.Println("  Press Ctrl-C to stop everything.")
 	<-ctx.Done()
 	return nil
-}
-
-// freeAddress returns a local address with a port nothing listens on now.
-func freeAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
 }
 
 // waitReady waits until the operator's readiness probe passes: its webhook serves, so the

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,11 +47,11 @@ type processOptions struct {
 }
 
 func startOperatorProcess(ctx context.Context, opts processOptions, c client.Client) (*operatorProcess, error) {
-	ports, err := freePorts(3)
+	addresses, err := testenv.FreeAddresses(3)
 	if err != nil {
 		return nil, err
 	}
-	metricsAddr, probeAddr, pprofAddr := "127.0.0.1:"+ports[0], "127.0.0.1:"+ports[1], "127.0.0.1:"+ports[2]
+	metricsAddr, probeAddr, pprofAddr := addresses[0], addresses[1], addresses[2]
 	args := []string{
 		"--leader-elect=true", "--leader-election-namespace=" + leaseNamespace,
 		"--metrics-bind-address=" + metricsAddr, "--metrics-secure=false",
@@ -241,27 +240,6 @@ func (p *operatorProcess) profile(ctx context.Context, path string, over time.Du
 // shows what is live.
 func (p *operatorProcess) heapProfile(ctx context.Context, path string) error {
 	return download(ctx, http.DefaultClient, p.pprof+"/debug/pprof/heap?gc=1", path)
-}
-
-// freePorts returns n local TCP ports free at the time of the call.
-func freePorts(n int) ([]string, error) {
-	var ports []string
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		listeners = append(listeners, l)
-		_, port, _ := net.SplitHostPort(l.Addr().String())
-		ports = append(ports, port)
-	}
-	return ports, nil
 }
 
 // buildManager builds cmd/manager into dir and returns the binary's path.

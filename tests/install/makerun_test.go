@@ -3,16 +3,17 @@ package install_test
 import (
 	"bufio"
 	"context"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/apirule-operator/apirule-operator/internal/testenv"
 )
 
 // make run starts the operator against the cluster of the current kubeconfig with one
@@ -29,7 +30,10 @@ func TestMakeRunStartsTheOperatorAgainstTheKubeconfig(t *testing.T) {
 	probe := freeAddress(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "make", "run", "RUN_ARGS=--metrics-bind-address=0 --health-probe-bind-address="+probe)
+	// -o manifests: make run regenerates the manifests first, which would rewrite the CRDs
+	// and RBAC the other packages' tests read while they run; the checkout's are current
+	// (make verify checks that).
+	cmd := exec.CommandContext(ctx, "make", "-o", "manifests", "run", "RUN_ARGS=--metrics-bind-address=0 --health-probe-bind-address="+probe)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	// Its own process group: go run's child, the manager, must stop with it.
@@ -49,11 +53,14 @@ func TestMakeRunStartsTheOperatorAgainstTheKubeconfig(t *testing.T) {
 	}()
 
 	started := make(chan struct{})
+	var mu sync.Mutex
 	var log strings.Builder
 	go func() {
 		scanner := bufio.NewScanner(out)
 		for scanner.Scan() {
+			mu.Lock()
 			log.WriteString(scanner.Text() + "\n")
+			mu.Unlock()
 			if strings.Contains(scanner.Text(), `"Starting workers"`) && strings.Contains(scanner.Text(), `"controller":"apirule"`) {
 				close(started)
 			}
@@ -62,9 +69,12 @@ func TestMakeRunStartsTheOperatorAgainstTheKubeconfig(t *testing.T) {
 	select {
 	case <-started:
 	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
 		t.Fatalf("the operator did not start its workers:\n%s", log.String())
 	}
-	resp, err := http.Get("http://" + probe + "/readyz")
+	probeClient := &http.Client{Timeout: 10 * time.Second}
+	resp, err := probeClient.Get("http://" + probe + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,10 +86,9 @@ func TestMakeRunStartsTheOperatorAgainstTheKubeconfig(t *testing.T) {
 
 func freeAddress(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addresses, err := testenv.FreeAddresses(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = l.Close() }()
-	return fmt.Sprintf("127.0.0.1:%d", l.Addr().(*net.TCPAddr).Port)
+	return addresses[0]
 }
