@@ -10,8 +10,10 @@ CLUSTER=${E2E_CLUSTER:-apirule-e2e}
 ISTIO_VERSION=${ISTIO_VERSION:-1.28.1}
 IMG=${IMG:-apirule-operator:e2e}
 HELM=${HELM:-helm}
-# The ingress gateway's HTTPS NodePort, mapped to this port on the host by kind.
+# The ingress gateway's HTTPS and HTTP NodePorts, mapped to these ports on the host by kind
+# (the default-gateway guide calls plain HTTP too, as GATEWAY_HTTP).
 HOST_PORT=${E2E_HOST_PORT:-8443}
+HOST_HTTP_PORT=${E2E_HOST_HTTP_PORT:-8080}
 
 for tool in kind kubectl "$HELM" docker curl; do
   command -v "$tool" >/dev/null || { echo "e2e needs $tool on the PATH" >&2; exit 1; }
@@ -33,6 +35,8 @@ nodes:
     extraPortMappings:
       - containerPort: 30443
         hostPort: ${HOST_PORT}
+      - containerPort: 30080
+        hostPort: ${HOST_HTTP_PORT}
 EOF
 
 echo "==> Istio ${ISTIO_VERSION}"
@@ -45,7 +49,11 @@ curl -sSL "https://github.com/istio/istio/releases/download/${ISTIO_VERSION}/ist
   --set 'components.ingressGateways[0].k8s.service.ports[0].name=https' \
   --set 'components.ingressGateways[0].k8s.service.ports[0].port=443' \
   --set 'components.ingressGateways[0].k8s.service.ports[0].targetPort=8443' \
-  --set 'components.ingressGateways[0].k8s.service.ports[0].nodePort=30443'
+  --set 'components.ingressGateways[0].k8s.service.ports[0].nodePort=30443' \
+  --set 'components.ingressGateways[0].k8s.service.ports[1].name=http2' \
+  --set 'components.ingressGateways[0].k8s.service.ports[1].port=80' \
+  --set 'components.ingressGateways[0].k8s.service.ports[1].targetPort=8080' \
+  --set 'components.ingressGateways[0].k8s.service.ports[1].nodePort=30080'
 
 echo "==> the operator from this checkout"
 make docker-build IMG="$IMG"
@@ -54,4 +62,4 @@ kind load docker-image "$IMG" --name "$CLUSTER"
   --set image.repository="${IMG%:*}" --set image.tag="${IMG##*:}" --set image.pullPolicy=Never --wait --timeout 5m
 
 echo "==> the guides"
-GATEWAY=127.0.0.1:${HOST_PORT} go test -tags e2e ./tests/e2e -run TestGuides -v -count=1 -timeout 30m
+GATEWAY=127.0.0.1:${HOST_PORT} GATEWAY_HTTP=127.0.0.1:${HOST_HTTP_PORT} go test -tags e2e ./tests/e2e -run TestGuides -v -count=1 -timeout 30m

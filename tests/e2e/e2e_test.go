@@ -11,7 +11,8 @@ import (
 
 // TestGuides runs the guides' setup, then each guide, against the cluster of the current
 // kubeconfig, which hack/e2e/run.sh prepares (kind, Istio, the operator from this checkout).
-// GATEWAY is the ingress gateway's address, as the guides' setup would export it.
+// GATEWAY is the ingress gateway's HTTPS address, as the guides' setup would export it, and
+// GATEWAY_HTTP its plain HTTP one (the default-gateway guide).
 func TestGuides(t *testing.T) {
 	if os.Getenv("GATEWAY") == "" {
 		t.Fatal("GATEWAY is not set: run make e2e, which creates the cluster and sets it")
