@@ -68,7 +68,7 @@ func (s Settings) Principal() string {
 	if s.IngressGatewayPrincipal != "" {
 		return s.IngressGatewayPrincipal
 	}
-	return DefaultTrustDomain + "/ns/" + s.IngressGatewayNamespace + "/sa/" + s.IngressGatewayServiceAccount
+	return model.Principal(DefaultTrustDomain, s.IngressGatewayNamespace, s.IngressGatewayServiceAccount)
 }
 
 // BindFlags registers a flag for every setting, defaulting to the current values.
@@ -134,23 +134,11 @@ func (s Settings) validatePrincipal() error {
 		}
 		return nil
 	}
-	if _, _, ok := principalNamespace(s.IngressGatewayPrincipal); !ok {
+	if _, _, _, ok := model.ParsePrincipal(s.IngressGatewayPrincipal); !ok {
 		return fmt.Errorf("--ingress-gateway-principal %q is not <trust-domain>/ns/<namespace>/sa/<service-account> (without spiffe://)",
 			s.IngressGatewayPrincipal)
 	}
 	return nil
-}
-
-// principalNamespace returns the namespace and service account of a principal
-// <trust-domain>/ns/<namespace>/sa/<service-account>.
-func principalNamespace(principal string) (namespace, account string, ok bool) {
-	trustDomain, rest, ok1 := strings.Cut(principal, "/ns/")
-	namespace, account, ok2 := strings.Cut(rest, "/sa/")
-	if !ok1 || !ok2 || trustDomain == "" || strings.Contains(trustDomain, ":") || namespace == "" || account == "" ||
-		strings.Contains(namespace, "/") || strings.Contains(account, "/") {
-		return "", "", false
-	}
-	return namespace, account, true
 }
 
 // ValidateManager is Validate for the operator itself, which also knows where the ingress
@@ -164,7 +152,7 @@ func (s Settings) ValidateManager() error {
 	if s.IngressGatewayPrincipal == "" {
 		return nil
 	}
-	if namespace, _, _ := principalNamespace(s.IngressGatewayPrincipal); namespace != s.IngressGatewayNamespace {
+	if _, namespace, _, _ := model.ParsePrincipal(s.IngressGatewayPrincipal); namespace != s.IngressGatewayNamespace {
 		return fmt.Errorf("--ingress-gateway-principal %q names namespace %q, but --ingress-gateway-namespace is %q: "+
 			"the gateway's Pods cannot hold that identity; make the two agree, or leave --ingress-gateway-principal empty "+
 			"to derive it from --ingress-gateway-namespace and --ingress-gateway-service-account",

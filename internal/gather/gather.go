@@ -330,16 +330,16 @@ func Peers(ctx context.Context, reader client.Reader, opts model.Options, rule *
 // the same Pods, now or later), and the labels of the Pods it selects now (every Service that
 // selects one of them has a pair among its labels, whatever labels its selector names).
 func candidatePairs(svc model.Service) []string {
-	pairs := index.LabelPairs(svc.Selector)
+	unique := map[string]bool{}
+	for _, pair := range index.LabelPairs(svc.Selector) {
+		unique[pair] = true
+	}
 	for _, pod := range svc.Pods {
 		for _, pair := range index.LabelPairs(pod.Labels) {
-			if !slices.Contains(pairs, pair) {
-				pairs = append(pairs, pair)
-			}
+			unique[pair] = true
 		}
 	}
-	slices.Sort(pairs)
-	return pairs
+	return slices.Sorted(maps.Keys(unique))
 }
 
 // meshConfig reads the Istio mesh config: nil when the ConfigMap does not exist, and the

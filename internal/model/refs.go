@@ -334,18 +334,32 @@ func TokenHeaders(a apiv2.JWTAuthentication) []apiv2.JWTHeader {
 func ServiceAccountPrincipal(opts Options, serviceAccount string) string {
 	trustDomain, _, _ := strings.Cut(opts.IngressGatewayPrincipal, "/ns/")
 	namespace, name, _ := strings.Cut(serviceAccount, "/")
-	return trustDomain + "/ns/" + namespace + "/sa/" + name
+	return Principal(trustDomain, namespace, name)
+}
+
+// Principal is the mTLS principal of a service account: <trust-domain>/ns/<namespace>/sa/<name>.
+func Principal(trustDomain, namespace, serviceAccount string) string {
+	return trustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
+}
+
+// ParsePrincipal splits a principal <trust-domain>/ns/<namespace>/sa/<service-account>; ok is
+// false for any other form (an empty part, a '/' inside the namespace or the service
+// account, a ':' in the trust domain).
+func ParsePrincipal(principal string) (trustDomain, namespace, serviceAccount string, ok bool) {
+	trustDomain, rest, ok1 := strings.Cut(principal, "/ns/")
+	namespace, serviceAccount, ok2 := strings.Cut(rest, "/sa/")
+	if !ok1 || !ok2 || trustDomain == "" || strings.Contains(trustDomain, ":") || namespace == "" || serviceAccount == "" ||
+		strings.Contains(namespace, "/") || strings.Contains(serviceAccount, "/") {
+		return "", "", "", false
+	}
+	return trustDomain, namespace, serviceAccount, true
 }
 
 // GatewayIdentity returns the namespace and service account of the ingress gateway's
 // principal (cluster.local/ns/<namespace>/sa/<name>); ok is false when it has another form.
 func GatewayIdentity(opts Options) (namespace, serviceAccount string, ok bool) {
-	_, rest, found := strings.Cut(opts.IngressGatewayPrincipal, "/ns/")
-	if !found {
-		return "", "", false
-	}
-	namespace, serviceAccount, ok = strings.Cut(rest, "/sa/")
-	return namespace, serviceAccount, ok && namespace != "" && serviceAccount != ""
+	_, namespace, serviceAccount, ok = ParsePrincipal(opts.IngressGatewayPrincipal)
+	return namespace, serviceAccount, ok
 }
 
 // SelectorsOverlap says whether one Pod could be selected by both selectors: same namespace,
