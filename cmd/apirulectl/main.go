@@ -141,24 +141,35 @@ func effectiveOptions(name string, bundle *render.Bundle, args []string) (render
 	return inv.opts, err
 }
 
+// renderFiles reads the input files of the command, takes the options they and the flags
+// give, and renders them: the one way render and validate read files.
+func renderFiles(command string, inv *invocation, args []string, stdin io.Reader, stderr io.Writer) ([]render.Result, int) {
+	bundle, code := readBundle(inv.files, stdin, stderr)
+	if bundle == nil {
+		return nil, code
+	}
+	opts, err := effectiveOptions(command, bundle, args)
+	if err != nil {
+		return nil, usageError(stderr, "%s: %v", command, err)
+	}
+	results, err := render.Render(bundle, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "apirulectl: %s: %v\n", inv.files.String(), err)
+		return nil, exitUsage
+	}
+	return results, exitOK
+}
+
 // runRender is `apirulectl render`.
 func runRender(inv *invocation, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if inv.output != "yaml" && inv.output != "json" {
 		return usageError(stderr, "render: -o %q: use yaml (a multi-document stream) or json (one v1 List)", inv.output)
 	}
-	bundle, code := readBundle(inv.files, stdin, stderr)
-	if bundle == nil {
+	results, code := renderFiles("render", inv, args, stdin, stderr)
+	if code != exitOK {
 		return code
 	}
-	opts, err := effectiveOptions("render", bundle, args)
-	if err != nil {
-		return usageError(stderr, "render: %v", err)
-	}
-	results, err := render.Render(bundle, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "apirulectl: %s: %v\n", inv.files.String(), err)
-		return exitUsage
-	}
+	var err error
 	for _, line := range render.FindingLines(results) {
 		fmt.Fprintln(stderr, line)
 	}
@@ -206,17 +217,9 @@ func runValidate(inv *invocation, args []string, stdin io.Reader, stdout, stderr
 			return usageError(stderr, "validate: -f FILE is required (use - for standard input), or --kubeconfig, --context, -n or -A "+
 				"to validate the APIRules of a cluster")
 		}
-		bundle, code := readBundle(inv.files, stdin, stderr)
-		if bundle == nil {
+		var code int
+		if results, code = renderFiles("validate", inv, args, stdin, stderr); code != exitOK {
 			return code
-		}
-		opts, err := effectiveOptions("validate", bundle, args)
-		if err != nil {
-			return usageError(stderr, "validate: %v", err)
-		}
-		if results, err = render.Render(bundle, opts); err != nil {
-			fmt.Fprintf(stderr, "apirulectl: %s: %v\n", inv.files.String(), err)
-			return exitUsage
 		}
 	}
 	failed := render.HasErrors(results)
