@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -407,9 +408,27 @@ func (r *APIRuleReconciler) removeFinalizer(ctx context.Context, rule *apiv2.API
 	return nil
 }
 
+// observeCached forgets a status write of this process once the cache shows it.
+func (r *APIRuleReconciler) observeCached(obj any) {
+	if rule, ok := obj.(*apiv2.APIRule); ok {
+		r.ledger.caughtUp(rule)
+	}
+}
+
 // SetupWithManager registers the reconciler, its field indexes and its watches.
 func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := index.Register(context.Background(), mgr.GetFieldIndexer(), index.Definitions(r.Options, r.MeshConfig)); err != nil {
+	if err := index.Register(context.Background(), mgr.GetCache(), index.Definitions(r.Options, r.MeshConfig)); err != nil {
+		return err
+	}
+	rules, err := mgr.GetCache().GetInformer(context.Background(), &apiv2.APIRule{})
+	if err != nil {
+		return err
+	}
+	// Every APIRule the cache receives may show a status write of this process.
+	if _, err := rules.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { r.observeCached(obj) },
+		UpdateFunc: func(_, obj any) { r.observeCached(obj) },
+	}); err != nil {
 		return err
 	}
 	children := handler.EnqueueRequestsFromMapFunc(requestForOwnerLabels)

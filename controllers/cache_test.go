@@ -7,8 +7,10 @@ import (
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 	"github.com/apirule-operator/apirule-operator/internal/index"
@@ -32,6 +34,13 @@ func stateDigest(obj client.Object, gvk schema.GroupVersionKind) string {
 	digest, err := apply.StateDigest(state.Object)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	return digest
+}
+
+// indexValues are the keys an index of the operator's cache holds for a kind.
+func indexValues(obj client.Object, field string) []string {
+	informer, err := running.mgr.GetCache().GetInformer(ctx, obj)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return informer.(toolscache.SharedIndexInformer).GetIndexer().ListIndexFuncValues("field:" + field)
 }
 
 var _ = Describe("The operator's cache", func() {
@@ -72,6 +81,26 @@ var _ = Describe("The operator's cache", func() {
 			Containers: []corev1.Container{{Name: meshconfig.SidecarContainer}},
 		}), "other containers, images, commands, env values and the rest of the spec stay out of memory")
 		Expect(cached.Status).To(Equal(corev1.PodStatus{Phase: live.Status.Phase}), "of the status only the phase: a finished Pod leaves the sidecar check")
+	})
+
+	It("keeps each index value once, in the form its lookups use, and finds objects through it", func() {
+		key := createReady(namespace, "indexed", noAuth("/*", "GET"))
+		rule := &apiv2.APIRule{}
+		fromCache(key, rule)
+		host := index.HostKey(rule.Spec.Hosts[0])
+		found := &apiv2.APIRuleList{}
+		Expect(running.mgr.GetCache().List(ctx, found, client.MatchingFields{index.APIRuleHost: host})).To(Succeed())
+		Expect(found.Items).To(ConsistOf(HaveField("Name", key.Name)), "looked up across namespaces")
+		Expect(indexValues(&apiv2.APIRule{}, index.APIRuleHost)).To(And(
+			ContainElement("__all_namespaces/"+host), Not(ContainElement(namespace+"/"+host))),
+			"the host is looked up across namespaces only: no copy under the namespace")
+
+		pods := &corev1.PodList{}
+		Expect(running.mgr.GetCache().List(ctx, pods, client.InNamespace(namespace), client.MatchingFields{index.PodLabel: "app=indexed"})).To(Succeed())
+		Expect(pods.Items).To(HaveLen(1), "looked up in the namespace")
+		Expect(indexValues(&corev1.Pod{}, index.PodLabel)).To(And(
+			ContainElement(namespace+"/app=indexed"), Not(ContainElement("__all_namespaces/app=indexed"))),
+			"a Pod's labels are looked up in its namespace only: no copy across namespaces")
 	})
 
 	It("holds of generated objects what is read and the digest of their state, without managedFields", func() {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -79,6 +80,12 @@ type Report struct {
 	FinalizerByWebhook bool
 	// Bulk is the operator process's usage from its start to the end of the bulk run.
 	Bulk usage
+	// APIServerCPU and EtcdCPU are the control plane's CPU seconds over the bulk run, from
+	// the first create until every APIRule was Ready.
+	APIServerCPU, EtcdCPU float64
+	// HalfRates are the throughput of the bulk run's first half of APIRules Ready and of its
+	// second: a cost per APIRule that grows with N shows as a slower second half.
+	HalfRates [2]float64
 	// RestartVerifiedAfter is the time from the restarted operator's start until it had
 	// reconciled every settled APIRule; Restart its usage until then.
 	RestartVerifiedAfter time.Duration
@@ -175,6 +182,8 @@ type Environment struct {
 	*testenv.Environment
 	dir   string
 	audit *auditLog
+	// The control plane's processes, whose CPU the report shows.
+	apiServerPID, etcdPID int
 }
 
 // StartEnvironment starts the control plane of a run. With webhook, the API server calls the
@@ -207,7 +216,21 @@ func StartEnvironment(webhook bool) (*Environment, error) {
 	if err != nil {
 		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
-	return &Environment{Environment: env, dir: dir, audit: newAuditLog(logPath)}, nil
+	out := &Environment{Environment: env, dir: dir, audit: newAuditLog(logPath)}
+	var errAPIServer, errEtcd error
+	out.apiServerPID, errAPIServer = controlPlaneProcess("kube-apiserver", "--secure-port="+env.ControlPlane.APIServer.SecureServing.Port)
+	out.etcdPID, errEtcd = controlPlaneProcess("etcd", "--listen-client-urls="+env.ControlPlane.Etcd.URL.String())
+	if err := errors.Join(errAPIServer, errEtcd); err != nil {
+		return nil, errors.Join(err, out.Stop())
+	}
+	return out, nil
+}
+
+// controlPlaneCPU is the CPU seconds kube-apiserver and etcd have used so far.
+func (e *Environment) controlPlaneCPU() (apiServer, etcd float64, err error) {
+	a, errAPIServer := processUsage(e.apiServerPID)
+	b, errEtcd := processUsage(e.etcdPID)
+	return a.CPUSeconds, b.CPUSeconds, errors.Join(errAPIServer, errEtcd)
 }
 
 // Stop stops the control plane and removes the run's files.
@@ -291,6 +314,10 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 
 	profiles := startProfiles(ctx, env, op, cfg)
 	logf("creating %d APIRules", cfg.N)
+	apiServerBefore, etcdBefore, err := env.controlPlaneCPU()
+	if err != nil {
+		return report, report.fail(PhaseBulk, err)
+	}
 	start := time.Now()
 	if err := parallel(cfg.N, clientWorkers, func(i int) error {
 		return createAPIRule(ctx, c, i, ready)
@@ -300,7 +327,13 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 	if err := ready.waitAll(ctx, cfg.N, 30*time.Minute); err != nil {
 		return report, report.fail(PhaseBulk, fmt.Errorf("%w%s", err, op.logTail()))
 	}
+	apiServerAfter, etcdAfter, err := env.controlPlaneCPU()
+	if err != nil {
+		return report, report.fail(PhaseBulk, err)
+	}
+	report.APIServerCPU, report.EtcdCPU = apiServerAfter-apiServerBefore, etcdAfter-etcdBefore
 	report.ReadyAfter = ready.last().Sub(start)
+	report.HalfRates = ready.halfRates(start)
 	report.Throughput = float64(cfg.N) / report.ReadyAfter.Seconds()
 	report.Latency = percentiles(ready.latencies())
 	report.Ratio = report.Throughput / report.Ceiling.Throughput
@@ -718,6 +751,20 @@ func (w *readyWatch) last() time.Time {
 		}
 	}
 	return last
+}
+
+// halfRates are the APIRules per second of the first half of the Ready ones, counted from
+// start, and of the second half, counted from the moment the first half was Ready.
+func (w *readyWatch) halfRates(start time.Time) [2]float64 {
+	w.mu.Lock()
+	times := slices.SortedFunc(maps.Values(w.readyAt), time.Time.Compare)
+	w.mu.Unlock()
+	if len(times) < 2 {
+		return [2]float64{}
+	}
+	half := len(times) / 2
+	middle, end := times[half-1], times[len(times)-1]
+	return [2]float64{float64(half) / middle.Sub(start).Seconds(), float64(len(times)-half) / end.Sub(middle).Seconds()}
 }
 
 func (w *readyWatch) latencies() []time.Duration {

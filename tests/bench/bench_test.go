@@ -58,6 +58,9 @@ func TestSmoke(t *testing.T) {
 	if report.Driver.CPUSeconds <= 0 {
 		t.Errorf("missing load driver figures: %+v", report.Driver)
 	}
+	if report.APIServerCPU <= 0 || report.EtcdCPU <= 0 || report.HalfRates[0] <= 0 || report.HalfRates[1] <= 0 {
+		t.Errorf("missing control plane or half-run figures: kube-apiserver %.2f s, etcd %.2f s, halves %v", report.APIServerCPU, report.EtcdCPU, report.HalfRates)
+	}
 	checkCeilingStatusIsTheOperators(t, env)
 	if report.ObjectsPerAPIRule != 3 {
 		t.Errorf("%d child objects per APIRule, want 3 (RequestAuthentication, AuthorizationPolicy, VirtualService)", report.ObjectsPerAPIRule)
@@ -270,6 +273,18 @@ func TestProfileAPIServerWritesAProfile(t *testing.T) {
 
 // The highest sub-second rate is the highest rate tried whose p99 stayed under a second,
 // whatever the order of the runs.
+func TestHalfRates(t *testing.T) {
+	start := time.Unix(1000, 0)
+	w := newReadyWatch()
+	// 4 Ready after 1, 2, 3 and 5 s: the first two in 2 s, the other two in the 3 s after.
+	for i, after := range []int{5, 1, 3, 2} {
+		w.readyAt[fmt.Sprint(i)] = start.Add(time.Duration(after) * time.Second)
+	}
+	if got, want := w.halfRates(start), [2]float64{1, 2.0 / 3}; got != want {
+		t.Errorf("halfRates = %v, want %v", got, want)
+	}
+}
+
 func TestSubSecondRate(t *testing.T) {
 	r := &Report{Steady: []steadyResult{
 		{Rate: 100, Latency: Percentiles{P99: 1400 * time.Millisecond}},

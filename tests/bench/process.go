@@ -256,3 +256,28 @@ func buildManager(dir string) (string, error) {
 	}
 	return out, nil
 }
+
+// controlPlaneProcess finds the process of a binary of the run's control plane by one of its
+// arguments (kube-apiserver by its --secure-port, etcd by its --listen-client-urls): envtest
+// does not hand out their process IDs.
+func controlPlaneProcess(binary, argument string) (int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if filepath.Base(args[0]) == binary && slices.Contains(args[1:], argument) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no %s process with %s", binary, argument)
+}

@@ -33,6 +33,7 @@ func (r *Report) Table() string {
 		row("all Ready after", fmt.Sprintf("%.1f s", r.ReadyAfter.Seconds()))
 		row("throughput", fmt.Sprintf("%.1f APIRules/s", r.Throughput))
 		row("throughput / ceiling", fmt.Sprintf("%.2f (%.2f of the children-only ceiling)", r.Ratio, r.ChildrenRatio))
+		row("throughput of the first / second half of the APIRules Ready", fmt.Sprintf("%.1f / %.1f APIRules/s", r.HalfRates[0], r.HalfRates[1]))
 		row("create-to-Ready latency p50 / p95 / p99 / max", fmt.Sprintf("%s / %s / %s / %s", ms(r.Latency.P50), ms(r.Latency.P95), ms(r.Latency.P99), ms(r.Latency.Max)))
 		finalizer := "finalizer set by the mutating webhook"
 		if !r.FinalizerByWebhook {
@@ -40,6 +41,8 @@ func (r *Report) Table() string {
 		}
 		row("operator writes (leases aside; kube-apiserver's audit log)", fmt.Sprintf("%d (%.2f per APIRule, budget %d; %s)", r.Writes, float64(r.Writes)/float64(r.N), r.WriteBudget(), finalizer))
 		row("operator process, start to end of the bulk run: CPU / peak RSS", fmt.Sprintf("%.1f s (%.2f ms per APIRule) / %.0f MiB", r.Bulk.CPUSeconds, 1000*r.Bulk.CPUSeconds/float64(r.N), r.Bulk.PeakRSSMiB))
+		row("kube-apiserver / etcd over the bulk run: CPU", fmt.Sprintf("%.1f s (%.2f ms per APIRule) / %.1f s (%.2f ms per APIRule)",
+			r.APIServerCPU, 1000*r.APIServerCPU/float64(r.N), r.EtcdCPU, 1000*r.EtcdCPU/float64(r.N)))
 	}
 	if r.Has(PhaseResync) {
 		row("restart: a new operator process has verified every APIRule after", fmt.Sprintf("%.1f s (%d reconciles, %d writes; CPU %.1f s, %.2f ms per APIRule)",
