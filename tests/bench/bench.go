@@ -64,6 +64,12 @@ type Config struct {
 	// OperatorHeapProfile, when set, is where a heap profile of the operator is written at
 	// the end of the bulk run, when its cache holds every APIRule and child.
 	OperatorHeapProfile string
+	// RestartHeapProfile, when set, is where a heap profile of the restarted operator is
+	// written once it has verified every APIRule.
+	RestartHeapProfile string
+	// OperatorMemoryLimit, when set, is the operator process's GOMEMLIMIT, as an install sets
+	// it from the container's memory limit.
+	OperatorMemoryLimit string
 }
 
 // Report holds the figures of a run.
@@ -78,6 +84,8 @@ type Report struct {
 	// FinalizerByWebhook: the operator served its mutating webhook, so the finalizer came
 	// with the create; otherwise the operator patched it in (Requests["PATCH apirules"]).
 	FinalizerByWebhook bool
+	// MemoryLimit is the operator process's GOMEMLIMIT, if it had one.
+	MemoryLimit string
 	// Bulk is the operator process's usage from its start to the end of the bulk run.
 	Bulk usage
 	// APIServerCPU and EtcdCPU are the control plane's CPU seconds over the bulk run, from
@@ -182,8 +190,7 @@ type Environment struct {
 	*testenv.Environment
 	dir   string
 	audit *auditLog
-	// The control plane's processes, whose CPU the report shows.
-	apiServerPID, etcdPID int
+	controlPlane
 }
 
 // StartEnvironment starts the control plane of a run. With webhook, the API server calls the
@@ -217,19 +224,25 @@ func StartEnvironment(webhook bool) (*Environment, error) {
 		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
 	out := &Environment{Environment: env, dir: dir, audit: newAuditLog(logPath)}
-	var errAPIServer, errEtcd error
-	out.apiServerPID, errAPIServer = controlPlaneProcess("kube-apiserver", "--secure-port="+env.ControlPlane.APIServer.SecureServing.Port)
-	out.etcdPID, errEtcd = controlPlaneProcess("etcd", "--listen-client-urls="+env.ControlPlane.Etcd.URL.String())
-	if err := errors.Join(errAPIServer, errEtcd); err != nil {
+	if out.controlPlane, err = findControlPlane(env); err != nil {
 		return nil, errors.Join(err, out.Stop())
 	}
 	return out, nil
 }
 
-// controlPlaneCPU is the CPU seconds kube-apiserver and etcd have used so far.
-func (e *Environment) controlPlaneCPU() (apiServer, etcd float64, err error) {
-	a, errAPIServer := processUsage(e.apiServerPID)
-	b, errEtcd := processUsage(e.etcdPID)
+// controlPlane are the processes of a control plane, whose CPU the report shows.
+type controlPlane struct{ apiServerPID, etcdPID int }
+
+func findControlPlane(env *testenv.Environment) (controlPlane, error) {
+	apiServer, errAPIServer := controlPlaneProcess("kube-apiserver", "--secure-port="+env.ControlPlane.APIServer.SecureServing.Port)
+	etcd, errEtcd := controlPlaneProcess("etcd", "--listen-client-urls="+env.ControlPlane.Etcd.URL.String())
+	return controlPlane{apiServer, etcd}, errors.Join(errAPIServer, errEtcd)
+}
+
+// cpu is the CPU seconds kube-apiserver and etcd have used so far.
+func (p controlPlane) cpu() (apiServer, etcd float64, err error) {
+	a, errAPIServer := processUsage(p.apiServerPID)
+	b, errEtcd := processUsage(p.etcdPID)
 	return a.CPUSeconds, b.CPUSeconds, errors.Join(errAPIServer, errEtcd)
 }
 
@@ -241,7 +254,7 @@ func (e *Environment) Stop() error {
 // Run performs a benchmark on the environment's API server. It always returns a report: when
 // a phase fails, the error names it and the report keeps the figures of the phases before.
 func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
-	report := &Report{N: cfg.N, Requests: map[string]int{}}
+	report := &Report{N: cfg.N, Requests: map[string]int{}, MemoryLimit: cfg.OperatorMemoryLimit}
 	logf := cfg.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -282,7 +295,7 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 	if err != nil {
 		return report, report.fail(PhaseSetup, err)
 	}
-	process := processOptions{binary: cfg.ManagerBinary, kubeconfig: filepath.Join(env.dir, "manager.kubeconfig"), workers: cfg.Workers, hook: hook}
+	process := processOptions{binary: cfg.ManagerBinary, kubeconfig: filepath.Join(env.dir, "manager.kubeconfig"), workers: cfg.Workers, hook: hook, memoryLimit: cfg.OperatorMemoryLimit}
 	if err := os.WriteFile(process.kubeconfig, kubeconfig, 0o600); err != nil {
 		return report, report.fail(PhaseSetup, err)
 	}
@@ -314,7 +327,7 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 
 	profiles := startProfiles(ctx, env, op, cfg)
 	logf("creating %d APIRules", cfg.N)
-	apiServerBefore, etcdBefore, err := env.controlPlaneCPU()
+	apiServerBefore, etcdBefore, err := env.cpu()
 	if err != nil {
 		return report, report.fail(PhaseBulk, err)
 	}
@@ -327,7 +340,7 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 	if err := ready.waitAll(ctx, cfg.N, 30*time.Minute); err != nil {
 		return report, report.fail(PhaseBulk, fmt.Errorf("%w%s", err, op.logTail()))
 	}
-	apiServerAfter, etcdAfter, err := env.controlPlaneCPU()
+	apiServerAfter, etcdAfter, err := env.cpu()
 	if err != nil {
 		return report, report.fail(PhaseBulk, err)
 	}
@@ -386,6 +399,12 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 	}
 	report.ResyncReconciles = int(reconciles)
 	logf("the restarted operator verified %d APIRules %s after its start", cfg.N, report.RestartVerifiedAfter.Round(time.Millisecond))
+	if cfg.RestartHeapProfile != "" {
+		if err := op.heapProfile(ctx, cfg.RestartHeapProfile); err != nil {
+			return report, report.fail(PhaseResync, err)
+		}
+		logf("heap profile of the restarted operator: %s", cfg.RestartHeapProfile)
+	}
 	report.done(PhaseResync)
 
 	next := cfg.N

@@ -29,6 +29,8 @@ type ceilingResult struct {
 	Workers    int
 	Duration   time.Duration
 	Writes     int // requests of the round
+	// APIServerCPU and EtcdCPU are the CPU seconds of the round's control plane.
+	APIServerCPU, EtcdCPU float64
 }
 
 // ceilingWork is what a plain client writes per APIRule in one kind of ceiling round.
@@ -68,6 +70,10 @@ func ceilingRound(ctx context.Context, n, workers int, work ceilingWork, report 
 		return err
 	}
 	defer func() { _ = env.Stop() }()
+	processes, err := findControlPlane(env)
+	if err != nil {
+		return err
+	}
 	scheme, err := operator.NewScheme()
 	if err != nil {
 		return err
@@ -105,6 +111,10 @@ func ceilingRound(ctx context.Context, n, workers int, work ceilingWork, report 
 		}
 		return err
 	}
+	apiServerBefore, etcdBefore, err := processes.cpu()
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	if err := parallel(n, workers, func(i int) error {
 		if work == childWrites {
@@ -133,7 +143,12 @@ func ceilingRound(ctx context.Context, n, workers int, work ceilingWork, report 
 		return err
 	}
 	took := time.Since(start)
-	round := ceilingResult{Throughput: float64(n) / took.Seconds(), Workers: workers, Duration: took, Writes: int(writes.Load())}
+	apiServerAfter, etcdAfter, err := processes.cpu()
+	if err != nil {
+		return err
+	}
+	round := ceilingResult{Throughput: float64(n) / took.Seconds(), Workers: workers, Duration: took, Writes: int(writes.Load()),
+		APIServerCPU: apiServerAfter - apiServerBefore, EtcdCPU: etcdAfter - etcdBefore}
 	what, best := "children only", &report.ChildrenCeiling
 	if work == outcomeWrites {
 		what, best = "APIRule, children, status", &report.Ceiling

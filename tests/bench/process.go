@@ -44,6 +44,8 @@ type processOptions struct {
 	workers    int
 	hook       envtest.WebhookInstallOptions
 	logPath    string
+	// memoryLimit, when set, is the process's GOMEMLIMIT.
+	memoryLimit string
 }
 
 func startOperatorProcess(ctx context.Context, opts processOptions, c client.Client) (*operatorProcess, error) {
@@ -73,6 +75,9 @@ func startOperatorProcess(ctx context.Context, opts processOptions, c client.Cli
 	}
 	cmd := exec.Command(opts.binary, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+opts.kubeconfig)
+	if opts.memoryLimit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+opts.memoryLimit)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	p := &operatorProcess{cmd: cmd, logPath: opts.logPath, metrics: "http://" + metricsAddr, pprof: "http://" + pprofAddr, exited: make(chan struct{})}
 	p.started = time.Now()

@@ -18,13 +18,16 @@ func (r *Report) Table() string {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
 	b.WriteString("| measure | value |\n|---|---|\n")
 	row("APIRules", fmt.Sprintf("%d (3 rules each; %d child objects each)", r.N, r.ObjectsPerAPIRule))
+	if r.MemoryLimit != "" {
+		row("operator process's memory limit (GOMEMLIMIT)", r.MemoryLimit)
+	}
 	if r.FailedPhase != "" {
 		row("failed", fmt.Sprintf("phase %s: %s (completed: %s)", r.FailedPhase, r.Failure, strings.Join(r.Completed, ", ")))
 	}
 	if r.Has(PhaseCeiling) {
 		ceiling := func(c ceilingResult, what string) string {
-			return fmt.Sprintf("%.1f APIRules/s (%s: %d writes, %d workers, %.1f s; each round on a fresh control plane)",
-				c.Throughput, what, c.Writes, c.Workers, c.Duration.Seconds())
+			return fmt.Sprintf("%.1f APIRules/s (%s: %d writes, %d workers, %.1f s; each round on a fresh control plane; kube-apiserver / etcd CPU %.2f / %.2f ms per APIRule)",
+				c.Throughput, what, c.Writes, c.Workers, c.Duration.Seconds(), 1000*c.APIServerCPU/float64(r.N), 1000*c.EtcdCPU/float64(r.N))
 		}
 		row("write ceiling (plain client, no operator)", ceiling(r.Ceiling, "the APIRule create, its 3 children and one status patch each"))
 		row("children-only ceiling (plain client)", ceiling(r.ChildrenCeiling, "the 3 children each"))
@@ -45,8 +48,8 @@ func (r *Report) Table() string {
 			r.APIServerCPU, 1000*r.APIServerCPU/float64(r.N), r.EtcdCPU, 1000*r.EtcdCPU/float64(r.N)))
 	}
 	if r.Has(PhaseResync) {
-		row("restart: a new operator process has verified every APIRule after", fmt.Sprintf("%.1f s (%d reconciles, %d writes; CPU %.1f s, %.2f ms per APIRule)",
-			r.RestartVerifiedAfter.Seconds(), r.ResyncReconciles, r.ResyncWrites, r.Restart.CPUSeconds, 1000*r.Restart.CPUSeconds/float64(r.N)))
+		row("restart: a new operator process has verified every APIRule after", fmt.Sprintf("%.1f s (%d reconciles, %d writes; CPU %.1f s, %.2f ms per APIRule; peak RSS %.0f MiB)",
+			r.RestartVerifiedAfter.Seconds(), r.ResyncReconciles, r.ResyncWrites, r.Restart.CPUSeconds, 1000*r.Restart.CPUSeconds/float64(r.N), r.Restart.PeakRSSMiB))
 	}
 	for _, st := range r.Steady {
 		row(fmt.Sprintf("steady load %d APIRules/s for %s: latency p50 / p95 / p99 / max", st.Rate, st.For),

@@ -83,12 +83,18 @@ func checkWiring(t *testing.T, install string, objs []*unstructured.Unstructured
 
 	var env []string
 	for _, e := range container.Env {
-		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
 			env = append(env, e.Name+"="+e.ValueFrom.FieldRef.FieldPath)
+		case e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil:
+			env = append(env, e.Name+"="+e.ValueFrom.ResourceFieldRef.Resource)
 		}
 	}
 	if !slices.Contains(env, "POD_NAMESPACE=metadata.namespace") {
 		t.Errorf("%s: POD_NAMESPACE does not come from the downward API: %v", install, container.Env)
+	}
+	if !slices.Contains(env, "GOMEMLIMIT=limits.memory") {
+		t.Errorf("%s: GOMEMLIMIT does not come from the container's memory limit: %v", install, container.Env)
 	}
 	if container.LivenessProbe == nil || container.LivenessProbe.HTTPGet == nil || container.LivenessProbe.HTTPGet.Path != "/healthz" ||
 		container.ReadinessProbe == nil || container.ReadinessProbe.HTTPGet == nil || container.ReadinessProbe.HTTPGet.Path != "/readyz" {

@@ -31,6 +31,8 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the load driver and the ceiling's client) to this file")
 	operatorProfile := flag.String("operator-cpuprofile", "", "write a CPU profile of the operator process during the bulk run to this file")
 	operatorHeapProfile := flag.String("operator-heapprofile", "", "write a heap profile of the operator process at the end of the bulk run to this file")
+	restartHeapProfile := flag.String("restart-heapprofile", "", "write a heap profile of the restarted operator process, once it has verified every APIRule, to this file")
+	memoryLimit := flag.String("operator-memory-limit", "", "GOMEMLIMIT of the operator process (an install sets it from the container's memory limit), for example 280MiB; empty: none")
 	apiServerProfile := flag.String("apiserver-cpuprofile", "", "write a CPU profile of kube-apiserver during the bulk run to this file")
 	profileFor := flag.Duration("profile-for", 15*time.Second, "how long the operator and kube-apiserver profiles run, from the first create")
 	withWebhook := flag.Bool("webhook", true, "serve the operator's admission webhooks, as an install does (the finalizer then comes with the create); false: the operator patches the finalizer in")
@@ -66,6 +68,7 @@ func main() {
 	report, err := bench.Run(context.Background(), env, bench.Config{
 		N: *n, ManagerBinary: *manager, SteadyRates: parseInts(*rates), SteadyFor: *steadyFor, Workers: *workers, CeilingWorkers: parseInts(*ceilingWorkers),
 		APIServerProfile: *apiServerProfile, OperatorProfile: *operatorProfile, OperatorHeapProfile: *operatorHeapProfile, ProfileFor: *profileFor,
+		RestartHeapProfile: *restartHeapProfile, OperatorMemoryLimit: *memoryLimit,
 		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) },
 	})
 	if err != nil {
