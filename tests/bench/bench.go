@@ -157,6 +157,8 @@ type steadyResult struct {
 	// Usage is the restarted operator's over the run: its CPU then, and its peak RSS since
 	// its start.
 	Usage usage
+	// APIServerCPU and EtcdCPU are the control plane's CPU seconds over the run.
+	APIServerCPU, EtcdCPU float64
 }
 
 // SubSecondRate is the highest steady rate whose p99 create-to-Ready latency stayed under a
@@ -415,7 +417,7 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 		}
 		// The operator's watches deliver the new Services and Pods before the run starts.
 		time.Sleep(2 * time.Second)
-		result, err := runSteady(ctx, c, op, rate, cfg.SteadyFor, next, logf)
+		result, err := runSteady(ctx, c, op, env.controlPlane, rate, cfg.SteadyFor, next, logf)
 		if err != nil {
 			return report, report.fail(PhaseSteady, fmt.Errorf("%d APIRules/s: %w", rate, err))
 		}
@@ -445,7 +447,7 @@ func createBackends(ctx context.Context, c client.Client, from, to int) error {
 
 // runSteady creates rate APIRules per second for a while, numbered from first, and measures
 // their create-to-Ready latency and the operator's CPU meanwhile.
-func runSteady(ctx context.Context, c client.WithWatch, op *operatorProcess, rate int, length time.Duration, first int, logf func(string, ...any)) (steadyResult, error) {
+func runSteady(ctx context.Context, c client.WithWatch, op *operatorProcess, processes controlPlane, rate int, length time.Duration, first int, logf func(string, ...any)) (steadyResult, error) {
 	result := steadyResult{Rate: rate, For: length, Count: rate * int(length/time.Second)}
 	logf("steady load: %d APIRules/s for %s", rate, length)
 	steady := newReadyWatch()
@@ -455,6 +457,10 @@ func runSteady(ctx context.Context, c client.WithWatch, op *operatorProcess, rat
 		return result, err
 	}
 	before, err := op.usage()
+	if err != nil {
+		return result, err
+	}
+	apiServerBefore, etcdBefore, err := processes.cpu()
 	if err != nil {
 		return result, err
 	}
@@ -484,6 +490,11 @@ func runSteady(ctx context.Context, c client.WithWatch, op *operatorProcess, rat
 	if err != nil {
 		return result, err
 	}
+	apiServerAfter, etcdAfter, err := processes.cpu()
+	if err != nil {
+		return result, err
+	}
+	result.APIServerCPU, result.EtcdCPU = apiServerAfter-apiServerBefore, etcdAfter-etcdBefore
 	result.Latency = percentiles(steady.latencies())
 	result.Usage = usage{CPUSeconds: after.CPUSeconds - before.CPUSeconds, PeakRSSMiB: after.PeakRSSMiB}
 	logf("steady load %d APIRules/s: p99 %s", rate, result.Latency.P99.Round(time.Millisecond))

@@ -58,7 +58,7 @@ func TestSmoke(t *testing.T) {
 	if report.Driver.CPUSeconds <= 0 {
 		t.Errorf("missing load driver figures: %+v", report.Driver)
 	}
-	if report.APIServerCPU <= 0 || report.EtcdCPU <= 0 || report.HalfRates[0] <= 0 || report.HalfRates[1] <= 0 {
+	if report.APIServerCPU <= 0 || report.EtcdCPU <= 0 || report.HalfRates[0] <= 0 || report.HalfRates[1] <= 0 || len(report.Steady) == 0 || report.Steady[0].APIServerCPU <= 0 {
 		t.Errorf("missing control plane or half-run figures: kube-apiserver %.2f s, etcd %.2f s, halves %v", report.APIServerCPU, report.EtcdCPU, report.HalfRates)
 	}
 	checkCeilingStatusIsTheOperators(t, env)

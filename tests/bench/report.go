@@ -56,6 +56,8 @@ func (r *Report) Table() string {
 			fmt.Sprintf("%s / %s / %s / %s (%d APIRules)", ms(st.Latency.P50), ms(st.Latency.P95), ms(st.Latency.P99), ms(st.Latency.Max), st.Count))
 		row(fmt.Sprintf("operator process during the steady load of %d APIRules/s: CPU / peak RSS since its start", st.Rate), fmt.Sprintf("%.1f s (%.2f ms per APIRule) / %.0f MiB",
 			st.Usage.CPUSeconds, 1000*st.Usage.CPUSeconds/float64(st.Count), st.Usage.PeakRSSMiB))
+		row(fmt.Sprintf("kube-apiserver / etcd during the steady load of %d APIRules/s: CPU", st.Rate), fmt.Sprintf("%.1f s (%.2f ms per APIRule) / %.1f s (%.2f ms per APIRule)",
+			st.APIServerCPU, 1000*st.APIServerCPU/float64(st.Count), st.EtcdCPU, 1000*st.EtcdCPU/float64(st.Count)))
 	}
 	if r.Has(PhaseSteady) {
 		rates := make([]string, len(r.Steady))
