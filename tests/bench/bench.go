@@ -236,7 +236,7 @@ func StartEnvironment(webhook bool) (*Environment, error) {
 type controlPlane struct{ apiServerPID, etcdPID int }
 
 func findControlPlane(env *testenv.Environment) (controlPlane, error) {
-	apiServer, errAPIServer := controlPlaneProcess("kube-apiserver", "--secure-port="+env.ControlPlane.APIServer.SecureServing.Port)
+	apiServer, errAPIServer := controlPlaneProcess("kube-apiserver", "--secure-port="+env.ControlPlane.APIServer.Port)
 	etcd, errEtcd := controlPlaneProcess("etcd", "--listen-client-urls="+env.ControlPlane.Etcd.URL.String())
 	return controlPlane{apiServer, etcd}, errors.Join(errAPIServer, errEtcd)
 }
