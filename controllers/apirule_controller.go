@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -125,6 +126,8 @@ const conflictRetry = 100 * time.Millisecond
 // whatever phase failed: a failed read leaves Ready Unknown with its reason, a failed write
 // says which write failed, and never does an error leave the previous status standing.
 func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
+	// Before the cache: statusLedger.read says why.
+	written := r.ledger.read(req.NamespacedName)
 	rule := &apiv2.APIRule{}
 	if err := r.Client.Get(ctx, req.NamespacedName, rule); apierrors.IsNotFound(err) {
 		r.registry().set(req.NamespacedName, nil)
@@ -139,9 +142,10 @@ func (r *APIRuleReconciler) reconcile(ctx context.Context, req ctrl.Request) (re
 		return ctrl.Result{}, r.finalize(ctx, rule)
 	}
 
-	report := newReport(rule, &r.ledger)
+	last := written.of(rule)
+	report := newReport(rule, last)
 	defer func() {
-		if statusErr := r.writeStatus(ctx, rule, report); statusErr != nil {
+		if statusErr := r.writeStatus(ctx, rule, report, last); statusErr != nil {
 			// Never a requeue delay together with an error.
 			result, err = ctrl.Result{}, errors.Join(err, statusErr)
 		}
@@ -420,7 +424,7 @@ func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := index.Register(context.Background(), mgr.GetCache(), index.Definitions(r.Options, r.MeshConfig)); err != nil {
 		return err
 	}
-	rules, err := mgr.GetCache().GetInformer(context.Background(), &apiv2.APIRule{})
+	rules, err := mgr.GetCache().GetInformer(context.Background(), &apiv2.APIRule{}, cache.BlockUntilSynced(false))
 	if err != nil {
 		return err
 	}

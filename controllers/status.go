@@ -43,12 +43,12 @@ type report struct {
 	objects []apiv2.GeneratedObject
 }
 
-func newReport(rule *apiv2.APIRule, ledger *statusLedger) *report {
+func newReport(rule *apiv2.APIRule, last lastWrite) *report {
 	// Start from the newest status known: the cache may not show this process's last write
 	// yet, and a reconcile working from an older one would undo it (a withdrawal's reason).
 	status := rule.Status
-	if last, ok := ledger.get(rule); ok && last.ObservedGeneration >= status.ObservedGeneration {
-		status = last
+	if last.known && last.status.ObservedGeneration >= status.ObservedGeneration {
+		status = last.status
 	}
 	return &report{
 		generation: rule.Generation,
@@ -199,11 +199,28 @@ type writtenStatus struct {
 	resourceVersion string
 }
 
-func (l *statusLedger) get(rule *apiv2.APIRule) (apiv2.APIRuleStatus, bool) {
+// lastWrite is this process's last status write to one APIRule, as the ledger held it when a
+// reconcile began.
+type lastWrite struct {
+	status apiv2.APIRuleStatus
+	known  bool
+}
+
+// read is the ledger's entry for an APIRule. A reconcile reads it before it reads the APIRule
+// from the cache: an entry is dropped only once the cache shows the write, so when the ledger
+// no longer holds it, the cache read that follows shows the write or something newer. Read
+// after the cache, the entry could be dropped in between, and the reconcile would work from a
+// cache older than the write with nothing to tell it so.
+func (l *statusLedger) read(key types.NamespacedName) writtenStatus {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	w, ok := l.written[ownerOf(rule)]
-	return w.status, ok && w.uid == rule.UID
+	return l.written[key]
+}
+
+// of is the entry as the last write to rule: unknown when it was written to another APIRule
+// of the same name, or not at all.
+func (w writtenStatus) of(rule *apiv2.APIRule) lastWrite {
+	return lastWrite{status: w.status, known: w.uid != "" && w.uid == rule.UID}
 }
 
 func (l *statusLedger) put(rule *apiv2.APIRule, status apiv2.APIRuleStatus) {
@@ -217,7 +234,9 @@ func (l *statusLedger) put(rule *apiv2.APIRule, status apiv2.APIRuleStatus) {
 
 // caughtUp forgets the write to an APIRule once the cache shows the version it made: from
 // then on the cache is as new as the ledger. Without it, the ledger would hold a status for
-// every APIRule this process ever wrote (13 MB at 10,000 APIRules, docs/performance.md).
+// every APIRule this process ever wrote (13 MB at 10,000 APIRules, docs/performance.md). An
+// entry whose version the cache never shows (it relisted after a gap in its watch and skipped
+// that version) stays until the APIRule's next write or deletion.
 func (l *statusLedger) caughtUp(rule *apiv2.APIRule) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -233,6 +252,12 @@ func (l *statusLedger) forget(key types.NamespacedName) {
 	delete(l.written, key)
 }
 
+// needsWrite: the status computed differs from the cached one or from this process's last
+// write, either of which may be what the API server holds.
+func needsWrite(next, cached apiv2.APIRuleStatus, last lastWrite) bool {
+	return !sameStatus(next, cached) || (last.known && !sameStatus(next, last.status))
+}
+
 // sameStatus compares two statuses without lastProcessedTime, which only a write changes.
 func sameStatus(a, b apiv2.APIRuleStatus) bool {
 	a.LastProcessedTime, b.LastProcessedTime = nil, nil
@@ -243,18 +268,17 @@ func sameStatus(a, b apiv2.APIRuleStatus) bool {
 // last write already hold it. It replaces the whole status (StatusPatch), so every field is
 // what this reconcile computed, whatever the cache showed. The state metric and the event
 // follow a successful write only.
-func (r *APIRuleReconciler) writeStatus(ctx context.Context, rule *apiv2.APIRule, rep *report) error {
+func (r *APIRuleReconciler) writeStatus(ctx context.Context, rule *apiv2.APIRule, rep *report, last lastWrite) error {
 	next, err := asStored(rep.status())
 	if err != nil {
 		return err
 	}
 	metrics.CountOutcome(summaryReason(next))
 	previous := rule.Status
-	last, known := r.ledger.get(rule)
-	if known {
-		previous = last
+	if last.known {
+		previous = last.status
 	}
-	if sameStatus(next, rule.Status) && (!known || sameStatus(next, last)) {
+	if !needsWrite(next, rule.Status, last) {
 		metrics.SetState(ownerOf(rule), string(next.State))
 		return nil
 	}

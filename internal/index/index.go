@@ -82,8 +82,9 @@ type Definition struct {
 type Scope int
 
 const (
-	// AcrossNamespaces: without client.InNamespace.
-	AcrossNamespaces Scope = iota
+	// AcrossNamespaces: without client.InNamespace. (The zero Scope is none: Register refuses
+	// a Definition that does not say.)
+	AcrossNamespaces Scope = iota + 1
 	// WithinNamespace: with client.InNamespace only.
 	WithinNamespace
 )
@@ -208,7 +209,11 @@ type Informers interface {
 // the operator's memory at 10,000 APIRules (docs/performance.md).
 func Register(ctx context.Context, informers Informers, defs []Definition) error {
 	for _, d := range defs {
-		informer, err := informers.GetInformer(ctx, d.Object)
+		if d.Scope != AcrossNamespaces && d.Scope != WithinNamespace {
+			return fmt.Errorf("index %s: no scope", d.Field)
+		}
+		// The manager has not started: nothing to wait for.
+		informer, err := informers.GetInformer(ctx, d.Object, cache.BlockUntilSynced(false))
 		if err != nil {
 			return fmt.Errorf("index %s: %w", d.Field, err)
 		}
@@ -217,6 +222,32 @@ func Register(ctx context.Context, informers Informers, defs []Definition) error
 		}
 	}
 	return nil
+}
+
+// ScopeCheck returns a check of a List's options: an error when its field selector reads one
+// of the indexes the other way than its Scope, which the operator's cache would answer with
+// nothing. A reader that matches index values whatever the namespace (the fake client behind
+// apirulectl and its tests) runs it, so a lookup of the wrong scope fails there too.
+func ScopeCheck(defs []Definition) func(*client.ListOptions) error {
+	scopes := map[string]Scope{}
+	for _, d := range defs {
+		scopes[d.Field] = d.Scope
+	}
+	return func(opts *client.ListOptions) error {
+		if opts.FieldSelector == nil {
+			return nil
+		}
+		for _, req := range opts.FieldSelector.Requirements() {
+			switch scope, indexed := scopes[req.Field]; {
+			case !indexed:
+			case scope == WithinNamespace && opts.Namespace == "":
+				return fmt.Errorf("index %s is looked up within a namespace only: the list needs client.InNamespace", req.Field)
+			case scope == AcrossNamespaces && opts.Namespace != "":
+				return fmt.Errorf("index %s is looked up across namespaces only: the list must not name namespace %s", req.Field, opts.Namespace)
+			}
+		}
+		return nil
+	}
 }
 
 // The forms of controller-runtime's cache reader (pkg/cache/internal, not importable): a
@@ -233,8 +264,10 @@ func (d Definition) CacheKeys(raw any) ([]string, error) {
 	if !ok {
 		return nil, fmt.Errorf("index %s: %T is not an object", d.Field, raw)
 	}
+	// A cluster-scoped object has no namespace to look it up in (the reader uses
+	// __all_namespaces for an empty namespace too).
 	scope := allNamespaces
-	if d.Scope == WithinNamespace {
+	if d.Scope == WithinNamespace && obj.GetNamespace() != "" {
 		scope = obj.GetNamespace()
 	}
 	values := d.Extract(obj)

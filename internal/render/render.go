@@ -33,6 +33,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 	"sigs.k8s.io/yaml"
@@ -333,10 +334,21 @@ func newStore(b *Bundle, opts model.Options, meshConfig types.NamespacedName) (c
 	// A tracker without field management: the fake client's default one cannot walk the Go
 	// types of Istio's protobuf-based objects, and nothing here applies.
 	tracker := clienttesting.NewObjectTracker(scheme, serializer.NewCodecFactory(scheme).UniversalDecoder())
+	defs := index.Definitions(opts, meshConfig)
 	builder := fake.NewClientBuilder().WithScheme(scheme).WithObjectTracker(tracker)
-	for _, d := range index.Definitions(opts, meshConfig) {
+	for _, d := range defs {
 		builder = builder.WithIndex(d.Object, d.Field, d.Extract)
 	}
+	// The fake client matches index values in any namespace; the operator's cache does not.
+	checkScope := index.ScopeCheck(defs)
+	builder = builder.WithInterceptorFuncs(interceptor.Funcs{
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			if err := checkScope((&client.ListOptions{}).ApplyOptions(opts)); err != nil {
+				return err
+			}
+			return c.List(ctx, list, opts...)
+		},
+	})
 	store := builder.Build()
 	objects := b.Objects
 	if b.cluster != nil {
