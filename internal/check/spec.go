@@ -393,10 +393,7 @@ func checkBackendConsent(in model.Input, specPath *field.Path, fs *Findings) {
 	reported := map[types.NamespacedName]bool{}
 	for i := range rule.Spec.Rules {
 		ref, _, ok := model.BackendRef(rule, i)
-		if !ok || ref.Namespace == rule.Namespace || in.Options.CrossNamespaceBackends || reported[ref] {
-			continue
-		}
-		if _, granted := model.GrantFor(in.ReferenceGrants, rule.Namespace, ref); granted {
+		if !ok || reported[ref] || model.Consented(in.Options, in.ReferenceGrants, rule.Namespace, ref) {
 			continue
 		}
 		reported[ref] = true
@@ -421,15 +418,9 @@ func checkBackendConsent(in model.Input, specPath *field.Path, fs *Findings) {
 // than the spec (a refused edit keeps it serving), so consent is judged on what serves: a grant
 // taken back must take it down whatever the spec says now.
 func UnconsentedServing(in model.Input) []types.NamespacedName {
-	if in.Options.CrossNamespaceBackends {
-		return nil
-	}
 	var out []types.NamespacedName
 	for _, ref := range in.ServedBackends {
-		if ref.Namespace == in.APIRule.Namespace {
-			continue
-		}
-		if _, granted := model.GrantFor(in.ReferenceGrants, in.APIRule.Namespace, ref); !granted {
+		if !model.Consented(in.Options, in.ReferenceGrants, in.APIRule.Namespace, ref) {
 			out = append(out, ref)
 		}
 	}

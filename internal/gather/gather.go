@@ -244,11 +244,12 @@ func Peers(ctx context.Context, reader client.Reader, opts model.Options, rule *
 	self := model.Owner(rule)
 	grants := map[string][]model.ReferenceGrant{}
 	consented := func(from string, svc types.NamespacedName) (bool, error) {
-		if from == svc.Namespace || opts.CrossNamespaceBackends {
+		// The grants are read only when the rest of the rule does not decide.
+		if model.Consented(opts, nil, from, svc) {
 			return true, nil
 		}
 		if !opts.ReferenceGrants {
-			return false, nil
+			return false, nil // the cluster has no ReferenceGrants to read
 		}
 		if _, read := grants[svc.Namespace]; !read {
 			list := &gatewayv1beta1.ReferenceGrantList{}
@@ -260,8 +261,7 @@ func Peers(ctx context.Context, reader client.Reader, opts model.Options, rule *
 				grants[svc.Namespace] = append(grants[svc.Namespace], model.ReferenceGrantFromGatewayAPI(&list.Items[i]))
 			}
 		}
-		_, ok := model.GrantFor(grants[svc.Namespace], from, svc)
-		return ok, nil
+		return model.Consented(opts, grants[svc.Namespace], from, svc), nil
 	}
 	byOwner := map[types.NamespacedName]*model.Peer{}
 	var order []types.NamespacedName

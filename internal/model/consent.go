@@ -69,13 +69,18 @@ func (g ReferenceGrant) Permits(from string, service types.NamespacedName) bool 
 	return false
 }
 
-// GrantFor returns the first grant, in the order given, that lets APIRules of namespace from
-// send traffic to the Service.
-func GrantFor(grants []ReferenceGrant, from string, service types.NamespacedName) (ReferenceGrant, bool) {
+// Consented says whether the Service's namespace lets APIRules of namespace from send traffic
+// to it: it is their own namespace, the operator runs with --allow-cross-namespace-backends
+// (opts), or one of grants, the ReferenceGrants of the Service's namespace, permits it. The
+// spec check, the check of what serves now and the workload peers all decide by this.
+func Consented(opts Options, grants []ReferenceGrant, from string, service types.NamespacedName) bool {
+	if from == service.Namespace || opts.CrossNamespaceBackends {
+		return true
+	}
 	for _, g := range grants {
 		if g.Permits(from, service) {
-			return g, true
+			return true
 		}
 	}
-	return ReferenceGrant{}, false
+	return false
 }
