@@ -280,9 +280,10 @@ var _ = Describe("APIRule reconciler", func() {
 			Expect(obj.GetLabels()).To(Equal(ownership.Labels(key)))
 			Expect(obj.GetOwnerReferences()).To(ConsistOf(HaveField("UID", rule.UID)))
 			Expect(*obj.GetOwnerReferences()[0].Controller).To(BeTrue())
+			// Created, not applied: a new child costs the API server one create.
 			Expect(obj.GetManagedFields()).To(ContainElement(And(
 				HaveField("Manager", ownership.FieldManager),
-				HaveField("Operation", metav1.ManagedFieldsOperationApply))))
+				HaveField("Operation", metav1.ManagedFieldsOperationUpdate))))
 		}
 
 		By("routing each rule in order to the backend")

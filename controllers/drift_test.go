@@ -20,10 +20,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/apirule-operator/apirule-operator/internal/apply"
+	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 )
 
 // handEdit merge-patches an object as a person or another tool would: under a field manager
@@ -74,6 +76,39 @@ var _ = Describe("Generated objects are exactly what the translator computed", f
 
 	BeforeEach(func() {
 		namespace = newNamespace()
+	})
+
+	It("drops from a policy it created a selector label the Service no longer has", func() {
+		// A new policy is created, so its fields belong to the operator's update, not to an
+		// apply of it: a later apply that leaves a key out must still leave none behind.
+		svc := fixtures.Service(namespace, "tiers", 8000)
+		svc.Spec.Selector = map[string]string{"app": "tiers", "tier": "web"}
+		Expect(k8s.Create(ctx, svc)).To(Succeed())
+		pod := fixtures.SidecarPod(namespace, "tiers-0", "tiers")
+		pod.Labels["tier"] = "web"
+		Expect(k8s.Create(ctx, pod)).To(Succeed())
+		rule := newAPIRule(namespace, "tiers", "tiers", noAuth("/*", "GET"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		expectReady(key)
+		_, ap := children(key)
+		Expect(ap).To(HaveLen(1))
+		Expect(ap[0].Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "tiers", "tier": "web"}))
+
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			current := &corev1.Service{}
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(svc), current); err != nil {
+				return err
+			}
+			current.Spec.Selector = map[string]string{"app": "tiers"}
+			return k8s.Update(ctx, current)
+		})).To(Succeed())
+		Eventually(func(g Gomega) {
+			_, ap := children(key)
+			g.Expect(ap).To(HaveLen(1))
+			g.Expect(ap[0].Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "tiers"}))
+		}, timeout, interval).Should(Succeed())
+		expectNoWriteOnResync(namespace, "tiers")
 	})
 
 	It("removes an action another field manager set on a generated AuthorizationPolicy", func() {

@@ -1,6 +1,7 @@
-// Package apply writes desired objects with server-side apply under one field manager, in an
-// order that never exposes a route before the policies that protect it, makes them exactly
-// what the translator computed, and prunes children that are no longer desired.
+// Package apply writes desired objects under one field manager, new ones with a create and
+// changed ones with server-side apply, in an order that never exposes a route before the
+// policies that protect it, makes them exactly what the translator computed, and prunes
+// children that are no longer desired.
 package apply
 
 import (
@@ -81,6 +82,14 @@ func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, e
 			}
 		case !apierrors.IsNotFound(err):
 			return result, fmt.Errorf("reading %s %s/%s: %w", desired.GetKind(), desired.GetNamespace(), desired.GetName(), err)
+		default:
+			switch created, err := a.create(ctx, desired); {
+			case err != nil:
+				return result, fmt.Errorf("creating %s %s/%s: %w", desired.GetKind(), desired.GetNamespace(), desired.GetName(), err)
+			case created:
+				result.count(&result.Applied, desired.GetKind())
+				continue
+			}
 		}
 		if err := a.write(ctx, desired); err != nil {
 			return result, fmt.Errorf("applying %s %s/%s: %w", desired.GetKind(), desired.GetNamespace(), desired.GetName(), err)
@@ -88,6 +97,19 @@ func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, e
 		result.count(&result.Applied, desired.GetKind())
 	}
 	return result, nil
+}
+
+// create writes an object the cache does not know with a POST: stored, it is exactly desired
+// (with the API server's defaults), and a create costs the API server less than a
+// server-side apply, whose body it parses as YAML and merges by the schema (docs/performance.md
+// has the figures). false without an error: the object exists after all (the cache was behind,
+// or someone else created it), and write must make it desired.
+func (a *Applier) create(ctx context.Context, desired *unstructured.Unstructured) (bool, error) {
+	err := a.Client.Create(ctx, desired.DeepCopy(), client.FieldOwner(ownership.FieldManager))
+	if apierrors.IsAlreadyExists(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // write makes the stored object exactly desired: the desired labels and owner references
@@ -98,9 +120,9 @@ func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, e
 // never removes a field another field manager set (an action: AUDIT, an exportTo, a selector
 // key added by hand): the object would keep it for good. So the object the apply returns is
 // checked, and only when it still differs is its state replaced with a JSON patch. Writes:
-// none for a settled object (Apply skips it), one for a new object, a changed desired state
-// or an edit of the operator's own fields (the apply), two only when another manager added
-// fields. The alternatives cost more or lose something: patching without the apply first
+// none for a settled object (Apply skips it), one for a changed desired state or an edit of
+// the operator's own fields (the apply), two only when another manager added fields. A new
+// object takes one create instead (Apply). The alternatives cost more or lose something: patching without the apply first
 // would compute the patch from the cache, which may be stale, and would merge labels and
 // owner references by hand; an Update (PUT) replaces the whole object, which the cache holds
 // only slimmed (no annotations, Secret values masked), so it would take a live read first

@@ -85,9 +85,10 @@ func TestSmoke(t *testing.T) {
 	if got := report.Requests["PATCH apirules"]; got != finalizerPatches {
 		t.Errorf("the operator patched APIRules %d times, want %d", got, finalizerPatches)
 	}
-	for _, kind := range []string{"virtualservices", "authorizationpolicies", "requestauthentications", "apirules/status"} {
-		if got := report.Requests["PATCH "+kind]; got != n {
-			t.Errorf("PATCH %s: %d, want %d (one per APIRule): %v", kind, got, n, report.Requests)
+	// One create per child (a new object is never applied) and one status patch per APIRule.
+	for _, request := range []string{"POST virtualservices", "POST authorizationpolicies", "POST requestauthentications", "PATCH apirules/status"} {
+		if got := report.Requests[request]; got != n {
+			t.Errorf("%s: %d, want %d (one per APIRule): %v", request, got, n, report.Requests)
 		}
 	}
 	if got := report.Requests["POST events"]; got != 0 {
