@@ -71,6 +71,18 @@ func createMTLSReady(namespace, name string) types.NamespacedName {
 	return key
 }
 
+// unownedPolicy is an AuthorizationPolicy no APIRule owns: the running operator leaves it
+// alone, so only an Applier under test writes it.
+func unownedPolicy(namespace, name string) *securityclientv1.AuthorizationPolicy {
+	policy := &securityclientv1.AuthorizationPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: securityclientv1.SchemeGroupVersion.String(), Kind: "AuthorizationPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+	}
+	policy.Spec.Selector = &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": name}}
+	policy.Spec.Rules = []*securityv1.Rule{{}}
+	return policy
+}
+
 var _ = Describe("Generated objects are exactly what the translator computed", func() {
 	var namespace string
 
@@ -197,15 +209,33 @@ var _ = Describe("Generated objects are exactly what the translator computed", f
 		}, timeout, interval).Should(Succeed())
 	})
 
+	It("makes a child it created exactly desired when the API server stored it otherwise", func() {
+		// Its create lands with action AUDIT, as a mutating admission webhook could make it.
+		desired := unownedPolicy(namespace, "mutated")
+		live, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8s.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		var creates atomic.Int32
+		c := interceptor.NewClient(live, interceptor.Funcs{
+			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				creates.Add(1)
+				u := obj.(*unstructured.Unstructured)
+				Expect(unstructured.SetNestedField(u.Object, "AUDIT", "spec", "action")).To(Succeed())
+				return c.Create(ctx, obj, opts...)
+			},
+		})
+		// A client without a cache: the object is not found, so the Applier creates it.
+		_, err = (&apply.Applier{Client: c}).Apply(ctx, []client.Object{desired})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(creates.Load()).To(BeEquivalentTo(1))
+
+		current := &securityclientv1.AuthorizationPolicy{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(desired), current)).To(Succeed())
+		Expect(current.Spec.Action).To(Equal(securityv1.AuthorizationPolicy_ALLOW), "the action the create was given is taken back")
+		sameSpec(Default, &current.Spec, &desired.Spec)
+	})
+
 	It("repeats the check when the object changes between its apply and the patch that removes foreign fields", func() {
-		// An AuthorizationPolicy no APIRule owns: the running operator leaves it alone, so
-		// only the Applier under test writes it.
-		desired := &securityclientv1.AuthorizationPolicy{
-			TypeMeta:   metav1.TypeMeta{APIVersion: securityclientv1.SchemeGroupVersion.String(), Kind: "AuthorizationPolicy"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "racing"},
-		}
-		desired.Spec.Selector = &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "racing"}}
-		desired.Spec.Rules = []*securityv1.Rule{{}}
+		desired := unownedPolicy(namespace, "racing")
 		created := desired.DeepCopy()
 		Expect(k8s.Create(ctx, created)).To(Succeed())
 		handEdit(created, `{"spec":{"action":"AUDIT"}}`)

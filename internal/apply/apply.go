@@ -99,17 +99,30 @@ func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, e
 	return result, nil
 }
 
-// create writes an object the cache does not know with a POST: stored, it is exactly desired
-// (with the API server's defaults), and a create costs the API server less than a
-// server-side apply, whose body it parses as YAML and merges by the schema (docs/performance.md
-// has the figures). false without an error: the object exists after all (the cache was behind,
-// or someone else created it), and write must make it desired.
+// create writes an object the cache does not know with a POST, which costs the API server
+// less than a server-side apply, whose body it parses as YAML and merges by the schema
+// (docs/performance.md has the figures). The object the API server stored is checked as
+// write checks an applied one. false without an error: write must make the object desired,
+// because it existed after all (the cache was behind, or someone else created it) or because
+// what was stored differs from what was sent (an admission webhook changed it). The fields a
+// create sets belong to the operator's update, not to an apply: write removes what a later
+// apply leaves behind in the state; a label or owner reference the operator stopped setting
+// would stay, which cannot happen today: a child's labels and owner reference follow from its
+// owner alone.
 func (a *Applier) create(ctx context.Context, desired *unstructured.Unstructured) (bool, error) {
-	err := a.Client.Create(ctx, desired.DeepCopy(), client.FieldOwner(ownership.FieldManager))
-	if apierrors.IsAlreadyExists(err) {
+	created := desired.DeepCopy()
+	switch err := a.Client.Create(ctx, created, client.FieldOwner(ownership.FieldManager)); {
+	case apierrors.IsAlreadyExists(err):
 		return false, nil
+	case err != nil:
+		return false, err
 	}
-	return err == nil, err
+	stored, err := normalized(created.Object)
+	if err != nil {
+		return false, err
+	}
+	// Not matches: a digest annotation on a reply is not the cache's, and is never believed.
+	return len(stateReplacement(desired.Object, stored)) == 0 && hasOwnedMeta(desired.Object, created.Object), nil
 }
 
 // write makes the stored object exactly desired: the desired labels and owner references
@@ -257,18 +270,24 @@ func matches(desired map[string]any, current client.Object) (bool, error) {
 	} else if len(stateReplacement(desired, actual.Object)) > 0 {
 		return false, nil
 	}
-	want, have := metaOf(desired), metaOf(actual.Object)
+	return hasOwnedMeta(desired, actual.Object), nil
+}
+
+// hasOwnedMeta says whether an object carries the desired labels and owner references (others
+// may add more).
+func hasOwnedMeta(desired, actual map[string]any) bool {
+	want, have := metaOf(desired), metaOf(actual)
 	for k, v := range want.labels {
 		if have.labels[k] != v {
-			return false, nil
+			return false
 		}
 	}
 	for _, ref := range want.ownerRefs {
 		if !containsRef(have.ownerRefs, ref) {
-			return false, nil
+			return false
 		}
 	}
-	return true, nil
+	return true
 }
 
 // ownedMeta is the metadata the operator sets on a child.
