@@ -135,9 +135,9 @@ func (a *Applier) create(ctx context.Context, desired *unstructured.Unstructured
 // checked, and only when it still differs is its state replaced with a JSON patch. Writes:
 // none for a settled object (Apply skips it), one for a changed desired state or an edit of
 // the operator's own fields (the apply), two only when another manager added fields. A new
-// object takes one create instead (Apply). The alternatives cost more or lose something: patching without the apply first
-// would compute the patch from the cache, which may be stale, and would merge labels and
-// owner references by hand; an Update (PUT) replaces the whole object, which the cache holds
+// object takes one create instead (Apply). The alternatives cost more or lose something:
+// patching without the apply first would compute the patch from the cache, which may be
+// stale, and would merge labels and owner references by hand; an Update (PUT) replaces the whole object, which the cache holds
 // only slimmed (no annotations, Secret values masked), so it would take a live read first
 // and needs the update verb on every kind.
 //
