@@ -74,9 +74,9 @@ func run() error {
 	ctrl.SetLogger(zap.New(zap.WriteTo(logFile)))
 
 	step("Starting a local control plane (kube-apiserver %s and etcd, built from source; no nodes, no kubelet)", kubeVersion(root))
-	// As an install: the API server calls the operator's validating and mutating (finalizer)
-	// webhooks, registered from config/webhook with a certificate envtest issues for the
-	// local server.
+	// As an install: the API server calls the operator's validating webhook, registered from
+	// config/webhook with a certificate envtest issues for the local server, and sets the
+	// finalizer on create by the install's MutatingAdmissionPolicy.
 	env, err := testenv.StartWith(func(e *envtest.Environment) {
 		e.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}}
 	})
@@ -90,6 +90,14 @@ func run() error {
 		}
 	}()
 	fmt.Println("  CRDs installed: apirules.gateway.apirule.io and Istio's")
+	admin, err := env.Client()
+	if err != nil {
+		return err
+	}
+	if err := testenv.InstallFinalizerPolicy(ctx, admin); err != nil {
+		return err
+	}
+	fmt.Println("  MutatingAdmissionPolicy installed: apirule-operator's finalizer on create (" + testenv.FinalizerPolicyFile + ")")
 
 	kubeconfig, err := writeKubeconfig(env, workDir)
 	if err != nil {

@@ -81,8 +81,14 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	env, err = testenv.StartWith(func(e *envtest.Environment) {
+		// The validating webhook, and the finalizer webhook of clusters before Kubernetes
+		// 1.36 (the MutatingAdmissionPolicy that replaces it has its tests in
+		// config/finalizer-policy).
 		e.WebhookInstallOptions = envtest.WebhookInstallOptions{
-			Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
+			Paths: []string{
+				filepath.Join(root, "config", "webhook", "manifests.yaml"),
+				filepath.Join(root, "config", "components", "finalizer-webhook", "mutating-webhook.yaml"),
+			},
 		}
 	})
 	if err != nil {
@@ -563,7 +569,7 @@ func TestFinalizerFallsBackToTheReconciler(t *testing.T) {
 	ctx := context.Background()
 	const skip = "test.apirule.io/skip-mutation"
 	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	if err := k8s.Get(ctx, client.ObjectKey{Name: "mutating-webhook-configuration"}, cfg); err != nil {
+	if err := k8s.Get(ctx, client.ObjectKey{Name: "apirule-operator-mutating-webhook-configuration"}, cfg); err != nil {
 		t.Fatal(err)
 	}
 	original := cfg.DeepCopy()

@@ -14,20 +14,21 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
 
-// MutatePath is where the webhook server serves the finalizer defaulting; the
-// MutatingWebhookConfiguration in config/webhook calls it.
+// MutatePath is where the webhook server serves the finalizer defaulting. On Kubernetes 1.36
+// and later the API server sets the finalizer itself (the MutatingAdmissionPolicy of
+// config/webhook/finalizer-policy.yaml) and nothing calls this path; before 1.36 the
+// MutatingWebhookConfiguration of config/components/finalizer-webhook (or the chart's
+// finalizerAdmission=webhook) calls it, with failurePolicy Ignore: the finalizer has a fallback
+// (the reconciler patches it in before it writes the first child), so this webhook alone must
+// never refuse a create.
 const MutatePath = "/mutate-gateway-apirule-io-v2-apirule"
 
-// The marker below generates the MutatingWebhookConfiguration of config/webhook/manifests.yaml.
-// failurePolicy Ignore: the finalizer has a fallback (the reconciler patches it in before it
-// writes the first child), so this webhook alone must never refuse a create.
-//
-// +kubebuilder:webhook:path=/mutate-gateway-apirule-io-v2-apirule,mutating=true,failurePolicy=ignore,sideEffects=None,groups=gateway.apirule.io,resources=apirules,verbs=create,versions=v2,name=mapirule.gateway.apirule.io,admissionReviewVersions=v1
-
 // FinalizerDefaulter sets the operator's finalizer on every APIRule as it is created, so that
-// the reconciler does not spend a write of its own on it. It answers with a JSON patch that
-// touches metadata.finalizers only, and with no patch when the finalizer is already there, so
-// calling it twice (reinvocation, a client that sets the finalizer itself) changes nothing.
+// the reconciler does not spend a write of its own on it, on clusters without
+// MutatingAdmissionPolicy (the policy does the same in the API server). It answers with a JSON
+// patch that touches metadata.finalizers only, and with no patch when the finalizer is already
+// there, so calling it twice (reinvocation, a client that sets the finalizer itself) changes
+// nothing.
 // Only creates get the finalizer: adding it to an APIRule being deleted would keep the
 // deletion waiting for a reconcile that may already have run.
 type FinalizerDefaulter struct{}

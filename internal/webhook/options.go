@@ -36,7 +36,8 @@ type Options struct {
 	// ConfigurationName is the ValidatingWebhookConfiguration whose caBundle is kept.
 	ConfigurationName string
 	// MutatingConfigurationName is the MutatingWebhookConfiguration (the finalizer on
-	// create) whose caBundle is kept too; empty for none.
+	// create, on clusters before Kubernetes 1.36) whose caBundle is kept too; empty for none,
+	// the default: on 1.36 and later a MutatingAdmissionPolicy sets the finalizer.
 	MutatingConfigurationName string
 	// SecretName is the Secret that holds the certificate.
 	SecretName string
@@ -54,8 +55,6 @@ func DefaultOptions() Options {
 		ServiceName:       "apirule-operator-webhook-service",
 		ConfigurationName: "apirule-operator-validating-webhook-configuration",
 		SecretName:        "apirule-operator-webhook-server-cert",
-
-		MutatingConfigurationName: "apirule-operator-mutating-webhook-configuration",
 	}
 }
 
@@ -63,7 +62,8 @@ func DefaultOptions() Options {
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.Enabled, "enable-webhook", o.Enabled,
 		"serve the admission webhooks for APIRules: validation (the install manifests register it with failurePolicy Fail) and "+
-			"the finalizer on create (failurePolicy Ignore; off, the operator adds the finalizer with a patch of its own)")
+			"the finalizer on create for clusters before Kubernetes 1.36 (failurePolicy Ignore; without it or the "+
+			"MutatingAdmissionPolicy, the operator adds the finalizer with a patch of its own)")
 	fs.IntVar(&o.Port, "webhook-port", o.Port, "port of the webhook server")
 	fs.StringVar(&o.CertDir, "webhook-cert-dir", o.CertDir, "directory with the webhook serving certificate (tls.crt, tls.key)")
 	fs.StringVar(&o.CertManagement, "webhook-cert-management", o.CertManagement,
@@ -74,7 +74,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ConfigurationName, "webhook-configuration-name", o.ConfigurationName,
 		"ValidatingWebhookConfiguration whose caBundle the operator keeps in the self mode")
 	fs.StringVar(&o.MutatingConfigurationName, "webhook-mutating-configuration-name", o.MutatingConfigurationName,
-		"MutatingWebhookConfiguration whose caBundle the operator keeps in the self mode; empty for none")
+		"MutatingWebhookConfiguration whose caBundle the operator keeps in the self mode: the finalizer webhook of clusters before "+
+			"Kubernetes 1.36 (config/components/finalizer-webhook); empty for none")
 	fs.StringVar(&o.SecretName, "webhook-secret-name", o.SecretName,
 		"Secret in the operator namespace (env POD_NAMESPACE) that holds the self-managed certificate")
 }

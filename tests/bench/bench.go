@@ -81,9 +81,10 @@ type Report struct {
 	Latency           Percentiles
 	Requests          map[string]int // "VERB resource" -> count, issued by the operator
 	Writes            int
-	// FinalizerByWebhook: the operator served its mutating webhook, so the finalizer came
-	// with the create; otherwise the operator patched it in (Requests["PATCH apirules"]).
-	FinalizerByWebhook bool
+	// FinalizerAtAdmission: the install's MutatingAdmissionPolicy was in place, so the API
+	// server set the finalizer as it stored each APIRule; otherwise the operator patched it in
+	// (Requests["PATCH apirules"]).
+	FinalizerAtAdmission bool
 	// MemoryLimit is the operator process's GOMEMLIMIT, if it had one.
 	MemoryLimit string
 	// Bulk is the operator process's usage from its start to the end of the bulk run.
@@ -129,9 +130,9 @@ const (
 )
 
 // WriteBudget is the most the operator may write for one new APIRule: its 3 children and
-// one status write, and the finalizer patch when no webhook set the finalizer.
+// one status write, and the finalizer patch when admission did not set the finalizer.
 func (r *Report) WriteBudget() int {
-	if r.FinalizerByWebhook {
+	if r.FinalizerAtAdmission {
 		return 4
 	}
 	return 5
@@ -193,11 +194,14 @@ type Environment struct {
 	dir   string
 	audit *auditLog
 	controlPlane
+	// finalizerPolicy: the install's MutatingAdmissionPolicy sets the finalizer on create.
+	finalizerPolicy bool
 }
 
-// StartEnvironment starts the control plane of a run. With webhook, the API server calls the
-// operator's admission webhooks as an install's does (config/webhook, a certificate envtest
-// issues), and Run's operator serves them.
+// StartEnvironment starts the control plane of a run. With webhook, the API server admits
+// APIRules as an install's does: it calls the operator's validating webhook (config/webhook, a
+// certificate envtest issues), which Run's operator serves, and sets the finalizer by the
+// install's MutatingAdmissionPolicy (config/finalizer-policy).
 func StartEnvironment(webhook bool) (*Environment, error) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -225,9 +229,19 @@ func StartEnvironment(webhook bool) (*Environment, error) {
 	if err != nil {
 		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
-	out := &Environment{Environment: env, dir: dir, audit: newAuditLog(logPath)}
+	out := &Environment{Environment: env, dir: dir, audit: newAuditLog(logPath), finalizerPolicy: webhook}
 	if out.controlPlane, err = findControlPlane(env); err != nil {
 		return nil, errors.Join(err, out.Stop())
+	}
+	if webhook {
+		c, err := env.Client()
+		if err != nil {
+			return nil, errors.Join(err, out.Stop())
+		}
+		// The operator's start waits until a dry-run create comes back with the finalizer.
+		if err := testenv.InstallFinalizerPolicy(context.Background(), c); err != nil {
+			return nil, errors.Join(err, out.Stop())
+		}
 	}
 	return out, nil
 }
@@ -274,7 +288,7 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 		return report, report.fail(PhaseSetup, err)
 	}
 	hook := env.WebhookInstallOptions
-	report.FinalizerByWebhook = servesWebhooks(hook)
+	report.FinalizerAtAdmission = env.finalizerPolicy
 
 	logf("creating the Gateway, %d Services and %d Pods", cfg.N, cfg.N)
 	for _, obj := range []client.Object{

@@ -67,16 +67,17 @@ func TestSmoke(t *testing.T) {
 	}
 
 	// The write budget of a new APIRule: its 3 children and one status write; the finalizer
-	// comes with the create from the mutating webhook, or costs a patch of its own without it.
-	if report.FinalizerByWebhook != withWebhook {
-		t.Fatalf("finalizer by webhook: %v, want %v", report.FinalizerByWebhook, withWebhook)
+	// comes with the create from the install's MutatingAdmissionPolicy, or costs a patch of
+	// its own without it.
+	if report.FinalizerAtAdmission != withWebhook {
+		t.Fatalf("finalizer at admission: %v, want %v", report.FinalizerAtAdmission, withWebhook)
 	}
 	finalizerPatches := 0
 	if withWebhook {
-		t.Logf("budget: %d writes per APIRule (finalizer set by the mutating webhook)", report.WriteBudget())
+		t.Logf("budget: %d writes per APIRule (finalizer set at admission)", report.WriteBudget())
 	} else {
 		finalizerPatches = n
-		t.Logf("budget: %d writes per APIRule (webhook off: the operator patches the finalizer in)", report.WriteBudget())
+		t.Logf("budget: %d writes per APIRule (no admission: the operator patches the finalizer in)", report.WriteBudget())
 	}
 	if report.Writes > report.WriteBudget()*n {
 		t.Errorf("%d operator writes for %d new APIRules (%.2f each), want at most %d each: %v",

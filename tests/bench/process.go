@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/testenv"
 )
 
@@ -103,18 +104,22 @@ func startOperatorProcess(ctx context.Context, opts processOptions, c client.Cli
 		return nil, fmt.Errorf("the operator did not become ready: %w%s", err, p.logTail())
 	}
 	if servesWebhooks(opts.hook) {
-		// A dry run goes through both webhooks without storing anything: once it passes, the
-		// creates of the run are not refused by a webhook the API server cannot reach yet.
-		// Its host is its own: the validating webhook refuses a host an APIRule claims.
+		// A dry run goes through admission without storing anything: once it passes and comes
+		// back with the finalizer, the creates of the run are neither refused by a webhook the
+		// API server cannot reach yet nor stored before the finalizer policy is in effect. Its
+		// host is its own: the validating webhook refuses a host an APIRule claims.
 		probe := benchAPIRule(0)
 		probe.Name, probe.Spec.Hosts = "webhook-probe", []apiv2.Host{"webhook-probe.example.com"}
 		var last error
 		if err := p.waitUnlessExited(ctx, time.Minute, func() bool {
-			last = c.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+			attempt := probe.DeepCopy()
+			if last = c.Create(ctx, attempt, client.DryRunAll); last == nil && !slices.Contains(attempt.Finalizers, ownership.Finalizer) {
+				last = fmt.Errorf("admitted with finalizers %v, without the operator's", attempt.Finalizers)
+			}
 			return last == nil
 		}); err != nil {
 			p.stop()
-			return nil, fmt.Errorf("the operator's webhooks did not answer: %w (last: %w)%s", err, last, p.logTail())
+			return nil, fmt.Errorf("admission of APIRules is not in place: %w (last: %w)%s", err, last, p.logTail())
 		}
 	}
 	return p, nil

@@ -38,9 +38,9 @@ func (r *Report) Table() string {
 		row("throughput / ceiling", fmt.Sprintf("%.2f (%.2f of the children-only ceiling)", r.Ratio, r.ChildrenRatio))
 		row("throughput of the first / second half of the APIRules Ready", fmt.Sprintf("%.1f / %.1f APIRules/s", r.HalfRates[0], r.HalfRates[1]))
 		row("create-to-Ready latency p50 / p95 / p99 / max", fmt.Sprintf("%s / %s / %s / %s", ms(r.Latency.P50), ms(r.Latency.P95), ms(r.Latency.P99), ms(r.Latency.Max)))
-		finalizer := "finalizer set by the mutating webhook"
-		if !r.FinalizerByWebhook {
-			finalizer = fmt.Sprintf("webhook off: %d finalizer patches by the operator", r.Requests["PATCH apirules"])
+		finalizer := "finalizer set at admission by the MutatingAdmissionPolicy"
+		if !r.FinalizerAtAdmission {
+			finalizer = fmt.Sprintf("no admission: %d finalizer patches by the operator", r.Requests["PATCH apirules"])
 		}
 		row("operator writes (leases aside; kube-apiserver's audit log)", fmt.Sprintf("%d (%.2f per APIRule, budget %d; %s)", r.Writes, float64(r.Writes)/float64(r.N), r.WriteBudget(), finalizer))
 		row("operator process, start to end of the bulk run: CPU / peak RSS", fmt.Sprintf("%.1f s (%.2f ms per APIRule) / %.0f MiB", r.Bulk.CPUSeconds, 1000*r.Bulk.CPUSeconds/float64(r.N), r.Bulk.PeakRSSMiB))

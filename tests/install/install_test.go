@@ -21,6 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/apirule-operator/apirule-operator/internal/webhook"
 )
 
 // ensureNamespace creates a namespace for real (dry-run objects need their namespace to
@@ -50,7 +52,8 @@ func TestKustomizeInstallIsAccepted(t *testing.T) {
 		"Service apirule-system/apirule-operator-webhook-service",
 		"Service apirule-system/apirule-operator-metrics-service",
 		"ValidatingWebhookConfiguration apirule-operator-validating-webhook-configuration",
-		"MutatingWebhookConfiguration apirule-operator-mutating-webhook-configuration",
+		"MutatingAdmissionPolicy apirule-operator-finalizer",
+		"MutatingAdmissionPolicyBinding apirule-operator-finalizer",
 		"PodDisruptionBudget apirule-system/apirule-operator-controller-manager",
 		"ClusterRole apirule-operator-metrics-auth-role",
 		"ClusterRoleBinding apirule-operator-metrics-auth-rolebinding",
@@ -228,31 +231,113 @@ func TestKustomizeAndHelmInstallTheSame(t *testing.T) {
 			t.Errorf("Service %s differs:\nkustomize %v\nhelm      %v", name, ks, hs)
 		}
 	}
-	for kind, name := range map[string]string{
-		"ValidatingWebhookConfiguration": "apirule-operator-validating-webhook-configuration",
-		"MutatingWebhookConfiguration":   "apirule-operator-mutating-webhook-configuration",
-	} {
-		kw, _, _ := unstructured.NestedSlice(find(t, fromKustomize, kind, name).Object, "webhooks")
-		hw, _, _ := unstructured.NestedSlice(find(t, fromHelm, kind, name).Object, "webhooks")
-		if len(kw) != 1 || len(hw) != 1 {
-			t.Fatalf("%s: want one webhook in each install, got %d and %d", kind, len(kw), len(hw))
-		}
-		for _, field := range [][]string{{"name"}, {"clientConfig", "service"}, {"rules"}, {"failurePolicy"}, {"sideEffects"}} {
-			k, _, _ := unstructured.NestedFieldCopy(kw[0].(map[string]any), field...)
-			h, _, _ := unstructured.NestedFieldCopy(hw[0].(map[string]any), field...)
-			if !reflect.DeepEqual(k, h) {
-				t.Errorf("%s: webhook %s differs: kustomize %v, helm %v", kind, strings.Join(field, "."), k, h)
-			}
+	sameWebhooks(t, fromKustomize, fromHelm, "ValidatingWebhookConfiguration", "apirule-operator-validating-webhook-configuration")
+	// The finalizer on create: the same policy, bound to every APIRule, in both.
+	for _, kind := range []string{"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"} {
+		ks, _, _ := unstructured.NestedFieldCopy(find(t, fromKustomize, kind, "apirule-operator-finalizer").Object, "spec")
+		hs, _, _ := unstructured.NestedFieldCopy(find(t, fromHelm, kind, "apirule-operator-finalizer").Object, "spec")
+		if !reflect.DeepEqual(ks, hs) {
+			t.Errorf("%s differs:\nkustomize %v\nhelm      %v", kind, ks, hs)
 		}
 	}
-	// The finalizer webhook is only ever called on create, and never refuses one.
-	mutating, _, _ := unstructured.NestedSlice(find(t, fromHelm, "MutatingWebhookConfiguration", "apirule-operator-mutating-webhook-configuration").Object, "webhooks")
-	hook := mutating[0].(map[string]any)
+	binding := find(t, fromKustomize, "MutatingAdmissionPolicyBinding", "apirule-operator-finalizer")
+	if spec, _, _ := unstructured.NestedMap(binding.Object, "spec"); !reflect.DeepEqual(spec, map[string]any{"policyName": "apirule-operator-finalizer"}) {
+		t.Errorf("the finalizer policy's binding is %v, want it to name the policy and nothing else (every APIRule)", spec)
+	}
+	// The policy only ever acts on create, and never refuses one.
+	policy := find(t, fromKustomize, "MutatingAdmissionPolicy", "apirule-operator-finalizer")
+	if rules, _, _ := unstructured.NestedSlice(policy.Object, "spec", "matchConstraints", "resourceRules"); len(rules) != 1 || !reflect.DeepEqual(rules[0].(map[string]any)["operations"], []any{"CREATE"}) {
+		t.Errorf("the finalizer policy matches %v, want CREATE of apirules only", rules)
+	}
+	if got, _, _ := unstructured.NestedString(policy.Object, "spec", "failurePolicy"); got != "Ignore" {
+		t.Errorf("the finalizer policy's failurePolicy is %q, want Ignore", got)
+	}
+	for _, objs := range [][]*unstructured.Unstructured{fromKustomize, fromHelm} {
+		if slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == "MutatingWebhookConfiguration" }) {
+			t.Error("an install for Kubernetes 1.36 or later has a MutatingWebhookConfiguration: the policy sets the finalizer there")
+		}
+	}
+}
+
+// sameWebhooks compares the one webhook of a configuration the two installs carry, field by
+// field.
+func sameWebhooks(t *testing.T, fromKustomize, fromHelm []*unstructured.Unstructured, kind, name string) {
+	t.Helper()
+	kw, _, _ := unstructured.NestedSlice(find(t, fromKustomize, kind, name).Object, "webhooks")
+	hw, _, _ := unstructured.NestedSlice(find(t, fromHelm, kind, name).Object, "webhooks")
+	if len(kw) != 1 || len(hw) != 1 {
+		t.Fatalf("%s: want one webhook in each install, got %d and %d", kind, len(kw), len(hw))
+	}
+	for _, field := range [][]string{{"name"}, {"clientConfig", "service"}, {"rules"}, {"failurePolicy"}, {"sideEffects"}} {
+		k, _, _ := unstructured.NestedFieldCopy(kw[0].(map[string]any), field...)
+		h, _, _ := unstructured.NestedFieldCopy(hw[0].(map[string]any), field...)
+		if !reflect.DeepEqual(k, h) {
+			t.Errorf("%s: webhook %s differs: kustomize %v, helm %v", kind, strings.Join(field, "."), k, h)
+		}
+	}
+}
+
+// TestFinalizerWebhookBeforeKubernetes136: without MutatingAdmissionPolicy, the kustomize
+// component config/components/finalizer-webhook and the chart's finalizerAdmission (auto on
+// an older cluster, or webhook) install the operator's finalizer webhook instead of the
+// policy, the same in both, and tell the manager to keep its caBundle.
+func TestFinalizerWebhookBeforeKubernetes136(t *testing.T) {
+	overlay := t.TempDir()
+	rel := func(dir string) string {
+		path, err := filepath.Rel(overlay, filepath.Join(root, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	kustomization := "resources:\n  - " + rel("config/default") + "\ncomponents:\n  - " + rel("config/components/finalizer-webhook") + "\n"
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fromKustomize := kustomize(t, overlay)
+	ensureNamespace(t, operatorNamespace, find(t, fromKustomize, "Namespace", operatorNamespace).GetLabels())
+	dryRunApply(t, fromKustomize)
+	checkWiring(t, "config/components/finalizer-webhook", fromKustomize)
+	for name, fromHelm := range map[string][]*unstructured.Unstructured{
+		"helm on Kubernetes 1.35":         helmTemplateOn(t, "1.35.0"),
+		"helm finalizerAdmission=webhook": helmTemplateOn(t, "1.37.0", "finalizerAdmission=webhook"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if k, h := keys(fromKustomize, "Namespace"), keys(fromHelm); !reflect.DeepEqual(k, h) {
+				t.Errorf("the installs differ:\nkustomize only: %v\nhelm only: %v", minus(k, h), minus(h, k))
+			}
+			sameWebhooks(t, fromKustomize, fromHelm, "MutatingWebhookConfiguration", "apirule-operator-mutating-webhook-configuration")
+			for install, objs := range map[string][]*unstructured.Unstructured{"kustomize": fromKustomize, "helm": fromHelm} {
+				args := containerArgs(t, find(t, objs, "Deployment", "apirule-operator-controller-manager"))
+				if want := "--webhook-mutating-configuration-name=apirule-operator-mutating-webhook-configuration"; !slices.Contains(args, want) {
+					t.Errorf("%s: manager args lack %s: %v", install, want, args)
+				}
+				if slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool {
+					return strings.HasPrefix(o.GetKind(), "MutatingAdmissionPolicy")
+				}) {
+					t.Errorf("%s: a MutatingAdmissionPolicy next to the finalizer webhook", install)
+				}
+			}
+		})
+	}
+	hooks, _, _ := unstructured.NestedSlice(find(t, fromKustomize, "MutatingWebhookConfiguration", "apirule-operator-mutating-webhook-configuration").Object, "webhooks")
+	hook := hooks[0].(map[string]any)
 	if ops, _, _ := unstructured.NestedSlice(hook, "rules"); len(ops) != 1 || !reflect.DeepEqual(ops[0].(map[string]any)["operations"], []any{"CREATE"}) {
 		t.Errorf("the mutating webhook's rules are %v, want CREATE of apirules only", ops)
 	}
 	if hook["failurePolicy"] != "Ignore" {
 		t.Errorf("the mutating webhook's failurePolicy is %v, want Ignore", hook["failurePolicy"])
+	}
+	if path, _, _ := unstructured.NestedString(hook, "clientConfig", "service", "path"); path != webhook.MutatePath {
+		t.Errorf("the mutating webhook calls %s; the operator serves the finalizer at %s", path, webhook.MutatePath)
+	}
+	// On 1.36 and later, nothing names a mutating configuration.
+	for install, objs := range map[string][]*unstructured.Unstructured{"config/default": kustomize(t, "config/default"), "helm": helmTemplate(t)} {
+		for _, arg := range containerArgs(t, find(t, objs, "Deployment", "apirule-operator-controller-manager")) {
+			if strings.HasPrefix(arg, "--webhook-mutating-configuration-name") {
+				t.Errorf("%s: the manager keeps the caBundle of a MutatingWebhookConfiguration it does not install (%s)", install, arg)
+			}
+		}
 	}
 }
 
@@ -325,7 +410,6 @@ func TestCertManagerInstalls(t *testing.T) {
 
 			for kind, name := range map[string]string{
 				"ValidatingWebhookConfiguration": "apirule-operator-validating-webhook-configuration",
-				"MutatingWebhookConfiguration":   "apirule-operator-mutating-webhook-configuration",
 			} {
 				hook := find(t, others, kind, name)
 				if got := hook.GetAnnotations()["cert-manager.io/inject-ca-from"]; got != "apirule-system/apirule-operator-serving-cert" {

@@ -344,19 +344,30 @@ func TestHelmNamesAndServiceAccount(t *testing.T) {
 	}
 	args := containerArgs(t, deploy)
 	for _, want := range []string{"--webhook-service-name=edge-api-webhook-service",
-		"--webhook-configuration-name=edge-api-validating-webhook-configuration", "--webhook-secret-name=edge-api-webhook-server-cert",
-		"--webhook-mutating-configuration-name=edge-api-mutating-webhook-configuration"} {
+		"--webhook-configuration-name=edge-api-validating-webhook-configuration", "--webhook-secret-name=edge-api-webhook-server-cert"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("manager args lack %s: %v", want, args)
 		}
 	}
-	for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} {
+	for _, kind := range []string{"ValidatingWebhookConfiguration"} {
 		name := "edge-api-" + strings.ToLower(strings.TrimSuffix(kind, "WebhookConfiguration")) + "-webhook-configuration"
 		hook := find(t, objs, kind, name)
 		webhooks, _, _ := unstructured.NestedSlice(hook.Object, "webhooks")
 		if svc, _, _ := unstructured.NestedString(webhooks[0].(map[string]any), "clientConfig", "service", "name"); svc != "edge-api-webhook-service" {
 			t.Errorf("%s: the webhook calls Service %s", kind, svc)
 		}
+	}
+	if policy, _, _ := unstructured.NestedString(find(t, objs, "MutatingAdmissionPolicyBinding", "edge-api-finalizer").Object, "spec", "policyName"); policy != "edge-api-finalizer" {
+		t.Errorf("the finalizer policy's binding names policy %q, want edge-api-finalizer", policy)
+	}
+	// Before Kubernetes 1.36 the finalizer webhook's configuration follows the name too.
+	older := helmTemplateOn(t, "1.35.0", "fullnameOverride=edge-api")
+	if want := "--webhook-mutating-configuration-name=edge-api-mutating-webhook-configuration"; !slices.Contains(containerArgs(t, find(t, older, "Deployment", "edge-api-controller-manager")), want) {
+		t.Errorf("on Kubernetes 1.35 the manager args lack %s", want)
+	}
+	hooks, _, _ := unstructured.NestedSlice(find(t, older, "MutatingWebhookConfiguration", "edge-api-mutating-webhook-configuration").Object, "webhooks")
+	if svc, _, _ := unstructured.NestedString(hooks[0].(map[string]any), "clientConfig", "service", "name"); svc != "edge-api-webhook-service" {
+		t.Errorf("the finalizer webhook calls Service %s", svc)
 	}
 	for _, name := range []string{"edge-api-webhook-service", "edge-api-metrics-service"} {
 		selector, _, _ := unstructured.NestedStringMap(find(t, objs, "Service", name).Object, "spec", "selector")

@@ -100,7 +100,17 @@ func kustomize(t *testing.T, dir string) []*unstructured.Unstructured {
 // --set values.
 func helmTemplate(t *testing.T, set ...string) []*unstructured.Unstructured {
 	t.Helper()
+	return helmTemplateOn(t, "", set...)
+}
+
+// helmTemplateOn is helmTemplate for a cluster of the given Kubernetes version (Helm's
+// default when empty).
+func helmTemplateOn(t *testing.T, kubeVersion string, set ...string) []*unstructured.Unstructured {
+	t.Helper()
 	args := []string{"template", "apirule-operator", "charts/apirule-operator", "--namespace", operatorNamespace, "--include-crds"}
+	if kubeVersion != "" {
+		args = append(args, "--kube-version", kubeVersion)
+	}
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}

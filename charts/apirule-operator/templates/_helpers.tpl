@@ -50,6 +50,26 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if and .Values.webhook.enabled (not .Values.webhook.certManager.enabled) }}true{{ end -}}
 {{- end -}}
 
+{{/*
+Who sets the operator's finalizer on create (finalizerAdmission): "policy", the API server's
+MutatingAdmissionPolicy (Kubernetes 1.36 and later); "webhook", the operator's mutating
+webhook; "" for neither (the operator then patches it in itself). auto picks the policy from
+1.36 on, else the webhook when it is enabled.
+*/}}
+{{- define "apirule-operator.finalizerAdmission" -}}
+{{- $mode := .Values.finalizerAdmission -}}
+{{- if eq $mode "auto" -}}
+{{- if semverCompare ">=1.36.0-0" .Capabilities.KubeVersion.Version -}}
+{{- $mode = "policy" -}}
+{{- else if .Values.webhook.enabled -}}
+{{- $mode = "webhook" -}}
+{{- else -}}
+{{- $mode = "" -}}
+{{- end -}}
+{{- end -}}
+{{- $mode -}}
+{{- end -}}
+
 {{/* The ingress gateway selector as the flag wants it: key=value pairs, sorted, comma-separated. */}}
 {{- define "apirule-operator.selectorFlag" -}}
 {{- $pairs := list -}}
@@ -66,6 +86,9 @@ Rendered once, from the Deployment.
 {{- define "apirule-operator.validate" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) -}}
 {{- fail (printf "replicaCount is %d but leaderElection.enabled is false: replicas without leader election would all reconcile and overwrite each other; set leaderElection.enabled=true or replicaCount=1" (int .Values.replicaCount)) -}}
+{{- end -}}
+{{- if and (eq .Values.finalizerAdmission "webhook") (not .Values.webhook.enabled) -}}
+{{- fail "finalizerAdmission is webhook but webhook.enabled is false: the finalizer webhook is served by the operator's webhook server; set webhook.enabled=true, or finalizerAdmission=policy (Kubernetes 1.36 and later)" -}}
 {{- end -}}
 {{- if hasKey .Values "replicas" -}}
 {{- fail "the value replicas is now replicaCount: set replicaCount instead" -}}
