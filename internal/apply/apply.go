@@ -217,15 +217,41 @@ func stateFields(desired, current map[string]any) []string {
 	return fields
 }
 
-// normalized returns the object as ToUnstructured would: numbers as float64, as JSON
-// decodes them into a map. An object read from the API server holds int64 instead.
+// normalized returns the object as ToUnstructured would: every number a float64, as JSON
+// decodes numbers into a map. An object read from the API server holds int64 for integers
+// instead. The object is converted in place (callers pass the reply of their own request);
+// a value of another type than JSON's fails, as encoding it would.
 func normalized(obj map[string]any) (map[string]any, error) {
-	raw, err := json.Marshal(obj)
-	if err != nil {
-		return nil, err
+	for k, v := range obj {
+		n, err := normalizedValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		obj[k] = n
 	}
-	out := map[string]any{}
-	return out, json.Unmarshal(raw, &out)
+	return obj, nil
+}
+
+func normalizedValue(v any) (any, error) {
+	switch v := v.(type) {
+	case nil, bool, string, float64:
+		return v, nil
+	case int64:
+		return float64(v), nil
+	case map[string]any:
+		return normalized(v)
+	case []any:
+		for i, item := range v {
+			n, err := normalizedValue(item)
+			if err != nil {
+				return nil, fmt.Errorf("[%d]: %w", i, err)
+			}
+			v[i] = n
+		}
+		return v, nil
+	default:
+		return nil, fmt.Errorf("a value of type %T, not one JSON decodes into", v)
+	}
 }
 
 // StateDigestAnnotation holds, on an object in the operator's cache only, the StateDigest of

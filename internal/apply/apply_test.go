@@ -2,6 +2,7 @@ package apply
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 )
 
@@ -101,4 +102,74 @@ func TestStateDigestAgreesWithStateReplacement(t *testing.T) {
 	if len(stateReplacement(decode(t, `{"spec":{"a":[],"b":{}}}`), decode(t, `{"spec":{"a":null,"b":null}}`))) == 0 {
 		t.Errorf("stateReplacement takes an empty list or map for null")
 	}
+}
+
+// replyLike is an object as an unstructured reply holds it: integers as int64, as the API
+// server's JSON decodes them, next to floats, strings, booleans, nulls and nesting.
+func replyLike() map[string]any {
+	return map[string]any{
+		"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+		"metadata": map[string]any{"name": "a", "generation": int64(1), "labels": map[string]any{"l": "1"}},
+		"spec": map[string]any{
+			"hosts": []any{"a.example.com"},
+			"http": []any{map[string]any{
+				"match":   []any{map[string]any{"uri": map[string]any{"prefix": "/"}}},
+				"route":   []any{map[string]any{"destination": map[string]any{"host": "a", "port": map[string]any{"number": int64(8080)}}, "weight": int64(100)}},
+				"timeout": "5s", "retries": nil, "mirrorPercentage": map[string]any{"value": 12.5},
+				"large": int64(1) << 60, "negative": int64(-3), "enabled": true,
+			}},
+		},
+	}
+}
+
+// normalized makes of a reply exactly what a JSON round trip makes of it, as ToUnstructured
+// makes the desired object: the comparisons with the desired state rely on it.
+func TestNormalizedIsTheJSONRoundTrip(t *testing.T) {
+	raw, err := json.Marshal(replyLike())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{}
+	if err := json.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := normalized(replyLike())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("normalized:\n%#v\nwant the JSON round trip:\n%#v", got, want)
+	}
+	if _, err := normalized(map[string]any{"spec": map[string]any{"port": int32(1)}}); err == nil {
+		t.Error("a value no JSON decoding yields was accepted")
+	}
+}
+
+// The check of every reply: normalized against the JSON round trip it replaces. Each includes
+// building the reply, which "the reply alone" measures.
+func BenchmarkNormalizedReply(b *testing.B) {
+	b.Run("the reply alone", func(b *testing.B) {
+		for b.Loop() {
+			_ = replyLike()
+		}
+	})
+	b.Run("in place", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := normalized(replyLike()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json round trip", func(b *testing.B) {
+		for b.Loop() {
+			raw, err := json.Marshal(replyLike())
+			if err != nil {
+				b.Fatal(err)
+			}
+			out := map[string]any{}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
