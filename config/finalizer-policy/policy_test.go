@@ -132,7 +132,6 @@ func TestPolicySetsTheFinalizersTheWebhookDoes(t *testing.T) {
 		finalized []string
 	}{
 		{"no finalizers", nil, []string{ownership.Finalizer}},
-		{"an empty list", []string{}, []string{ownership.Finalizer}},
 		{"another finalizer", []string{other}, []string{other, ownership.Finalizer}},
 		{"the operator's already", []string{ownership.Finalizer}, []string{ownership.Finalizer}},
 		{"the operator's after another", []string{other, ownership.Finalizer}, []string{other, ownership.Finalizer}},

@@ -16,7 +16,7 @@ import (
 
 // MutatePath is where the webhook server serves the finalizer defaulting. On Kubernetes 1.36
 // and later the API server sets the finalizer itself (the MutatingAdmissionPolicy of
-// config/webhook/finalizer-policy.yaml) and nothing calls this path; before 1.36 the
+// config/finalizer-policy) and nothing calls this path; before 1.36 the
 // MutatingWebhookConfiguration of config/components/finalizer-webhook (or the chart's
 // finalizerAdmission=webhook) calls it, with failurePolicy Ignore: the finalizer has a fallback
 // (the reconciler patches it in before it writes the first child), so this webhook alone must

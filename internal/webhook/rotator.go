@@ -20,11 +20,14 @@ import (
 
 // The permissions of the self-managed mode: the one Secret in the operator's namespace
 // (created once, so create cannot be narrowed to its name) and the one webhook configuration.
+// The finalizer webhook's configuration of clusters before Kubernetes 1.36 is granted by what
+// installs it (config/components/finalizer-webhook, the chart's webhook mode), not here: the
+// default install has none, and a right on a cluster-wide mutating webhook is not given
+// without need.
 //
 // +kubebuilder:rbac:groups="",namespace=apirule-system,resources=secrets,verbs=create
 // +kubebuilder:rbac:groups="",namespace=apirule-system,resources=secrets,verbs=get;update,resourceNames=apirule-operator-webhook-server-cert
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;update;patch,resourceNames=apirule-operator-validating-webhook-configuration
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update;patch,resourceNames=apirule-operator-mutating-webhook-configuration
 
 // CertRotator keeps the webhook's serving certificate in the self-managed mode: it creates a
 // CA and a serving certificate for the webhook Service in a Secret, replaces them well before

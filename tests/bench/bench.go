@@ -81,10 +81,12 @@ type Report struct {
 	Latency           Percentiles
 	Requests          map[string]int // "VERB resource" -> count, issued by the operator
 	Writes            int
-	// FinalizerAtAdmission: the install's MutatingAdmissionPolicy was in place, so the API
-	// server set the finalizer as it stored each APIRule; otherwise the operator patched it in
-	// (Requests["PATCH apirules"]).
+	// FinalizerAtAdmission: the install's MutatingAdmissionPolicy or the operator's mutating
+	// webhook was in place, so the finalizer came with each APIRule's create; otherwise the
+	// operator patched it in (Requests["PATCH apirules"]).
 	FinalizerAtAdmission bool
+	// FinalizerBy is who set it at admission: FinalizerByPolicy or FinalizerByWebhook.
+	FinalizerBy string
 	// MemoryLimit is the operator process's GOMEMLIMIT, if it had one.
 	MemoryLimit string
 	// Bulk is the operator process's usage from its start to the end of the bulk run.
@@ -194,15 +196,28 @@ type Environment struct {
 	dir   string
 	audit *auditLog
 	controlPlane
-	// finalizerPolicy: the install's MutatingAdmissionPolicy sets the finalizer on create.
-	finalizerPolicy bool
+	// finalizer is who sets the finalizer on create (FinalizerByPolicy or FinalizerByWebhook);
+	// empty: nobody at admission.
+	finalizer string
 }
+
+// Finalizer admission of a run: who sets the finalizer as an APIRule is created.
+const (
+	// FinalizerByPolicy is the install's MutatingAdmissionPolicy (config/finalizer-policy).
+	FinalizerByPolicy = "policy"
+	// FinalizerByWebhook is the operator's mutating webhook, as installed on clusters before
+	// Kubernetes 1.36 (config/components/finalizer-webhook).
+	FinalizerByWebhook = "webhook"
+)
 
 // StartEnvironment starts the control plane of a run. With webhook, the API server admits
 // APIRules as an install's does: it calls the operator's validating webhook (config/webhook, a
-// certificate envtest issues), which Run's operator serves, and sets the finalizer by the
-// install's MutatingAdmissionPolicy (config/finalizer-policy).
-func StartEnvironment(webhook bool) (*Environment, error) {
+// certificate envtest issues), which Run's operator serves, and sets the finalizer as
+// finalizer says (FinalizerByPolicy or FinalizerByWebhook).
+func StartEnvironment(webhook bool, finalizer string) (*Environment, error) {
+	if webhook && finalizer != FinalizerByPolicy && finalizer != FinalizerByWebhook {
+		return nil, fmt.Errorf("finalizer admission %q: want %q or %q", finalizer, FinalizerByPolicy, FinalizerByWebhook)
+	}
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -217,7 +232,11 @@ func StartEnvironment(webhook bool) (*Environment, error) {
 	}
 	env, err := testenv.StartWith(func(e *envtest.Environment) {
 		if webhook {
-			e.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}}
+			paths := []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}
+			if finalizer == FinalizerByWebhook {
+				paths = append(paths, filepath.Join(root, "config", "components", "finalizer-webhook", "mutating-webhook.yaml"))
+			}
+			e.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: paths}
 		}
 		e.ControlPlane.GetAPIServer().Configure().
 			Set("audit-policy-file", policy).
@@ -229,11 +248,14 @@ func StartEnvironment(webhook bool) (*Environment, error) {
 	if err != nil {
 		return nil, errors.Join(err, os.RemoveAll(dir))
 	}
-	out := &Environment{Environment: env, dir: dir, audit: newAuditLog(logPath), finalizerPolicy: webhook}
+	out := &Environment{Environment: env, dir: dir, audit: newAuditLog(logPath)}
+	if webhook {
+		out.finalizer = finalizer
+	}
 	if out.controlPlane, err = findControlPlane(env); err != nil {
 		return nil, errors.Join(err, out.Stop())
 	}
-	if webhook {
+	if webhook && finalizer == FinalizerByPolicy {
 		c, err := env.Client()
 		if err != nil {
 			return nil, errors.Join(err, out.Stop())
@@ -288,7 +310,7 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 		return report, report.fail(PhaseSetup, err)
 	}
 	hook := env.WebhookInstallOptions
-	report.FinalizerAtAdmission = env.finalizerPolicy
+	report.FinalizerAtAdmission, report.FinalizerBy = env.finalizer != "", env.finalizer
 
 	logf("creating the Gateway, %d Services and %d Pods", cfg.N, cfg.N)
 	for _, obj := range []client.Object{

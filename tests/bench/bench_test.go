@@ -26,7 +26,7 @@ import (
 // the operator's own finalizer patch is the fifth write.
 func TestSmoke(t *testing.T) {
 	withWebhook := os.Getenv("BENCH_SMOKE_WEBHOOK") != "0"
-	env, err := StartEnvironment(withWebhook)
+	env, err := StartEnvironment(withWebhook, FinalizerByPolicy)
 	if err != nil {
 		t.Fatal(err)
 	}

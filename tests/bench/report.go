@@ -38,7 +38,7 @@ func (r *Report) Table() string {
 		row("throughput / ceiling", fmt.Sprintf("%.2f (%.2f of the children-only ceiling)", r.Ratio, r.ChildrenRatio))
 		row("throughput of the first / second half of the APIRules Ready", fmt.Sprintf("%.1f / %.1f APIRules/s", r.HalfRates[0], r.HalfRates[1]))
 		row("create-to-Ready latency p50 / p95 / p99 / max", fmt.Sprintf("%s / %s / %s / %s", ms(r.Latency.P50), ms(r.Latency.P95), ms(r.Latency.P99), ms(r.Latency.Max)))
-		finalizer := "finalizer set at admission by the MutatingAdmissionPolicy"
+		finalizer := "finalizer set at admission by the " + map[string]string{FinalizerByPolicy: "MutatingAdmissionPolicy", FinalizerByWebhook: "mutating webhook"}[r.FinalizerBy]
 		if !r.FinalizerAtAdmission {
 			finalizer = fmt.Sprintf("no admission: %d finalizer patches by the operator", r.Requests["PATCH apirules"])
 		}

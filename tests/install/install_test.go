@@ -256,6 +256,43 @@ func TestKustomizeAndHelmInstallTheSame(t *testing.T) {
 		if slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == "MutatingWebhookConfiguration" }) {
 			t.Error("an install for Kubernetes 1.36 or later has a MutatingWebhookConfiguration: the policy sets the finalizer there")
 		}
+		for role, rules := range rulesByName(t, objs, "ClusterRole") {
+			if slices.ContainsFunc(rules, func(r string) bool { return strings.Contains(r, "mutatingwebhookconfigurations") }) {
+				t.Errorf("%s grants rights on a MutatingWebhookConfiguration the install does not have: %v", role, rules)
+			}
+		}
+	}
+}
+
+// TestHelmFinalizerAdmissionFollowsTheCluster: finalizerAdmission=auto picks the policy where
+// the cluster serves MutatingAdmissionPolicy and the webhook where it does not; against a
+// cluster (Helm knows its kinds) that is what discovery says, whatever the version; offline
+// it is the version. A release upgraded with --reuse-values from before the value has none:
+// it counts as auto.
+func TestHelmFinalizerAdmissionFollowsTheCluster(t *testing.T) {
+	policy := "MutatingAdmissionPolicy apirule-operator-finalizer"
+	hook := "MutatingWebhookConfiguration apirule-operator-mutating-webhook-configuration"
+	for name, c := range map[string]struct {
+		flags []string
+		set   []string
+		want  string
+	}{
+		"offline, Kubernetes 1.36":              {[]string{"--kube-version", "1.36.0"}, nil, policy},
+		"offline, Kubernetes 1.35":              {[]string{"--kube-version", "1.35.0"}, nil, hook},
+		"a cluster that serves the policy":      {[]string{"--api-versions", "v1/Pod", "--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"}, nil, policy},
+		"a cluster of 1.37 that does not serve": {[]string{"--kube-version", "1.37.0", "--api-versions", "v1/Pod"}, nil, hook},
+		"the value unset (--reuse-values)":      {nil, []string{"finalizerAdmission=null"}, policy},
+		"webhook asked for on 1.37":             {nil, []string{"finalizerAdmission=webhook"}, hook},
+		"policy asked for on 1.35":              {[]string{"--kube-version", "1.35.0"}, []string{"finalizerAdmission=policy"}, policy},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := keys(helmTemplateWith(t, c.flags, c.set...))
+			for _, k := range []string{policy, hook} {
+				if slices.Contains(got, k) != (k == c.want) {
+					t.Errorf("renders %s: %v, want only %s", k, slices.Contains(got, k), c.want)
+				}
+			}
+		})
 	}
 }
 
@@ -307,6 +344,12 @@ func TestFinalizerWebhookBeforeKubernetes136(t *testing.T) {
 				t.Errorf("the installs differ:\nkustomize only: %v\nhelm only: %v", minus(k, h), minus(h, k))
 			}
 			sameWebhooks(t, fromKustomize, fromHelm, "MutatingWebhookConfiguration", "apirule-operator-mutating-webhook-configuration")
+			if k, h := rulesByName(t, fromKustomize, "ClusterRole"), rulesByName(t, fromHelm, "ClusterRole"); !reflect.DeepEqual(k, h) {
+				t.Errorf("ClusterRole rules differ:\nkustomize: %v\nhelm:      %v", k, h)
+			}
+			if rules := rulesByName(t, fromHelm, "ClusterRole")["ClusterRole apirule-operator-manager-role"]; !slices.Contains(rules, "admissionregistration.k8s.io/mutatingwebhookconfigurations:patch names=apirule-operator-mutating-webhook-configuration") {
+				t.Errorf("the manager may not keep the finalizer webhook's caBundle: %v", rules)
+			}
 			for install, objs := range map[string][]*unstructured.Unstructured{"kustomize": fromKustomize, "helm": fromHelm} {
 				args := containerArgs(t, find(t, objs, "Deployment", "apirule-operator-controller-manager"))
 				if want := "--webhook-mutating-configuration-name=apirule-operator-mutating-webhook-configuration"; !slices.Contains(args, want) {
@@ -350,7 +393,8 @@ func TestHelmCopiesAreCurrent(t *testing.T) {
 		t.Fatalf("config/crd/bases holds %d CRDs, the chart %d; run 'make manifests'", len(bases), len(copies))
 	}
 	pairs := map[string]string{
-		filepath.Join("config", "rbac", "role.yaml"): filepath.Join("charts", "apirule-operator", "files", "manager-role.yaml"),
+		filepath.Join("config", "rbac", "role.yaml"):                         filepath.Join("charts", "apirule-operator", "files", "manager-role.yaml"),
+		filepath.Join("config", "finalizer-policy", "finalizer-policy.yaml"): filepath.Join("charts", "apirule-operator", "files", "finalizer-policy.yaml"),
 	}
 	for _, b := range bases {
 		rel, _ := filepath.Rel(root, b)

@@ -107,10 +107,17 @@ func helmTemplate(t *testing.T, set ...string) []*unstructured.Unstructured {
 // default when empty).
 func helmTemplateOn(t *testing.T, kubeVersion string, set ...string) []*unstructured.Unstructured {
 	t.Helper()
-	args := []string{"template", "apirule-operator", "charts/apirule-operator", "--namespace", operatorNamespace, "--include-crds"}
+	var flags []string
 	if kubeVersion != "" {
-		args = append(args, "--kube-version", kubeVersion)
+		flags = []string{"--kube-version", kubeVersion}
 	}
+	return helmTemplateWith(t, flags, set...)
+}
+
+// helmTemplateWith is helmTemplate with more flags of helm template (--api-versions, ...).
+func helmTemplateWith(t *testing.T, flags []string, set ...string) []*unstructured.Unstructured {
+	t.Helper()
+	args := append([]string{"template", "apirule-operator", "charts/apirule-operator", "--namespace", operatorNamespace, "--include-crds"}, flags...)
 	for _, s := range set {
 		args = append(args, "--set", s)
 	}

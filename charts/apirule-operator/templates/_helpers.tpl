@@ -53,13 +53,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/*
 Who sets the operator's finalizer on create (finalizerAdmission): "policy", the API server's
 MutatingAdmissionPolicy (Kubernetes 1.36 and later); "webhook", the operator's mutating
-webhook; "" for neither (the operator then patches it in itself). auto picks the policy from
-1.36 on, else the webhook when it is enabled.
+webhook; "" for neither (the operator then patches it in itself). auto picks the policy where
+the cluster serves it, else the webhook when it is enabled. Against a cluster Helm knows the
+served kinds ("v1/Pod" is among them); offline (helm template) it knows only the version, and
+the policy is served from 1.36 on. An unset value (helm upgrade --reuse-values from a release
+before this value) is auto.
 */}}
 {{- define "apirule-operator.finalizerAdmission" -}}
-{{- $mode := .Values.finalizerAdmission -}}
+{{- $mode := .Values.finalizerAdmission | default "auto" -}}
 {{- if eq $mode "auto" -}}
-{{- if semverCompare ">=1.36.0-0" .Capabilities.KubeVersion.Version -}}
+{{- $served := semverCompare ">=1.36.0-0" .Capabilities.KubeVersion.Version -}}
+{{- if .Capabilities.APIVersions.Has "v1/Pod" -}}
+{{- $served = .Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy" -}}
+{{- end -}}
+{{- if $served -}}
 {{- $mode = "policy" -}}
 {{- else if .Values.webhook.enabled -}}
 {{- $mode = "webhook" -}}

@@ -36,6 +36,7 @@ func main() {
 	apiServerProfile := flag.String("apiserver-cpuprofile", "", "write a CPU profile of kube-apiserver during the bulk run to this file")
 	profileFor := flag.Duration("profile-for", 15*time.Second, "how long the operator and kube-apiserver profiles run, from the first create")
 	withWebhook := flag.Bool("webhook", true, "serve the operator's admission webhooks, as an install does (the finalizer then comes with the create); false: the operator patches the finalizer in")
+	finalizer := flag.String("finalizer-admission", bench.FinalizerByPolicy, "with -webhook, who sets the finalizer on create: policy, the install's MutatingAdmissionPolicy; webhook, the operator's mutating webhook (the install for clusters before Kubernetes 1.36)")
 	flag.Parse()
 	if _, err := os.Stat(*manager); err != nil {
 		fail(fmt.Errorf("%w: build it first (make build)", err))
@@ -52,7 +53,7 @@ func main() {
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 
-	env, err := bench.StartEnvironment(*withWebhook)
+	env, err := bench.StartEnvironment(*withWebhook, *finalizer)
 	if err != nil {
 		fail(err)
 	}
