@@ -11,7 +11,6 @@ import (
 	"os"
 	"slices"
 	"testing"
-	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -56,19 +55,8 @@ func run(m *testing.M) (int, error) {
 	if err := testenv.InstallFinalizerPolicy(ctx, k8s); err != nil {
 		return 0, err
 	}
-	// The API server serves a new CRD, and applies a new policy, a moment after it is created.
-	probe := apiRule("probe", nil)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		attempt := probe.DeepCopy()
-		err := k8s.Create(ctx, attempt, client.DryRunAll)
-		if err == nil && slices.Contains(attempt.Finalizers, ownership.Finalizer) {
-			break
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("the finalizer policy took no effect within a minute: a dry-run create stored finalizers %v (error: %v)", attempt.Finalizers, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testenv.WaitForFinalizerAdmission(ctx, k8s, apiRule("probe", nil)); err != nil {
+		return 0, err
 	}
 	return m.Run(), nil
 }

@@ -161,6 +161,12 @@ func run() error {
 	fmt.Println("  Pods demo/httpbin-0 and demo/httpbin-1 with an istio-proxy container, as sidecar injection")
 	fmt.Println("  would make them; no kubelet runs here, so they are API objects only and nothing serves traffic")
 
+	// Admission is in place once a dry-run create passes the validating webhook and comes back
+	// with the finalizer: the API server takes a moment to apply a new policy.
+	if err := testenv.WaitForFinalizerAdmission(ctx, c, admissionProbe()); err != nil {
+		return err
+	}
+
 	rules, err := applySamples(ctx, c, filepath.Join(root, "config", "samples"))
 	if err != nil {
 		return err
@@ -427,4 +433,20 @@ func printYAML(v any) error {
 	}
 	_, err = os.Stdout.Write(raw)
 	return err
+}
+
+// admissionProbe is an APIRule that admission accepts once the workload exists; it is only
+// ever created with a dry run.
+func admissionProbe() *apiv2.APIRule {
+	yes := true
+	gateway := apiv2.GatewayReference(gatewayNamespace + "/" + gatewayName)
+	return &apiv2.APIRule{
+		ObjectMeta: metav1.ObjectMeta{Namespace: demoNamespace, Name: "admission-probe"},
+		Spec: apiv2.APIRuleSpec{
+			Hosts:   []apiv2.Host{"admission-probe.example.com"},
+			Gateway: &gateway,
+			Service: &apiv2.Service{Name: "httpbin", Port: 8000},
+			Rules:   []apiv2.Rule{{Path: "/probe", Methods: []apiv2.HTTPMethod{"GET"}, NoAuth: &yes}},
+		},
+	}
 }

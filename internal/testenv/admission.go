@@ -7,11 +7,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
 
 // FinalizerPolicyFile is the install's MutatingAdmissionPolicy that sets the operator's
@@ -19,9 +23,9 @@ import (
 var FinalizerPolicyFile = filepath.Join("config", "finalizer-policy", "finalizer-policy.yaml")
 
 // InstallFinalizerPolicy creates the objects of FinalizerPolicyFile as they are (an existing
-// one is left alone), so the API server sets the finalizer as an install's does. The API
-// server applies a new policy a moment after it is created: callers that depend on it wait
-// for a dry-run create that comes back with the finalizer.
+// one is left alone), so the API server sets the finalizer as an install's does. It takes
+// effect a moment later: callers that depend on it wait with WaitForFinalizerAdmission, once
+// the rest of admission (the validating webhook) answers too.
 func InstallFinalizerPolicy(ctx context.Context, c client.Client) error {
 	root, err := RepoRoot()
 	if err != nil {
@@ -53,5 +57,41 @@ func InstallFinalizerPolicy(ctx context.Context, c client.Client) error {
 			return fmt.Errorf("creating %s %s from %s: %w", obj.GetKind(), obj.GetName(), path, err)
 		}
 		created++
+	}
+}
+
+// AdmitsWithFinalizer makes one dry-run create of a copy of probe, a valid APIRule, and
+// says why admission does not set the operator's finalizer yet: an error, or stored
+// finalizers without it. The API server applies a new policy a moment after it is created,
+// and until it has loaded a new CRD's schema for its policies it refuses that CRD's creates
+// with "Resource kind ... not found" (503), whatever a policy's failurePolicy.
+func AdmitsWithFinalizer(ctx context.Context, c client.Client, probe client.Object) error {
+	attempt := probe.DeepCopyObject().(client.Object)
+	if err := c.Create(ctx, attempt, client.DryRunAll); err != nil {
+		return err
+	}
+	if !slices.Contains(attempt.GetFinalizers(), ownership.Finalizer) {
+		return fmt.Errorf("a dry-run create stored finalizers %v, without %s", attempt.GetFinalizers(), ownership.Finalizer)
+	}
+	return nil
+}
+
+// WaitForFinalizerAdmission returns once AdmitsWithFinalizer does, or with its last error
+// after a minute.
+func WaitForFinalizerAdmission(ctx context.Context, c client.Client, probe client.Object) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := AdmitsWithFinalizer(ctx, c, probe)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("admission does not set the finalizer a minute after the install: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }

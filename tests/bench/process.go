@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
-	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/testenv"
 )
 
@@ -112,10 +111,7 @@ func startOperatorProcess(ctx context.Context, opts processOptions, c client.Cli
 		probe.Name, probe.Spec.Hosts = "webhook-probe", []apiv2.Host{"webhook-probe.example.com"}
 		var last error
 		if err := p.waitUnlessExited(ctx, time.Minute, func() bool {
-			attempt := probe.DeepCopy()
-			if last = c.Create(ctx, attempt, client.DryRunAll); last == nil && !slices.Contains(attempt.Finalizers, ownership.Finalizer) {
-				last = fmt.Errorf("admitted with finalizers %v, without the operator's", attempt.Finalizers)
-			}
+			last = testenv.AdmitsWithFinalizer(ctx, c, probe)
 			return last == nil
 		}); err != nil {
 			p.stop()
