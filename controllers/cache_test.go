@@ -1,6 +1,8 @@
 package controllers_test
 
 import (
+	"encoding/json"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -16,6 +18,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/index"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/slim"
 )
 
@@ -81,6 +84,39 @@ var _ = Describe("The operator's cache", func() {
 			Containers: []corev1.Container{{Name: meshconfig.SidecarContainer}},
 		}), "other containers, images, commands, env values and the rest of the spec stay out of memory")
 		Expect(cached.Status).To(Equal(corev1.PodStatus{Phase: live.Status.Phase}), "of the status only the phase: a finished Pod leaves the sidecar check")
+	})
+
+	It("keeps no copy of what kubectl applied in APIRules and Services, while the live objects keep theirs through the operator's writes", func() {
+		// As client-side kubectl apply sends them: the annotation holds what was applied.
+		lastApplied := func(obj client.Object) map[string]string {
+			raw, err := json.Marshal(obj)
+			Expect(err).NotTo(HaveOccurred())
+			return map[string]string{corev1.LastAppliedConfigAnnotation: string(raw), "example.com/note": "kept"}
+		}
+		svc := fixtures.Service(namespace, "applied", 8000)
+		svc.Annotations = lastApplied(svc)
+		Expect(k8s.Create(ctx, svc)).To(Succeed())
+		Expect(k8s.Create(ctx, fixtures.SidecarPod(namespace, "applied-0", "applied"))).To(Succeed())
+		rule := newAPIRule(namespace, "applied", "applied", noAuth("/*", "GET"))
+		rule.Annotations = lastApplied(rule)
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		// Ready: the operator has patched in its finalizer (no admission here) and the status.
+		expectReady(keyOf(rule))
+
+		live := &apiv2.APIRule{}
+		Expect(k8s.Get(ctx, keyOf(rule), live)).To(Succeed())
+		Expect(live.Finalizers).To(ContainElement(ownership.Finalizer))
+		Expect(live.Annotations).To(Equal(rule.Annotations), "the operator's patches leave the annotations alone")
+		want := map[string]string{"example.com/note": "kept"}
+		Eventually(func(g Gomega) {
+			cached := &apiv2.APIRule{}
+			g.Expect(running.mgr.GetCache().Get(ctx, keyOf(rule), cached)).To(Succeed())
+			g.Expect(cached.Finalizers).To(ContainElement(ownership.Finalizer))
+			g.Expect(cached.Annotations).To(Equal(want))
+		}, timeout, interval).Should(Succeed())
+		cachedService := &corev1.Service{}
+		fromCache(client.ObjectKeyFromObject(svc), cachedService)
+		Expect(cachedService.Annotations).To(Equal(want))
 	})
 
 	It("keeps each index value once, in the form its lookups use, and finds objects through it", func() {

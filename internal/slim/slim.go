@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
@@ -139,11 +140,25 @@ func RequestAuthentication(obj any) (any, error) {
 
 // Default is the transform of every object that has none of its own: managedFields, a large
 // part of every object that the operator never reads, are dropped, and so are the annotations
-// only the operator's cache may carry (a digest on any other object is not the cache's).
+// only the operator's cache may carry (a digest on any other object is not the cache's). Of
+// APIRules and Services, the kinds whose number grows with the cluster, the annotation in
+// which client-side kubectl apply keeps a whole copy of what it applied is dropped too: the
+// operator never reads it, and it is 200 to 450 bytes of JSON for the APIRules of
+// config/samples, about a tenth of what an APIRule costs in the cache. The operator writes
+// these kinds with patches only, never with an update of what it read, so nothing it writes
+// loses the annotation.
 func Default(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)
 		dropCacheAnnotations(m)
+	}
+	switch obj := obj.(type) {
+	case *apiv2.APIRule, *corev1.Service:
+		m := obj.(metav1.Object)
+		if annotations := m.GetAnnotations(); annotations[corev1.LastAppliedConfigAnnotation] != "" {
+			delete(annotations, corev1.LastAppliedConfigAnnotation)
+			m.SetAnnotations(annotations)
+		}
 	}
 	return obj, nil
 }

@@ -8,9 +8,11 @@ import (
 	securityv1 "istio.io/api/security/v1"
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
@@ -181,5 +183,32 @@ func TestPoliciesKeepTheDigestsOfStateAndRules(t *testing.T) {
 	slimRA := out.(*securityclientv1.RequestAuthentication)
 	if slimRA.Spec.JwtRules != nil || len(slimRA.Annotations) != 1 || slimRA.Annotations[apply.StateDigestAnnotation] == "" {
 		t.Errorf("a RequestAuthentication keeps more than the digest of its state: %+v", slimRA)
+	}
+}
+
+// The copy client-side kubectl apply keeps of an applied APIRule or Service stays out of the
+// cache; other annotations stay, and so does the copy on kinds that do not grow with the
+// cluster.
+func TestDefaultDropsKubectlsCopyOfAppliedAPIRulesAndServices(t *testing.T) {
+	applied := func() map[string]string {
+		return map[string]string{corev1.LastAppliedConfigAnnotation: `{"apiVersion":"v1"}`, "note": "x"}
+	}
+	for _, obj := range []metav1.Object{
+		&apiv2.APIRule{ObjectMeta: metav1.ObjectMeta{Name: "orders", Annotations: applied()}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "orders", Annotations: applied()}},
+	} {
+		if _, err := Default(obj); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]string{"note": "x"}; !cmp.Equal(obj.GetAnnotations(), want) {
+			t.Errorf("%T keeps annotations %v, want %v", obj, obj.GetAnnotations(), want)
+		}
+	}
+	mesh := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "mesh", Annotations: applied()}}
+	if _, err := Default(mesh); err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(mesh.GetAnnotations(), applied()) {
+		t.Errorf("a ConfigMap's annotations changed to %v", mesh.GetAnnotations())
 	}
 }
