@@ -66,14 +66,7 @@ func (w *warningRecorder) during(f func()) []string {
 	return slices.Clone(w.seen)
 }
 
-func TestMain(m *testing.M) {
-	code, err := run(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, run) }
 
 func run(m *testing.M) (int, error) {
 	root, err := testenv.RepoRoot()
