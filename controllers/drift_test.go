@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -142,6 +143,43 @@ var _ = Describe("Generated objects are exactly what the translator computed", f
 			sameSpec(g, &current.Spec, want)
 		}, timeout, interval).Should(Succeed())
 		expectNoWriteOnResync(namespace, "audited")
+	})
+
+	It("removes a field its Istio types do not know, which a newer CRD accepts, from a generated AuthorizationPolicy", func() {
+		// A cluster's Istio CRDs may be newer than the operator's istio.io/api: here the CRD
+		// learns a field the operator's types do not have, and whose meaning it cannot know.
+		widenSpec("authorizationpolicies.security.istio.io", "futureMode")
+		key := createReady(namespace, "future", noAuth("/*", "GET"))
+		_, ap := children(key)
+		Expect(ap).To(HaveLen(1))
+		edited := &unstructured.Unstructured{}
+		edited.SetGroupVersionKind(securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"))
+		edited.SetNamespace(ap[0].Namespace)
+		edited.SetName(ap[0].Name)
+		edit := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"futureMode":"OFF"}}`))
+		// Right after the CRD changed the API server may still prune the field.
+		Eventually(func(g Gomega) {
+			tried := edited.DeepCopy()
+			g.Expect(k8s.Patch(ctx, tried, edit, client.DryRunAll)).To(Succeed())
+			mode, _, _ := unstructured.NestedString(tried.Object, "spec", "futureMode")
+			g.Expect(mode).To(Equal("OFF"))
+		}, timeout, interval).Should(Succeed())
+		// In a cluster the CRD changes long before anyone edits a policy, and the operator's
+		// watches have begun since; watches begun before the change are served by the old
+		// schema, which prunes the field. So the operator starts again here.
+		running.stop()
+		running = startOperator()
+		Expect(k8s.Patch(ctx, edited, edit, client.FieldOwner("hand-edit"))).To(Succeed())
+		mode, _, _ := unstructured.NestedString(edited.Object, "spec", "futureMode")
+		Expect(mode).To(Equal("OFF"), "the edit must have landed")
+
+		Eventually(func(g Gomega) {
+			current := edited.DeepCopy()
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(edited), current)).To(Succeed())
+			_, found, _ := unstructured.NestedFieldNoCopy(current.Object, "spec", "futureMode")
+			g.Expect(found).To(BeFalse(), "the stored policy keeps a field the operator never set")
+		}, timeout, interval).Should(Succeed())
+		expectNoWriteOnResync(namespace, "future")
 	})
 
 	It("removes an exportTo another manager applied to the generated VirtualService", func() {
@@ -270,3 +308,30 @@ var _ = Describe("Generated objects are exactly what the translator computed", f
 		Expect(current.Annotations).To(HaveKeyWithValue("raced", "true"), "the other write is kept")
 	})
 })
+
+// widenSpec adds to every version of the CRD's schema an optional string field of spec, as a
+// newer release of the CRD could, and takes it out again after the test.
+func widenSpec(crdName, field string) {
+	crd := &unstructured.Unstructured{}
+	crd.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
+	change := func(add bool) {
+		ExpectWithOffset(2, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := k8s.Get(ctx, client.ObjectKey{Name: crdName}, crd); err != nil {
+				return err
+			}
+			versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+			for _, v := range versions {
+				path := []string{"schema", "openAPIV3Schema", "properties", "spec", "properties", field}
+				if add {
+					_ = unstructured.SetNestedField(v.(map[string]any), map[string]any{"type": "string"}, path...)
+				} else {
+					unstructured.RemoveNestedField(v.(map[string]any), path...)
+				}
+			}
+			_ = unstructured.SetNestedSlice(crd.Object, versions, "spec", "versions")
+			return k8s.Update(ctx, crd)
+		})).To(Succeed())
+	}
+	change(true)
+	DeferCleanup(func() { change(false) })
+}

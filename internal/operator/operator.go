@@ -12,9 +12,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -130,6 +132,10 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err := opts.Webhook.Validate(); err != nil {
 		return nil, err
 	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	webhookServer, err := newWebhookServer(cfg, scheme, opts.Webhook)
 	if err != nil {
 		return nil, err
@@ -142,6 +148,12 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			// annotations. A ByObject Transform replaces this default: the slim transforms
 			// drop both too.
 			DefaultTransform: slim.Default,
+			// The generated kinds arrive as stored, so that their state digests cover every
+			// field the API server kept (internal/slim/stored.go).
+			NewInformer: slim.StoredStateInformer(dyn, map[schema.GroupVersionKind]labels.Selector{
+				securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"):   generated.Label,
+				securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"): generated.Label,
+			}),
 			ByObject: map[client.Object]cache.ByObject{
 				// All VirtualServices are cached, for host conflicts; those the operator does not
 				// manage only as hosts and gateways.

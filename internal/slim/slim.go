@@ -82,21 +82,28 @@ func VirtualService(obj any) (any, error) {
 	if err := keepOwnState(vs, &slim.ObjectMeta, networkingclientv1.SchemeGroupVersion.WithKind("VirtualService")); err != nil {
 		return whole(vs, err)
 	}
-	// One route holds every destination host once: what the checks and indexes read is the
-	// set of Services the routes send to, and a route is a large struct.
-	destinations := &networkingv1.HTTPRoute{}
+	var hosts []string
 	for _, route := range vs.Spec.Http {
 		for _, d := range route.Route {
-			host := d.GetDestination().GetHost()
-			if !slices.ContainsFunc(destinations.Route, func(kept *networkingv1.HTTPRouteDestination) bool { return kept.Destination.Host == host }) {
-				destinations.Route = append(destinations.Route, &networkingv1.HTTPRouteDestination{Destination: &networkingv1.Destination{Host: host}})
-			}
+			hosts = append(hosts, d.GetDestination().GetHost())
+		}
+	}
+	keepDestinations(slim, hosts)
+	return routes.add(slim), nil
+}
+
+// keepDestinations keeps in one route every destination host once: what the checks and
+// indexes read is the set of Services the routes send to, and a route is a large struct.
+func keepDestinations(slim *networkingclientv1.VirtualService, hosts []string) {
+	destinations := &networkingv1.HTTPRoute{}
+	for _, host := range hosts {
+		if !slices.ContainsFunc(destinations.Route, func(kept *networkingv1.HTTPRouteDestination) bool { return kept.Destination.Host == host }) {
+			destinations.Route = append(destinations.Route, &networkingv1.HTTPRouteDestination{Destination: &networkingv1.Destination{Host: host}})
 		}
 	}
 	if len(destinations.Route) > 0 {
 		slim.Spec.Http = []*networkingv1.HTTPRoute{destinations}
 	}
-	return routes.add(slim), nil
 }
 
 // RuleDigestsAnnotation holds, on an AuthorizationPolicy in the operator's cache only, the

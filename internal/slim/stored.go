@@ -1,0 +1,279 @@
+package slim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	securityv1 "istio.io/api/security/v1"
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/apirule-operator/apirule-operator/internal/apply"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
+)
+
+// The operator's cache receives VirtualServices, AuthorizationPolicies and
+// RequestAuthentications as the API server stored them, not as Istio's Go types decode them:
+// those decoders drop fields they do not know, so a field that the cluster's (newer) Istio
+// CRDs accept, added to a generated object, would leave the digest of its state unchanged and
+// never be seen as drift. StoredStateInformer lists and watches these kinds unstructured and
+// builds from each map the slim typed object the transforms of this package build from a
+// typed one, with the digest of the state as stored; the reads of the cache stay typed.
+
+// storedKind is one kind the cache receives as stored.
+type storedKind struct {
+	resource schema.GroupVersionResource
+	newList  func() client.ObjectList
+	// fromStored builds the slim object from a stored one; an error leaves the object to the
+	// typed decoding and the kind's transform, as the other kinds are handled.
+	fromStored func(u *unstructured.Unstructured) (client.Object, error)
+	// typed is an empty typed object of the kind.
+	typed func() client.Object
+}
+
+var storedKinds = map[schema.GroupVersionKind]storedKind{
+	networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"): {
+		resource:   networkingclientv1.SchemeGroupVersion.WithResource("virtualservices"),
+		newList:    func() client.ObjectList { return &networkingclientv1.VirtualServiceList{} },
+		fromStored: virtualServiceFromStored,
+		typed:      func() client.Object { return &networkingclientv1.VirtualService{} },
+	},
+	securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"): {
+		resource:   securityclientv1.SchemeGroupVersion.WithResource("authorizationpolicies"),
+		newList:    func() client.ObjectList { return &securityclientv1.AuthorizationPolicyList{} },
+		fromStored: authorizationPolicyFromStored,
+		typed:      func() client.Object { return &securityclientv1.AuthorizationPolicy{} },
+	},
+	securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"): {
+		resource:   securityclientv1.SchemeGroupVersion.WithResource("requestauthentications"),
+		newList:    func() client.ObjectList { return &securityclientv1.RequestAuthenticationList{} },
+		fromStored: requestAuthenticationFromStored,
+		typed:      func() client.Object { return &securityclientv1.RequestAuthentication{} },
+	},
+}
+
+// StoredStateInformer is the cache's NewInformer: for the kinds above it replaces the list
+// and watch with unstructured ones through dyn, restricted by selectors[gvk] as the cache's
+// options restrict the typed ones (nil: every object); other kinds keep theirs.
+func StoredStateInformer(dyn dynamic.Interface, selectors map[schema.GroupVersionKind]labels.Selector) func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer {
+	return func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, indexers toolscache.Indexers) toolscache.SharedIndexInformer {
+		if gvk, ok := typedKind(obj); ok {
+			lw = storedListWatch(dyn.Resource(storedKinds[gvk].resource), storedKinds[gvk], selectors[gvk])
+		}
+		return toolscache.NewSharedIndexInformer(lw, obj, resync, indexers)
+	}
+}
+
+func typedKind(obj runtime.Object) (schema.GroupVersionKind, bool) {
+	var kind string
+	switch obj.(type) {
+	case *networkingclientv1.VirtualService:
+		kind = "VirtualService"
+	case *securityclientv1.AuthorizationPolicy:
+		kind = "AuthorizationPolicy"
+	case *securityclientv1.RequestAuthentication:
+		kind = "RequestAuthentication"
+	default:
+		return schema.GroupVersionKind{}, false
+	}
+	for gvk := range storedKinds {
+		if gvk.Kind == kind {
+			return gvk, true
+		}
+	}
+	return schema.GroupVersionKind{}, false
+}
+
+func storedListWatch(resource dynamic.NamespaceableResourceInterface, kind storedKind, selector labels.Selector) *toolscache.ListWatch {
+	restrict := func(opts *metav1.ListOptions) {
+		if selector != nil {
+			opts.LabelSelector = selector.String()
+		}
+	}
+	return &toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			restrict(&opts)
+			stored, err := resource.List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			list := kind.newList()
+			list.SetResourceVersion(stored.GetResourceVersion())
+			list.SetContinue(stored.GetContinue())
+			list.SetRemainingItemCount(stored.GetRemainingItemCount())
+			items := make([]runtime.Object, 0, len(stored.Items))
+			for i := range stored.Items {
+				obj, err := kind.object(&stored.Items[i])
+				if err != nil {
+					return nil, err
+				}
+				items = append(items, obj)
+			}
+			return list, meta.SetList(list, items)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			restrict(&opts)
+			stored, err := resource.Watch(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return watch.Filter(stored, func(event watch.Event) (watch.Event, bool) {
+				u, ok := event.Object.(*unstructured.Unstructured)
+				if !ok || event.Type == watch.Error {
+					// A Status: the reflector reads it as it is.
+					return event, true
+				}
+				var obj client.Object
+				if event.Type == watch.Bookmark {
+					// A bookmark carries its resourceVersion and, at the end of the initial
+					// events, an annotation that says so.
+					obj = kind.typed()
+					obj.SetResourceVersion(u.GetResourceVersion())
+					obj.SetAnnotations(u.GetAnnotations())
+				} else if obj, err = kind.object(u); err != nil {
+					return watch.Event{Type: watch.Error, Object: &apierrors.NewInternalError(err).ErrStatus}, true
+				}
+				event.Object = obj
+				return event, true
+			}), nil
+		},
+	}
+}
+
+// object builds the slim object from a stored one, or, when that fails, the whole typed
+// object as the typed decoding would, for the kind's transform to handle.
+func (k storedKind) object(u *unstructured.Unstructured) (client.Object, error) {
+	if obj, err := k.fromStored(u); err == nil {
+		return obj, nil
+	}
+	typed := k.typed()
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, typed); err != nil {
+		return nil, fmt.Errorf("decoding %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+	}
+	return typed, nil
+}
+
+// storedMeta is the object metadata of a stored object, and the digest of its state when the
+// operator manages it.
+func storedMeta(u *unstructured.Unstructured) (m metav1.ObjectMeta, digest string, managed bool, err error) {
+	raw, _ := u.Object["metadata"].(map[string]any)
+	// Dropped anyway; the object is the list's or the event's own.
+	delete(raw, "managedFields")
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &m); err != nil {
+		return m, "", false, err
+	}
+	if _, managed = ownership.OwnerFromLabels(m.Labels); !managed {
+		return m, "", false, nil
+	}
+	digest, err = apply.StateDigest(u.Object)
+	return m, digest, true, err
+}
+
+// ownState sets on slim what keepOwnState sets: the owner references and, as the only
+// annotation, the digest of the stored state.
+func ownState(slim *metav1.ObjectMeta, m metav1.ObjectMeta, digest string) {
+	slim.OwnerReferences = m.OwnerReferences
+	slim.Annotations = map[string]string{apply.StateDigestAnnotation: digest}
+}
+
+func virtualServiceFromStored(u *unstructured.Unstructured) (client.Object, error) {
+	m, digest, managed, err := storedMeta(u)
+	if err != nil {
+		return nil, err
+	}
+	vs := &networkingclientv1.VirtualService{ObjectMeta: slimMeta(m)}
+	if vs.Spec.Hosts, _, err = unstructured.NestedStringSlice(u.Object, "spec", "hosts"); err != nil {
+		return nil, err
+	}
+	if vs.Spec.Gateways, _, err = unstructured.NestedStringSlice(u.Object, "spec", "gateways"); err != nil {
+		return nil, err
+	}
+	if !managed {
+		return vs, nil
+	}
+	ownState(&vs.ObjectMeta, m, digest)
+	http, _, err := unstructured.NestedSlice(u.Object, "spec", "http")
+	if err != nil {
+		return nil, err
+	}
+	var hosts []string
+	for _, route := range http {
+		destinations, _, err := unstructured.NestedSlice(asMap(route), "route")
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range destinations {
+			host, _, err := unstructured.NestedString(asMap(d), "destination", "host")
+			if err != nil {
+				return nil, err
+			}
+			hosts = append(hosts, host)
+		}
+	}
+	keepDestinations(vs, hosts)
+	return routes.add(vs), nil
+}
+
+func authorizationPolicyFromStored(u *unstructured.Unstructured) (client.Object, error) {
+	m, digest, managed, err := storedMeta(u)
+	switch {
+	case err != nil:
+		return nil, err
+	case !managed:
+		// Only the operator's own are cached; anything else goes the typed way.
+		return nil, errNotOwn
+	}
+	ap := &securityclientv1.AuthorizationPolicy{ObjectMeta: slimMeta(m)}
+	ownState(&ap.ObjectMeta, m, digest)
+	// The rules' digests are those of the rules as Istio's types read them, as the desired
+	// policy's are computed (RuleDigests).
+	raw, err := json.Marshal(u.Object["spec"])
+	if err != nil {
+		return nil, err
+	}
+	spec := &securityv1.AuthorizationPolicy{}
+	if err := spec.UnmarshalJSON(raw); err != nil {
+		return nil, err
+	}
+	digests, err := ruleDigests(spec.Rules)
+	if err != nil {
+		return nil, err
+	}
+	ap.Annotations[RuleDigestsAnnotation] = strings.Join(digests, ",")
+	return policies.add(ap), nil
+}
+
+func requestAuthenticationFromStored(u *unstructured.Unstructured) (client.Object, error) {
+	m, digest, managed, err := storedMeta(u)
+	switch {
+	case err != nil:
+		return nil, err
+	case !managed:
+		return nil, errNotOwn
+	}
+	ra := &securityclientv1.RequestAuthentication{ObjectMeta: slimMeta(m)}
+	ownState(&ra.ObjectMeta, m, digest)
+	return authentications.add(ra), nil
+}
+
+var errNotOwn = errors.New("not one of the operator's objects")
+
+func asMap(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}

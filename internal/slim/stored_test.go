@@ -1,0 +1,112 @@
+package slim
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+	securityv1 "istio.io/api/security/v1"
+	typev1beta1 "istio.io/api/type/v1beta1"
+	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/apirule-operator/apirule-operator/internal/apply"
+	"github.com/apirule-operator/apirule-operator/internal/manifest"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
+)
+
+// stored is an object as the API server stores what the operator sent: its unstructured form.
+func stored(t *testing.T, obj client.Object) *unstructured.Unstructured {
+	t.Helper()
+	u, err := manifest.ToUnstructured(obj.DeepCopyObject().(client.Object))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func storedPolicy() *securityclientv1.AuthorizationPolicy {
+	labels := ownership.Labels(types.NamespacedName{Namespace: "team", Name: "orders"})
+	ap := &securityclientv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "orders-authz", UID: "p1",
+		ResourceVersion: "9", Labels: labels, ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "apirule-operator"}}}}
+	ap.Spec.Selector = &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "orders"}}
+	for _, p := range []string{"/a", "/b"} {
+		ap.Spec.Rules = append(ap.Spec.Rules, &securityv1.Rule{To: []*securityv1.Rule_To{{Operation: &securityv1.Operation{Paths: []string{p}, Methods: []string{"GET"}}}}})
+	}
+	ap.SetGroupVersionKind(securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"))
+	return ap
+}
+
+// From what the API server stored of what the operator sent, the cache builds exactly what
+// the typed transforms build from the typed object: the same identity, owner, hosts,
+// gateways and destinations, and the same digests of state and rules. A difference would make
+// every child look changed.
+func TestStoredObjectsSlimAsTypedOnes(t *testing.T) {
+	managed := route(ownership.Labels(types.NamespacedName{Namespace: "team", Name: "orders"}))
+	managed.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"))
+	foreign := route(map[string]string{"app": "other"})
+	foreign.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"))
+	authentication := &securityclientv1.RequestAuthentication{ObjectMeta: managed.ObjectMeta}
+	authentication.Spec.JwtRules = []*securityv1.JWTRule{{Issuer: "https://idp.example.com", JwksUri: "https://idp.example.com/jwks"}}
+	authentication.SetGroupVersionKind(securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"))
+	for name, c := range map[string]struct {
+		obj        client.Object
+		typed      func(any) (any, error)
+		fromStored func(*unstructured.Unstructured) (client.Object, error)
+	}{
+		"the operator's VirtualService": {managed, VirtualService, virtualServiceFromStored},
+		"another VirtualService":        {foreign, VirtualService, virtualServiceFromStored},
+		"an AuthorizationPolicy":        {storedPolicy(), AuthorizationPolicy, authorizationPolicyFromStored},
+		"a RequestAuthentication":       {authentication, RequestAuthentication, requestAuthenticationFromStored},
+	} {
+		t.Run(name, func(t *testing.T) {
+			want, err := c.typed(c.obj.DeepCopyObject())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.fromStored(stored(t, c.obj))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantObj := want.(client.Object)
+			// The typed transform keeps the apiVersion and kind it was given; the cache sets
+			// them on what it returns either way.
+			wantObj.GetObjectKind().SetGroupVersionKind(got.GetObjectKind().GroupVersionKind())
+			if diff := cmp.Diff(wantObj, got, protocmp.Transform()); diff != "" {
+				t.Errorf("built from the stored object (+) differs from the typed transform's (-):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A field Istio's types do not know, which a newer CRD lets the API server store, changes the
+// digest of the stored state; the typed transform cannot see it.
+func TestAFieldTheTypesDoNotKnowChangesTheStoredDigest(t *testing.T) {
+	policy := storedPolicy()
+	plain, err := authorizationPolicyFromStored(stored(t, policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	widened := stored(t, policy)
+	if err := unstructured.SetNestedField(widened.Object, "OFF", "spec", "futureMode"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := authorizationPolicyFromStored(widened)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetAnnotations()[apply.StateDigestAnnotation] == plain.GetAnnotations()[apply.StateDigestAnnotation] {
+		t.Error("the stored digest ignores spec.futureMode")
+	}
+	typed, err := AuthorizationPolicy(policy.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typed.(client.Object).GetAnnotations()[apply.StateDigestAnnotation] != plain.GetAnnotations()[apply.StateDigestAnnotation] {
+		t.Error("the stored and the typed digest of the same policy differ")
+	}
+}
