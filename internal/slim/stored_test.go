@@ -1,6 +1,7 @@
 package slim
 
 import (
+	"context"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -11,7 +12,10 @@ import (
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/apirule-operator/apirule-operator/internal/apply"
@@ -108,5 +112,36 @@ func TestAFieldTheTypesDoNotKnowChangesTheStoredDigest(t *testing.T) {
 	}
 	if typed.(client.Object).GetAnnotations()[apply.StateDigestAnnotation] != plain.GetAnnotations()[apply.StateDigestAnnotation] {
 		t.Error("the stored and the typed digest of the same policy differ")
+	}
+}
+
+// The list the informer starts from holds the slim typed objects, with the list's
+// resourceVersion, whether the reflector lists or watches first.
+func TestStoredListHoldsSlimTypedObjects(t *testing.T) {
+	policy := storedPolicy()
+	u := stored(t, policy)
+	u.SetResourceVersion("9")
+	scheme := runtime.NewScheme()
+	kinds := map[schema.GroupVersionResource]string{storedKinds[policy.GroupVersionKind()].resource: "AuthorizationPolicyList"}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, kinds, u)
+	kind := storedKinds[policy.GroupVersionKind()]
+	lw := storedListWatch(dyn.Resource(kind.resource), kind, nil)
+	out, err := lw.ListWithContext(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, ok := out.(*securityclientv1.AuthorizationPolicyList)
+	if !ok || len(list.Items) != 1 {
+		t.Fatalf("listed %T %+v, want one AuthorizationPolicy", out, out)
+	}
+	want, err := AuthorizationPolicy(policy.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := list.Items[0]
+	if got.Name != policy.Name || got.Spec.Rules != nil ||
+		got.Annotations[apply.StateDigestAnnotation] != want.(client.Object).GetAnnotations()[apply.StateDigestAnnotation] ||
+		got.Annotations[RuleDigestsAnnotation] != want.(client.Object).GetAnnotations()[RuleDigestsAnnotation] {
+		t.Errorf("listed %+v, want the slim policy %+v", got, want)
 	}
 }
