@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -140,6 +139,26 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	byObject := map[client.Object]cache.ByObject{
+		// All VirtualServices are cached, for host conflicts; those the operator does not
+		// manage only as hosts and gateways.
+		&networkingclientv1.VirtualService{}:      {Transform: slim.VirtualService},
+		&securityclientv1.AuthorizationPolicy{}:   {Label: generated.Label, Transform: slim.AuthorizationPolicy},
+		&securityclientv1.RequestAuthentication{}: {Label: generated.Label, Transform: slim.RequestAuthentication},
+		&corev1.ConfigMap{}:                       meshConfig,
+		// Secrets only for their certificates: keys and other values are dropped as each
+		// Secret arrives, before it enters the cache (the API server sends them whole).
+		&corev1.Secret{}: {Transform: slim.Secret},
+		// Pods only for the sidecar and trusted-proxy checks: a cluster's Pod specs (images,
+		// env values, volumes) would be most of the cache.
+		&corev1.Pod{}: {Transform: slim.Pod},
+	}
+	// The generated kinds arrive as stored, so that their state digests cover every field the
+	// API server kept (internal/slim/stored.go), restricted by the same options.
+	storedState, err := slim.StoredStateInformer(dyn, byObject)
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme,
 		Cache: cache.Options{
@@ -148,26 +167,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			// annotations. A ByObject Transform replaces this default: the slim transforms
 			// drop both too.
 			DefaultTransform: slim.Default,
-			// The generated kinds arrive as stored, so that their state digests cover every
-			// field the API server kept (internal/slim/stored.go).
-			NewInformer: slim.StoredStateInformer(dyn, map[schema.GroupVersionKind]labels.Selector{
-				securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"):   generated.Label,
-				securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"): generated.Label,
-			}),
-			ByObject: map[client.Object]cache.ByObject{
-				// All VirtualServices are cached, for host conflicts; those the operator does not
-				// manage only as hosts and gateways.
-				&networkingclientv1.VirtualService{}:      {Transform: slim.VirtualService},
-				&securityclientv1.AuthorizationPolicy{}:   {Label: generated.Label, Transform: slim.AuthorizationPolicy},
-				&securityclientv1.RequestAuthentication{}: {Label: generated.Label, Transform: slim.RequestAuthentication},
-				&corev1.ConfigMap{}:                       meshConfig,
-				// Secrets only for their certificates: keys and other values are dropped as each
-				// Secret arrives, before it enters the cache (the API server sends them whole).
-				&corev1.Secret{}: {Transform: slim.Secret},
-				// Pods only for the sidecar and trusted-proxy checks: a cluster's Pod specs (images,
-				// env values, volumes) would be most of the cache.
-				&corev1.Pod{}: {Transform: slim.Pod},
-			},
+			NewInformer:      storedState,
+			ByObject:         byObject,
 		},
 		Metrics:                 metricsOptions(opts),
 		HealthProbeBindAddress:  opts.HealthProbeAddress,

@@ -21,7 +21,9 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
@@ -68,15 +70,27 @@ var storedKinds = map[schema.GroupVersionKind]storedKind{
 }
 
 // StoredStateInformer is the cache's NewInformer: for the kinds above it replaces the list
-// and watch with unstructured ones through dyn, restricted by selectors[gvk] as the cache's
-// options restrict the typed ones (nil: every object); other kinds keep theirs.
-func StoredStateInformer(dyn dynamic.Interface, selectors map[schema.GroupVersionKind]labels.Selector) func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer {
+// and watch with unstructured ones through dyn, restricted by the label selector of the
+// kind's entry in the cache's byObject options (none: every object); other kinds keep theirs.
+// It refuses options it would not apply: a namespace or field restriction of these kinds.
+func StoredStateInformer(dyn dynamic.Interface, byObject map[client.Object]cache.ByObject) (func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer, error) {
+	selectors := map[schema.GroupVersionKind]labels.Selector{}
+	for obj, opts := range byObject {
+		gvk, stored := typedKind(obj)
+		if !stored {
+			continue
+		}
+		if len(opts.Namespaces) > 0 || opts.Field != nil {
+			return nil, fmt.Errorf("the cache restricts %s by namespace or field, which its stored-state list and watch do not apply", gvk.Kind)
+		}
+		selectors[gvk] = opts.Label
+	}
 	return func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, indexers toolscache.Indexers) toolscache.SharedIndexInformer {
 		if gvk, ok := typedKind(obj); ok {
 			lw = storedListWatch(dyn.Resource(storedKinds[gvk].resource), storedKinds[gvk], selectors[gvk])
 		}
 		return toolscache.NewSharedIndexInformer(lw, obj, resync, indexers)
-	}
+	}, nil
 }
 
 func typedKind(obj runtime.Object) (schema.GroupVersionKind, bool) {
@@ -139,6 +153,7 @@ func storedListWatch(resource dynamic.NamespaceableResourceInterface, kind store
 					return event, true
 				}
 				var obj client.Object
+				var err error
 				if event.Type == watch.Bookmark {
 					// A bookmark carries its resourceVersion and, at the end of the initial
 					// events, an annotation that says so.
@@ -158,8 +173,13 @@ func storedListWatch(resource dynamic.NamespaceableResourceInterface, kind store
 // object builds the slim object from a stored one, or, when that fails, the whole typed
 // object as the typed decoding would, for the kind's transform to handle.
 func (k storedKind) object(u *unstructured.Unstructured) (client.Object, error) {
-	if obj, err := k.fromStored(u); err == nil {
+	obj, err := k.fromStored(u)
+	if err == nil {
 		return obj, nil
+	}
+	if !errors.Is(err, errNotOwn) {
+		log.Log.WithName("cache").Error(err, "reading a stored object the typed way: its digest covers only the fields Istio's types know",
+			"kind", u.GetKind(), "namespace", u.GetNamespace(), "name", u.GetName())
 	}
 	typed := k.typed()
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, typed); err != nil {

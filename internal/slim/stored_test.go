@@ -12,10 +12,13 @@ import (
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/apirule-operator/apirule-operator/internal/apply"
@@ -115,8 +118,7 @@ func TestAFieldTheTypesDoNotKnowChangesTheStoredDigest(t *testing.T) {
 	}
 }
 
-// The list the informer starts from holds the slim typed objects, with the list's
-// resourceVersion, whether the reflector lists or watches first.
+// A list of a stored kind holds the slim typed objects built from what was stored.
 func TestStoredListHoldsSlimTypedObjects(t *testing.T) {
 	policy := storedPolicy()
 	u := stored(t, policy)
@@ -143,5 +145,23 @@ func TestStoredListHoldsSlimTypedObjects(t *testing.T) {
 		got.Annotations[apply.StateDigestAnnotation] != want.(client.Object).GetAnnotations()[apply.StateDigestAnnotation] ||
 		got.Annotations[RuleDigestsAnnotation] != want.(client.Object).GetAnnotations()[RuleDigestsAnnotation] {
 		t.Errorf("listed %+v, want the slim policy %+v", got, want)
+	}
+}
+
+// Restrictions the stored-state list and watch would not apply are refused, not ignored.
+func TestStoredStateInformerRefusesRestrictionsItWouldIgnore(t *testing.T) {
+	dyn := dynamicfake.NewSimpleDynamicClient(runtime.NewScheme())
+	if _, err := StoredStateInformer(dyn, map[client.Object]cache.ByObject{
+		&securityclientv1.AuthorizationPolicy{}: {Label: labels.Everything()},
+	}); err != nil {
+		t.Errorf("a label selector refused: %v", err)
+	}
+	for name, opts := range map[string]cache.ByObject{
+		"a field selector": {Field: fields.OneTermEqualSelector("metadata.name", "x")},
+		"namespaces":       {Namespaces: map[string]cache.Config{"team": {}}},
+	} {
+		if _, err := StoredStateInformer(dyn, map[client.Object]cache.ByObject{&securityclientv1.AuthorizationPolicy{}: opts}); err == nil {
+			t.Errorf("%s accepted", name)
+		}
 	}
 }
