@@ -205,9 +205,15 @@ func keepOwnState(obj client.Object, slim *metav1.ObjectMeta, gvk schema.GroupVe
 	if err != nil {
 		return err
 	}
-	slim.OwnerReferences = obj.GetOwnerReferences()
-	slim.Annotations = map[string]string{apply.StateDigestAnnotation: digest}
+	ownState(slim, obj.GetOwnerReferences(), digest)
 	return nil
+}
+
+// ownState keeps on the slim metadata of one of the operator's objects its owner references
+// and, as the only annotation, the digest of its state.
+func ownState(slim *metav1.ObjectMeta, owners []metav1.OwnerReference, digest string) {
+	slim.OwnerReferences = owners
+	slim.Annotations = map[string]string{apply.StateDigestAnnotation: digest}
 }
 
 // RuleDigests are the digests of the policy's rules, in order: those the cache keeps for it

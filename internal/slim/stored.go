@@ -204,11 +204,19 @@ func storedMeta(u *unstructured.Unstructured) (m metav1.ObjectMeta, digest strin
 	return m, digest, true, err
 }
 
-// ownState sets on slim what keepOwnState sets: the owner references and, as the only
-// annotation, the digest of the stored state.
-func ownState(slim *metav1.ObjectMeta, m metav1.ObjectMeta, digest string) {
-	slim.OwnerReferences = m.OwnerReferences
-	slim.Annotations = map[string]string{apply.StateDigestAnnotation: digest}
+// ownStoredMeta is the slim metadata of one of the operator's own stored objects, with its
+// owner references and state digest; errNotOwn for another's.
+func ownStoredMeta(u *unstructured.Unstructured) (metav1.ObjectMeta, error) {
+	m, digest, managed, err := storedMeta(u)
+	switch {
+	case err != nil:
+		return metav1.ObjectMeta{}, err
+	case !managed:
+		return metav1.ObjectMeta{}, errNotOwn
+	}
+	slim := slimMeta(m)
+	ownState(&slim, m.OwnerReferences, digest)
+	return slim, nil
 }
 
 func virtualServiceFromStored(u *unstructured.Unstructured) (client.Object, error) {
@@ -226,7 +234,7 @@ func virtualServiceFromStored(u *unstructured.Unstructured) (client.Object, erro
 	if !managed {
 		return vs, nil
 	}
-	ownState(&vs.ObjectMeta, m, digest)
+	ownState(&vs.ObjectMeta, m.OwnerReferences, digest)
 	http, _, err := unstructured.NestedSlice(u.Object, "spec", "http")
 	if err != nil {
 		return nil, err
@@ -250,16 +258,12 @@ func virtualServiceFromStored(u *unstructured.Unstructured) (client.Object, erro
 }
 
 func authorizationPolicyFromStored(u *unstructured.Unstructured) (client.Object, error) {
-	m, digest, managed, err := storedMeta(u)
-	switch {
-	case err != nil:
+	// Only the operator's own are cached; anything else goes the typed way.
+	m, err := ownStoredMeta(u)
+	if err != nil {
 		return nil, err
-	case !managed:
-		// Only the operator's own are cached; anything else goes the typed way.
-		return nil, errNotOwn
 	}
-	ap := &securityclientv1.AuthorizationPolicy{ObjectMeta: slimMeta(m)}
-	ownState(&ap.ObjectMeta, m, digest)
+	ap := &securityclientv1.AuthorizationPolicy{ObjectMeta: m}
 	// The rules' digests are those of the rules as Istio's types read them, as the desired
 	// policy's are computed (RuleDigests).
 	raw, err := json.Marshal(u.Object["spec"])
@@ -279,16 +283,11 @@ func authorizationPolicyFromStored(u *unstructured.Unstructured) (client.Object,
 }
 
 func requestAuthenticationFromStored(u *unstructured.Unstructured) (client.Object, error) {
-	m, digest, managed, err := storedMeta(u)
-	switch {
-	case err != nil:
+	m, err := ownStoredMeta(u)
+	if err != nil {
 		return nil, err
-	case !managed:
-		return nil, errNotOwn
 	}
-	ra := &securityclientv1.RequestAuthentication{ObjectMeta: slimMeta(m)}
-	ownState(&ra.ObjectMeta, m, digest)
-	return authentications.add(ra), nil
+	return authentications.add(&securityclientv1.RequestAuthentication{ObjectMeta: m}), nil
 }
 
 var errNotOwn = errors.New("not one of the operator's objects")
