@@ -152,6 +152,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		// Pods only for the sidecar and trusted-proxy checks: a cluster's Pod specs (images,
 		// env values, volumes) would be most of the cache.
 		&corev1.Pod{}: {Transform: slim.Pod},
+		// Services only for their selectors and port numbers: there is one for every workload.
+		&corev1.Service{}: {Transform: slim.Service},
 	}
 	// The generated kinds arrive as stored, so that their state digests cover every field the
 	// API server kept (internal/slim/stored.go), restricted by the same options.

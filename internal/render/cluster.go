@@ -95,7 +95,8 @@ func LoadCluster(ctx context.Context, reader client.Reader, mapper meta.RESTMapp
 			return nil, err
 		}
 		for i := range services.Items {
-			b.Objects = append(b.Objects, forStore(&services.Items[i]))
+			slim, _ := slim.Service(&services.Items[i])
+			b.Objects = append(b.Objects, forStore(slim.(client.Object)))
 		}
 		pods := &corev1.PodList{}
 		if err := list(ctx, reader, pods, "Pods", "", client.InNamespace(ns)); err != nil {

@@ -1,5 +1,5 @@
 // Package slim holds the transforms that keep in the operator's cache only what it reads:
-// Pods, Secrets and VirtualServices of the whole cluster would otherwise be most of its
+// Pods, Services, Secrets and VirtualServices of the whole cluster would otherwise be most of its
 // memory, Secret values other than certificates must never enter it, and of the objects the
 // operator generates it keeps what the checks read and the digest of their state, which the
 // applier compares with the desired state. apirulectl's live mode reads a cluster through the
@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -147,26 +148,29 @@ func RequestAuthentication(obj any) (any, error) {
 
 // Default is the transform of every object that has none of its own: managedFields, a large
 // part of every object that the operator never reads, are dropped, and so are the annotations
-// only the operator's cache may carry (a digest on any other object is not the cache's). Of
-// APIRules and Services, the kinds whose number grows with the cluster, the annotation in
-// which client-side kubectl apply keeps a whole copy of what it applied is dropped too: the
-// operator never reads it, and it is 200 to 450 bytes of JSON for the APIRules of
-// config/samples, about a tenth of what an APIRule costs in the cache. The operator writes
-// these kinds with patches only, never with an update of what it read, so nothing it writes
-// loses the annotation.
+// only the operator's cache may carry (a digest on any other object is not the cache's); the
+// strings many objects share are kept once (intern.go). Of APIRules, the kind whose number
+// grows with the cluster, the annotation in which client-side kubectl apply keeps a whole copy
+// of what it applied is dropped too: the operator never reads it, and it is 200 to 450 bytes
+// of JSON for the APIRules of config/samples, about a tenth of what an APIRule costs in the
+// cache. The operator writes APIRules with patches only, never with an update of what it
+// read, so nothing it writes loses the annotation.
 func Default(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-		dropCacheAnnotations(m)
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return obj, nil
 	}
-	switch obj := obj.(type) {
-	case *apiv2.APIRule, *corev1.Service:
-		m := obj.(metav1.Object)
+	m.SetManagedFields(nil)
+	dropCacheAnnotations(m)
+	if rule, ok := obj.(*apiv2.APIRule); ok {
 		if annotations := m.GetAnnotations(); annotations[corev1.LastAppliedConfigAnnotation] != "" {
 			delete(annotations, corev1.LastAppliedConfigAnnotation)
 			m.SetAnnotations(annotations)
 		}
+		sharedStrings.internFields(reflect.ValueOf(&rule.Spec).Elem())
+		sharedStrings.internFields(reflect.ValueOf(&rule.Status).Elem())
 	}
+	sharedStrings.internMeta(m)
 	return obj, nil
 }
 
@@ -212,6 +216,9 @@ func keepOwnState(obj client.Object, slim *metav1.ObjectMeta, gvk schema.GroupVe
 // ownState keeps on the slim metadata of one of the operator's objects its owner references
 // and, as the only annotation, the digest of its state.
 func ownState(slim *metav1.ObjectMeta, owners []metav1.OwnerReference, digest string) {
+	for i := range owners {
+		sharedStrings.internOwner(&owners[i])
+	}
 	slim.OwnerReferences = owners
 	slim.Annotations = map[string]string{apply.StateDigestAnnotation: digest}
 }
@@ -266,10 +273,37 @@ func Pod(obj any) (any, error) {
 func sidecarOnly(containers []corev1.Container) []corev1.Container {
 	for _, c := range containers {
 		if c.Name == meshconfig.SidecarContainer {
-			return []corev1.Container{{Name: c.Name}}
+			return sidecarContainer
 		}
 	}
 	return nil
+}
+
+// sidecarContainer is the one container a slim Pod keeps, shared by every cached Pod (a
+// container is over 600 bytes): the cache's objects are never changed in place, and every read
+// of the cache returns a copy.
+var sidecarContainer = []corev1.Container{{Name: meshconfig.SidecarContainer}}
+
+// Service keeps in the cache what the operator reads of a Service: its selector (the Pods it
+// sends to, and so the workload its policies select) and its port numbers (an APIRule's port
+// must be one of them). Addresses, IP families, port names and protocols, target ports and
+// annotations stay out of memory.
+func Service(obj any) (any, error) {
+	svc, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil
+	}
+	slim := &corev1.Service{ObjectMeta: slimMeta(svc.ObjectMeta)}
+	if svc.Spec.Selector != nil {
+		slim.Spec.Selector = sharedStrings.internMap(svc.Spec.Selector)
+	}
+	if len(svc.Spec.Ports) > 0 {
+		slim.Spec.Ports = make([]corev1.ServicePort, len(svc.Spec.Ports))
+		for i, port := range svc.Spec.Ports {
+			slim.Spec.Ports[i] = corev1.ServicePort{Port: port.Port}
+		}
+	}
+	return slim, nil
 }
 
 // Secret keeps in the cache only the certificates of a Secret, never a key or other
@@ -298,10 +332,15 @@ func Secret(obj any) (any, error) {
 // notCached stands for a Secret value that is not kept in the cache.
 var notCached = []byte("(not a certificate: not cached by apirule-operator)")
 
-// slimMeta keeps the metadata a cached object needs: identity, labels and lifecycle.
+// slimMeta keeps the metadata a cached object needs: identity, labels and lifecycle, with the
+// strings other objects share kept once (intern.go).
 func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
-	return metav1.ObjectMeta{
-		Name: m.Name, Namespace: m.Namespace, Labels: m.Labels, UID: m.UID, ResourceVersion: m.ResourceVersion,
+	slim := metav1.ObjectMeta{
+		Name: m.Name, Namespace: sharedStrings.intern(m.Namespace), UID: m.UID, ResourceVersion: m.ResourceVersion,
 		CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp,
 	}
+	if m.Labels != nil {
+		slim.Labels = sharedStrings.internMap(m.Labels)
+	}
+	return slim
 }

@@ -186,23 +186,18 @@ func TestPoliciesKeepTheDigestsOfStateAndRules(t *testing.T) {
 	}
 }
 
-// The copy client-side kubectl apply keeps of an applied APIRule or Service stays out of the
-// cache; other annotations stay, and so does the copy on kinds that do not grow with the
-// cluster.
-func TestDefaultDropsKubectlsCopyOfAppliedAPIRulesAndServices(t *testing.T) {
+// The copy client-side kubectl apply keeps of an applied APIRule stays out of the cache; other
+// annotations stay, and so does the copy on kinds that do not grow with the cluster.
+func TestDefaultDropsKubectlsCopyOfAppliedAPIRules(t *testing.T) {
 	applied := func() map[string]string {
 		return map[string]string{corev1.LastAppliedConfigAnnotation: `{"apiVersion":"v1"}`, "note": "x"}
 	}
-	for _, obj := range []metav1.Object{
-		&apiv2.APIRule{ObjectMeta: metav1.ObjectMeta{Name: "orders", Annotations: applied()}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "orders", Annotations: applied()}},
-	} {
-		if _, err := Default(obj); err != nil {
-			t.Fatal(err)
-		}
-		if want := map[string]string{"note": "x"}; !cmp.Equal(obj.GetAnnotations(), want) {
-			t.Errorf("%T keeps annotations %v, want %v", obj, obj.GetAnnotations(), want)
-		}
+	rule := &apiv2.APIRule{ObjectMeta: metav1.ObjectMeta{Name: "orders", Annotations: applied()}}
+	if _, err := Default(rule); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"note": "x"}; !cmp.Equal(rule.GetAnnotations(), want) {
+		t.Errorf("the APIRule keeps annotations %v, want %v", rule.GetAnnotations(), want)
 	}
 	mesh := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "mesh", Annotations: applied()}}
 	if _, err := Default(mesh); err != nil {
@@ -212,3 +207,38 @@ func TestDefaultDropsKubectlsCopyOfAppliedAPIRulesAndServices(t *testing.T) {
 		t.Errorf("a ConfigMap's annotations changed to %v", mesh.GetAnnotations())
 	}
 }
+
+// A Service is cached as its identity, labels, selector and port numbers: what the gatherer
+// and the event mappers read (model.ServiceFromCore, index.ServiceSelector).
+func TestServiceKeepsSelectorAndPortNumbers(t *testing.T) {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "orders", UID: "u1", ResourceVersion: "3",
+			Labels:        map[string]string{"app": "orders"},
+			Annotations:   map[string]string{corev1.LastAppliedConfigAnnotation: `{"apiVersion":"v1"}`, "note": "x"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
+		Spec: corev1.ServiceSpec{
+			Selector:  map[string]string{"app": "orders", "tier": "api"},
+			ClusterIP: "10.0.0.12", ClusterIPs: []string{"10.0.0.12"}, Type: corev1.ServiceTypeClusterIP,
+			Ports: []corev1.ServicePort{
+				{Name: "http", Port: 8000, Protocol: corev1.ProtocolTCP},
+				{Name: "grpc", Port: 9000, AppProtocol: ptr("grpc")},
+			},
+		},
+	}
+	got, err := Service(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "orders", UID: "u1", ResourceVersion: "3", Labels: map[string]string{"app": "orders"}},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "orders", "tier": "api"},
+			Ports:    []corev1.ServicePort{{Port: 8000}, {Port: 9000}},
+		},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the slim Service (-want +got):\n%s", diff)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

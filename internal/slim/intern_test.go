@@ -1,0 +1,160 @@
+package slim
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"testing"
+	"unsafe"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
+
+	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+)
+
+// decodedAPIRule is APIRule i as the cache receives it: decoded from the API server's JSON,
+// every string a copy of its own.
+func decodedAPIRule(t testing.TB, i int) *apiv2.APIRule {
+	t.Helper()
+	name := fmt.Sprintf("orders-%d", i)
+	yes := true
+	jwks := "https://idp.example.com/jwks"
+	gateway := apiv2.GatewayReference("istio-system/public")
+	at := metav1.Date(2026, 12, 1, 12, 0, 0, 0, metav1.Now().Location())
+	rule := &apiv2.APIRule{
+		TypeMeta: metav1.TypeMeta{APIVersion: "gateway.apirule.io/v2", Kind: "APIRule"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, UID: "6c5b1c2d-3e4f-4b43-9a35-0d7c0c8e8d0a", ResourceVersion: fmt.Sprint(1000 + i),
+			Generation: 1, Labels: map[string]string{"app.kubernetes.io/part-of": "shop"}, Finalizers: []string{"gateway.apirule.io/children"}},
+		Spec: apiv2.APIRuleSpec{
+			Hosts:   []apiv2.Host{apiv2.Host(name + ".example.com")},
+			Gateway: &gateway,
+			Service: &apiv2.Service{Name: name, Port: 8000},
+			Rules: []apiv2.Rule{
+				{Path: "/public", Methods: []apiv2.HTTPMethod{"GET"}, NoAuth: &yes},
+				{Path: "/api/{**}", Methods: []apiv2.HTTPMethod{"GET", "POST"}, JWT: &apiv2.JWTConfig{
+					Authentications: []apiv2.JWTAuthentication{{Issuer: "https://idp.example.com", JWKSURI: &jwks}}}},
+			},
+		},
+		Status: apiv2.APIRuleStatus{State: "Ready", Description: "The APIRule is served as specified.", ObservedGeneration: 1},
+	}
+	for _, c := range []string{"Accepted", "ResolvedRefs", "Programmed", "Ready"} {
+		rule.Status.Conditions = append(rule.Status.Conditions, metav1.Condition{Type: c, Status: metav1.ConditionTrue, ObservedGeneration: 1,
+			LastTransitionTime: at, Reason: c, Message: "All Istio objects are applied."})
+	}
+	for _, kind := range []string{"VirtualService", "AuthorizationPolicy", "RequestAuthentication"} {
+		rule.Status.Objects = append(rule.Status.Objects, apiv2.GeneratedObject{Kind: kind, Namespace: "team", Name: name + "-5f2a9c"})
+	}
+	raw, err := json.Marshal(rule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded := &apiv2.APIRule{}
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, decoded); err != nil {
+		t.Fatal(err)
+	}
+	return decoded
+}
+
+func sameMemory(a, b string) bool { return unsafe.StringData(a) == unsafe.StringData(b) }
+
+// Two APIRules through the cache's default transform share the strings they have in common,
+// from their metadata to their spec and status, and keep their own where they differ; neither
+// reads any different.
+func TestDefaultSharesTheStringsAPIRulesHaveInCommon(t *testing.T) {
+	a, b := decodedAPIRule(t, 1), decodedAPIRule(t, 2)
+	wantA, wantB := a.DeepCopy(), b.DeepCopy()
+	if sameMemory(a.Namespace, b.Namespace) {
+		t.Fatal("decoded APIRules already share their namespace: the test shows nothing")
+	}
+	for _, rule := range []*apiv2.APIRule{a, b} {
+		if _, err := Default(rule); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff(wantA, a); diff != "" {
+		t.Errorf("the transform changed what an APIRule reads (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantB, b); diff != "" {
+		t.Errorf("the transform changed what an APIRule reads (-want +got):\n%s", diff)
+	}
+	labelKey := func(r *apiv2.APIRule) string {
+		for k := range r.Labels {
+			return k
+		}
+		return ""
+	}
+	shared := map[string][2]string{
+		"namespace":                      {a.Namespace, b.Namespace},
+		"label key":                      {labelKey(a), labelKey(b)},
+		"label value":                    {a.Labels["app.kubernetes.io/part-of"], b.Labels["app.kubernetes.io/part-of"]},
+		"finalizer":                      {a.Finalizers[0], b.Finalizers[0]},
+		"gateway":                        {string(*a.Spec.Gateway), string(*b.Spec.Gateway)},
+		"a rule's path":                  {a.Spec.Rules[1].Path, b.Spec.Rules[1].Path},
+		"a method":                       {string(a.Spec.Rules[1].Methods[1]), string(b.Spec.Rules[1].Methods[1])},
+		"an issuer":                      {a.Spec.Rules[1].JWT.Authentications[0].Issuer, b.Spec.Rules[1].JWT.Authentications[0].Issuer},
+		"a JWKS URI (through a pointer)": {*a.Spec.Rules[1].JWT.Authentications[0].JWKSURI, *b.Spec.Rules[1].JWT.Authentications[0].JWKSURI},
+		"the state":                      {string(a.Status.State), string(b.Status.State)},
+		"a condition's message":          {a.Status.Conditions[2].Message, b.Status.Conditions[2].Message},
+		"a generated object's kind":      {a.Status.Objects[1].Kind, b.Status.Objects[1].Kind},
+	}
+	for what, pair := range shared {
+		if !sameMemory(pair[0], pair[1]) {
+			t.Errorf("%s %q is kept twice", what, pair[0])
+		}
+	}
+	if sameMemory(a.Spec.Service.Name, b.Spec.Service.Name) || a.Spec.Service.Name == b.Spec.Service.Name {
+		t.Errorf("the backend names %q and %q became one", a.Spec.Service.Name, b.Spec.Service.Name)
+	}
+}
+
+// The table keeps two generations at most, and a string that keeps coming back stays shared
+// across them.
+func TestStringTableStaysBoundedAndKeepsWhatComesBack(t *testing.T) {
+	table := newStringTable(4)
+	first := table.intern(string([]byte("team")))
+	for i := range 100 {
+		table.intern(fmt.Sprintf("name-%d", i))
+		if again := table.intern(string([]byte("team"))); !sameMemory(again, first) {
+			t.Fatalf("after %d other strings, the shared string is a new copy", i+1)
+		}
+	}
+	if held := len(table.current) + len(table.previous); held > 8 {
+		t.Errorf("the table holds %d strings, more than two generations of 4", held)
+	}
+	long := string(make([]byte, internedMax+1))
+	if kept := table.intern(long); !sameMemory(kept, long) {
+		t.Error("a string longer than internedMax was copied into the table")
+	}
+}
+
+// What a decoded APIRule costs in the cache with and without its shared strings kept once:
+// `go test ./internal/slim -run NONE -bench CachedAPIRule -benchtime 2000x` reports the heap
+// each one keeps (retained-B/APIRule).
+func BenchmarkCachedAPIRule(b *testing.B) {
+	for _, shared := range []bool{false, true} {
+		b.Run(fmt.Sprintf("shared-strings=%t", shared), func(b *testing.B) {
+			rules := make([]*apiv2.APIRule, b.N)
+			before := retained()
+			for i := range rules {
+				rules[i] = decodedAPIRule(b, i)
+				if shared {
+					if _, err := Default(rules[i]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			after := retained()
+			b.ReportMetric(float64(int64(after)-int64(before))/float64(b.N), "retained-B/APIRule")
+			runtime.KeepAlive(rules)
+		})
+	}
+}
+
+func retained() uint64 {
+	runtime.GC()
+	var stats runtime.MemStats
+	runtime.ReadMemStats(&stats)
+	return stats.HeapAlloc
+}
