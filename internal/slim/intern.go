@@ -1,7 +1,9 @@
 package slim
 
 import (
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -25,6 +27,9 @@ type stringTable struct {
 	mu                sync.Mutex
 	limit             int
 	current, previous map[string]string
+	// labels are the label sets (and selectors) kept once, by their content (labelsKey), in
+	// the same two generations.
+	labels, previousLabels map[string]map[string]string
 }
 
 // internedMax is the longest string the table keeps: a longer one (a certificate, a message
@@ -32,11 +37,12 @@ type stringTable struct {
 const internedMax = 256
 
 func newStringTable(limit int) *stringTable {
-	return &stringTable{limit: limit, current: make(map[string]string, limit)}
+	return &stringTable{limit: limit, current: make(map[string]string, limit), labels: map[string]map[string]string{}}
 }
 
-// sharedStrings is the table of the operator's cache; 16,384 strings a generation, a few
-// hundred kilobytes.
+// sharedStrings is the table of the operator's cache: 16,384 strings and as many label sets a
+// generation, at most a few megabytes of its own (the strings and sets themselves are the
+// cached objects').
 var sharedStrings = newStringTable(1 << 14)
 
 // intern returns the table's copy of s, which equals s.
@@ -46,6 +52,13 @@ func (t *stringTable) intern(s string) string {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.internLocked(s)
+}
+
+func (t *stringTable) internLocked(s string) string {
+	if s == "" || len(s) > internedMax {
+		return s
+	}
 	if kept, ok := t.current[s]; ok {
 		return kept
 	}
@@ -66,7 +79,7 @@ func (t *stringTable) intern(s string) string {
 func (t *stringTable) internMeta(m metav1.Object) {
 	m.SetNamespace(t.intern(m.GetNamespace()))
 	if labels := m.GetLabels(); labels != nil {
-		m.SetLabels(t.internMap(labels))
+		m.SetLabels(t.internLabels(labels))
 	}
 	if annotations := m.GetAnnotations(); annotations != nil {
 		m.SetAnnotations(t.internMap(annotations))
@@ -86,6 +99,51 @@ func (t *stringTable) internOwner(owner *metav1.OwnerReference) {
 	owner.Kind = t.intern(owner.Kind)
 	// The owner's name is shared by its children (and their owner labels).
 	owner.Name = t.intern(owner.Name)
+}
+
+// internLabels is the one kept label set (or selector) with the content of labels. Objects
+// that belong together carry the same one: the children of an APIRule, the Pods of a
+// ReplicaSet, a workload's Pods and its Service's selector. The set is shared as its strings
+// are: the cache's objects are never changed in place (every read of the cache returns a
+// copy), and the transforms build new maps rather than change the ones they received. A set
+// of more than maxSharedLabels entries is copied with shared strings only.
+func (t *stringTable) internLabels(labels map[string]string) map[string]string {
+	if len(labels) == 0 || len(labels) > maxSharedLabels {
+		return t.internMap(labels)
+	}
+	key := labelsKey(labels)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	kept, ok := t.labels[key]
+	if !ok {
+		if kept, ok = t.previousLabels[key]; !ok {
+			kept = make(map[string]string, len(labels))
+			for k, v := range labels {
+				kept[t.internLocked(k)] = t.internLocked(v)
+			}
+		}
+		if len(t.labels) >= t.limit {
+			t.previousLabels, t.labels = t.labels, map[string]map[string]string{}
+		}
+		t.labels[key] = kept
+	}
+	return kept
+}
+
+const maxSharedLabels = 16
+
+// labelsKey is the content of a label set as one string: its pairs in key order, each key and
+// value followed by a NUL, a byte no label key or value may hold.
+func labelsKey(labels map[string]string) string {
+	keys := slices.Sorted(maps.Keys(labels))
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(labels[k])
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 // internMap is a copy of m with shared keys and values.

@@ -3,11 +3,13 @@ package slim
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"runtime"
 	"testing"
 	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "sigs.k8s.io/json"
 
@@ -120,8 +122,14 @@ func TestStringTableStaysBoundedAndKeepsWhatComesBack(t *testing.T) {
 			t.Fatalf("after %d other strings, the shared string is a new copy", i+1)
 		}
 	}
+	for i := range 100 {
+		table.internLabels(map[string]string{"app": fmt.Sprintf("app-%d", i)})
+	}
 	if held := len(table.current) + len(table.previous); held > 8 {
 		t.Errorf("the table holds %d strings, more than two generations of 4", held)
+	}
+	if held := len(table.labels) + len(table.previousLabels); held > 8 {
+		t.Errorf("the table holds %d label sets, more than two generations of 4", held)
 	}
 	long := string(make([]byte, internedMax+1))
 	if kept := table.intern(long); !sameMemory(kept, long) {
@@ -157,4 +165,45 @@ func retained() uint64 {
 	var stats runtime.MemStats
 	runtime.ReadMemStats(&stats)
 	return stats.HeapAlloc
+}
+
+// Equal label sets are kept once, whichever objects carry them: the children of one APIRule,
+// and a workload's Pod and its Service's selector; a different set stays apart, and the map a
+// transform received is never the one it keeps.
+func TestEqualLabelSetsAreKeptOnce(t *testing.T) {
+	owner := func() map[string]string {
+		return map[string]string{"apirule.io/name": "orders", "apirule.io/namespace": "team", "app.kubernetes.io/managed-by": "apirule-operator"}
+	}
+	route, policy := owner(), owner()
+	a, b := slimMeta(metav1.ObjectMeta{Name: "orders-route", Labels: route}), slimMeta(metav1.ObjectMeta{Name: "orders-policy", Labels: policy})
+	if !sameMap(a.Labels, b.Labels) {
+		t.Error("two children of one APIRule keep two label sets")
+	}
+	if sameMap(a.Labels, route) || sameMap(b.Labels, policy) {
+		t.Error("the cache keeps a map the decoder made, which the transform does not own")
+	}
+	if !cmp.Equal(a.Labels, owner()) {
+		t.Errorf("the kept labels %v differ from the object's", a.Labels)
+	}
+	other := owner()
+	other["apirule.io/name"] = "payments"
+	if c := slimMeta(metav1.ObjectMeta{Labels: other}); sameMap(c.Labels, a.Labels) || c.Labels["apirule.io/name"] != "payments" {
+		t.Errorf("another APIRule's children share the labels %v", c.Labels)
+	}
+
+	pod, err := Pod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "orders-0", Labels: map[string]string{"app": "orders-api"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := Service(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "orders"}, Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "orders-api"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameMap(pod.(*corev1.Pod).Labels, svc.(*corev1.Service).Spec.Selector) {
+		t.Error("a Pod's labels and the selector of its Service, equal, are kept twice")
+	}
+}
+
+func sameMap(a, b map[string]string) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }

@@ -295,7 +295,7 @@ func Service(obj any) (any, error) {
 	}
 	slim := &corev1.Service{ObjectMeta: slimMeta(svc.ObjectMeta)}
 	if svc.Spec.Selector != nil {
-		slim.Spec.Selector = sharedStrings.internMap(svc.Spec.Selector)
+		slim.Spec.Selector = sharedStrings.internLabels(svc.Spec.Selector)
 	}
 	if len(svc.Spec.Ports) > 0 {
 		slim.Spec.Ports = make([]corev1.ServicePort, len(svc.Spec.Ports))
@@ -340,7 +340,7 @@ func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 		CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp,
 	}
 	if m.Labels != nil {
-		slim.Labels = sharedStrings.internMap(m.Labels)
+		slim.Labels = sharedStrings.internLabels(m.Labels)
 	}
 	return slim
 }
