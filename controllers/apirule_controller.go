@@ -458,7 +458,7 @@ func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.Or[client.Object](notOwnCreation, coveringCreation))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.WithPredicates(notOwnCreation)).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(index.APIRuleMeshConfig))).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.requestsForPod), builder.WithPredicates(podChanges)).
+		Watches(slim.PodMetadata(), handler.EnqueueRequestsFromMapFunc(r.requestsForPod), builder.WithPredicates(podChanges)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).
 		Complete(r)
 }

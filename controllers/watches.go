@@ -22,6 +22,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/index"
 	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/slim"
 )
 
 // requestsForGateway maps a Gateway to the APIRules bound to it and to the mTLS APIRules
@@ -159,8 +160,7 @@ func (r *APIRuleReconciler) requestsForPod(ctx context.Context, obj client.Objec
 	podLabels := labels.Set(obj.GetLabels())
 	// Only a running Pod without the sidecar can take the protection of a route that serves
 	// its Services now; for the others the routes need not be looked up.
-	pod, isPod := obj.(*corev1.Pod)
-	unprotected := isPod && !gather.HasSidecar(pod) && !gather.Finished(pod)
+	unprotected := !slim.PodHasSidecar(obj) && !slim.PodFinished(obj)
 	seen := map[string]bool{}
 	var out []reconcile.Request
 	// An ingress gateway Pod's proxy config decides the IP-restricted APIRules' trusted proxies.
@@ -196,9 +196,7 @@ var podChanges = predicate.Or(predicate.LabelChangedPredicate{}, predicate.Funcs
 	CreateFunc: func(event.CreateEvent) bool { return true },
 	DeleteFunc: func(event.DeleteEvent) bool { return true },
 	UpdateFunc: func(e event.UpdateEvent) bool {
-		old, okOld := e.ObjectOld.(*corev1.Pod)
-		cur, okNew := e.ObjectNew.(*corev1.Pod)
-		return okOld && okNew && gather.Finished(old) != gather.Finished(cur)
+		return e.ObjectOld != nil && e.ObjectNew != nil && slim.PodFinished(e.ObjectOld) != slim.PodFinished(e.ObjectNew)
 	},
 	GenericFunc: func(event.GenericEvent) bool { return false },
 })

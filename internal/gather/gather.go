@@ -25,6 +25,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/slim"
 )
 
 // Gatherer reads the input of APIRules.
@@ -373,7 +374,7 @@ func (r *Gatherer) backendPods(ctx context.Context, svc *corev1.Service) ([]mode
 	}
 	// Look up by one selector pair through the index, then keep the Pods the whole selector
 	// matches: a label selector alone would scan every Pod of the namespace.
-	pods := &corev1.PodList{}
+	pods := slim.PodMetadataList()
 	if err := r.Reader.List(ctx, pods, client.InNamespace(svc.Namespace), client.MatchingFields{index.PodLabel: index.FirstPair(svc.Spec.Selector)}); err != nil {
 		return nil, fmt.Errorf("listing the Pods of Service %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
@@ -382,31 +383,14 @@ func (r *Gatherer) backendPods(ctx context.Context, svc *corev1.Service) ([]mode
 	for i := range pods.Items {
 		// A finished Pod is no endpoint of the Service: no request reaches it, whatever its
 		// containers (a Job's Pod without a sidecar must not take the route down).
-		if Finished(&pods.Items[i]) {
+		if slim.PodFinished(&pods.Items[i]) {
 			continue
 		}
 		if selector.Matches(labels.Set(pods.Items[i].Labels)) {
-			out = append(out, model.Pod{Name: pods.Items[i].Name, Labels: pods.Items[i].Labels, Sidecar: HasSidecar(&pods.Items[i])})
+			out = append(out, model.Pod{Name: pods.Items[i].Name, Labels: pods.Items[i].Labels, Sidecar: slim.PodHasSidecar(&pods.Items[i])})
 		}
 	}
 	return out, nil
-}
-
-// Finished says whether a Pod has ended, and so is no endpoint of its Services.
-func Finished(pod *corev1.Pod) bool {
-	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
-}
-
-// HasSidecar says whether a Pod carries Istio's proxy, as a container or a native sidecar.
-func HasSidecar(pod *corev1.Pod) bool {
-	for _, containers := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
-		for _, c := range containers {
-			if c.Name == meshconfig.SidecarContainer {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // served returns the hosts the APIRule's VirtualService routes now, and the Services it
@@ -652,7 +636,7 @@ func (r *Gatherer) ingressPods(ctx context.Context) ([]model.IngressPod, error) 
 	if len(selector) == 0 {
 		return nil, nil
 	}
-	pods := &corev1.PodList{}
+	pods := slim.PodMetadataList()
 	if err := r.Reader.List(ctx, pods, client.InNamespace(r.Options.IngressGatewayNamespace), client.MatchingFields{index.PodLabel: index.FirstPair(selector)}); err != nil {
 		return nil, fmt.Errorf("listing the ingress gateway Pods: %w", err)
 	}

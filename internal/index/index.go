@@ -20,6 +20,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/slim"
 )
 
 // Index names.
@@ -94,7 +95,7 @@ const (
 func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definition {
 	defs := []Definition{
 		// A Service selects Pods of its own namespace only: both are looked up in a namespace.
-		{&corev1.Pod{}, PodLabel, func(obj client.Object) []string { return LabelPairs(obj.GetLabels()) }, WithinNamespace},
+		{slim.PodMetadata(), PodLabel, func(obj client.Object) []string { return LabelPairs(obj.GetLabels()) }, WithinNamespace},
 		{&corev1.Service{}, ServiceSelector, func(obj client.Object) []string {
 			return LabelPairs(obj.(*corev1.Service).Spec.Selector)
 		}, WithinNamespace},

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -149,15 +150,24 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		// Secrets only for their certificates: keys and other values are dropped as each
 		// Secret arrives, before it enters the cache (the API server sends them whole).
 		&corev1.Secret{}: {Transform: slim.Secret},
-		// Pods only for the sidecar and trusted-proxy checks: a cluster's Pod specs (images,
-		// env values, volumes) would be most of the cache.
-		&corev1.Pod{}: {Transform: slim.Pod},
+		// Pods only for the sidecar and trusted-proxy checks, as metadata that marks them: a
+		// cluster's Pod specs (images, env values, volumes) would be most of the cache.
+		slim.PodMetadata(): {Transform: slim.Slimmed},
 		// Services only for their selectors and port numbers: there is one for every workload.
 		&corev1.Service{}: {Transform: slim.Service},
 	}
 	// The generated kinds arrive as stored, so that their state digests cover every field the
-	// API server kept (internal/slim/stored.go), restricted by the same options.
-	storedState, err := slim.StoredStateInformer(dyn, byObject)
+	// API server kept, and Pods as slim metadata (internal/slim/stored.go), restricted by the
+	// same options. Pods are read as protocol buffers, which cost the API server and the
+	// operator less than JSON.
+	podsConfig := rest.CopyConfig(cfg)
+	podsConfig.ContentType = runtime.ContentTypeProtobuf
+	podsConfig.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	pods, err := typedcorev1.NewForConfig(podsConfig)
+	if err != nil {
+		return nil, err
+	}
+	storedState, err := slim.NewInformer(dyn, pods, byObject)
 	if err != nil {
 		return nil, err
 	}

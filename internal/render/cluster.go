@@ -103,8 +103,8 @@ func LoadCluster(ctx context.Context, reader client.Reader, mapper meta.RESTMapp
 			return nil, err
 		}
 		for i := range pods.Items {
-			slim, _ := slim.Pod(&pods.Items[i])
-			b.Objects = append(b.Objects, forStore(slim.(client.Object)))
+			// Slimmed as the store takes it (newStore).
+			b.Objects = append(b.Objects, forStore(&pods.Items[i]))
 		}
 	}
 	slices.SortFunc(secrets, func(x, y types.NamespacedName) int { return strings.Compare(x.String(), y.String()) })

@@ -50,6 +50,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/pipeline"
 	"github.com/apirule-operator/apirule-operator/internal/schema"
+	"github.com/apirule-operator/apirule-operator/internal/slim"
 	"github.com/apirule-operator/apirule-operator/internal/translate"
 )
 
@@ -359,6 +360,12 @@ func newStore(b *Bundle, opts model.Options, meshConfig types.NamespacedName) (c
 		}
 	}
 	for _, obj := range objects {
+		if pod, ok := obj.(*corev1.Pod); ok {
+			// As the operator's cache holds it: the checks read the marks of its sidecar and
+			// its end (slim.PodHasSidecar, slim.PodFinished).
+			slimmed, _ := slim.Pod(pod)
+			obj = slimmed.(client.Object)
+		}
 		if err := storeObject(context.Background(), store, obj, false); err != nil {
 			return nil, err
 		}

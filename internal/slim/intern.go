@@ -101,7 +101,8 @@ func (t *stringTable) internOwner(owner *metav1.OwnerReference) {
 	owner.Name = t.intern(owner.Name)
 }
 
-// internLabels is the one kept label set (or selector) with the content of labels. Objects
+// internLabels is the one kept label set (or selector, or small annotation set such as a
+// slim Pod's) with the content of labels. Objects
 // that belong together carry the same one: the children of an APIRule, the Pods of a
 // ReplicaSet, a workload's Pods and its Service's selector. The set is shared as its strings
 // are: the cache's objects are never changed in place (every read of the cache returns a

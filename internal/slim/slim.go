@@ -250,39 +250,72 @@ func ruleDigests(rules []*securityv1.Rule) ([]string, error) {
 	return out, nil
 }
 
-// Pod keeps in the cache only what the sidecar check and the trusted-proxy check read of
-// a Pod.
+// Pod keeps only what the sidecar check and the trusted-proxy check read of a Pod: its
+// identity, labels and proxy-config annotation, and whether it runs the sidecar and whether it
+// has finished, as marks (SidecarMark, FinishedMark) in place of its spec and status. The cache
+// holds it as metadata (PodMetadata: a Pod's struct alone is over a kilobyte); apirulectl's
+// in-memory store holds it as a Pod. Marks the Pod itself carries are not believed: the
+// annotations are made here, from the spec and status.
 func Pod(obj any) (any, error) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil
 	}
 	slim := &corev1.Pod{ObjectMeta: slimMeta(pod.ObjectMeta)}
+	annotations := map[string]string{}
 	if proxyConfig, ok := pod.Annotations[meshconfig.ProxyConfigAnnotation]; ok {
-		slim.Annotations = map[string]string{meshconfig.ProxyConfigAnnotation: proxyConfig}
+		annotations[meshconfig.ProxyConfigAnnotation] = proxyConfig
 	}
-	// Of the containers only the sidecar, as a container or a native sidecar (an init
-	// container): the sidecar check looks for it, and a container is a large struct.
-	slim.Spec.Containers = sidecarOnly(pod.Spec.Containers)
-	slim.Spec.InitContainers = sidecarOnly(pod.Spec.InitContainers)
+	// The sidecar as a container or a native sidecar (an init container).
+	if hasContainer(pod.Spec.Containers, meshconfig.SidecarContainer) || hasContainer(pod.Spec.InitContainers, meshconfig.SidecarContainer) {
+		annotations[SidecarMark] = "true"
+	}
 	// A finished Pod (a Job's) gets no traffic: the sidecar check leaves it out.
-	slim.Status.Phase = pod.Status.Phase
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		annotations[FinishedMark] = "true"
+	}
+	if len(annotations) > 0 {
+		// Few Pods differ in these: one map serves all that are alike.
+		slim.Annotations = sharedStrings.internLabels(annotations)
+	}
 	return slim, nil
 }
 
-func sidecarOnly(containers []corev1.Container) []corev1.Container {
-	for _, c := range containers {
-		if c.Name == meshconfig.SidecarContainer {
-			return sidecarContainer
-		}
-	}
-	return nil
+// The marks of a slim Pod. Only the cache and apirulectl's store carry them.
+const (
+	SidecarMark  = "apirule.io/cached-sidecar"
+	FinishedMark = "apirule.io/cached-finished"
+)
+
+// PodHasSidecar says whether a slim Pod runs Istio's proxy, as a container or a native
+// sidecar.
+func PodHasSidecar(pod metav1.Object) bool { return pod.GetAnnotations()[SidecarMark] == "true" }
+
+// PodFinished says whether a slim Pod has ended, and so is no endpoint of its Services.
+func PodFinished(pod metav1.Object) bool { return pod.GetAnnotations()[FinishedMark] == "true" }
+
+func hasContainer(containers []corev1.Container, name string) bool {
+	return slices.ContainsFunc(containers, func(c corev1.Container) bool { return c.Name == name })
 }
 
-// sidecarContainer is the one container a slim Pod keeps, shared by every cached Pod (a
-// container is over 600 bytes): the cache's objects are never changed in place, and every read
-// of the cache returns a copy.
-var sidecarContainer = []corev1.Container{{Name: meshconfig.SidecarContainer}}
+// PodMetadata is an empty Pod of the cache, which holds Pods as their (slim) metadata; the
+// list form is PodMetadataList.
+func PodMetadata() *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}}
+}
+
+// PodMetadataList is an empty list of the cache's Pods.
+func PodMetadataList() *metav1.PartialObjectMetadataList {
+	return &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PodList"}}
+}
+
+// podAsMetadata is the cache's form of a Pod.
+func podAsMetadata(pod *corev1.Pod) *metav1.PartialObjectMetadata {
+	slim, _ := Pod(pod)
+	cached := PodMetadata()
+	cached.ObjectMeta = slim.(*corev1.Pod).ObjectMeta
+	return cached
+}
 
 // Service keeps in the cache what the operator reads of a Service: its selector (the Pods it
 // sends to, and so the workload its policies select) and its port numbers (an APIRule's port

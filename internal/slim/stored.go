@@ -11,6 +11,7 @@ import (
 	securityv1 "istio.io/api/security/v1"
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -69,28 +71,94 @@ var storedKinds = map[schema.GroupVersionKind]storedKind{
 	},
 }
 
-// StoredStateInformer is the cache's NewInformer: for the kinds above it replaces the list
-// and watch with unstructured ones through dyn, restricted by the label selector of the
-// kind's entry in the cache's byObject options (none: every object); other kinds keep theirs.
-// It refuses options it would not apply: a namespace or field restriction of these kinds.
-func StoredStateInformer(dyn dynamic.Interface, byObject map[client.Object]cache.ByObject) (func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer, error) {
+// NewInformer is the cache's NewInformer. For the kinds above it replaces the list and watch
+// with unstructured ones through dyn; for Pods, which the cache holds as metadata
+// (PodMetadata), with typed ones through pods whose every Pod is slimmed (Pod) into metadata
+// that marks its sidecar and its end: the metadata the API server would send instead has
+// neither. The lists and watches are restricted by the label selector of the kind's entry in
+// the cache's byObject options (none: every object); other kinds keep theirs. It refuses
+// options it would not apply: a namespace or field restriction of these kinds.
+func NewInformer(dyn dynamic.Interface, pods typedcorev1.PodsGetter, byObject map[client.Object]cache.ByObject) (func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer, error) {
 	selectors := map[schema.GroupVersionKind]labels.Selector{}
 	for obj, opts := range byObject {
-		gvk, stored := typedKind(obj)
-		if !stored {
+		gvk, replaced := replacedKind(obj)
+		if !replaced {
 			continue
 		}
 		if len(opts.Namespaces) > 0 || opts.Field != nil {
-			return nil, fmt.Errorf("the cache restricts %s by namespace or field, which its stored-state list and watch do not apply", gvk.Kind)
+			return nil, fmt.Errorf("the cache restricts %s by namespace or field, which its own list and watch do not apply", gvk.Kind)
 		}
 		selectors[gvk] = opts.Label
 	}
 	return func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, indexers toolscache.Indexers) toolscache.SharedIndexInformer {
-		if gvk, ok := typedKind(obj); ok {
-			lw = storedListWatch(dyn.Resource(storedKinds[gvk].resource), storedKinds[gvk], selectors[gvk])
+		if gvk, ok := replacedKind(obj); ok {
+			if gvk == podKind {
+				lw = podListWatch(pods.Pods(metav1.NamespaceAll), selectors[gvk])
+			} else {
+				lw = storedListWatch(dyn.Resource(storedKinds[gvk].resource), storedKinds[gvk], selectors[gvk])
+			}
 		}
 		return toolscache.NewSharedIndexInformer(lw, obj, resync, indexers)
 	}, nil
+}
+
+var podKind = corev1.SchemeGroupVersion.WithKind("Pod")
+
+// replacedKind is the kind of an informer's object whose list and watch NewInformer replaces.
+func replacedKind(obj runtime.Object) (schema.GroupVersionKind, bool) {
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok && m.GroupVersionKind() == podKind {
+		return podKind, true
+	}
+	return typedKind(obj)
+}
+
+// podListWatch lists and watches whole Pods and hands the informer their slim metadata.
+func podListWatch(pods typedcorev1.PodInterface, selector labels.Selector) *toolscache.ListWatch {
+	restrict := func(opts *metav1.ListOptions) {
+		if selector != nil {
+			opts.LabelSelector = selector.String()
+		}
+	}
+	return &toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			restrict(&opts)
+			listed, err := pods.List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			list := PodMetadataList()
+			list.ListMeta = listed.ListMeta
+			list.Items = make([]metav1.PartialObjectMetadata, len(listed.Items))
+			for i := range listed.Items {
+				list.Items[i] = *podAsMetadata(&listed.Items[i])
+			}
+			return list, nil
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			restrict(&opts)
+			watched, err := pods.Watch(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return watch.Filter(watched, func(event watch.Event) (watch.Event, bool) {
+				pod, ok := event.Object.(*corev1.Pod)
+				switch {
+				case !ok || event.Type == watch.Error:
+					// A Status: the reflector reads it as it is.
+				case event.Type == watch.Bookmark:
+					// Its resourceVersion and, at the end of the initial events, the
+					// annotation that says so.
+					bookmark := PodMetadata()
+					bookmark.ResourceVersion = pod.ResourceVersion
+					bookmark.Annotations = pod.Annotations
+					event.Object = bookmark
+				default:
+					event.Object = podAsMetadata(pod)
+				}
+				return event, true
+			}), nil
+		},
+	}
 }
 
 func typedKind(obj runtime.Object) (schema.GroupVersionKind, bool) {
@@ -296,3 +364,7 @@ func asMap(v any) map[string]any {
 	m, _ := v.(map[string]any)
 	return m
 }
+
+// Slimmed is the cache's transform of Pods: their list and watch (NewInformer) have slimmed
+// them already, and the default transform would copy the maps they share.
+func Slimmed(obj any) (any, error) { return obj, nil }

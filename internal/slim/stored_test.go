@@ -5,11 +5,13 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/testing/protocmp"
 	securityv1 "istio.io/api/security/v1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	kubefake "k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -148,20 +151,72 @@ func TestStoredListHoldsSlimTypedObjects(t *testing.T) {
 	}
 }
 
-// Restrictions the stored-state list and watch would not apply are refused, not ignored.
-func TestStoredStateInformerRefusesRestrictionsItWouldIgnore(t *testing.T) {
+// Restrictions the replaced lists and watches would not apply are refused, not ignored.
+func TestNewInformerRefusesRestrictionsItWouldIgnore(t *testing.T) {
 	dyn := dynamicfake.NewSimpleDynamicClient(runtime.NewScheme())
-	if _, err := StoredStateInformer(dyn, map[client.Object]cache.ByObject{
-		&securityclientv1.AuthorizationPolicy{}: {Label: labels.Everything()},
-	}); err != nil {
-		t.Errorf("a label selector refused: %v", err)
+	pods := kubefake.NewClientset().CoreV1()
+	for _, obj := range []client.Object{&securityclientv1.AuthorizationPolicy{}, PodMetadata()} {
+		if _, err := NewInformer(dyn, pods, map[client.Object]cache.ByObject{obj: {Label: labels.Everything()}}); err != nil {
+			t.Errorf("a label selector of %T refused: %v", obj, err)
+		}
+		for name, opts := range map[string]cache.ByObject{
+			"a field selector": {Field: fields.OneTermEqualSelector("metadata.name", "x")},
+			"namespaces":       {Namespaces: map[string]cache.Config{"team": {}}},
+		} {
+			if _, err := NewInformer(dyn, pods, map[client.Object]cache.ByObject{obj: opts}); err == nil {
+				t.Errorf("%s of %T accepted", name, obj)
+			}
+		}
 	}
-	for name, opts := range map[string]cache.ByObject{
-		"a field selector": {Field: fields.OneTermEqualSelector("metadata.name", "x")},
-		"namespaces":       {Namespaces: map[string]cache.Config{"team": {}}},
-	} {
-		if _, err := StoredStateInformer(dyn, map[client.Object]cache.ByObject{&securityclientv1.AuthorizationPolicy{}: opts}); err == nil {
-			t.Errorf("%s accepted", name)
+}
+
+// Pods reach the informer as slim metadata that marks the sidecar and the Pod's end, from the
+// list and from the watch alike; a mark the Pod carried itself is not believed.
+func TestPodsAreListedAndWatchedAsMarkedMetadata(t *testing.T) {
+	forged := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "forged-0", Labels: map[string]string{"app": "web"},
+		Annotations: map[string]string{SidecarMark: "true", "note": "dropped"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/web:1"}}}}
+	injected := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-0", Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{InitContainers: []corev1.Container{{Name: "istio-proxy"}}, Containers: []corev1.Container{{Name: "app"}}}}
+	done := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "job-0"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}, Status: corev1.PodStatus{Phase: corev1.PodSucceeded}}
+	pods := kubefake.NewClientset(forged, injected).CoreV1()
+	lw := podListWatch(pods.Pods(metav1.NamespaceAll), nil)
+	listed, err := lw.ListWithContext(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	marks := map[string]map[string]string{}
+	for _, item := range listed.(*metav1.PartialObjectMetadataList).Items {
+		if item.GroupVersionKind() != podKind {
+			t.Errorf("listed %s as %v", item.Name, item.GroupVersionKind())
+		}
+		marks[item.Name] = item.Annotations
+	}
+	want := map[string]map[string]string{"forged-0": nil, "web-0": {SidecarMark: "true"}}
+	if !cmp.Equal(marks, want, cmpopts.EquateEmpty()) {
+		t.Errorf("listed Pods marked %v, want %v", marks, want)
+	}
+
+	watched, err := lw.WatchWithContext(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watched.Stop()
+	if _, err := pods.Pods("shop").Create(context.Background(), done, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The fake may send the Pods it holds first.
+	for event := range watched.ResultChan() {
+		got, ok := event.Object.(*metav1.PartialObjectMetadata)
+		if !ok {
+			t.Fatalf("watched a %T", event.Object)
+		}
+		if got.Name == "job-0" {
+			if !PodFinished(got) || PodHasSidecar(got) {
+				t.Errorf("watched %+v, want job-0 finished, without a sidecar", got.ObjectMeta)
+			}
+			break
 		}
 	}
 }
