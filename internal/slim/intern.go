@@ -1,6 +1,7 @@
 package slim
 
 import (
+	"encoding/binary"
 	"maps"
 	"reflect"
 	"slices"
@@ -41,8 +42,11 @@ func newStringTable(limit int) *stringTable {
 }
 
 // sharedStrings is the table of the operator's cache: 16,384 strings and as many label sets a
-// generation, at most a few megabytes of its own (the strings and sets themselves are the
-// cached objects').
+// generation. What it holds of its own is bounded in bytes as well as in count: strings of at
+// most internedMax bytes, label sets whose content (labelsKey) is at most sharedLabelsMax
+// bytes, so about 30 MiB if every entry were as large as allowed, and far less for real
+// labels (the children of an APIRule: about 100 bytes); the strings and sets themselves
+// belong to the cached objects, which hold them anyway.
 var sharedStrings = newStringTable(1 << 14)
 
 // intern returns the table's copy of s, which equals s.
@@ -107,12 +111,12 @@ func (t *stringTable) internOwner(owner *metav1.OwnerReference) {
 // ReplicaSet, a workload's Pods and its Service's selector. The set is shared as its strings
 // are: the cache's objects are never changed in place (every read of the cache returns a
 // copy), and the transforms build new maps rather than change the ones they received. A set
-// of more than maxSharedLabels entries is copied with shared strings only.
+// whose content is longer than sharedLabelsMax is copied with shared strings only.
 func (t *stringTable) internLabels(labels map[string]string) map[string]string {
-	if len(labels) == 0 || len(labels) > maxSharedLabels {
+	key, ok := labelsKey(labels)
+	if !ok {
 		return t.internMap(labels)
 	}
-	key := labelsKey(labels)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	kept, ok := t.labels[key]
@@ -131,20 +135,29 @@ func (t *stringTable) internLabels(labels map[string]string) map[string]string {
 	return kept
 }
 
-const maxSharedLabels = 16
+// sharedLabelsMax is the longest content (labelsKey) of a label set the table keeps.
+const sharedLabelsMax = 256
 
-// labelsKey is the content of a label set as one string: its pairs in key order, each key and
-// value followed by a NUL, a byte no label key or value may hold.
-func labelsKey(labels map[string]string) string {
-	keys := slices.Sorted(maps.Keys(labels))
-	var b strings.Builder
-	for _, k := range keys {
-		b.WriteString(k)
-		b.WriteByte(0)
-		b.WriteString(labels[k])
-		b.WriteByte(0)
+// labelsKey is the content of a label set as one string, and whether it is short enough to be
+// kept: its pairs in key order, each key and value preceded by its length, so that no two
+// different sets have one content whatever bytes they hold (annotation values, unlike labels,
+// may hold any).
+func labelsKey(labels map[string]string) (string, bool) {
+	content := 0
+	for k, v := range labels {
+		content += len(k) + len(v)
 	}
-	return b.String()
+	if len(labels) == 0 || content > sharedLabelsMax {
+		return "", false
+	}
+	key := make([]byte, 0, content+len(labels)*2*binary.MaxVarintLen64)
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		key = binary.AppendUvarint(key, uint64(len(k)))
+		key = append(key, k...)
+		key = binary.AppendUvarint(key, uint64(len(labels[k])))
+		key = append(key, labels[k]...)
+	}
+	return string(key), true
 }
 
 // internMap is a copy of m with shared keys and values.

@@ -207,3 +207,23 @@ func TestEqualLabelSetsAreKeptOnce(t *testing.T) {
 func sameMap(a, b map[string]string) bool {
 	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
+
+// Label sets whose pairs run into each other when written one after the other are not taken
+// for one: annotation values may hold any byte, a mark among them.
+func TestLabelSetsThatReadAlikeStayApart(t *testing.T) {
+	table := newStringTable(16)
+	nul := table.internLabels(map[string]string{"a": "b\x00c\x00d"})
+	two := table.internLabels(map[string]string{"a": "b", "c": "d"})
+	if sameMap(nul, two) || len(two) != 2 || two["c"] != "d" {
+		t.Errorf("two different sets were kept as one: %q and %q", nul, two)
+	}
+	glued := table.internLabels(map[string]string{"ab": "c"})
+	split := table.internLabels(map[string]string{"a": "bc"})
+	if sameMap(glued, split) {
+		t.Errorf("%q and %q were kept as one", glued, split)
+	}
+	long := map[string]string{"k": string(make([]byte, sharedLabelsMax))}
+	if kept := table.internLabels(long); len(table.labels) > 4 || !cmp.Equal(kept, long) {
+		t.Errorf("a set longer than sharedLabelsMax entered the table (%d sets) or changed", len(table.labels))
+	}
+}
