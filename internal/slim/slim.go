@@ -261,7 +261,12 @@ func Pod(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	slim := &corev1.Pod{ObjectMeta: slimMeta(pod.ObjectMeta)}
+	return &corev1.Pod{ObjectMeta: podMeta(pod)}, nil
+}
+
+// podMeta is the metadata of a slim Pod: its identity, labels, proxy config and marks.
+func podMeta(pod *corev1.Pod) metav1.ObjectMeta {
+	slim := slimMeta(pod.ObjectMeta)
 	annotations := map[string]string{}
 	if proxyConfig, ok := pod.Annotations[meshconfig.ProxyConfigAnnotation]; ok {
 		annotations[meshconfig.ProxyConfigAnnotation] = proxyConfig
@@ -278,7 +283,7 @@ func Pod(obj any) (any, error) {
 		// Few Pods differ in these: one map serves all that are alike.
 		slim.Annotations = sharedStrings.internLabels(annotations)
 	}
-	return slim, nil
+	return slim
 }
 
 // The marks of a slim Pod. Only the cache and apirulectl's store carry them.
@@ -311,9 +316,8 @@ func PodMetadataList() *metav1.PartialObjectMetadataList {
 
 // podAsMetadata is the cache's form of a Pod.
 func podAsMetadata(pod *corev1.Pod) *metav1.PartialObjectMetadata {
-	slim, _ := Pod(pod)
 	cached := PodMetadata()
-	cached.ObjectMeta = slim.(*corev1.Pod).ObjectMeta
+	cached.ObjectMeta = podMeta(pod)
 	return cached
 }
 

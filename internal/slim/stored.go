@@ -114,6 +114,41 @@ func replacedKind(obj runtime.Object) (schema.GroupVersionKind, bool) {
 
 // podListWatch lists and watches whole Pods and hands the informer their slim metadata.
 func podListWatch(pods typedcorev1.PodInterface, selector labels.Selector) *toolscache.ListWatch {
+	list := func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		listed, err := pods.List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		list := PodMetadataList()
+		list.ListMeta = listed.ListMeta
+		list.Items = make([]metav1.PartialObjectMetadata, len(listed.Items))
+		for i := range listed.Items {
+			list.Items[i] = *podAsMetadata(&listed.Items[i])
+		}
+		return list, nil
+	}
+	convert := func(obj runtime.Object) (runtime.Object, error) {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok {
+			return nil, fmt.Errorf("watched a %T where a Pod was due", obj)
+		}
+		return podAsMetadata(pod), nil
+	}
+	return replacedListWatch(selector, list, pods.Watch, func() client.Object { return PodMetadata() }, convert)
+}
+
+// replacedListWatch is a list and watch NewInformer gives an informer, restricted by
+// selector: list makes the informer's list of what it lists, and of each object watched the
+// informer gets what convert makes of it. A bookmark becomes an empty object of the informer's
+// (empty) with the bookmark's resourceVersion and annotations (at the end of the initial
+// events, the one that says so); a Status passes as it is, for the reflector to read; an object
+// convert refuses becomes an error event.
+func replacedListWatch(selector labels.Selector,
+	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
+	watchFrom func(context.Context, metav1.ListOptions) (watch.Interface, error),
+	empty func() client.Object,
+	convert func(runtime.Object) (runtime.Object, error),
+) *toolscache.ListWatch {
 	restrict := func(opts *metav1.ListOptions) {
 		if selector != nil {
 			opts.LabelSelector = selector.String()
@@ -122,38 +157,29 @@ func podListWatch(pods typedcorev1.PodInterface, selector labels.Selector) *tool
 	return &toolscache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			restrict(&opts)
-			listed, err := pods.List(ctx, opts)
-			if err != nil {
-				return nil, err
-			}
-			list := PodMetadataList()
-			list.ListMeta = listed.ListMeta
-			list.Items = make([]metav1.PartialObjectMetadata, len(listed.Items))
-			for i := range listed.Items {
-				list.Items[i] = *podAsMetadata(&listed.Items[i])
-			}
-			return list, nil
+			return list(ctx, opts)
 		},
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			restrict(&opts)
-			watched, err := pods.Watch(ctx, opts)
+			watched, err := watchFrom(ctx, opts)
 			if err != nil {
 				return nil, err
 			}
 			return watch.Filter(watched, func(event watch.Event) (watch.Event, bool) {
-				pod, ok := event.Object.(*corev1.Pod)
+				m, ok := event.Object.(metav1.Object)
 				switch {
 				case !ok || event.Type == watch.Error:
-					// A Status: the reflector reads it as it is.
 				case event.Type == watch.Bookmark:
-					// Its resourceVersion and, at the end of the initial events, the
-					// annotation that says so.
-					bookmark := PodMetadata()
-					bookmark.ResourceVersion = pod.ResourceVersion
-					bookmark.Annotations = pod.Annotations
+					bookmark := empty()
+					bookmark.SetResourceVersion(m.GetResourceVersion())
+					bookmark.SetAnnotations(m.GetAnnotations())
 					event.Object = bookmark
 				default:
-					event.Object = podAsMetadata(pod)
+					obj, err := convert(event.Object)
+					if err != nil {
+						return watch.Event{Type: watch.Error, Object: &apierrors.NewInternalError(err).ErrStatus}, true
+					}
+					event.Object = obj
 				}
 				return event, true
 			}), nil
@@ -182,60 +208,33 @@ func typedKind(obj runtime.Object) (schema.GroupVersionKind, bool) {
 }
 
 func storedListWatch(resource dynamic.NamespaceableResourceInterface, kind storedKind, selector labels.Selector) *toolscache.ListWatch {
-	restrict := func(opts *metav1.ListOptions) {
-		if selector != nil {
-			opts.LabelSelector = selector.String()
+	list := func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		stored, err := resource.List(ctx, opts)
+		if err != nil {
+			return nil, err
 		}
-	}
-	return &toolscache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			restrict(&opts)
-			stored, err := resource.List(ctx, opts)
+		list := kind.newList()
+		list.SetResourceVersion(stored.GetResourceVersion())
+		list.SetContinue(stored.GetContinue())
+		list.SetRemainingItemCount(stored.GetRemainingItemCount())
+		items := make([]runtime.Object, 0, len(stored.Items))
+		for i := range stored.Items {
+			obj, err := kind.object(&stored.Items[i])
 			if err != nil {
 				return nil, err
 			}
-			list := kind.newList()
-			list.SetResourceVersion(stored.GetResourceVersion())
-			list.SetContinue(stored.GetContinue())
-			list.SetRemainingItemCount(stored.GetRemainingItemCount())
-			items := make([]runtime.Object, 0, len(stored.Items))
-			for i := range stored.Items {
-				obj, err := kind.object(&stored.Items[i])
-				if err != nil {
-					return nil, err
-				}
-				items = append(items, obj)
-			}
-			return list, meta.SetList(list, items)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			restrict(&opts)
-			stored, err := resource.Watch(ctx, opts)
-			if err != nil {
-				return nil, err
-			}
-			return watch.Filter(stored, func(event watch.Event) (watch.Event, bool) {
-				u, ok := event.Object.(*unstructured.Unstructured)
-				if !ok || event.Type == watch.Error {
-					// A Status: the reflector reads it as it is.
-					return event, true
-				}
-				var obj client.Object
-				var err error
-				if event.Type == watch.Bookmark {
-					// A bookmark carries its resourceVersion and, at the end of the initial
-					// events, an annotation that says so.
-					obj = kind.typed()
-					obj.SetResourceVersion(u.GetResourceVersion())
-					obj.SetAnnotations(u.GetAnnotations())
-				} else if obj, err = kind.object(u); err != nil {
-					return watch.Event{Type: watch.Error, Object: &apierrors.NewInternalError(err).ErrStatus}, true
-				}
-				event.Object = obj
-				return event, true
-			}), nil
-		},
+			items = append(items, obj)
+		}
+		return list, meta.SetList(list, items)
 	}
+	convert := func(obj runtime.Object) (runtime.Object, error) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return nil, fmt.Errorf("watched a %T where a stored object was due", obj)
+		}
+		return kind.object(u)
+	}
+	return replacedListWatch(selector, list, resource.Watch, kind.typed, convert)
 }
 
 // object builds the slim object from a stored one, or, when that fails, the whole typed
