@@ -14,6 +14,7 @@ import (
 	kjson "sigs.k8s.io/json"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 )
 
 // decodedAPIRule is APIRule i as the cache receives it: decoded from the API server's JSON,
@@ -21,26 +22,15 @@ import (
 func decodedAPIRule(t testing.TB, i int) *apiv2.APIRule {
 	t.Helper()
 	name := fmt.Sprintf("orders-%d", i)
-	yes := true
-	jwks := "https://idp.example.com/jwks"
-	gateway := apiv2.GatewayReference("istio-system/public")
 	at := metav1.Date(2026, 12, 1, 12, 0, 0, 0, metav1.Now().Location())
-	rule := &apiv2.APIRule{
-		TypeMeta: metav1.TypeMeta{APIVersion: "gateway.apirule.io/v2", Kind: "APIRule"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, UID: "6c5b1c2d-3e4f-4b43-9a35-0d7c0c8e8d0a", ResourceVersion: fmt.Sprint(1000 + i),
-			Generation: 1, Labels: map[string]string{"app.kubernetes.io/part-of": "shop"}, Finalizers: []string{"gateway.apirule.io/children"}},
-		Spec: apiv2.APIRuleSpec{
-			Hosts:   []apiv2.Host{apiv2.Host(name + ".example.com")},
-			Gateway: &gateway,
-			Service: &apiv2.Service{Name: name, Port: 8000},
-			Rules: []apiv2.Rule{
-				{Path: "/public", Methods: []apiv2.HTTPMethod{"GET"}, NoAuth: &yes},
-				{Path: "/api/{**}", Methods: []apiv2.HTTPMethod{"GET", "POST"}, JWT: &apiv2.JWTConfig{
-					Authentications: []apiv2.JWTAuthentication{{Issuer: "https://idp.example.com", JWKSURI: &jwks}}}},
-			},
-		},
-		Status: apiv2.APIRuleStatus{State: "Ready", Description: "The APIRule is served as specified.", ObservedGeneration: 1},
-	}
+	rule := fixtures.WorkloadAPIRule("team", name, "istio-system/public")
+	rule.TypeMeta = metav1.TypeMeta{APIVersion: "gateway.apirule.io/v2", Kind: "APIRule"}
+	rule.UID = "6c5b1c2d-3e4f-4b43-9a35-0d7c0c8e8d0a"
+	rule.ResourceVersion = fmt.Sprint(1000 + i)
+	rule.Generation = 1
+	rule.Labels = map[string]string{"app.kubernetes.io/part-of": "shop"}
+	rule.Finalizers = []string{"gateway.apirule.io/children"}
+	rule.Status = apiv2.APIRuleStatus{State: "Ready", Description: "The APIRule is served as specified.", ObservedGeneration: 1}
 	for _, c := range []string{"Accepted", "ResolvedRefs", "Programmed", "Ready"} {
 		rule.Status.Conditions = append(rule.Status.Conditions, metav1.Condition{Type: c, Status: metav1.ConditionTrue, ObservedGeneration: 1,
 			LastTransitionTime: at, Reason: c, Message: "All Istio objects are applied."})

@@ -588,25 +588,7 @@ func waitQuiet(audit *auditLog) (map[string]int, error) {
 
 // benchAPIRule is APIRule i of the fixed workload.
 func benchAPIRule(i int) *apiv2.APIRule {
-	name := fmt.Sprintf("ar-%d", i)
-	yes := true
-	jwksURI := "https://idp.example.com/jwks"
-	gateway := apiv2.GatewayReference(gatewayNamespace + "/" + gatewayName)
-	return &apiv2.APIRule{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec: apiv2.APIRuleSpec{
-			Hosts:   []apiv2.Host{apiv2.Host(name + ".example.com")},
-			Gateway: &gateway,
-			Service: &apiv2.Service{Name: name, Port: 8000},
-			Rules: []apiv2.Rule{
-				{Path: "/public", Methods: []apiv2.HTTPMethod{"GET"}, NoAuth: &yes},
-				{Path: "/api/{**}", Methods: []apiv2.HTTPMethod{"GET", "POST"}, JWT: &apiv2.JWTConfig{
-					Authentications: []apiv2.JWTAuthentication{{Issuer: "https://idp.example.com", JWKSURI: &jwksURI}},
-				}},
-				{Path: "/health", Methods: []apiv2.HTTPMethod{"GET"}, NoAuth: &yes},
-			},
-		},
-	}
+	return fixtures.WorkloadAPIRule(namespace, fmt.Sprintf("ar-%d", i), gatewayNamespace+"/"+gatewayName)
 }
 
 func createAPIRule(ctx context.Context, c client.Client, i int, ready *readyWatch) error {
