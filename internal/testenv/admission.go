@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -79,19 +81,13 @@ func AdmitsWithFinalizer(ctx context.Context, c client.Client, probe client.Obje
 // WaitForFinalizerAdmission returns once AdmitsWithFinalizer does, or with its last error
 // after a minute.
 func WaitForFinalizerAdmission(ctx context.Context, c client.Client, probe client.Object) error {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		err := AdmitsWithFinalizer(ctx, c, probe)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("admission does not set the finalizer a minute after the install: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	var refused error
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		refused = AdmitsWithFinalizer(ctx, c, probe)
+		return refused == nil, nil
+	})
+	if err != nil && refused != nil && ctx.Err() == nil {
+		return fmt.Errorf("admission does not set the finalizer a minute after the install: %w", refused)
 	}
+	return err
 }

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -866,18 +868,11 @@ func parallel(n, workers int, work func(i int) error) error {
 }
 
 func waitFor(ctx context.Context, limit time.Duration, done func() bool) error {
-	deadline := time.Now().Add(limit)
-	for !done() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not done after %s", limit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, limit, true, func(context.Context) (bool, error) { return done(), nil })
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("not done after %s", limit)
 	}
-	return nil
+	return err
 }
 
 // profileAPIServer writes a CPU profile of kube-apiserver, taken over the given time through
