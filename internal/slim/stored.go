@@ -35,7 +35,7 @@ import (
 // RequestAuthentications as the API server stored them, not as Istio's Go types decode them:
 // those decoders drop fields they do not know, so a field that the cluster's (newer) Istio
 // CRDs accept, added to a generated object, would leave the digest of its state unchanged and
-// never be seen as drift. StoredStateInformer lists and watches these kinds unstructured and
+// never be seen as drift. NewInformer lists and watches these kinds unstructured and
 // builds from each map the slim typed object the transforms of this package build from a
 // typed one, with the digest of the state as stored; the reads of the cache stay typed.
 
