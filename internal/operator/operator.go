@@ -142,23 +142,24 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	byObject := map[client.Object]cache.ByObject{
 		// All VirtualServices are cached, for host conflicts; those the operator does not
-		// manage only as hosts and gateways.
-		&networkingclientv1.VirtualService{}:      {Transform: slim.VirtualService},
-		&securityclientv1.AuthorizationPolicy{}:   {Label: generated.Label, Transform: slim.AuthorizationPolicy},
-		&securityclientv1.RequestAuthentication{}: {Label: generated.Label, Transform: slim.RequestAuthentication},
+		// manage only as hosts and gateways. These three kinds are slimmed as they are listed
+		// and watched (slim.NewInformer, below).
+		&networkingclientv1.VirtualService{}:      {},
+		&securityclientv1.AuthorizationPolicy{}:   {Label: generated.Label},
+		&securityclientv1.RequestAuthentication{}: {Label: generated.Label},
 		&corev1.ConfigMap{}:                       meshConfig,
 		// Secrets only for their certificates: keys and other values are dropped as each
 		// Secret arrives, before it enters the cache (the API server sends them whole).
 		&corev1.Secret{}: {Transform: slim.Secret},
 		// Pods only for the sidecar and trusted-proxy checks, as metadata that marks them: a
 		// cluster's Pod specs (images, env values, volumes) would be most of the cache.
-		slim.PodMetadata(): {Transform: slim.Slimmed},
+		slim.PodMetadata(): {},
 		// Services only for their selectors and port numbers: there is one for every workload.
 		&corev1.Service{}: {Transform: slim.Service},
 	}
 	// The generated kinds arrive as stored, so that their state digests cover every field the
 	// API server kept, and Pods as slim metadata (internal/slim/stored.go), restricted by the
-	// same options. Pods are read as protocol buffers, which cost the API server and the
+	// same options; NewInformer sets their transforms. Pods are read as protocol buffers, which cost the API server and the
 	// operator less than JSON.
 	podsConfig := rest.CopyConfig(cfg)
 	podsConfig.ContentType = runtime.ContentTypeProtobuf

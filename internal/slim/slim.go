@@ -12,11 +12,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"weak"
 
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/api/networking/v1"
@@ -36,32 +33,6 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
 
-// produced holds, weakly, objects a transform of this package returned. client-go may pass an
-// object a transform produced to it again (a watch list transforms each object into a
-// temporary store, then again as it replaces the cache's content), and such an object must
-// come back as it is: its state is gone, so its digest cannot be computed again, and a digest
-// the stored object carries is never believed.
-type produced[T any] struct{ set sync.Map }
-
-func (p *produced[T]) has(obj *T) bool {
-	_, ok := p.set.Load(weak.Make(obj))
-	return ok
-}
-
-// add records obj until the cache drops it.
-func (p *produced[T]) add(obj *T) *T {
-	key := weak.Make(obj)
-	p.set.Store(key, struct{}{})
-	runtime.AddCleanup(obj, func(k weak.Pointer[T]) { p.set.Delete(k) }, key)
-	return obj
-}
-
-var (
-	routes          produced[networkingclientv1.VirtualService]
-	policies        produced[securityclientv1.AuthorizationPolicy]
-	authentications produced[securityclientv1.RequestAuthentication]
-)
-
 // VirtualService keeps in the cache only what the checks and indexes read of a
 // VirtualService: hosts and gateways (the host-conflict check) and, of the operator's own,
 // also the hosts its HTTP routes send to (what serves now: index.RouteBackends), its owner
@@ -70,14 +41,13 @@ var (
 // stay out of memory.
 func VirtualService(obj any) (any, error) {
 	vs, ok := obj.(*networkingclientv1.VirtualService)
-	if !ok || routes.has(vs) {
+	if !ok {
 		return obj, nil
 	}
 	slim := &networkingclientv1.VirtualService{ObjectMeta: slimMeta(vs.ObjectMeta)}
 	slim.Spec.Hosts = vs.Spec.Hosts
 	slim.Spec.Gateways = vs.Spec.Gateways
 	if _, managed := ownership.OwnerFromLabels(vs.Labels); !managed {
-		// Slimming this again yields the same: no need to record it.
 		return slim, nil
 	}
 	if err := keepOwnState(vs, &slim.ObjectMeta, networkingclientv1.SchemeGroupVersion.WithKind("VirtualService")); err != nil {
@@ -90,7 +60,7 @@ func VirtualService(obj any) (any, error) {
 		}
 	}
 	keepDestinations(slim, hosts)
-	return routes.add(slim), nil
+	return slim, nil
 }
 
 // keepDestinations keeps in one route every destination host once: what the checks and
@@ -116,7 +86,7 @@ const RuleDigestsAnnotation = "apirule.io/cached-rule-digests"
 // digests of their rules, which tell whether a new policy drops a rule the current one has.
 func AuthorizationPolicy(obj any) (any, error) {
 	ap, ok := obj.(*securityclientv1.AuthorizationPolicy)
-	if !ok || policies.has(ap) {
+	if !ok {
 		return obj, nil
 	}
 	slim := &securityclientv1.AuthorizationPolicy{ObjectMeta: slimMeta(ap.ObjectMeta)}
@@ -128,7 +98,7 @@ func AuthorizationPolicy(obj any) (any, error) {
 		return whole(ap, err)
 	}
 	slim.Annotations[RuleDigestsAnnotation] = strings.Join(digests, ",")
-	return policies.add(slim), nil
+	return slim, nil
 }
 
 // RequestAuthentication keeps in the cache, of the operator's own RequestAuthentications
@@ -136,14 +106,14 @@ func AuthorizationPolicy(obj any) (any, error) {
 // state.
 func RequestAuthentication(obj any) (any, error) {
 	ra, ok := obj.(*securityclientv1.RequestAuthentication)
-	if !ok || authentications.has(ra) {
+	if !ok {
 		return obj, nil
 	}
 	slim := &securityclientv1.RequestAuthentication{ObjectMeta: slimMeta(ra.ObjectMeta)}
 	if err := keepOwnState(ra, &slim.ObjectMeta, securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication")); err != nil {
 		return whole(ra, err)
 	}
-	return authentications.add(slim), nil
+	return slim, nil
 }
 
 // Default is the transform of every object that has none of its own: managedFields, a large

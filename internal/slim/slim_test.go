@@ -91,15 +91,6 @@ func TestVirtualServiceKeepsWhatIsReadOfTheOperatorsRoutes(t *testing.T) {
 		t.Errorf("destination hosts %v, want %v", hosts, want)
 	}
 
-	// client-go may hand the transform's own output back to it: it comes back as it is.
-	again, err := VirtualService(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again != got || got.Annotations[apply.StateDigestAnnotation] != wantDigest {
-		t.Errorf("transforming the transform's output changed it: digest %s, want %s", got.Annotations[apply.StateDigestAnnotation], wantDigest)
-	}
-
 	// Another state, another digest.
 	changed := route(labels)
 	changed.Spec.Http[0].Headers.Request.Set["x-apirule-route"] = "t2"
@@ -160,9 +151,6 @@ func TestPoliciesKeepTheDigestsOfStateAndRules(t *testing.T) {
 	}
 	if cached.Annotations[apply.StateDigestAnnotation] == "" {
 		t.Errorf("no state digest: %v", cached.Annotations)
-	}
-	if again, _ := AuthorizationPolicy(cached); again != cached {
-		t.Errorf("transforming the transform's output changed it")
 	}
 	other, _ := AuthorizationPolicy(policy("/a", "/c"))
 	if cached.Annotations[apply.StateDigestAnnotation] == other.(*securityclientv1.AuthorizationPolicy).Annotations[apply.StateDigestAnnotation] {

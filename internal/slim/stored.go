@@ -44,10 +44,12 @@ type storedKind struct {
 	resource schema.GroupVersionResource
 	newList  func() client.ObjectList
 	// fromStored builds the slim object from a stored one; an error leaves the object to the
-	// typed decoding and the kind's transform, as the other kinds are handled.
+	// typed decoding and slimTyped.
 	fromStored func(u *unstructured.Unstructured) (client.Object, error)
 	// typed is an empty typed object of the kind.
 	typed func() client.Object
+	// slimTyped is the kind's transform of a typed object.
+	slimTyped func(any) (any, error)
 }
 
 var storedKinds = map[schema.GroupVersionKind]storedKind{
@@ -56,18 +58,21 @@ var storedKinds = map[schema.GroupVersionKind]storedKind{
 		newList:    func() client.ObjectList { return &networkingclientv1.VirtualServiceList{} },
 		fromStored: virtualServiceFromStored,
 		typed:      func() client.Object { return &networkingclientv1.VirtualService{} },
+		slimTyped:  VirtualService,
 	},
 	securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"): {
 		resource:   securityclientv1.SchemeGroupVersion.WithResource("authorizationpolicies"),
 		newList:    func() client.ObjectList { return &securityclientv1.AuthorizationPolicyList{} },
 		fromStored: authorizationPolicyFromStored,
 		typed:      func() client.Object { return &securityclientv1.AuthorizationPolicy{} },
+		slimTyped:  AuthorizationPolicy,
 	},
 	securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"): {
 		resource:   securityclientv1.SchemeGroupVersion.WithResource("requestauthentications"),
 		newList:    func() client.ObjectList { return &securityclientv1.RequestAuthenticationList{} },
 		fromStored: requestAuthenticationFromStored,
 		typed:      func() client.Object { return &securityclientv1.RequestAuthentication{} },
+		slimTyped:  RequestAuthentication,
 	},
 }
 
@@ -78,6 +83,13 @@ var storedKinds = map[schema.GroupVersionKind]storedKind{
 // neither. The lists and watches are restricted by the label selector of the kind's entry in
 // the cache's byObject options (none: every object); other kinds keep theirs. It refuses
 // options it would not apply: a namespace or field restriction of these kinds.
+//
+// Everything these lists and watches hand the informer is slim already, and their transform in
+// byObject, which NewInformer sets (adding an entry for a kind that has none), passes it as it
+// is: a transform of its own (a typed one would take a slim object for a whole one, and the
+// default would drop the digests) is refused. So no transform needs to tell the objects it
+// made from those it did not: client-go hands an informer's transform the same object twice
+// when a watch list replaces the cache's content.
 func NewInformer(dyn dynamic.Interface, pods typedcorev1.PodsGetter, byObject map[client.Object]cache.ByObject) (func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer, error) {
 	selectors := map[schema.GroupVersionKind]labels.Selector{}
 	for obj, opts := range byObject {
@@ -88,7 +100,20 @@ func NewInformer(dyn dynamic.Interface, pods typedcorev1.PodsGetter, byObject ma
 		if len(opts.Namespaces) > 0 || opts.Field != nil {
 			return nil, fmt.Errorf("the cache restricts %s by namespace or field, which its own list and watch do not apply", gvk.Kind)
 		}
+		if opts.Transform != nil {
+			return nil, fmt.Errorf("the cache sets a transform of %s, which its own list and watch slim", gvk.Kind)
+		}
+		opts.Transform = alreadySlim
+		byObject[obj] = opts
 		selectors[gvk] = opts.Label
+	}
+	for gvk, kind := range storedKinds {
+		if _, listed := selectors[gvk]; !listed {
+			byObject[kind.typed()] = cache.ByObject{Transform: alreadySlim}
+		}
+	}
+	if _, listed := selectors[podKind]; !listed {
+		byObject[PodMetadata()] = cache.ByObject{Transform: alreadySlim}
 	}
 	return func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, indexers toolscache.Indexers) toolscache.SharedIndexInformer {
 		if gvk, ok := replacedKind(obj); ok {
@@ -237,8 +262,8 @@ func storedListWatch(resource dynamic.NamespaceableResourceInterface, kind store
 	return replacedListWatch(selector, list, resource.Watch, kind.typed, convert)
 }
 
-// object builds the slim object from a stored one, or, when that fails, the whole typed
-// object as the typed decoding would, for the kind's transform to handle.
+// object builds the slim object from a stored one, or, when that fails, slims the typed
+// object as the typed decoding would have it.
 func (k storedKind) object(u *unstructured.Unstructured) (client.Object, error) {
 	obj, err := k.fromStored(u)
 	if err == nil {
@@ -252,7 +277,11 @@ func (k storedKind) object(u *unstructured.Unstructured) (client.Object, error) 
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, typed); err != nil {
 		return nil, fmt.Errorf("decoding %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}
-	return typed, nil
+	slimmed, err := k.slimTyped(typed)
+	if err != nil {
+		return nil, err
+	}
+	return slimmed.(client.Object), nil
 }
 
 // storedMeta is the object metadata of a stored object, and the digest of its state when the
@@ -321,7 +350,7 @@ func virtualServiceFromStored(u *unstructured.Unstructured) (client.Object, erro
 		}
 	}
 	keepDestinations(vs, hosts)
-	return routes.add(vs), nil
+	return vs, nil
 }
 
 func authorizationPolicyFromStored(u *unstructured.Unstructured) (client.Object, error) {
@@ -346,7 +375,7 @@ func authorizationPolicyFromStored(u *unstructured.Unstructured) (client.Object,
 		return nil, err
 	}
 	ap.Annotations[RuleDigestsAnnotation] = strings.Join(digests, ",")
-	return policies.add(ap), nil
+	return ap, nil
 }
 
 func requestAuthenticationFromStored(u *unstructured.Unstructured) (client.Object, error) {
@@ -354,7 +383,7 @@ func requestAuthenticationFromStored(u *unstructured.Unstructured) (client.Objec
 	if err != nil {
 		return nil, err
 	}
-	return authentications.add(&securityclientv1.RequestAuthentication{ObjectMeta: m}), nil
+	return &securityclientv1.RequestAuthentication{ObjectMeta: m}, nil
 }
 
 var errNotOwn = errors.New("not one of the operator's objects")
@@ -364,6 +393,5 @@ func asMap(v any) map[string]any {
 	return m
 }
 
-// Slimmed is the cache's transform of Pods: their list and watch (NewInformer) have slimmed
-// them already, and the default transform would copy the maps they share.
-func Slimmed(obj any) (any, error) { return obj, nil }
+// alreadySlim is the cache's transform of the kinds whose list and watch NewInformer replaces.
+func alreadySlim(obj any) (any, error) { return obj, nil }

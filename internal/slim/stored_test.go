@@ -151,7 +151,8 @@ func TestStoredListHoldsSlimTypedObjects(t *testing.T) {
 	}
 }
 
-// Restrictions the replaced lists and watches would not apply are refused, not ignored.
+// Restrictions the replaced lists and watches would not apply are refused, not ignored, and
+// so is a transform of their own.
 func TestNewInformerRefusesRestrictionsItWouldIgnore(t *testing.T) {
 	dyn := dynamicfake.NewSimpleDynamicClient(runtime.NewScheme())
 	pods := kubefake.NewClientset().CoreV1()
@@ -162,11 +163,79 @@ func TestNewInformerRefusesRestrictionsItWouldIgnore(t *testing.T) {
 		for name, opts := range map[string]cache.ByObject{
 			"a field selector": {Field: fields.OneTermEqualSelector("metadata.name", "x")},
 			"namespaces":       {Namespaces: map[string]cache.Config{"team": {}}},
+			"a transform":      {Transform: AuthorizationPolicy},
 		} {
 			if _, err := NewInformer(dyn, pods, map[client.Object]cache.ByObject{obj: opts}); err == nil {
 				t.Errorf("%s of %T accepted", name, obj)
 			}
 		}
+	}
+}
+
+// NewInformer gives every kind whose list and watch it replaces a transform that passes the
+// slim objects as they are, those byObject names and those it does not, and leaves the others'
+// transforms and restrictions alone. With a typed transform, a slim VirtualService handed
+// to it again would lose its digest; with the default one, every digest would be dropped.
+func TestNewInformerPassesWhatItsListsAndWatchesSlimmed(t *testing.T) {
+	byObject := map[client.Object]cache.ByObject{
+		&securityclientv1.AuthorizationPolicy{}: {Label: labels.Everything()},
+		&corev1.Service{}:                       {Transform: Service},
+	}
+	if _, err := NewInformer(dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()), kubefake.NewClientset().CoreV1(), byObject); err != nil {
+		t.Fatal(err)
+	}
+	slimmed := map[string]bool{}
+	for obj, opts := range byObject {
+		gvk, replaced := replacedKind(obj)
+		if !replaced {
+			if _, ok := obj.(*corev1.Service); !ok || opts.Transform == nil {
+				t.Errorf("%T: options %+v, want the Service's own", obj, opts)
+			}
+			continue
+		}
+		if opts.Transform == nil {
+			t.Errorf("%s has no transform", gvk.Kind)
+			continue
+		}
+		vs, _ := VirtualService(route(ownership.Labels(types.NamespacedName{Namespace: "team", Name: "orders"})))
+		if out, err := opts.Transform(vs); err != nil || out != vs {
+			t.Errorf("%s: the transform changed a slim object: %v", gvk.Kind, err)
+		}
+		if gvk.Kind == "AuthorizationPolicy" && opts.Label == nil {
+			t.Errorf("the AuthorizationPolicies' label selector was lost")
+		}
+		slimmed[gvk.Kind] = true
+	}
+	want := map[string]bool{"VirtualService": true, "AuthorizationPolicy": true, "RequestAuthentication": true, "Pod": true}
+	if !cmp.Equal(slimmed, want) {
+		t.Errorf("kinds given the pass-through transform %v, want %v", slimmed, want)
+	}
+}
+
+// A stored object that cannot be read the stored way (here an AuthorizationPolicy that is not
+// the operator's, carrying a digest it forged) is slimmed by the kind's typed transform in
+// the list itself: the cache never holds it whole or with the digest it brought.
+func TestAStoredObjectReadTheTypedWayIsSlimmedToo(t *testing.T) {
+	policy := storedPolicy()
+	policy.Labels = map[string]string{"app": "other"}
+	policy.Annotations = map[string]string{apply.StateDigestAnnotation: "forged"}
+	kind := storedKinds[policy.GroupVersionKind()]
+	kinds := map[schema.GroupVersionResource]string{kind.resource: "AuthorizationPolicyList"}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), kinds, stored(t, policy))
+	out, err := storedListWatch(dyn.Resource(kind.resource), kind, nil).ListWithContext(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := out.(*securityclientv1.AuthorizationPolicyList).Items
+	if len(items) != 1 {
+		t.Fatalf("listed %d policies, want 1", len(items))
+	}
+	got := items[0]
+	if got.Spec.Rules != nil || got.ManagedFields != nil {
+		t.Errorf("the policy was kept whole: %+v", got)
+	}
+	if digest := got.Annotations[apply.StateDigestAnnotation]; digest == "" || digest == "forged" {
+		t.Errorf("digest %q, want the one of the policy's state", digest)
 	}
 }
 
