@@ -320,7 +320,7 @@ func (r *APIRuleReconciler) takeDownRouteIfPoliciesNarrow(ctx context.Context, r
 // widen each other. The route goes first.
 func (r *APIRuleReconciler) withdraw(ctx context.Context, rule *apiv2.APIRule, hosts []string) (bool, error) {
 	routes := &networkingclientv1.VirtualServiceList{}
-	if err := r.Client.List(ctx, routes, client.MatchingFields{ownership.OwnerIndex: ownerOf(rule).String()}); err != nil {
+	if err := apply.OwnerIndex.List(ctx, r.Client, routes, ownerOf(rule).String()); err != nil {
 		return false, fmt.Errorf("listing the routes of %s: %w", ownerOf(rule), err)
 	}
 	for _, vs := range routes.Items {

@@ -140,23 +140,27 @@ var _ = Describe("The operator's cache", func() {
 		Expect(liveService.Annotations).To(Equal(svc.Annotations))
 	})
 
-	It("keeps each index value once, in the form its lookups use, and finds objects through it", func() {
+	It("keeps each index value once, hashed, in the form its lookups use, and finds objects through it", func() {
 		key := createReady(namespace, "indexed", noAuth("/*", "GET"))
 		rule := &apiv2.APIRule{}
 		fromCache(key, rule)
 		host := index.HostKey(rule.Spec.Hosts[0])
 		found := &apiv2.APIRuleList{}
-		Expect(running.mgr.GetCache().List(ctx, found, client.MatchingFields{index.APIRuleHost: host})).To(Succeed())
+		Expect(index.APIRuleHost.List(ctx, running.mgr.GetClient(), found, host)).To(Succeed())
 		Expect(found.Items).To(ConsistOf(HaveField("Name", key.Name)), "looked up across namespaces")
-		Expect(indexValues(&apiv2.APIRule{}, index.APIRuleHost)).To(And(
-			ContainElement("__all_namespaces/"+host), Not(ContainElement(namespace+"/"+host))),
-			"the host is looked up across namespaces only: no copy under the namespace")
+		Expect(found.Items[0].GroupVersionKind()).To(Equal(apiv2.GroupVersion.WithKind("APIRule")), "a copy with its kind, as the cache gives one")
+		Expect(indexValues(&apiv2.APIRule{}, index.APIRuleHost.Name())).To(And(
+			HaveEach(HavePrefix("__all_namespaces/#")), Not(ContainElement(HaveSuffix(host)))),
+			"hosts are kept as their buckets, across namespaces only: no copy under the namespace")
+		byHand := &apiv2.APIRuleList{}
+		Expect(running.mgr.GetCache().List(ctx, byHand, client.MatchingFields{index.APIRuleHost.Name(): host})).To(Succeed())
+		Expect(byHand.Items).To(BeEmpty(), "a field selector of the host itself finds nothing: lookups go through the index's List")
 
 		pods := slim.PodMetadataList()
-		Expect(running.mgr.GetCache().List(ctx, pods, client.InNamespace(namespace), client.MatchingFields{index.PodLabel: "app=indexed"})).To(Succeed())
-		Expect(pods.Items).To(HaveLen(1), "looked up in the namespace")
-		Expect(indexValues(slim.PodMetadata(), index.PodLabel)).To(And(
-			ContainElement(namespace+"/app=indexed"), Not(ContainElement("__all_namespaces/app=indexed"))),
+		Expect(index.PodLabel.List(ctx, running.mgr.GetClient(), pods, "app=indexed", client.InNamespace(namespace))).To(Succeed())
+		Expect(pods.Items).To(ConsistOf(HaveField("Labels", HaveKeyWithValue("app", "indexed"))), "looked up in the namespace")
+		Expect(indexValues(slim.PodMetadata(), index.PodLabel.Name())).To(And(
+			ContainElement(HavePrefix(namespace+"/#")), Not(ContainElement(HavePrefix("__all_namespaces/")))),
 			"a Pod's labels are looked up in its namespace only: no copy across namespaces")
 	})
 

@@ -20,6 +20,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/gather"
 	"github.com/apirule-operator/apirule-operator/internal/index"
+	"github.com/apirule-operator/apirule-operator/internal/lookup"
 	"github.com/apirule-operator/apirule-operator/internal/model"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/slim"
@@ -55,10 +56,10 @@ func (r *APIRuleReconciler) requestsForReferenceGrant(ctx context.Context, obj c
 
 // requestsForRoutesTo maps the operator's VirtualServices under an index key of their
 // destinations to their owners: what serves now, whatever the owners' specs say.
-func (r *APIRuleReconciler) requestsForRoutesTo(ctx context.Context, field, key string) []reconcile.Request {
+func (r *APIRuleReconciler) requestsForRoutesTo(ctx context.Context, by lookup.Index, key string) []reconcile.Request {
 	routes := &networkingclientv1.VirtualServiceList{}
-	if err := r.Client.List(ctx, routes, client.MatchingFields{field: key}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing the routes by destination", "index", field, "key", key)
+	if err := by.List(ctx, r.Client, routes, key); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing the routes by destination", "index", by.Name(), "key", key)
 		return nil
 	}
 	var out []reconcile.Request
@@ -79,7 +80,7 @@ func (r *APIRuleReconciler) requestsForSecret(ctx context.Context, obj client.Ob
 		return out
 	}
 	gateways := &networkingclientv1.GatewayList{}
-	if err := r.Client.List(ctx, gateways, client.MatchingFields{index.GatewayCredential: obj.GetName()}); err != nil {
+	if err := index.GatewayCredential.List(ctx, r.Client, gateways, obj.GetName()); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing the Gateways of a certificate Secret", "secret", obj.GetName())
 		return out
 	}
@@ -90,17 +91,17 @@ func (r *APIRuleReconciler) requestsForSecret(ctx context.Context, obj client.Ob
 }
 
 // requestsForIndex maps an object to the APIRules whose index holds its namespace/name.
-func (r *APIRuleReconciler) requestsForIndex(index string) func(context.Context, client.Object) []reconcile.Request {
+func (r *APIRuleReconciler) requestsForIndex(by lookup.Index) func(context.Context, client.Object) []reconcile.Request {
 	return func(ctx context.Context, obj client.Object) []reconcile.Request {
-		return r.requestsForKey(ctx, index, types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}.String())
+		return r.requestsForKey(ctx, by, types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()}.String())
 	}
 }
 
 // requestsForKey maps an index key to the APIRules that hold it.
-func (r *APIRuleReconciler) requestsForKey(ctx context.Context, index, key string) []reconcile.Request {
+func (r *APIRuleReconciler) requestsForKey(ctx context.Context, by lookup.Index, key string) []reconcile.Request {
 	rules := &apiv2.APIRuleList{}
-	if err := r.Client.List(ctx, rules, client.MatchingFields{index: key}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing APIRules by index", "index", index, "key", key)
+	if err := by.List(ctx, r.Client, rules, key); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing APIRules by index", "index", by.Name(), "key", key)
 		return nil
 	}
 	out := make([]reconcile.Request, 0, len(rules.Items))
@@ -170,7 +171,7 @@ func (r *APIRuleReconciler) requestsForPod(ctx context.Context, obj client.Objec
 	}
 	for _, pair := range index.LabelPairs(podLabels) {
 		services := &corev1.ServiceList{}
-		if err := r.Client.List(ctx, services, client.InNamespace(obj.GetNamespace()), client.MatchingFields{index.ServiceSelector: pair}); err != nil {
+		if err := index.ServiceSelector.List(ctx, r.Client, services, pair, client.InNamespace(obj.GetNamespace())); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "listing Services for a Pod", "pod", obj.GetName())
 			return nil
 		}

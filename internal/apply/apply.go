@@ -351,7 +351,7 @@ func (a *Applier) Prune(ctx context.Context, owner types.NamespacedName, keep []
 		list := kind.List.DeepCopyObject().(client.ObjectList)
 		// Through the owner index: a label selector would scan every object of the kind in the
 		// cache, which made each reconcile cost more the more APIRules there are.
-		if err := a.Client.List(ctx, list, client.MatchingFields{ownership.OwnerIndex: owner.String()}); err != nil {
+		if err := OwnerIndex.List(ctx, a.Client, list, owner.String()); err != nil {
 			return result, fmt.Errorf("listing children of %s: %w", owner, err)
 		}
 		items, err := meta.ExtractList(list)

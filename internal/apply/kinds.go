@@ -10,7 +10,20 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/apirule-operator/apirule-operator/internal/lookup"
+	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
+
+// OwnerIndex is the cache index that lists the generated objects of each kind by the
+// namespace/name of the APIRule they belong to (ownership.OwnerFromLabels): pruning lists an
+// APIRule's children through it.
+var OwnerIndex = lookup.Hashed("apirule.io/owner", func(obj client.Object) []string {
+	if owner, ok := ownership.OwnerFromLabels(obj.GetLabels()); ok {
+		return []string{owner.String()}
+	}
+	return nil
+})
 
 // Kind is one kind of object the operator generates.
 type Kind struct {
@@ -22,7 +35,7 @@ type Kind struct {
 	// ApplyRank orders writes: lower first. PruneRank orders deletions: lower first.
 	ApplyRank, PruneRank int
 	// CachedAsDigest: the operator's cache holds the kind's state only as its digest
-	// (StateDigestAnnotation, set by the kind's transform in internal/slim). Of every other
+	// (StateDigestAnnotation, set as the cache lists and watches the kind: internal/slim). Of every other
 	// kind the digest annotation is never believed, whoever set it.
 	CachedAsDigest bool
 }

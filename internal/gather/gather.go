@@ -274,8 +274,7 @@ func Peers(ctx context.Context, reader client.Reader, opts model.Options, rule *
 		seen := map[types.NamespacedName]bool{}
 		for _, pair := range candidatePairs(mine) {
 			candidates := &corev1.ServiceList{}
-			if err := reader.List(ctx, candidates, client.InNamespace(mine.Namespace),
-				client.MatchingFields{index.ServiceSelector: pair}); err != nil {
+			if err := index.ServiceSelector.List(ctx, reader, candidates, pair, client.InNamespace(mine.Namespace)); err != nil {
 				return nil, fmt.Errorf("listing the Services that may share workload %s: %w", model.WorkloadKey(mine), err)
 			}
 			for i := range candidates.Items {
@@ -286,7 +285,7 @@ func Peers(ctx context.Context, reader client.Reader, opts model.Options, rule *
 				}
 				seen[key] = true
 				rules := &apiv2.APIRuleList{}
-				if err := reader.List(ctx, rules, client.MatchingFields{index.APIRuleService: key.String()}); err != nil {
+				if err := index.APIRuleService.List(ctx, reader, rules, key.String()); err != nil {
 					return nil, fmt.Errorf("listing the APIRules of Service %s: %w", key, err)
 				}
 				for j := range rules.Items {
@@ -375,7 +374,7 @@ func (r *Gatherer) backendPods(ctx context.Context, svc *corev1.Service) ([]mode
 	// Look up by one selector pair through the index, then keep the Pods the whole selector
 	// matches: a label selector alone would scan every Pod of the namespace.
 	pods := slim.PodMetadataList()
-	if err := r.Reader.List(ctx, pods, client.InNamespace(svc.Namespace), client.MatchingFields{index.PodLabel: index.FirstPair(svc.Spec.Selector)}); err != nil {
+	if err := index.PodLabel.List(ctx, r.Reader, pods, index.FirstPair(svc.Spec.Selector), client.InNamespace(svc.Namespace)); err != nil {
 		return nil, fmt.Errorf("listing the Pods of Service %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
 	selector := labels.SelectorFromSet(svc.Spec.Selector)
@@ -431,7 +430,7 @@ func (r *Gatherer) hostClaims(ctx context.Context, in model.Input) (map[string][
 	}
 	for _, host := range resolvableHosts(in) {
 		routes := &networkingclientv1.VirtualServiceList{}
-		if err := r.Reader.List(ctx, routes, client.MatchingFields{index.VirtualServiceHost: host}); err != nil {
+		if err := index.VirtualServiceHost.List(ctx, r.Reader, routes, host); err != nil {
 			return nil, fmt.Errorf("looking up VirtualServices of host %s: %w", host, err)
 		}
 		for _, vs := range routes.Items {
@@ -502,7 +501,7 @@ func (r *Gatherer) gatherMTLS(ctx context.Context, in *model.Input) error {
 	seen := map[types.NamespacedName]bool{}
 	for _, host := range in.APIRule.Spec.Hosts {
 		gateways := &networkingclientv1.GatewayList{}
-		if err := r.Reader.List(ctx, gateways, client.MatchingFields{index.GatewayServerHost: string(host)}); err != nil {
+		if err := index.GatewayServerHost.List(ctx, r.Reader, gateways, string(host)); err != nil {
 			return fmt.Errorf("looking up Gateways of host %s: %w", host, err)
 		}
 		for _, gw := range gateways.Items {
@@ -527,7 +526,7 @@ func (r *Gatherer) frontingRoutes(ctx context.Context, in *model.Input) error {
 		host := string(h)
 		for _, pattern := range model.CoveringHosts(host) {
 			routes := &networkingclientv1.VirtualServiceList{}
-			if err := r.Reader.List(ctx, routes, client.MatchingFields{index.VirtualServiceHost: pattern}); err != nil {
+			if err := index.VirtualServiceHost.List(ctx, r.Reader, routes, pattern); err != nil {
 				return fmt.Errorf("looking up VirtualServices of host %s: %w", pattern, err)
 			}
 			for _, vs := range routes.Items {
@@ -637,7 +636,7 @@ func (r *Gatherer) ingressPods(ctx context.Context) ([]model.IngressPod, error) 
 		return nil, nil
 	}
 	pods := slim.PodMetadataList()
-	if err := r.Reader.List(ctx, pods, client.InNamespace(r.Options.IngressGatewayNamespace), client.MatchingFields{index.PodLabel: index.FirstPair(selector)}); err != nil {
+	if err := index.PodLabel.List(ctx, r.Reader, pods, index.FirstPair(selector), client.InNamespace(r.Options.IngressGatewayNamespace)); err != nil {
 		return nil, fmt.Errorf("listing the ingress gateway Pods: %w", err)
 	}
 	var out []model.IngressPod
@@ -676,7 +675,7 @@ func Admission(ctx context.Context, reader client.Reader, rule, old *apiv2.APIRu
 	claims := map[string][]apiv2.APIRule{}
 	for _, h := range rule.Spec.Hosts {
 		list := &apiv2.APIRuleList{}
-		if err := reader.List(ctx, list, client.MatchingFields{index.APIRuleHost: index.HostKey(h)}); err != nil {
+		if err := index.APIRuleHost.List(ctx, reader, list, index.HostKey(h)); err != nil {
 			return nil, fmt.Errorf("looking up the APIRules of host %s: %w", h, err)
 		}
 		claims[string(h)] = list.Items

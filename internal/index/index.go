@@ -18,49 +18,72 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/apply"
+	"github.com/apirule-operator/apirule-operator/internal/lookup"
 	"github.com/apirule-operator/apirule-operator/internal/model"
-	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/slim"
 )
 
-// Index names.
-const (
+// The indexes. Those with about one value per object are hashed (internal/lookup); every
+// lookup goes through the index's List.
+var (
 	// APIRuleHost lists APIRules by host as written; a short host as short:<name>.
-	APIRuleHost = "apirule.io/hosts"
+	APIRuleHost = lookup.Hashed("apirule.io/hosts", func(obj client.Object) []string {
+		var keys []string
+		for _, h := range obj.(*apiv2.APIRule).Spec.Hosts {
+			keys = append(keys, HostKey(h))
+		}
+		return keys
+	})
 	// APIRuleService lists APIRules by the namespace/name of each backend Service.
-	APIRuleService = "apirule.io/backend-services"
+	APIRuleService = lookup.Hashed("apirule.io/backend-services", func(obj client.Object) []string {
+		var keys []string
+		for _, ref := range model.BackendRefs(obj.(*apiv2.APIRule)) {
+			keys = append(keys, ref.String())
+		}
+		return keys
+	})
 	// APIRuleGateway lists APIRules by the namespace/name of their Gateway.
-	APIRuleGateway = "apirule.io/gateway"
+	APIRuleGateway = lookup.Plain("apirule.io/gateway")
 	// APIRuleMeshConfig lists the APIRules that read the mesh config, under its namespace/name.
-	APIRuleMeshConfig = "apirule.io/mesh-config"
+	APIRuleMeshConfig = lookup.Plain("apirule.io/mesh-config")
 	// APIRuleSecret lists mTLS APIRules by the Secrets they read.
-	APIRuleSecret = "apirule.io/secrets"
+	APIRuleSecret = lookup.Plain("apirule.io/secrets")
 	// APIRuleMTLS lists the mTLS APIRules under MTLSKey: a route with a wildcard host
 	// anywhere on the ingress gateway may start or end covering one of their hosts.
-	APIRuleMTLS = "apirule.io/mtls"
+	APIRuleMTLS = lookup.Plain("apirule.io/mtls")
 	// APIRuleIPRestricted lists the IP-restricted APIRules, which read the ingress gateway
 	// Pods, under IPRestrictedKey.
-	APIRuleIPRestricted = "apirule.io/ip-restricted"
+	APIRuleIPRestricted = lookup.Plain("apirule.io/ip-restricted")
 	// APIRuleCrossNamespace lists APIRules by CrossNamespaceKey for each backend namespace
 	// that is not their own: a ReferenceGrant there may give or take away their consent.
-	APIRuleCrossNamespace = "apirule.io/cross-namespace"
+	APIRuleCrossNamespace = lookup.Plain("apirule.io/cross-namespace")
 	// GatewayServerHost lists Gateways by the hosts of their servers, without namespace/.
-	GatewayServerHost = "apirule.io/server-hosts"
+	GatewayServerHost = lookup.Plain("apirule.io/server-hosts")
 	// RouteDestinationNamespace lists the operator's VirtualServices by the namespaces of the
 	// Services they route to: a ReferenceGrant there may take away their consent.
-	RouteDestinationNamespace = "apirule.io/destination-namespaces"
+	RouteDestinationNamespace = lookup.Plain("apirule.io/destination-namespaces")
 	// RouteDestination lists the operator's VirtualServices by the namespace/name of each
 	// Service they route to: a Pod joining it may take their protection away.
-	RouteDestination = "apirule.io/destinations"
+	RouteDestination = lookup.Hashed("apirule.io/destinations", func(obj client.Object) []string {
+		var keys []string
+		for _, ref := range RouteBackends(obj.(*networkingclientv1.VirtualService)) {
+			keys = append(keys, ref.String())
+		}
+		return keys
+	})
 	// GatewayCredential lists Gateways by the certificate Secret names of their servers.
-	GatewayCredential = "apirule.io/server-credentials"
+	GatewayCredential = lookup.Plain("apirule.io/server-credentials")
 	// VirtualServiceHost lists every VirtualService of the cluster by host.
-	VirtualServiceHost = "spec.hosts"
+	VirtualServiceHost = lookup.Hashed("spec.hosts", func(obj client.Object) []string {
+		return obj.(*networkingclientv1.VirtualService).Spec.Hosts
+	})
 	// PodLabel lists Pods by their labels and ServiceSelector Services by their selector, both
 	// as key=value pairs, so Pods and the Services that select them find each other without
 	// scanning a namespace.
-	PodLabel        = "apirule.io/labels"
-	ServiceSelector = "apirule.io/selector"
+	PodLabel        = lookup.Hashed("apirule.io/labels", func(obj client.Object) []string { return LabelPairs(obj.GetLabels()) })
+	ServiceSelector = lookup.Hashed("apirule.io/selector", func(obj client.Object) []string {
+		return LabelPairs(obj.(*corev1.Service).Spec.Selector)
+	})
 )
 
 // IPRestrictedKey is the one key of APIRuleIPRestricted, MTLSKey of APIRuleMTLS.
@@ -69,15 +92,28 @@ const (
 	MTLSKey         = "true"
 )
 
-// Definition is one field index.
+// Definition is one field index of one kind.
 type Definition struct {
-	Object  client.Object
-	Field   string
+	Object client.Object
+	Index  lookup.Index
+	// Extract are the values of a plain index; a hashed one has its own.
 	Extract client.IndexerFunc
 	// Scope is how the index is looked up; the cache keeps each value in that one form, so a
 	// lookup the other way finds nothing.
 	Scope Scope
 }
+
+// Values are the values an object is looked up by.
+func (d Definition) Values(obj client.Object) []string {
+	if d.Index.IsHashed() {
+		return d.Index.Values(obj)
+	}
+	return d.Extract(obj)
+}
+
+// Stored are the values under which the index keeps an object, as a reader that matches
+// field selectors against them (the fake client) registers them.
+func (d Definition) Stored(obj client.Object) []string { return d.Index.Stored(d.Values(obj)) }
 
 // Scope is how an index is looked up.
 type Scope int
@@ -95,21 +131,11 @@ const (
 func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definition {
 	defs := []Definition{
 		// A Service selects Pods of its own namespace only: both are looked up in a namespace.
-		{slim.PodMetadata(), PodLabel, func(obj client.Object) []string { return LabelPairs(obj.GetLabels()) }, WithinNamespace},
-		{&corev1.Service{}, ServiceSelector, func(obj client.Object) []string {
-			return LabelPairs(obj.(*corev1.Service).Spec.Selector)
-		}, WithinNamespace},
-		{&networkingclientv1.VirtualService{}, VirtualServiceHost, func(obj client.Object) []string {
-			return obj.(*networkingclientv1.VirtualService).Spec.Hosts
-		}, AcrossNamespaces},
-		{&networkingclientv1.VirtualService{}, RouteDestination, func(obj client.Object) []string {
-			var keys []string
-			for _, ref := range RouteBackends(obj.(*networkingclientv1.VirtualService)) {
-				keys = append(keys, ref.String())
-			}
-			return keys
-		}, AcrossNamespaces},
-		{&networkingclientv1.VirtualService{}, RouteDestinationNamespace, func(obj client.Object) []string {
+		{Object: slim.PodMetadata(), Index: PodLabel, Scope: WithinNamespace},
+		{Object: &corev1.Service{}, Index: ServiceSelector, Scope: WithinNamespace},
+		{Object: &networkingclientv1.VirtualService{}, Index: VirtualServiceHost, Scope: AcrossNamespaces},
+		{Object: &networkingclientv1.VirtualService{}, Index: RouteDestination, Scope: AcrossNamespaces},
+		{Object: &networkingclientv1.VirtualService{}, Index: RouteDestinationNamespace, Extract: func(obj client.Object) []string {
 			var namespaces []string
 			for _, ref := range RouteBackends(obj.(*networkingclientv1.VirtualService)) {
 				if !slices.Contains(namespaces, ref.Namespace) {
@@ -117,11 +143,11 @@ func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definiti
 				}
 			}
 			return namespaces
-		}, AcrossNamespaces},
-		{&networkingclientv1.Gateway{}, GatewayServerHost, func(obj client.Object) []string {
+		}, Scope: AcrossNamespaces},
+		{Object: &networkingclientv1.Gateway{}, Index: GatewayServerHost, Extract: func(obj client.Object) []string {
 			return ServerHosts(obj.(*networkingclientv1.Gateway))
-		}, AcrossNamespaces},
-		{&networkingclientv1.Gateway{}, GatewayCredential, func(obj client.Object) []string {
+		}, Scope: AcrossNamespaces},
+		{Object: &networkingclientv1.Gateway{}, Index: GatewayCredential, Extract: func(obj client.Object) []string {
 			var names []string
 			for _, server := range obj.(*networkingclientv1.Gateway).Spec.Servers {
 				if name := server.GetTls().GetCredentialName(); name != "" && !slices.Contains(names, name) {
@@ -129,22 +155,10 @@ func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definiti
 				}
 			}
 			return names
-		}, AcrossNamespaces},
-		{&apiv2.APIRule{}, APIRuleHost, func(obj client.Object) []string {
-			var keys []string
-			for _, h := range obj.(*apiv2.APIRule).Spec.Hosts {
-				keys = append(keys, HostKey(h))
-			}
-			return keys
-		}, AcrossNamespaces},
-		{&apiv2.APIRule{}, APIRuleService, func(obj client.Object) []string {
-			var keys []string
-			for _, ref := range model.BackendRefs(obj.(*apiv2.APIRule)) {
-				keys = append(keys, ref.String())
-			}
-			return keys
-		}, AcrossNamespaces},
-		{&apiv2.APIRule{}, APIRuleCrossNamespace, func(obj client.Object) []string {
+		}, Scope: AcrossNamespaces},
+		{Object: &apiv2.APIRule{}, Index: APIRuleHost, Scope: AcrossNamespaces},
+		{Object: &apiv2.APIRule{}, Index: APIRuleService, Scope: AcrossNamespaces},
+		{Object: &apiv2.APIRule{}, Index: APIRuleCrossNamespace, Extract: func(obj client.Object) []string {
 			var keys []string
 			for _, ref := range model.BackendRefs(obj.(*apiv2.APIRule)) {
 				if key := CrossNamespaceKey(obj.GetNamespace(), ref.Namespace); ref.Namespace != obj.GetNamespace() && !slices.Contains(keys, key) {
@@ -152,49 +166,44 @@ func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definiti
 				}
 			}
 			return keys
-		}, AcrossNamespaces},
-		{&apiv2.APIRule{}, APIRuleGateway, func(obj client.Object) []string {
+		}, Scope: AcrossNamespaces},
+		{Object: &apiv2.APIRule{}, Index: APIRuleGateway, Extract: func(obj client.Object) []string {
 			if ref, ok := model.GatewayRef(obj.(*apiv2.APIRule), opts); ok {
 				return []string{ref.String()}
 			}
 			return nil
-		}, AcrossNamespaces},
+		}, Scope: AcrossNamespaces},
 		// The cache holds only the mesh config ConfigMap, so its key is the one value.
-		{&apiv2.APIRule{}, APIRuleMeshConfig, func(obj client.Object) []string {
+		{Object: &apiv2.APIRule{}, Index: APIRuleMeshConfig, Extract: func(obj client.Object) []string {
 			if model.ReadsMeshConfig(obj.(*apiv2.APIRule)) {
 				return []string{meshConfig.String()}
 			}
 			return nil
-		}, AcrossNamespaces},
-		{&apiv2.APIRule{}, APIRuleIPRestricted, func(obj client.Object) []string {
+		}, Scope: AcrossNamespaces},
+		{Object: &apiv2.APIRule{}, Index: APIRuleIPRestricted, Extract: func(obj client.Object) []string {
 			if model.UsesIPRestriction(obj.(*apiv2.APIRule)) {
 				return []string{IPRestrictedKey}
 			}
 			return nil
-		}, AcrossNamespaces},
-		{&apiv2.APIRule{}, APIRuleMTLS, func(obj client.Object) []string {
+		}, Scope: AcrossNamespaces},
+		{Object: &apiv2.APIRule{}, Index: APIRuleMTLS, Extract: func(obj client.Object) []string {
 			if obj.(*apiv2.APIRule).Spec.MTLS != nil {
 				return []string{MTLSKey}
 			}
 			return nil
-		}, AcrossNamespaces},
-		{&apiv2.APIRule{}, APIRuleSecret, func(obj client.Object) []string {
+		}, Scope: AcrossNamespaces},
+		{Object: &apiv2.APIRule{}, Index: APIRuleSecret, Extract: func(obj client.Object) []string {
 			rule := obj.(*apiv2.APIRule)
 			if rule.Spec.MTLS == nil {
 				return nil
 			}
 			credential, ca, caCopy := model.MTLSSecretRefs(rule, opts)
 			return []string{credential.String(), ca.String(), caCopy.String()}
-		}, AcrossNamespaces},
+		}, Scope: AcrossNamespaces},
 	}
 	// Every generated kind by its owner: pruning lists an APIRule's children through it.
 	for _, k := range apply.Kinds {
-		defs = append(defs, Definition{Object: k.Object, Field: ownership.OwnerIndex, Extract: func(obj client.Object) []string {
-			if owner, ok := ownership.OwnerFromLabels(obj.GetLabels()); ok {
-				return []string{owner.String()}
-			}
-			return nil
-		}, Scope: AcrossNamespaces})
+		defs = append(defs, Definition{Object: k.Object, Index: apply.OwnerIndex, Scope: AcrossNamespaces})
 	}
 	return defs
 }
@@ -210,17 +219,29 @@ type Informers interface {
 // the operator's memory at 10,000 APIRules (docs/performance.md).
 func Register(ctx context.Context, informers Informers, defs []Definition) error {
 	for _, d := range defs {
-		if d.Scope != AcrossNamespaces && d.Scope != WithinNamespace {
-			return fmt.Errorf("index %s: no scope", d.Field)
+		if err := d.check(); err != nil {
+			return err
 		}
 		// The manager has not started: nothing to wait for.
 		informer, err := informers.GetInformer(ctx, d.Object, cache.BlockUntilSynced(false))
 		if err != nil {
-			return fmt.Errorf("index %s: %w", d.Field, err)
+			return fmt.Errorf("index %s: %w", d.Index.Name(), err)
 		}
-		if err := informer.AddIndexers(toolscache.Indexers{fieldIndexName(d.Field): d.CacheKeys}); err != nil {
-			return fmt.Errorf("index %s: %w", d.Field, err)
+		if err := informer.AddIndexers(toolscache.Indexers{fieldIndexName(d.Index.Name()): d.CacheKeys}); err != nil {
+			return fmt.Errorf("index %s: %w", d.Index.Name(), err)
 		}
+	}
+	return nil
+}
+
+// check refuses a Definition without a scope, and one whose values are given twice or not at
+// all.
+func (d Definition) check() error {
+	switch {
+	case d.Scope != AcrossNamespaces && d.Scope != WithinNamespace:
+		return fmt.Errorf("index %s: no scope", d.Index.Name())
+	case d.Index.IsHashed() == (d.Extract != nil):
+		return fmt.Errorf("index %s: a hashed index has its own values, a plain one needs Extract", d.Index.Name())
 	}
 	return nil
 }
@@ -232,7 +253,7 @@ func Register(ctx context.Context, informers Informers, defs []Definition) error
 func ScopeCheck(defs []Definition) func(*client.ListOptions) error {
 	scopes := map[string]Scope{}
 	for _, d := range defs {
-		scopes[d.Field] = d.Scope
+		scopes[d.Index.Name()] = d.Scope
 	}
 	return func(opts *client.ListOptions) error {
 		if opts.FieldSelector == nil {
@@ -263,7 +284,7 @@ func fieldIndexName(field string) string { return "field:" + field }
 func (d Definition) CacheKeys(raw any) ([]string, error) {
 	obj, ok := raw.(client.Object)
 	if !ok {
-		return nil, fmt.Errorf("index %s: %T is not an object", d.Field, raw)
+		return nil, fmt.Errorf("index %s: %T is not an object", d.Index.Name(), raw)
 	}
 	// A cluster-scoped object has no namespace to look it up in (the reader uses
 	// __all_namespaces for an empty namespace too).
@@ -271,7 +292,7 @@ func (d Definition) CacheKeys(raw any) ([]string, error) {
 	if d.Scope == WithinNamespace && obj.GetNamespace() != "" {
 		scope = obj.GetNamespace()
 	}
-	values := d.Extract(obj)
+	values := d.Stored(obj)
 	keys := make([]string, len(values))
 	for i, v := range values {
 		keys[i] = scope + "/" + v

@@ -11,18 +11,25 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/apirule-operator/apirule-operator/internal/lookup"
 	"github.com/apirule-operator/apirule-operator/internal/model"
 )
 
 func TestEveryDefinitionHasAScope(t *testing.T) {
 	for _, d := range Definitions(model.Options{}, types.NamespacedName{Namespace: "istio-system", Name: "istio"}) {
-		if d.Scope != AcrossNamespaces && d.Scope != WithinNamespace {
-			t.Errorf("index %s on %T has no scope", d.Field, d.Object)
+		if err := d.check(); err != nil {
+			t.Errorf("index %s on %T: %v", d.Index.Name(), d.Object, err)
 		}
 	}
-	err := Register(context.Background(), nil, []Definition{{Object: &corev1.Pod{}, Field: "unscoped", Extract: func(client.Object) []string { return nil }}})
-	if err == nil || !strings.Contains(err.Error(), "no scope") {
-		t.Errorf("Register took an index without a scope: %v", err)
+	none := func(client.Object) []string { return nil }
+	for want, d := range map[string]Definition{
+		"no scope":                          {Object: &corev1.Pod{}, Index: lookup.Plain("unscoped"), Extract: none},
+		"a hashed index has its own values": {Object: &corev1.Pod{}, Index: lookup.Hashed("twice", none), Extract: none, Scope: WithinNamespace},
+		"a plain one needs Extract":         {Object: &corev1.Pod{}, Index: lookup.Plain("none"), Scope: WithinNamespace},
+	} {
+		if err := Register(context.Background(), nil, []Definition{d}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Register took index %s: %v, want an error saying %q", d.Index.Name(), err, want)
+		}
 	}
 }
 
@@ -39,7 +46,7 @@ func TestCacheKeysAreInTheFormOfTheScope(t *testing.T) {
 		// A cluster-scoped object has no namespace: the reader looks it up across them.
 		{WithinNamespace, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, "__all_namespaces/app=web"},
 	} {
-		keys, err := Definition{Field: "f", Extract: labels, Scope: c.scope}.CacheKeys(c.obj)
+		keys, err := Definition{Index: lookup.Plain("f"), Extract: labels, Scope: c.scope}.CacheKeys(c.obj)
 		if err != nil || len(keys) != 1 || keys[0] != c.want {
 			t.Errorf("scope %d, %T: keys %v (%v), want [%s]", c.scope, c.obj, keys, err, c.want)
 		}
@@ -55,11 +62,11 @@ func TestScopeCheckRefusesALookupOfTheOtherScope(t *testing.T) {
 		field, namespace string
 		refused          bool
 	}{
-		{PodLabel, "shop", false},
-		{PodLabel, "", true},
-		{ServiceSelector, "", true},
-		{APIRuleHost, "", false},
-		{APIRuleHost, "shop", true},
+		{PodLabel.Name(), "shop", false},
+		{PodLabel.Name(), "", true},
+		{ServiceSelector.Name(), "", true},
+		{APIRuleHost.Name(), "", false},
+		{APIRuleHost.Name(), "shop", true},
 		{"metadata.name", "shop", false}, // not an index of the operator's
 	} {
 		if err := lookup(c.field, c.namespace); (err != nil) != c.refused {

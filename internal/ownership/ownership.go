@@ -76,7 +76,3 @@ func OwnerFromLabels(objLabels map[string]string) (types.NamespacedName, bool) {
 	}
 	return types.NamespacedName{Namespace: namespace, Name: name}, true
 }
-
-// OwnerIndex is the cache index that lists the generated objects of each kind by the
-// namespace/name of the APIRule they belong to (OwnerFromLabels).
-const OwnerIndex = "apirule.io/owner"
