@@ -95,6 +95,11 @@ func NewInformer(dyn dynamic.Interface, pods typedcorev1.PodsGetter, byObject ma
 	for obj, opts := range byObject {
 		gvk, replaced := replacedKind(obj)
 		if !replaced {
+			_, typedPod := obj.(*corev1.Pod)
+			if gvk := obj.GetObjectKind().GroupVersionKind(); storedKinds[gvk].typed != nil || gvk == podKind || typedPod {
+				// A second entry of the kind, which the cache would take in either order.
+				return nil, fmt.Errorf("the cache lists and watches %s itself: key its options with the object NewInformer replaces, not a %T", gvk.Kind, obj)
+			}
 			continue
 		}
 		if len(opts.Namespaces) > 0 || opts.Field != nil {
@@ -393,5 +398,15 @@ func asMap(v any) map[string]any {
 	return m
 }
 
-// alreadySlim is the cache's transform of the kinds whose list and watch NewInformer replaces.
-func alreadySlim(obj any) (any, error) { return obj, nil }
+// alreadySlim is the cache's transform of the kinds whose list and watch NewInformer replaces:
+// what those hand the informer passes as it is. An object of such a kind in another form (an
+// informer of it the cache made without NewInformer, unstructured or as metadata) gets the
+// default transform, which keeps no cache annotation it brought.
+func alreadySlim(obj any) (any, error) {
+	if o, ok := obj.(runtime.Object); ok {
+		if _, replaced := replacedKind(o); replaced {
+			return obj, nil
+		}
+	}
+	return Default(obj)
+}

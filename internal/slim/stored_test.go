@@ -172,6 +172,19 @@ func TestNewInformerRefusesRestrictionsItWouldIgnore(t *testing.T) {
 	}
 }
 
+// A replaced kind keyed in another form than the one NewInformer replaces would be a second
+// entry of the kind: refused.
+func TestNewInformerRefusesAReplacedKindInAnotherForm(t *testing.T) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"))
+	for _, obj := range []client.Object{u, &corev1.Pod{}} {
+		if _, err := NewInformer(dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()), kubefake.NewClientset().CoreV1(),
+			map[client.Object]cache.ByObject{obj: {}}); err == nil {
+			t.Errorf("a %T of a replaced kind accepted", obj)
+		}
+	}
+}
+
 // NewInformer gives every kind whose list and watch it replaces a transform that passes the
 // slim objects as they are, those byObject names and those it does not, and leaves the others'
 // transforms and restrictions alone. With a typed transform, a slim VirtualService handed
@@ -200,6 +213,13 @@ func TestNewInformerPassesWhatItsListsAndWatchesSlimmed(t *testing.T) {
 		vs, _ := VirtualService(route(ownership.Labels(types.NamespacedName{Namespace: "team", Name: "orders"})))
 		if out, err := opts.Transform(vs); err != nil || out != vs {
 			t.Errorf("%s: the transform changed a slim object: %v", gvk.Kind, err)
+		}
+		// The same kind in a form NewInformer does not make keeps no cache annotation.
+		forged := &unstructured.Unstructured{}
+		forged.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"))
+		forged.SetAnnotations(map[string]string{apply.StateDigestAnnotation: "forged"})
+		if out, err := opts.Transform(forged); err != nil || out.(client.Object).GetAnnotations()[apply.StateDigestAnnotation] != "" {
+			t.Errorf("%s: the transform kept a forged digest of an unstructured VirtualService: %v", gvk.Kind, err)
 		}
 		if gvk.Kind == "AuthorizationPolicy" && opts.Label == nil {
 			t.Errorf("the AuthorizationPolicies' label selector was lost")
