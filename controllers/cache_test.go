@@ -17,6 +17,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 	"github.com/apirule-operator/apirule-operator/internal/index"
+	"github.com/apirule-operator/apirule-operator/internal/lookup"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
@@ -146,20 +147,23 @@ var _ = Describe("The operator's cache", func() {
 		fromCache(key, rule)
 		host := index.HostKey(rule.Spec.Hosts[0])
 		found := &apiv2.APIRuleList{}
-		Expect(index.APIRuleHost.List(ctx, running.mgr.GetClient(), found, host)).To(Succeed())
+		cached := lookup.CachedClient{Client: running.mgr.GetClient(), Informers: running.mgr.GetCache()}
+		Expect(index.APIRuleHost.List(ctx, cached, found, host)).To(Succeed())
 		Expect(found.Items).To(ConsistOf(HaveField("Name", key.Name)), "looked up across namespaces")
 		Expect(found.Items[0].GroupVersionKind()).To(Equal(apiv2.GroupVersion.WithKind("APIRule")), "a copy with its kind, as the cache gives one")
-		Expect(indexValues(&apiv2.APIRule{}, index.APIRuleHost.Name())).To(And(
+		Expect(indexValues(&apiv2.APIRule{}, index.APIRuleHost.Field())).To(And(
 			HaveEach(HavePrefix("__all_namespaces/#")), Not(ContainElement(HaveSuffix(host)))),
 			"hosts are kept as their buckets, across namespaces only: no copy under the namespace")
-		byHand := &apiv2.APIRuleList{}
-		Expect(running.mgr.GetCache().List(ctx, byHand, client.MatchingFields{index.APIRuleHost.Name(): host})).To(Succeed())
-		Expect(byHand.Items).To(BeEmpty(), "a field selector of the host itself finds nothing: lookups go through the index's List")
+		Expect(running.mgr.GetCache().List(ctx, &apiv2.APIRuleList{}, client.MatchingFields{index.APIRuleHost.Name(): host})).NotTo(Succeed(),
+			"a field selector written by hand with the index's name is an error, not an empty answer: lookups go through the index's List")
+		throughReader := &apiv2.APIRuleList{}
+		Expect(index.APIRuleHost.List(ctx, running.mgr.GetClient(), throughReader, host)).To(Succeed())
+		Expect(throughReader.Items).To(ConsistOf(HaveField("Name", key.Name)), "the cache's reader, listing the whole bucket, answers alike")
 
 		pods := slim.PodMetadataList()
-		Expect(index.PodLabel.List(ctx, running.mgr.GetClient(), pods, "app=indexed", client.InNamespace(namespace))).To(Succeed())
+		Expect(index.PodLabel.List(ctx, cached, pods, "app=indexed", client.InNamespace(namespace))).To(Succeed())
 		Expect(pods.Items).To(ConsistOf(HaveField("Labels", HaveKeyWithValue("app", "indexed"))), "looked up in the namespace")
-		Expect(indexValues(slim.PodMetadata(), index.PodLabel.Name())).To(And(
+		Expect(indexValues(slim.PodMetadata(), index.PodLabel.Field())).To(And(
 			ContainElement(HavePrefix(namespace+"/#")), Not(ContainElement(HavePrefix("__all_namespaces/")))),
 			"a Pod's labels are looked up in its namespace only: no copy across namespaces")
 	})

@@ -24,20 +24,29 @@ import (
 )
 
 // The indexes. Those with about one value per object are hashed (internal/lookup); every
-// lookup goes through the index's List.
+// lookup goes through the index's List. A hashed index's values of an object of another kind
+// are none.
 var (
 	// APIRuleHost lists APIRules by host as written; a short host as short:<name>.
 	APIRuleHost = lookup.Hashed("apirule.io/hosts", func(obj client.Object) []string {
 		var keys []string
-		for _, h := range obj.(*apiv2.APIRule).Spec.Hosts {
+		rule, ok := obj.(*apiv2.APIRule)
+		if !ok {
+			return nil
+		}
+		for _, h := range rule.Spec.Hosts {
 			keys = append(keys, HostKey(h))
 		}
 		return keys
 	})
 	// APIRuleService lists APIRules by the namespace/name of each backend Service.
 	APIRuleService = lookup.Hashed("apirule.io/backend-services", func(obj client.Object) []string {
+		rule, ok := obj.(*apiv2.APIRule)
+		if !ok {
+			return nil
+		}
 		var keys []string
-		for _, ref := range model.BackendRefs(obj.(*apiv2.APIRule)) {
+		for _, ref := range model.BackendRefs(rule) {
 			keys = append(keys, ref.String())
 		}
 		return keys
@@ -65,8 +74,12 @@ var (
 	// RouteDestination lists the operator's VirtualServices by the namespace/name of each
 	// Service they route to: a Pod joining it may take their protection away.
 	RouteDestination = lookup.Hashed("apirule.io/destinations", func(obj client.Object) []string {
+		vs, ok := obj.(*networkingclientv1.VirtualService)
+		if !ok {
+			return nil
+		}
 		var keys []string
-		for _, ref := range RouteBackends(obj.(*networkingclientv1.VirtualService)) {
+		for _, ref := range RouteBackends(vs) {
 			keys = append(keys, ref.String())
 		}
 		return keys
@@ -75,14 +88,20 @@ var (
 	GatewayCredential = lookup.Plain("apirule.io/server-credentials")
 	// VirtualServiceHost lists every VirtualService of the cluster by host.
 	VirtualServiceHost = lookup.Hashed("spec.hosts", func(obj client.Object) []string {
-		return obj.(*networkingclientv1.VirtualService).Spec.Hosts
+		if vs, ok := obj.(*networkingclientv1.VirtualService); ok {
+			return vs.Spec.Hosts
+		}
+		return nil
 	})
 	// PodLabel lists Pods by their labels and ServiceSelector Services by their selector, both
 	// as key=value pairs, so Pods and the Services that select them find each other without
 	// scanning a namespace.
 	PodLabel        = lookup.Hashed("apirule.io/labels", func(obj client.Object) []string { return LabelPairs(obj.GetLabels()) })
 	ServiceSelector = lookup.Hashed("apirule.io/selector", func(obj client.Object) []string {
-		return LabelPairs(obj.(*corev1.Service).Spec.Selector)
+		if svc, ok := obj.(*corev1.Service); ok {
+			return LabelPairs(svc.Spec.Selector)
+		}
+		return nil
 	})
 )
 
@@ -208,16 +227,11 @@ func Definitions(opts model.Options, meshConfig types.NamespacedName) []Definiti
 	return defs
 }
 
-// Informers is what Register needs of a manager's cache.
-type Informers interface {
-	GetInformer(ctx context.Context, obj client.Object, opts ...cache.InformerGetOption) (cache.Informer, error)
-}
-
 // Register adds the indexes to the informers of a manager's cache. controller-runtime's own
 // IndexField keeps every value of a namespaced object twice, under its namespace and across
 // namespaces, and the operator reads each index one way only: the second copy was a quarter of
 // the operator's memory at 10,000 APIRules (docs/performance.md).
-func Register(ctx context.Context, informers Informers, defs []Definition) error {
+func Register(ctx context.Context, informers lookup.Informers, defs []Definition) error {
 	for _, d := range defs {
 		if err := d.check(); err != nil {
 			return err
@@ -227,7 +241,7 @@ func Register(ctx context.Context, informers Informers, defs []Definition) error
 		if err != nil {
 			return fmt.Errorf("index %s: %w", d.Index.Name(), err)
 		}
-		if err := informer.AddIndexers(toolscache.Indexers{fieldIndexName(d.Index.Name()): d.CacheKeys}); err != nil {
+		if err := informer.AddIndexers(toolscache.Indexers{lookup.IndexerName(d.Index.Field()): d.CacheKeys}); err != nil {
 			return fmt.Errorf("index %s: %w", d.Index.Name(), err)
 		}
 	}
@@ -253,7 +267,7 @@ func (d Definition) check() error {
 func ScopeCheck(defs []Definition) func(*client.ListOptions) error {
 	scopes := map[string]Scope{}
 	for _, d := range defs {
-		scopes[d.Index.Name()] = d.Scope
+		scopes[d.Index.Field()] = d.Scope
 	}
 	return func(opts *client.ListOptions) error {
 		if opts.FieldSelector == nil {
@@ -272,13 +286,6 @@ func ScopeCheck(defs []Definition) func(*client.ListOptions) error {
 	}
 }
 
-// The forms of controller-runtime's cache reader (pkg/cache/internal, not importable): a
-// field index named field:<field>, looked up under <namespace>/<value>, or under
-// __all_namespaces/<value> across namespaces. The envtest cache spec fails if they change.
-const allNamespaces = "__all_namespaces"
-
-func fieldIndexName(field string) string { return "field:" + field }
-
 // CacheKeys are the keys under which the cache's reader looks up an object's values: in its
 // namespace for an index looked up WithinNamespace, across namespaces otherwise.
 func (d Definition) CacheKeys(raw any) ([]string, error) {
@@ -286,16 +293,16 @@ func (d Definition) CacheKeys(raw any) ([]string, error) {
 	if !ok {
 		return nil, fmt.Errorf("index %s: %T is not an object", d.Index.Name(), raw)
 	}
-	// A cluster-scoped object has no namespace to look it up in (the reader uses
-	// __all_namespaces for an empty namespace too).
-	scope := allNamespaces
-	if d.Scope == WithinNamespace && obj.GetNamespace() != "" {
-		scope = obj.GetNamespace()
+	// A cluster-scoped object has no namespace to look it up in: it is kept as a lookup
+	// across namespaces finds it.
+	namespace := ""
+	if d.Scope == WithinNamespace {
+		namespace = obj.GetNamespace()
 	}
 	values := d.Stored(obj)
 	keys := make([]string, len(values))
 	for i, v := range values {
-		keys[i] = scope + "/" + v
+		keys[i] = lookup.IndexerKey(namespace, v)
 	}
 	return keys, nil
 }

@@ -62,11 +62,11 @@ func TestScopeCheckRefusesALookupOfTheOtherScope(t *testing.T) {
 		field, namespace string
 		refused          bool
 	}{
-		{PodLabel.Name(), "shop", false},
-		{PodLabel.Name(), "", true},
-		{ServiceSelector.Name(), "", true},
-		{APIRuleHost.Name(), "", false},
-		{APIRuleHost.Name(), "shop", true},
+		{PodLabel.Field(), "shop", false},
+		{PodLabel.Field(), "", true},
+		{ServiceSelector.Field(), "", true},
+		{APIRuleHost.Field(), "", false},
+		{APIRuleHost.Field(), "shop", true},
 		{"metadata.name", "shop", false}, // not an index of the operator's
 	} {
 		if err := lookup(c.field, c.namespace); (err != nil) != c.refused {

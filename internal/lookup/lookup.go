@@ -6,10 +6,10 @@
 // Why buckets: client-go's indexer keeps, for every value of an index, a set of the keys of
 // the objects that hold it, and a set costs about 280 bytes however few keys it holds. The
 // operator's indexes by host, backend Service, route destination, owner and label pair have
-// one value per workload, nine of them per APIRule: about 25 MB of the cache at 10,000
+// one value per workload, nine of them per APIRule: 31 MB of a 130 MB heap at 10,000
 // APIRules (docs/performance.md). Kept as one of 1,024 buckets per index (and namespace),
 // the same values cost about 50 bytes each, and a lookup reads the few objects of its bucket
-// as they are in the cache, keeping and copying only those that hold the value.
+// as they are in the cache (CachedClient), keeping and copying only those that hold the value.
 package lookup
 
 import (
@@ -21,8 +21,10 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -44,8 +46,18 @@ func Hashed(name string, values func(client.Object) []string) Index {
 	return Index{name: name, values: values}
 }
 
-// Name is the index's name, under which it is registered.
+// Name is the index's name.
 func (i Index) Name() string { return i.name }
+
+// Field is the field name under which the index is registered with a cache or a fake client.
+// A hashed index's differs from its name, so that a field selector written by hand with the
+// name and a value (which would find nothing in a bucket) is an error: no such index.
+func (i Index) Field() string {
+	if i.IsHashed() {
+		return i.name + "/buckets"
+	}
+	return i.name
+}
 
 // IsHashed says whether the index keeps buckets rather than values.
 func (i Index) IsHashed() bool { return i.values != nil }
@@ -86,30 +98,53 @@ var seed = maphash.MakeSeed()
 
 func bucket(value string) string { return bucketNames[maphash.String(seed, value)%buckets] }
 
+// Informers is what a CachedClient needs of the cache its reads go to.
+type Informers interface {
+	GetInformer(ctx context.Context, obj client.Object, opts ...cache.InformerGetOption) (cache.Informer, error)
+}
+
+// CachedClient is a client whose reads go to a cache, with that cache's informers: a hashed
+// index's List reads a bucket from the informer's indexer itself, so the objects of the bucket
+// it does not keep are not copied.
+type CachedClient struct {
+	client.Client
+	Informers Informers
+}
+
+// The forms of controller-runtime's cache reader (pkg/cache/internal, not importable): a
+// field index is registered as field:<name>, a value kept under <namespace>/<value>, or under
+// __all_namespaces/<value> for a lookup across namespaces. The envtest cache spec fails if
+// they change.
+const allNamespaces = "__all_namespaces"
+
+// IndexerName is the name under which the cache's informer keeps the index registered as
+// field (Field).
+func IndexerName(field string) string { return "field:" + field }
+
+// IndexerKey is the key under which the cache's informer keeps a value stored (Stored) in
+// namespace; "" for a lookup across namespaces.
+func IndexerKey(namespace, stored string) string {
+	if namespace == "" {
+		namespace = allNamespaces
+	}
+	return namespace + "/" + stored
+}
+
 // List lists into list the objects whose index holds value, with opts (client.InNamespace
 // for an index looked up within a namespace). Of a hashed index's bucket it keeps the objects
-// whose values hold value; it reads the bucket as the cache holds it and copies only those,
-// when the reader can tell the kind of what it lists (as a client can: the copies get it, as
-// the cache's own copies do), and reads copies of the whole bucket otherwise.
+// whose values hold value: through a CachedClient it reads the bucket from the cache's
+// informer and copies only those (with their kind, as the cache's reader gives its copies);
+// through another reader it lists copies of the whole bucket.
 func (i Index) List(ctx context.Context, reader client.Reader, list client.ObjectList, value string, opts ...client.ListOption) error {
 	if !i.IsHashed() {
-		return reader.List(ctx, list, append(opts, client.MatchingFields{i.name: value})...)
+		return reader.List(ctx, list, append(opts, client.MatchingFields{i.Field(): value})...)
 	}
-	opts = append(opts, client.MatchingFields{i.name: bucket(value)})
-	// The kind of the items, as the cache's reader gives its copies.
-	var gvk schema.GroupVersionKind
-	kinds, shared := reader.(interface {
-		GroupVersionKindFor(runtime.Object) (schema.GroupVersionKind, error)
-	})
-	if shared {
-		listGVK, err := kinds.GroupVersionKindFor(list)
-		if err != nil {
+	if cached, ok := reader.(CachedClient); ok {
+		if read, err := i.listFromInformer(ctx, cached, list, value, opts); read || err != nil {
 			return err
 		}
-		gvk = listGVK.GroupVersion().WithKind(strings.TrimSuffix(listGVK.Kind, "List"))
-		opts = append(opts, client.UnsafeDisableDeepCopy)
 	}
-	if err := reader.List(ctx, list, opts...); err != nil {
+	if err := reader.List(ctx, list, append(opts, client.MatchingFields{i.Field(): bucket(value)})...); err != nil {
 		return err
 	}
 	items, err := meta.ExtractList(list)
@@ -118,19 +153,63 @@ func (i Index) List(ctx context.Context, reader client.Reader, list client.Objec
 	}
 	kept := make([]runtime.Object, 0, 1)
 	for _, item := range items {
-		obj, ok := item.(client.Object)
-		if !ok {
-			return fmt.Errorf("index %s: listed a %T", i.name, item)
+		if obj, ok := item.(client.Object); ok && slices.Contains(i.values(obj), value) {
+			kept = append(kept, item)
 		}
-		if !slices.Contains(i.values(obj), value) {
-			continue
-		}
-		if shared {
-			// The item shares its maps and slices with the cache.
-			obj = obj.DeepCopyObject().(client.Object)
-			obj.GetObjectKind().SetGroupVersionKind(gvk)
-		}
-		kept = append(kept, obj)
 	}
 	return meta.SetList(list, kept)
+}
+
+// listFromInformer lists value's bucket from the cache's informer of the list's kind; false
+// when the options ask for more than a namespace, the informer keeps no indexer of its own (a
+// cache of several namespaces) or has not synced (the cache has not started: its indexer is
+// empty, and the cache's reader says so rather than answering with nothing), which the
+// cache's reader then answers.
+func (i Index) listFromInformer(ctx context.Context, c CachedClient, list client.ObjectList, value string, opts []client.ListOption) (bool, error) {
+	o := (&client.ListOptions{}).ApplyOptions(opts)
+	if o.LabelSelector != nil || o.FieldSelector != nil || o.Limit > 0 || o.Continue != "" {
+		return false, nil
+	}
+	listKind, err := c.GroupVersionKindFor(list)
+	if err != nil {
+		return false, err
+	}
+	kind := listKind.GroupVersion().WithKind(strings.TrimSuffix(listKind.Kind, "List"))
+	var prototype client.Object
+	if _, metadata := list.(*metav1.PartialObjectMetadataList); metadata {
+		prototype = &metav1.PartialObjectMetadata{}
+		prototype.GetObjectKind().SetGroupVersionKind(kind)
+	} else {
+		obj, err := c.Scheme().New(kind)
+		if err != nil {
+			return false, err
+		}
+		if prototype, _ = obj.(client.Object); prototype == nil {
+			return false, fmt.Errorf("index %s: a %T is no object", i.name, obj)
+		}
+	}
+	informer, err := c.Informers.GetInformer(ctx, prototype)
+	if err != nil {
+		return false, err
+	}
+	shared, ok := informer.(toolscache.SharedIndexInformer)
+	if !ok || !shared.HasSynced() {
+		return false, nil
+	}
+	objs, err := shared.GetIndexer().ByIndex(IndexerName(i.Field()), IndexerKey(o.Namespace, bucket(value)))
+	if err != nil {
+		return false, err
+	}
+	kept := make([]runtime.Object, 0, 1)
+	for _, item := range objs {
+		// The cache's own object: read, never written.
+		obj, ok := item.(client.Object)
+		if !ok || !slices.Contains(i.values(obj), value) {
+			continue
+		}
+		copied := obj.DeepCopyObject().(client.Object)
+		copied.GetObjectKind().SetGroupVersionKind(kind)
+		kept = append(kept, copied)
+	}
+	return true, meta.SetList(list, kept)
 }

@@ -8,9 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
@@ -36,53 +35,50 @@ func sameBucket(t *testing.T) (string, string) {
 	return "", ""
 }
 
-// sharedReader is a reader that, as the operator's cache does, hands out its own objects when
-// asked not to copy them, and matches a field selector against the stored index values.
-type sharedReader struct {
-	objects []*corev1.ConfigMap
-	index   Index
+// informers hands out one informer, whose indexer holds the cache's own objects.
+type informers struct {
+	informer toolscache.SharedIndexInformer
 }
 
-func (r *sharedReader) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
-	return fmt.Errorf("not used")
-}
+// synced is an informer whose indexer was filled by hand, as if it had listed.
+type synced struct{ toolscache.SharedIndexInformer }
 
-func (r *sharedReader) List(_ context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	o := (&client.ListOptions{}).ApplyOptions(opts)
-	if o.UnsafeDisableDeepCopy == nil || !*o.UnsafeDisableDeepCopy {
-		return fmt.Errorf("asked for copies")
-	}
-	out := list.(*corev1.ConfigMapList)
-	for _, obj := range r.objects {
-		if o.FieldSelector.Matches(fields.Set{r.index.Name(): r.index.Stored(r.index.Values(obj))[0]}) {
-			out.Items = append(out.Items, *obj)
-		}
-	}
-	return nil
-}
+func (synced) HasSynced() bool { return true }
 
-func (r *sharedReader) GroupVersionKindFor(obj runtime.Object) (schema.GroupVersionKind, error) {
-	if _, ok := obj.(*corev1.ConfigMapList); !ok {
-		return schema.GroupVersionKind{}, fmt.Errorf("unexpected %T", obj)
-	}
-	return corev1.SchemeGroupVersion.WithKind("ConfigMapList"), nil
+func (i informers) GetInformer(context.Context, client.Object, ...cache.InformerGetOption) (cache.Informer, error) {
+	return i.informer, nil
 }
 
 // Two hosts in one bucket: a lookup of each finds its own objects only, through a fake client
-// (which copies everything) and through a reader that shares its objects (of which only the
-// objects kept are copied, with their kind).
+// (which copies the whole bucket) and through a CachedClient (which reads the bucket from the
+// informer and copies only the objects it keeps, with their kind).
 func TestAHashedLookupKeepsOnlyTheObjectsThatHoldTheValue(t *testing.T) {
 	a, b := sameBucket(t)
 	objects := []*corev1.ConfigMap{configMap("a-0", a), configMap("b-0", b), configMap("a-1", a)}
+	stored := func(obj client.Object) []string { return byHost.Stored(byHost.Values(obj)) }
 
-	builder := fake.NewClientBuilder().WithIndex(&corev1.ConfigMap{}, byHost.Name(), func(obj client.Object) []string {
-		return byHost.Stored(byHost.Values(obj))
-	})
+	builder := fake.NewClientBuilder().WithIndex(&corev1.ConfigMap{}, byHost.Field(), stored)
 	for _, obj := range objects {
 		builder = builder.WithObjects(obj.DeepCopy())
 	}
-	shared := &sharedReader{objects: objects, index: byHost}
-	for name, reader := range map[string]client.Reader{"fake client": builder.Build(), "shared objects": shared} {
+	informer := toolscache.NewSharedIndexInformer(&toolscache.ListWatch{}, &corev1.ConfigMap{}, 0, toolscache.Indexers{
+		IndexerName(byHost.Field()): func(obj any) ([]string, error) {
+			var keys []string
+			for _, v := range stored(obj.(client.Object)) {
+				keys = append(keys, IndexerKey("", v))
+			}
+			return keys, nil
+		},
+	})
+	for _, obj := range objects {
+		if err := informer.GetIndexer().Add(obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Its reads of the bucket go to the informer: the client itself holds nothing.
+	cached := CachedClient{Client: fake.NewClientBuilder().Build(), Informers: informers{synced{informer}}}
+	withIndex := builder.Build()
+	for name, reader := range map[string]client.Reader{"fake client": withIndex, "cached client": cached} {
 		for host, want := range map[string][]string{a: {"a-0", "a-1"}, b: {"b-0"}, "none.example.com": nil} {
 			list := &corev1.ConfigMapList{}
 			if err := byHost.List(context.Background(), reader, list, host); err != nil {
@@ -99,13 +95,23 @@ func TestAHashedLookupKeepsOnlyTheObjectsThatHoldTheValue(t *testing.T) {
 		}
 	}
 
+	// A selector written by hand with the index's name is refused, not answered with nothing.
+	if err := withIndex.List(context.Background(), &corev1.ConfigMapList{}, client.MatchingFields{byHost.Name(): a}); err == nil {
+		t.Errorf("a field selector of the hashed index's name was answered")
+	}
+	// Until the informer has synced its indexer says nothing: the reader answers instead.
+	unsynced := CachedClient{Client: withIndex, Informers: informers{informer}}
 	list := &corev1.ConfigMapList{}
-	if err := byHost.List(context.Background(), shared, list, b); err != nil {
+	if err := byHost.List(context.Background(), unsynced, list, b); err != nil || len(list.Items) != 1 {
+		t.Errorf("listed %v (%v) before the informer synced, want b-0 from the reader", list.Items, err)
+	}
+	list = &corev1.ConfigMapList{}
+	if err := byHost.List(context.Background(), cached, list, b); err != nil {
 		t.Fatal(err)
 	}
 	list.Items[0].Labels["host"] = "changed"
 	if objects[1].Labels["host"] != b {
-		t.Errorf("changing a listed object changed the reader's own")
+		t.Errorf("changing a listed object changed the cache's own")
 	}
 	if gvk := list.Items[0].GroupVersionKind(); gvk != corev1.SchemeGroupVersion.WithKind("ConfigMap") {
 		t.Errorf("listed with kind %v, want ConfigMap", gvk)

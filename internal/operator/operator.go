@@ -30,6 +30,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/controllers"
 	"github.com/apirule-operator/apirule-operator/internal/config"
 	"github.com/apirule-operator/apirule-operator/internal/kubescheme"
+	"github.com/apirule-operator/apirule-operator/internal/lookup"
 	"github.com/apirule-operator/apirule-operator/internal/metrics"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/slim"
@@ -177,8 +178,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Cache: cache.Options{
 			// managedFields are a large part of every object and the operator reads none of
 			// them; nor does any object other than the slimmed ones carry the cache's own
-			// annotations. A ByObject Transform replaces this default: the slim transforms
-			// drop both too.
+			// annotations. A ByObject Transform replaces this default: the slim transforms drop
+			// both too, and so do the lists and watches of the kinds NewInformer replaces.
 			DefaultTransform: slim.Default,
 			NewInformer:      storedState,
 			ByObject:         byObject,
@@ -202,8 +203,10 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if modelOpts.ReferenceGrants, err = servesReferenceGrants(mgr.GetRESTMapper()); err != nil {
 		return nil, err
 	}
+	// Reads go to the cache; index lookups read their buckets from its informers.
+	cached := lookup.CachedClient{Client: mgr.GetClient(), Informers: mgr.GetCache()}
 	reconciler := &controllers.APIRuleReconciler{
-		Client:                  mgr.GetClient(),
+		Client:                  cached,
 		Recorder:                mgr.GetEventRecorder("apirule-operator"),
 		Options:                 modelOpts,
 		MeshConfig:              opts.Settings.MeshConfigKey(),
@@ -225,7 +228,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			return nil, fmt.Errorf("setting up the default Gateway controller: %w", err)
 		}
 	}
-	if err := setupWebhook(mgr, cfg, scheme, opts, modelOpts); err != nil {
+	if err := setupWebhook(mgr, cached, cfg, scheme, opts, modelOpts); err != nil {
 		return nil, err
 	}
 	if opts.HealthProbeAddress != "0" {

@@ -50,14 +50,15 @@ func certRotator(c client.Client, opts webhook.Options) *webhook.CertRotator {
 	}
 }
 
-// setupWebhook registers the APIRule validator, the finalizer defaulter and, in the self certificate mode, the
-// rotator that keeps the certificate and the caBundle current on every replica.
-func setupWebhook(mgr ctrl.Manager, cfg *rest.Config, scheme *runtime.Scheme, opts Options, modelOpts model.Options) error {
+// setupWebhook registers the APIRule validator, which reads through cached, the finalizer
+// defaulter and, in the self certificate mode, the rotator that keeps the certificate and the
+// caBundle current on every replica.
+func setupWebhook(mgr ctrl.Manager, cached client.Reader, cfg *rest.Config, scheme *runtime.Scheme, opts Options, modelOpts model.Options) error {
 	if !opts.Webhook.Enabled {
 		return nil
 	}
 	validator := &webhook.Validator{
-		Reader:     mgr.GetClient(),
+		Reader:     cached,
 		Options:    modelOpts,
 		MeshConfig: opts.Settings.MeshConfigKey(),
 	}

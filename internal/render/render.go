@@ -338,7 +338,7 @@ func newStore(b *Bundle, opts model.Options, meshConfig types.NamespacedName) (c
 	defs := index.Definitions(opts, meshConfig)
 	builder := fake.NewClientBuilder().WithScheme(scheme).WithObjectTracker(tracker)
 	for _, d := range defs {
-		builder = builder.WithIndex(d.Object, d.Index.Name(), d.Stored)
+		builder = builder.WithIndex(d.Object, d.Index.Field(), d.Stored)
 	}
 	// The fake client matches index values in any namespace; the operator's cache does not.
 	checkScope := index.ScopeCheck(defs)
