@@ -96,10 +96,10 @@ var (
 	// PodLabel lists Pods by their labels and ServiceSelector Services by their selector, both
 	// as key=value pairs, so Pods and the Services that select them find each other without
 	// scanning a namespace.
-	PodLabel        = lookup.Hashed("apirule.io/labels", func(obj client.Object) []string { return LabelPairs(obj.GetLabels()) })
-	ServiceSelector = lookup.Hashed("apirule.io/selector", func(obj client.Object) []string {
+	PodLabel        = lookup.HashedPairs("apirule.io/labels", func(obj client.Object) map[string]string { return obj.GetLabels() })
+	ServiceSelector = lookup.HashedPairs("apirule.io/selector", func(obj client.Object) map[string]string {
 		if svc, ok := obj.(*corev1.Service); ok {
-			return LabelPairs(svc.Spec.Selector)
+			return svc.Spec.Selector
 		}
 		return nil
 	})
@@ -329,14 +329,9 @@ func RoutedHostKeys(host string) []string {
 	return []string{host, ShortHostKey(strings.SplitN(host, ".", 2)[0])}
 }
 
-// LabelPairs returns a label map as key=value pairs.
-func LabelPairs(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k, v := range m {
-		out = append(out, k+"="+v)
-	}
-	return out
-}
+// LabelPairs returns a label map as key=value pairs, the values of PodLabel and
+// ServiceSelector.
+func LabelPairs(m map[string]string) []string { return lookup.Pairs(m) }
 
 // FirstPair is the key=value pair under which objects matching the whole selector are looked
 // up: the first in sorted order, so a lookup is one index read and a filter.

@@ -34,6 +34,9 @@ type Index struct {
 	// values are, for a hashed index, the values an object is looked up by; nil for a plain
 	// index, which keeps its values as they are.
 	values func(client.Object) []string
+	// holds says whether an object's values hold one, where that is cheaper than listing
+	// them; nil: look in values.
+	holds func(client.Object, string) bool
 }
 
 // Plain is an index whose values are shared by many objects (a Gateway, a namespace, a
@@ -44,6 +47,38 @@ func Plain(name string) Index { return Index{name: name} }
 // are the values an object is looked up by.
 func Hashed(name string, values func(client.Object) []string) Index {
 	return Index{name: name, values: values}
+}
+
+// HashedPairs is a hashed index whose values are the key=value pairs (Pairs) of a map an
+// object carries: its labels, a selector. Whether an object holds a pair is read off the map,
+// without building every pair: label keys hold no "=", so a pair has one key and one value.
+func HashedPairs(name string, pairs func(client.Object) map[string]string) Index {
+	return Index{
+		name:   name,
+		values: func(obj client.Object) []string { return Pairs(pairs(obj)) },
+		holds: func(obj client.Object, pair string) bool {
+			key, value, ok := strings.Cut(pair, "=")
+			got, has := pairs(obj)[key]
+			return ok && has && got == value
+		},
+	}
+}
+
+// Pairs returns a map as key=value pairs.
+func Pairs(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// hold says whether obj's values hold value.
+func (i Index) hold(obj client.Object, value string) bool {
+	if i.holds != nil {
+		return i.holds(obj, value)
+	}
+	return slices.Contains(i.values(obj), value)
 }
 
 // Name is the index's name.
@@ -153,7 +188,7 @@ func (i Index) List(ctx context.Context, reader client.Reader, list client.Objec
 	}
 	kept := make([]runtime.Object, 0, 1)
 	for _, item := range items {
-		if obj, ok := item.(client.Object); ok && slices.Contains(i.values(obj), value) {
+		if obj, ok := item.(client.Object); ok && i.hold(obj, value) {
 			kept = append(kept, item)
 		}
 	}
@@ -204,7 +239,7 @@ func (i Index) listFromInformer(ctx context.Context, c CachedClient, list client
 	for _, item := range objs {
 		// The cache's own object: read, never written.
 		obj, ok := item.(client.Object)
-		if !ok || !slices.Contains(i.values(obj), value) {
+		if !ok || !i.hold(obj, value) {
 			continue
 		}
 		copied := obj.DeepCopyObject().(client.Object)

@@ -128,3 +128,22 @@ func TestStoredValues(t *testing.T) {
 		t.Errorf("a plain index stored %v", got)
 	}
 }
+
+// A pairs index holds exactly the pairs it stores: the test that reads the map agrees with the
+// list of pairs, for pairs it has and for those it has not.
+func TestHashedPairsHoldWhatTheyStore(t *testing.T) {
+	byLabel := HashedPairs("test/labels", func(obj client.Object) map[string]string { return obj.GetLabels() })
+	obj := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web", "tier": "", "example.com/team": "a-b"}}}
+	stored := byLabel.Values(obj)
+	if len(stored) != 3 {
+		t.Fatalf("values %v, want a pair per label", stored)
+	}
+	for _, pair := range append(stored, "app=", "app=webx", "tier", "app", "=web", "team=a-b", "example.com/team=a", "") {
+		if got, want := byLabel.hold(obj, pair), slices.Contains(stored, pair); got != want {
+			t.Errorf("holds %q: %v, but the stored pairs %v say %v", pair, got, stored, want)
+		}
+	}
+	if byLabel.hold(&corev1.ConfigMap{}, "app=web") {
+		t.Errorf("an object without labels holds a pair")
+	}
+}
