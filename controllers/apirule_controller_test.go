@@ -28,6 +28,7 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/conditions"
 	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
+	"github.com/apirule-operator/apirule-operator/internal/slim"
 	"github.com/apirule-operator/apirule-operator/internal/testenv"
 )
 
@@ -48,7 +49,15 @@ func newNamespace() string {
 func createBackend(namespace, name string) *corev1.Service {
 	svc := fixtures.Service(namespace, name, 8000)
 	Expect(k8s.Create(ctx, svc)).To(Succeed())
-	Expect(k8s.Create(ctx, fixtures.SidecarPod(namespace, name+"-0", name))).To(Succeed())
+	pod := fixtures.SidecarPod(namespace, name+"-0", name)
+	Expect(k8s.Create(ctx, pod)).To(Succeed())
+	// The operator's cache receives the Service, the Pod and a later APIRule on separate
+	// watches: an APIRule that arrives first is reported without Pods until the Pod's event
+	// follows. Tests that expect an APIRule Ready at once start from a backend it has seen.
+	EventuallyWithOffset(1, func(g Gomega) {
+		g.Expect(running.mgr.GetCache().Get(ctx, client.ObjectKeyFromObject(svc), &corev1.Service{})).To(Succeed())
+		g.Expect(running.mgr.GetCache().Get(ctx, client.ObjectKeyFromObject(pod), slim.PodMetadata())).To(Succeed())
+	}, timeout, interval).Should(Succeed())
 	return svc
 }
 
