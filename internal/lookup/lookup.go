@@ -51,15 +51,25 @@ func Hashed(name string, values func(client.Object) []string) Index {
 
 // HashedPairs is a hashed index whose values are the key=value pairs (Pairs) of a map an
 // object carries: its labels, a selector. Whether an object holds a pair is read off the map,
-// without building every pair: label keys hold no "=", so a pair has one key and one value.
+// without building every pair: the API server lets no label or selector key hold "=", so a
+// pair has one key and one value. A map with such a key (apirulectl's input files are not
+// validated as the API server validates objects) is answered by its pairs.
 func HashedPairs(name string, pairs func(client.Object) map[string]string) Index {
 	return Index{
 		name:   name,
 		values: func(obj client.Object) []string { return Pairs(pairs(obj)) },
 		holds: func(obj client.Object, pair string) bool {
+			m := pairs(obj)
 			key, value, ok := strings.Cut(pair, "=")
-			got, has := pairs(obj)[key]
-			return ok && has && got == value
+			if got, has := m[key]; ok && has && got == value {
+				return true
+			}
+			for k := range m {
+				if strings.Contains(k, "=") {
+					return slices.Contains(Pairs(m), pair)
+				}
+			}
+			return false
 		},
 	}
 }
@@ -196,13 +206,17 @@ func (i Index) List(ctx context.Context, reader client.Reader, list client.Objec
 }
 
 // listFromInformer lists value's bucket from the cache's informer of the list's kind; false
-// when the options ask for more than a namespace, the informer keeps no indexer of its own (a
-// cache of several namespaces) or has not synced (the cache has not started: its indexer is
+// when the options ask for more than a namespace, the list is unstructured, the informer
+// keeps no indexer of its own (a cache of several namespaces) or has not synced (the cache has not started: its indexer is
 // empty, and the cache's reader says so rather than answering with nothing), which the
 // cache's reader then answers.
 func (i Index) listFromInformer(ctx context.Context, c CachedClient, list client.ObjectList, value string, opts []client.ListOption) (bool, error) {
 	o := (&client.ListOptions{}).ApplyOptions(opts)
 	if o.LabelSelector != nil || o.FieldSelector != nil || o.Limit > 0 || o.Continue != "" {
+		return false, nil
+	}
+	if _, unstructured := list.(runtime.Unstructured); unstructured {
+		// Its kind's informer is an unstructured one, which the reader finds.
 		return false, nil
 	}
 	listKind, err := c.GroupVersionKindFor(list)

@@ -146,4 +146,11 @@ func TestHashedPairsHoldWhatTheyStore(t *testing.T) {
 	if byLabel.hold(&corev1.ConfigMap{}, "app=web") {
 		t.Errorf("an object without labels holds a pair")
 	}
+	// A key with "=" (no API server takes one; an unvalidated input file may hold one).
+	odd := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"a=b": "c", "a": "x"}}}
+	for _, pair := range []string{"a=b=c", "a=x", "a=b", "a"} {
+		if got, want := byLabel.hold(odd, pair), slices.Contains(byLabel.Values(odd), pair); got != want {
+			t.Errorf("holds %q of %v: %v, want %v", pair, odd.Labels, got, want)
+		}
+	}
 }

@@ -45,13 +45,23 @@ var (
 // would (case-sensitive field names): controller-runtime's admission webhook reads a review's
 // JSON to find its kind, decodes it, does both again for the APIRule in it and builds a
 // logger for every request, 15% of the operator's CPU at 10,000 APIRules between them
-// (docs/performance.md). Its answers are those that webhook gives: the API error of a refusal
-// as the review's status, warnings alongside, and a malformed review answered with 400.
+// (docs/performance.md). Every answer carries the request's UID when the review has one, so
+// that the API server reads it as this webhook's answer (an answer without it is a failed
+// call, which a failurePolicy of Ignore would admit): a refusal with the API error as its
+// status and the warnings alongside, a review it cannot read refused with 400, an operation
+// other than those the configuration sends refused with 400, and a panic refused with 500.
 func (v *Validator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	review, status, err := readReview(r)
+	var uid types.UID
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			log.FromContext(r.Context()).WithName("admission").Error(fmt.Errorf("%v", recovered), "panic while validating an APIRule", "uid", uid)
+			refuse(r.Context(), w, uid, http.StatusInternalServerError, errors.New("internal error while validating the APIRule"))
+		}
+	}()
+	review, status, err := readReview(r, &uid)
 	if err != nil {
-		log.FromContext(r.Context()).WithName("admission").Error(err, "refusing an admission request", "path", r.URL.Path)
-		writeReview(r.Context(), w, &admissionv1.AdmissionResponse{Result: &metav1.Status{Code: int32(status), Message: err.Error()}})
+		log.FromContext(r.Context()).WithName("admission").Error(err, "refusing an admission request", "path", r.URL.Path, "uid", uid)
+		refuse(r.Context(), w, uid, status, err)
 		return
 	}
 	req := review.Request
@@ -62,6 +72,11 @@ func (v *Validator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		warnings, err = v.ValidateCreate(r.Context(), req.Object)
 	case admissionv1.Update:
 		warnings, err = v.ValidateUpdate(r.Context(), req.OldObject, req.Object)
+	case admissionv1.Delete, admissionv1.Connect:
+		// Never blocked; the configuration does not even send them.
+	default:
+		refuse(r.Context(), w, uid, http.StatusBadRequest, fmt.Errorf("unknown operation %q", req.Operation))
+		return
 	}
 	if err != nil {
 		response.Allowed = false
@@ -76,9 +91,15 @@ func (v *Validator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeReview(r.Context(), w, response)
 }
 
+// refuse answers the request uid (empty when the review had none) with a refusal.
+func refuse(ctx context.Context, w http.ResponseWriter, uid types.UID, status int, err error) {
+	writeReview(ctx, w, &admissionv1.AdmissionResponse{UID: uid, Result: &metav1.Status{Code: int32(status), Message: err.Error()}})
+}
+
 // readReview reads an APIRule's AdmissionReview, or says why it cannot, with the HTTP status
-// of the answer.
-func readReview(r *http.Request) (*apiRuleReview, int, error) {
+// of the answer; uid gets the request's UID as soon as it is known, even from a review whose
+// APIRules do not decode.
+func readReview(r *http.Request, uid *types.UID) (*apiRuleReview, int, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, http.StatusBadRequest, errors.New("request body is empty")
 	}
@@ -97,9 +118,20 @@ func readReview(r *http.Request) (*apiRuleReview, int, error) {
 	}
 	review := &apiRuleReview{}
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, review); err != nil {
+		var identity struct {
+			Request *struct {
+				UID types.UID `json:"uid"`
+			} `json:"request"`
+		}
+		if sigsjson.UnmarshalCaseSensitivePreserveInts(body, &identity) == nil && identity.Request != nil {
+			*uid = identity.Request.UID
+		}
 		return nil, http.StatusBadRequest, fmt.Errorf("decoding the AdmissionReview: %w", err)
 	}
 	req := review.Request
+	if req != nil {
+		*uid = req.UID
+	}
 	switch {
 	case review.GroupVersionKind() != reviewKind:
 		return nil, http.StatusBadRequest, fmt.Errorf("got a %s, want an %s", review.GroupVersionKind(), reviewKind)

@@ -10,8 +10,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 )
 
-// A review the validator cannot read is answered with 400 and not allowed, and never reaches
-// the checks (the Validator here has no reader to run them with).
+// A review the validator cannot read, or whose operation it does not know, is refused with
+// 400, a panic in the checks with 500, each for the request's UID when the review has one.
 func TestAMalformedReviewIsRefused(t *testing.T) {
 	review := func(kind, request string) string {
 		return `{"apiVersion":"admission.k8s.io/v1","kind":"` + kind + `"` + request + `}`
@@ -22,6 +22,12 @@ func TestAMalformedReviewIsRefused(t *testing.T) {
 		status            int32
 		says              string
 	}{
+		"an APIRule that does not decode": {review("AdmissionReview", create+`,"object":{"spec":{"hosts":5}}}`), "application/json", http.StatusBadRequest, "decoding"},
+		"an unknown operation": {review("AdmissionReview", strings.Replace(create, "CREATE", "create", 1)+`,"object":{}}`), "application/json",
+			http.StatusBadRequest, "unknown operation"},
+		// The Validator here has no reader: the checks panic.
+		"a panic": {review("AdmissionReview", create+`,"object":{"apiVersion":"gateway.apirule.io/v2","kind":"APIRule","metadata":{"name":"a","namespace":"n"}}}`),
+			"application/json", http.StatusInternalServerError, "internal error"},
 		"no body":                 {"", "application/json", http.StatusBadRequest, "empty"},
 		"another content type":    {review("AdmissionReview", create+`,"object":{}}`), "application/yaml", http.StatusBadRequest, "contentType"},
 		"not JSON":                {"{", "application/json", http.StatusBadRequest, "decoding"},
@@ -47,6 +53,13 @@ func TestAMalformedReviewIsRefused(t *testing.T) {
 		}
 		if got.Kind != "AdmissionReview" || got.APIVersion != "admission.k8s.io/v1" {
 			t.Errorf("%s: answered a %s %s", name, got.APIVersion, got.Kind)
+		}
+		// The API server reads an answer without the request's UID as a failed call; a body
+		// of another content type or over the limit is not read, as controller-runtime's
+		// webhook did not read it.
+		unread := name == "another content type" || name == "too large"
+		if strings.Contains(c.body, `"uid":"u1"`) && !unread && got.Response.UID != "u1" {
+			t.Errorf("%s: answered for UID %q, want u1", name, got.Response.UID)
 		}
 	}
 }
