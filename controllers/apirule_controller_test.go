@@ -67,16 +67,7 @@ func noAuth(path string, methods ...apiv2.HTTPMethod) apiv2.Rule {
 }
 
 func newAPIRule(namespace, name, service string, rules ...apiv2.Rule) *apiv2.APIRule {
-	gateway := apiv2.GatewayReference(gatewayNamespace + "/public-gateway")
-	return &apiv2.APIRule{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec: apiv2.APIRuleSpec{
-			Hosts:   []apiv2.Host{apiv2.Host(name + ".example.com")},
-			Gateway: &gateway,
-			Service: &apiv2.Service{Name: service, Port: 8000},
-			Rules:   rules,
-		},
-	}
+	return fixtures.APIRule(namespace, name, service, gatewayNamespace+"/public-gateway", rules...)
 }
 
 // settled waits until the status describes the current generation and returns the APIRule.
