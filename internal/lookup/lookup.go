@@ -4,7 +4,7 @@
 // a bucket the objects that hold the value.
 //
 // Why buckets: client-go's indexer keeps, for every value of an index, a set of the keys of
-// the objects that hold it, and a set costs about 280 bytes however few keys it holds. The
+// the objects that hold it, and a set costs about 330 bytes however few keys it holds. The
 // operator's indexes by host, backend Service, route destination, owner and label pair have
 // one value per workload, nine of them per APIRule: 31 MB of a 130 MB heap at 10,000
 // APIRules (docs/performance.md). Kept as one of 1,024 buckets per index (and namespace),
@@ -205,11 +205,11 @@ func (i Index) List(ctx context.Context, reader client.Reader, list client.Objec
 	return meta.SetList(list, kept)
 }
 
-// listFromInformer lists value's bucket from the cache's informer of the list's kind; false
-// when the options ask for more than a namespace, the list is unstructured, the informer
-// keeps no indexer of its own (a cache of several namespaces) or has not synced (the cache has not started: its indexer is
-// empty, and the cache's reader says so rather than answering with nothing), which the
-// cache's reader then answers.
+// listFromInformer lists value's bucket from the cache's informer of the list's kind. It
+// leaves the list to the cache's reader (false) when the options ask for more than a
+// namespace, the list is unstructured, the informer keeps no indexer of its own (a cache of
+// several namespaces), or the informer has not synced: the cache has not started, its indexer
+// is empty, and the reader says so rather than answering with nothing.
 func (i Index) listFromInformer(ctx context.Context, c CachedClient, list client.ObjectList, value string, opts []client.ListOption) (bool, error) {
 	o := (&client.ListOptions{}).ApplyOptions(opts)
 	if o.LabelSelector != nil || o.FieldSelector != nil || o.Limit > 0 || o.Continue != "" {
