@@ -437,28 +437,32 @@ func (r *APIRuleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	children := handler.EnqueueRequestsFromMapFunc(requestForOwnerLabels)
 	b := ctrl.NewControllerManagedBy(mgr)
+	// Every watch but the APIRules' own skips what its first list delivers (notInInitialList).
+	watches := func(obj client.Object, h handler.EventHandler, predicates ...predicate.Predicate) {
+		b = b.Watches(obj, h, builder.WithPredicates(append([]predicate.Predicate{notInInitialList}, predicates...)...))
+	}
 	if r.Options.ReferenceGrants {
 		// A ReferenceGrant gives or takes away a namespace's consent to cross-namespace backends.
-		b = b.Watches(&gatewayv1beta1.ReferenceGrant{}, handler.EnqueueRequestsFromMapFunc(r.requestsForReferenceGrant))
+		watches(&gatewayv1beta1.ReferenceGrant{}, handler.EnqueueRequestsFromMapFunc(r.requestsForReferenceGrant))
 	}
+	// Another APIRule on the same backends: a workload conflict may start or end when it
+	// appears, changes, goes away or starts or stops serving its spec.
+	watches(&apiv2.APIRule{}, handler.EnqueueRequestsFromMapFunc(r.requestsForWorkloadPeers),
+		predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, deletionPredicate{}, programmedChanges))
+	watches(&networkingclientv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(r.requestsForVirtualService),
+		predicate.Or[client.Object](notOwnCreation, coveringCreation))
+	watches(&securityclientv1.AuthorizationPolicy{}, children, notOwnCreation)
+	watches(&securityclientv1.RequestAuthentication{}, children, notOwnCreation)
+	watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(index.APIRuleService)))
+	watches(&networkingclientv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.requestsForGateway),
+		predicate.Or[client.Object](notOwnCreation, coveringCreation))
+	watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), notOwnCreation)
+	watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(index.APIRuleMeshConfig)))
+	watches(slim.PodMetadata(), handler.EnqueueRequestsFromMapFunc(r.requestsForPod), podChanges)
 	return b.
 		Named("apirule").
 		For(&apiv2.APIRule{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, deletionPredicate{}))).
-		// Another APIRule on the same backends: a workload conflict may start or end when it
-		// appears, changes, goes away or starts or stops serving its spec.
-		Watches(&apiv2.APIRule{}, handler.EnqueueRequestsFromMapFunc(r.requestsForWorkloadPeers),
-			builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, deletionPredicate{}, programmedChanges))).
-		Watches(&networkingclientv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(r.requestsForVirtualService),
-			builder.WithPredicates(predicate.Or[client.Object](notOwnCreation, coveringCreation))).
-		Watches(&securityclientv1.AuthorizationPolicy{}, children, builder.WithPredicates(notOwnCreation)).
-		Watches(&securityclientv1.RequestAuthentication{}, children, builder.WithPredicates(notOwnCreation)).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(index.APIRuleService))).
-		Watches(&networkingclientv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.requestsForGateway),
-			builder.WithPredicates(predicate.Or[client.Object](notOwnCreation, coveringCreation))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.requestsForSecret), builder.WithPredicates(notOwnCreation)).
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.requestsForIndex(index.APIRuleMeshConfig))).
-		Watches(slim.PodMetadata(), handler.EnqueueRequestsFromMapFunc(r.requestsForPod), builder.WithPredicates(podChanges)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).
 		Complete(r)
 }

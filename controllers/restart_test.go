@@ -11,6 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
+	"github.com/apirule-operator/apirule-operator/internal/conditions"
+	"github.com/apirule-operator/apirule-operator/internal/fixtures"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
 
@@ -70,6 +72,27 @@ var _ = Describe("operator restarts", Ordered, func() {
 		waitQuiet(running.requests)
 		requests, writes := running.requests.Snapshot()
 		Expect(writes).To(BeZero(), "requests: %v", requests)
+	})
+
+	It("acts at its start on what changed while it was stopped: a Pod without the sidecar that joined a served Service", func() {
+		createBackend(namespace, "joined")
+		rule := newAPIRule(namespace, "joined", "joined", noAuth("/*", "GET"))
+		Expect(k8s.Create(ctx, rule)).To(Succeed())
+		key := keyOf(rule)
+		expectReady(key)
+
+		running.stop()
+		bare := fixtures.SidecarPod(namespace, "joined-1", "joined")
+		bare.Spec.Containers = bare.Spec.Containers[:1]
+		Expect(k8s.Create(ctx, bare)).To(Succeed())
+
+		// The Pod reaches the new process in its cache's first list, whose events the watches
+		// skip: the APIRule's own reconcile at the start must see it.
+		running = startOperator()
+		eventuallyReason(key, conditions.Programmed, conditions.ReasonWithdrawn)
+		vs, ap := children(key)
+		Expect(vs).To(BeEmpty(), "no route to a Pod that enforces no policy")
+		Expect(ap).To(BeEmpty())
 	})
 })
 

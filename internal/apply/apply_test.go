@@ -4,6 +4,12 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/apirule-operator/apirule-operator/internal/manifest"
 )
 
 func decode(t *testing.T, s string) map[string]any {
@@ -172,4 +178,51 @@ func BenchmarkNormalizedReply(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestHasOwnedMetaNeedsEveryDesiredLabelAndOwnerReference(t *testing.T) {
+	yes := true
+	owner := metav1.OwnerReference{APIVersion: "gateway.apirule.io/v2", Kind: "APIRule", Name: "a", UID: "u1", Controller: &yes}
+	desired := &securityclientv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{
+		Labels: map[string]string{"owner": "a", "part": "policy"}, OwnerReferences: []metav1.OwnerReference{owner},
+	}}
+	// The same object as the API server returns it (unstructured), so both forms are compared.
+	unstructuredOf := func(obj *securityclientv1.AuthorizationPolicy) *unstructured.Unstructured {
+		obj.SetGroupVersionKind(securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"))
+		u, err := manifest.ToUnstructured(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	no := false
+	cases := []struct {
+		name   string
+		labels map[string]string
+		refs   []metav1.OwnerReference
+		want   bool
+	}{
+		{"exactly desired", map[string]string{"owner": "a", "part": "policy"}, []metav1.OwnerReference{owner}, true},
+		{"with labels and owners others added", map[string]string{"owner": "a", "part": "policy", "team": "x"},
+			[]metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "c", UID: "u2"}, owner}, true},
+		{"a label missing", map[string]string{"owner": "a"}, []metav1.OwnerReference{owner}, false},
+		{"a label changed", map[string]string{"owner": "a", "part": "route"}, []metav1.OwnerReference{owner}, false},
+		{"a label emptied", map[string]string{"owner": "a", "part": ""}, []metav1.OwnerReference{owner}, false},
+		{"no owner reference", map[string]string{"owner": "a", "part": "policy"}, nil, false},
+		{"the owner of another UID", map[string]string{"owner": "a", "part": "policy"},
+			[]metav1.OwnerReference{{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: "a", UID: "u9", Controller: &yes}}, false},
+		{"the owner no longer its controller", map[string]string{"owner": "a", "part": "policy"},
+			[]metav1.OwnerReference{{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: "a", UID: "u1", Controller: &no}}, false},
+		{"the owner with controller unset", map[string]string{"owner": "a", "part": "policy"},
+			[]metav1.OwnerReference{{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: "a", UID: "u1"}}, false},
+	}
+	for _, tc := range cases {
+		actual := &securityclientv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Labels: tc.labels, OwnerReferences: tc.refs}}
+		if got := hasOwnedMeta(desired, actual); got != tc.want {
+			t.Errorf("%s, typed: got %v, want %v", tc.name, got, tc.want)
+		}
+		if got := hasOwnedMeta(unstructuredOf(desired.DeepCopy()), unstructuredOf(actual)); got != tc.want {
+			t.Errorf("%s, unstructured: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

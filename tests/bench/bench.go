@@ -72,6 +72,12 @@ type Config struct {
 	// OperatorMemoryLimit, when set, is the operator process's GOMEMLIMIT, as an install sets
 	// it from the container's memory limit.
 	OperatorMemoryLimit string
+	// OperatorLogDir, when set, is where the operator processes' logs (operator-bulk.log,
+	// operator-restarted.log) are kept; otherwise they go with the run's other files.
+	OperatorLogDir string
+	// OperatorGODEBUG, when set, is the operator processes' GODEBUG (gctrace=1 writes the
+	// collector's trace into their logs).
+	OperatorGODEBUG string
 }
 
 // Report holds the figures of a run.
@@ -286,6 +292,14 @@ func (p controlPlane) cpu() (apiServer, etcd float64, err error) {
 	return a.CPUSeconds, b.CPUSeconds, errors.Join(errAPIServer, errEtcd)
 }
 
+// operatorLog is the path of an operator process's log.
+func operatorLog(env *Environment, cfg Config, name string) string {
+	if cfg.OperatorLogDir != "" {
+		return filepath.Join(cfg.OperatorLogDir, name)
+	}
+	return filepath.Join(env.dir, name)
+}
+
 // Stop stops the control plane and removes the run's files.
 func (e *Environment) Stop() error {
 	return errors.Join(e.Environment.Stop(), os.RemoveAll(e.dir))
@@ -335,7 +349,7 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 	if err != nil {
 		return report, report.fail(PhaseSetup, err)
 	}
-	process := processOptions{binary: cfg.ManagerBinary, kubeconfig: filepath.Join(env.dir, "manager.kubeconfig"), workers: cfg.Workers, hook: hook, memoryLimit: cfg.OperatorMemoryLimit}
+	process := processOptions{binary: cfg.ManagerBinary, kubeconfig: filepath.Join(env.dir, "manager.kubeconfig"), workers: cfg.Workers, hook: hook, memoryLimit: cfg.OperatorMemoryLimit, godebug: cfg.OperatorGODEBUG}
 	if err := os.WriteFile(process.kubeconfig, kubeconfig, 0o600); err != nil {
 		return report, report.fail(PhaseSetup, err)
 	}
@@ -357,7 +371,7 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 	if err != nil {
 		return report, report.fail(PhaseBulk, err)
 	}
-	process.logPath = filepath.Join(env.dir, "operator-bulk.log")
+	process.logPath = operatorLog(env, cfg, "operator-bulk.log")
 	op, err := startOperatorProcess(ctx, process, c)
 	if err != nil {
 		return report, report.fail(PhaseBulk, err)
@@ -417,7 +431,7 @@ func Run(ctx context.Context, env *Environment, cfg Config) (*Report, error) {
 	if baseline, _, err = env.audit.Snapshot(); err != nil {
 		return report, report.fail(PhaseResync, err)
 	}
-	process.logPath = filepath.Join(env.dir, "operator-restarted.log")
+	process.logPath = operatorLog(env, cfg, "operator-restarted.log")
 	if op, err = startOperatorProcess(ctx, process, c); err != nil {
 		return report, report.fail(PhaseResync, err)
 	}

@@ -46,6 +46,8 @@ type processOptions struct {
 	logPath    string
 	// memoryLimit, when set, is the process's GOMEMLIMIT.
 	memoryLimit string
+	// godebug, when set, is the process's GODEBUG.
+	godebug string
 }
 
 func startOperatorProcess(ctx context.Context, opts processOptions, c client.Client) (*operatorProcess, error) {
@@ -77,6 +79,9 @@ func startOperatorProcess(ctx context.Context, opts processOptions, c client.Cli
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+opts.kubeconfig)
 	if opts.memoryLimit != "" {
 		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+opts.memoryLimit)
+	}
+	if opts.godebug != "" {
+		cmd.Env = append(cmd.Env, "GODEBUG="+opts.godebug)
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	p := &operatorProcess{cmd: cmd, logPath: opts.logPath, metrics: "http://" + metricsAddr, pprof: "http://" + pprofAddr, exited: make(chan struct{})}

@@ -37,6 +37,8 @@ func main() {
 	profileFor := flag.Duration("profile-for", 15*time.Second, "how long the operator and kube-apiserver profiles run, from the first create")
 	withWebhook := flag.Bool("webhook", true, "serve the operator's admission webhooks, as an install does (the finalizer then comes with the create); false: the operator patches the finalizer in")
 	finalizer := flag.String("finalizer-admission", bench.FinalizerByPolicy, "with -webhook, who sets the finalizer on create: policy, the install's MutatingAdmissionPolicy; webhook, the operator's mutating webhook (the install for clusters before Kubernetes 1.36)")
+	logDir := flag.String("operator-logs", "", "keep the operator processes' logs (operator-bulk.log, operator-restarted.log) in this directory")
+	godebug := flag.String("operator-godebug", "", "GODEBUG of the operator processes, for example gctrace=1 (the collector's trace goes into their logs: -operator-logs)")
 	flag.Parse()
 	if _, err := os.Stat(*manager); err != nil {
 		fail(fmt.Errorf("%w: build it first (make build)", err))
@@ -69,7 +71,7 @@ func main() {
 	report, err := bench.Run(context.Background(), env, bench.Config{
 		N: *n, ManagerBinary: *manager, SteadyRates: parseInts(*rates), SteadyFor: *steadyFor, Workers: *workers, CeilingWorkers: parseInts(*ceilingWorkers),
 		APIServerProfile: *apiServerProfile, OperatorProfile: *operatorProfile, OperatorHeapProfile: *operatorHeapProfile, ProfileFor: *profileFor,
-		RestartHeapProfile: *restartHeapProfile, OperatorMemoryLimit: *memoryLimit,
+		RestartHeapProfile: *restartHeapProfile, OperatorMemoryLimit: *memoryLimit, OperatorLogDir: *logDir, OperatorGODEBUG: *godebug,
 		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...) },
 	})
 	if err != nil {
