@@ -32,6 +32,8 @@ func main() {
 	flag.StringVar(&opts.HealthProbeAddress, "health-probe-bind-address", opts.HealthProbeAddress, "health probe address; 0 disables it")
 	flag.StringVar(&opts.PprofAddress, "pprof-bind-address", opts.PprofAddress,
 		"Go profiling endpoints (/debug/pprof/) on this address, plain HTTP to anyone who reaches it; 0 disables them")
+	flag.IntVar(&opts.StartupGCPercent, "startup-gc-percent", 50,
+		"Go's GOGC until every APIRule has been verified after the start, when the operator allocates fastest; a GOGC in the environment, 0 or 100 leave the collector as it is")
 	printVersion := flag.Bool("version", false, "print the version and exit")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)

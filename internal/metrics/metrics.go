@@ -136,6 +136,14 @@ func add(counter *prometheus.CounterVec, byKind map[string]int) {
 // SetState records an APIRule's state; an empty state forgets a deleted APIRule.
 func SetState(rule types.NamespacedName, state string) { states.set(rule, state) }
 
+// KnownAPIRules is how many APIRules have a state recorded: those reconciled since the
+// process started that still exist.
+func KnownAPIRules() int {
+	states.mu.Lock()
+	defer states.mu.Unlock()
+	return len(states.byRule)
+}
+
 type stateTracker struct {
 	mu     sync.Mutex
 	byRule map[types.NamespacedName]string

@@ -62,6 +62,11 @@ type Options struct {
 	// RestartableInProcess lets one process start the operator more than once (tests that
 	// restart it); controller-runtime otherwise refuses a second controller of the same name.
 	RestartableInProcess bool
+	// StartupGCPercent is Go's GOGC from the process's start until every APIRule the cache
+	// held when it synced has been verified (startupCollector); 0, 100 or more, or a GOGC in
+	// the environment leave the collector as it is. It sets a process-wide setting, so
+	// DefaultOptions leaves it off for in-process operators; the manager binary sets it.
+	StartupGCPercent int
 	// Webhook configures the admission webhook. DefaultOptions leaves it off: in-process
 	// operators (the demo, the test suites) have no Service the API server could call. The
 	// manager binary turns it on by default (--enable-webhook).
@@ -245,6 +250,13 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 				return nil, err
 			}
 		}
+	}
+	// Last, so that no error after it leaves the collector's target lowered.
+	if collector := newStartupCollector(mgr.GetCache(), opts.StartupGCPercent); collector != nil {
+		if err := mgr.Add(collector); err != nil {
+			return nil, err
+		}
+		collector.lower()
 	}
 	return mgr, nil
 }
