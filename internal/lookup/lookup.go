@@ -16,13 +16,16 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -219,33 +222,11 @@ func (i Index) listFromInformer(ctx context.Context, c CachedClient, list client
 		// Its kind's informer is an unstructured one, which the reader finds.
 		return false, nil
 	}
-	listKind, err := c.GroupVersionKindFor(list)
-	if err != nil {
+	indexer, kind, synced, err := c.syncedIndexer(ctx, list)
+	if err != nil || !synced {
 		return false, err
 	}
-	kind := listKind.GroupVersion().WithKind(strings.TrimSuffix(listKind.Kind, "List"))
-	var prototype client.Object
-	if _, metadata := list.(*metav1.PartialObjectMetadataList); metadata {
-		prototype = &metav1.PartialObjectMetadata{}
-		prototype.GetObjectKind().SetGroupVersionKind(kind)
-	} else {
-		obj, err := c.Scheme().New(kind)
-		if err != nil {
-			return false, err
-		}
-		if prototype, _ = obj.(client.Object); prototype == nil {
-			return false, fmt.Errorf("index %s: a %T is no object", i.name, obj)
-		}
-	}
-	informer, err := c.Informers.GetInformer(ctx, prototype)
-	if err != nil {
-		return false, err
-	}
-	shared, ok := informer.(toolscache.SharedIndexInformer)
-	if !ok || !shared.HasSynced() {
-		return false, nil
-	}
-	objs, err := shared.GetIndexer().ByIndex(IndexerName(i.Field()), IndexerKey(o.Namespace, bucket(value)))
+	objs, err := indexer.ByIndex(IndexerName(i.Field()), IndexerKey(o.Namespace, bucket(value)))
 	if err != nil {
 		return false, err
 	}
@@ -261,4 +242,64 @@ func (i Index) listFromInformer(ctx context.Context, c CachedClient, list client
 		kept = append(kept, copied)
 	}
 	return true, meta.SetList(list, kept)
+}
+
+// informerKey names the informer of one form of list (typed or metadata) in one cache.
+type informerKey struct {
+	informers Informers
+	listKind  schema.GroupVersionKind
+	metadata  bool
+}
+
+type syncedInformer struct {
+	indexer toolscache.Indexer
+	kind    schema.GroupVersionKind
+}
+
+// syncedInformers are the indexers lists have been read from, once their informers synced: a
+// cache keeps an informer for its life, so its kind, prototype and informer need not be
+// found again on every lookup (they were a sixth of the lookups' CPU).
+var syncedInformers sync.Map // informerKey -> syncedInformer
+
+// syncedIndexer is the indexer of the informer of the list's kind, and that kind; false while
+// the informer has not synced or keeps no indexer of its own.
+func (c CachedClient) syncedIndexer(ctx context.Context, list client.ObjectList) (toolscache.Indexer, schema.GroupVersionKind, bool, error) {
+	listKind, err := c.GroupVersionKindFor(list)
+	if err != nil {
+		return nil, schema.GroupVersionKind{}, false, err
+	}
+	_, metadata := list.(*metav1.PartialObjectMetadataList)
+	key := informerKey{informers: c.Informers, listKind: listKind, metadata: metadata}
+	memo := c.Informers != nil && reflect.TypeOf(c.Informers).Comparable()
+	if memo {
+		if known, ok := syncedInformers.Load(key); ok {
+			return known.(syncedInformer).indexer, known.(syncedInformer).kind, true, nil
+		}
+	}
+	kind := listKind.GroupVersion().WithKind(strings.TrimSuffix(listKind.Kind, "List"))
+	var prototype client.Object
+	if metadata {
+		prototype = &metav1.PartialObjectMetadata{}
+		prototype.GetObjectKind().SetGroupVersionKind(kind)
+	} else {
+		obj, err := c.Scheme().New(kind)
+		if err != nil {
+			return nil, kind, false, err
+		}
+		if prototype, _ = obj.(client.Object); prototype == nil {
+			return nil, kind, false, fmt.Errorf("a %T is no object", obj)
+		}
+	}
+	informer, err := c.Informers.GetInformer(ctx, prototype)
+	if err != nil {
+		return nil, kind, false, err
+	}
+	shared, ok := informer.(toolscache.SharedIndexInformer)
+	if !ok || !shared.HasSynced() {
+		return nil, kind, false, nil
+	}
+	if memo {
+		syncedInformers.Store(key, syncedInformer{indexer: shared.GetIndexer(), kind: kind})
+	}
+	return shared.GetIndexer(), kind, true, nil
 }

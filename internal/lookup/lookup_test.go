@@ -61,7 +61,7 @@ func TestAHashedLookupKeepsOnlyTheObjectsThatHoldTheValue(t *testing.T) {
 	for _, obj := range objects {
 		builder = builder.WithObjects(obj.DeepCopy())
 	}
-	informer := toolscache.NewSharedIndexInformer(&toolscache.ListWatch{}, &corev1.ConfigMap{}, 0, toolscache.Indexers{
+	indexers := toolscache.Indexers{
 		IndexerName(byHost.Field()): func(obj any) ([]string, error) {
 			var keys []string
 			for _, v := range stored(obj.(client.Object)) {
@@ -69,7 +69,8 @@ func TestAHashedLookupKeepsOnlyTheObjectsThatHoldTheValue(t *testing.T) {
 			}
 			return keys, nil
 		},
-	})
+	}
+	informer := toolscache.NewSharedIndexInformer(&toolscache.ListWatch{}, &corev1.ConfigMap{}, 0, indexers)
 	for _, obj := range objects {
 		if err := informer.GetIndexer().Add(obj); err != nil {
 			t.Fatal(err)
@@ -115,6 +116,22 @@ func TestAHashedLookupKeepsOnlyTheObjectsThatHoldTheValue(t *testing.T) {
 	}
 	if gvk := list.Items[0].GroupVersionKind(); gvk != corev1.SchemeGroupVersion.WithKind("ConfigMap") {
 		t.Errorf("listed with kind %v, want ConfigMap", gvk)
+	}
+
+	// A synced informer is remembered for its cache: its indexer itself, so what the cache
+	// receives later is found; another cache's lookups read their own informer.
+	if err := informer.GetIndexer().Add(configMap("b-1", b)); err != nil {
+		t.Fatal(err)
+	}
+	list = &corev1.ConfigMapList{}
+	if err := byHost.List(context.Background(), cached, list, b); err != nil || len(list.Items) != 2 {
+		t.Errorf("listed %v (%v) after b-1 arrived, want b-0 and b-1", list.Items, err)
+	}
+	empty := toolscache.NewSharedIndexInformer(&toolscache.ListWatch{}, &corev1.ConfigMap{}, 0, indexers)
+	other := CachedClient{Client: fake.NewClientBuilder().Build(), Informers: informers{synced{empty}}}
+	list = &corev1.ConfigMapList{}
+	if err := byHost.List(context.Background(), other, list, b); err != nil || len(list.Items) != 0 {
+		t.Errorf("another cache listed %v (%v), want nothing", list.Items, err)
 	}
 }
 
