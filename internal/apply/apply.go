@@ -54,27 +54,24 @@ func (r *Result) count(into *map[string]int, kind string) {
 func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, error) {
 	var result Result
 	ordered := InApplyOrder(objects)
-	converted := make([]*unstructured.Unstructured, 0, len(ordered))
-	// Every object is converted and its kind checked before the first write, so a bad object
+	encoded := make([]*desiredObject, 0, len(ordered))
+	// Every object is encoded and its kind checked before the first write, so a bad object
 	// fails the call before anything is written.
 	for _, obj := range ordered {
-		u, err := manifest.ToUnstructured(obj)
+		d, err := encode(obj)
 		if err != nil {
 			return result, err
 		}
-		if _, known := KindOf(u.GroupVersionKind()); !known {
-			return result, fmt.Errorf("%s %s/%s: not a kind of generated object", u.GetKind(), u.GetNamespace(), u.GetName())
-		}
-		converted = append(converted, u)
+		encoded = append(encoded, d)
 	}
-	for i, obj := range ordered {
-		desired := converted[i]
+	for _, d := range encoded {
+		obj, kind := d.obj, d.kind.GVK.Kind
 		current := obj.DeepCopyObject().(client.Object)
 		switch err := a.Client.Get(ctx, client.ObjectKeyFromObject(obj), current); {
 		case err == nil:
 			// A typed read through a client without a cache leaves apiVersion and kind empty.
-			current.GetObjectKind().SetGroupVersionKind(desired.GroupVersionKind())
-			upToDate, err := matches(obj, desired.Object, current)
+			current.GetObjectKind().SetGroupVersionKind(d.kind.GVK)
+			upToDate, err := d.matches(current)
 			if err != nil {
 				return result, err
 			}
@@ -82,22 +79,65 @@ func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, e
 				continue
 			}
 		case !apierrors.IsNotFound(err):
-			return result, fmt.Errorf("reading %s %s/%s: %w", desired.GetKind(), desired.GetNamespace(), desired.GetName(), err)
+			return result, fmt.Errorf("reading %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
 		default:
+			desired, err := d.unstructured()
+			if err != nil {
+				return result, err
+			}
 			switch created, err := a.create(ctx, desired); {
 			case err != nil:
-				return result, fmt.Errorf("creating %s %s/%s: %w", desired.GetKind(), desired.GetNamespace(), desired.GetName(), err)
+				return result, fmt.Errorf("creating %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
 			case created:
-				result.count(&result.Applied, desired.GetKind())
+				result.count(&result.Applied, kind)
 				continue
 			}
 		}
-		if err := a.write(ctx, desired); err != nil {
-			return result, fmt.Errorf("applying %s %s/%s: %w", desired.GetKind(), desired.GetNamespace(), desired.GetName(), err)
+		desired, err := d.unstructured()
+		if err != nil {
+			return result, err
 		}
-		result.count(&result.Applied, desired.GetKind())
+		if err := a.write(ctx, desired); err != nil {
+			return result, fmt.Errorf("applying %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
+		}
+		result.count(&result.Applied, kind)
 	}
 	return result, nil
+}
+
+// desiredObject is an object to apply, encoded once: its JSON, from which the digest of its
+// state is read, and its unstructured form, decoded only when a write or a comparison field
+// by field needs it. A settled child of a kind cached as a digest is verified from the JSON
+// alone.
+type desiredObject struct {
+	obj  client.Object
+	kind Kind
+	json []byte
+	u    *unstructured.Unstructured
+}
+
+func encode(obj client.Object) (*desiredObject, error) {
+	raw, err := manifest.Encode(obj)
+	if err != nil {
+		return nil, err
+	}
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	kind, known := KindOf(gvk)
+	if !known {
+		return nil, fmt.Errorf("%s %s/%s: not a kind of generated object", gvk.Kind, obj.GetNamespace(), obj.GetName())
+	}
+	return &desiredObject{obj: obj, kind: kind, json: raw}, nil
+}
+
+func (d *desiredObject) unstructured() (*unstructured.Unstructured, error) {
+	if d.u == nil {
+		u, err := manifest.Decode(d.obj, d.json)
+		if err != nil {
+			return nil, err
+		}
+		d.u = u
+	}
+	return d.u, nil
 }
 
 // create writes an object the cache does not know with a POST, which costs the API server
@@ -279,26 +319,29 @@ func StateDigest(obj map[string]any) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// matches says whether the current object carries everything desired (obj, and its
-// unstructured form state): every desired label and owner reference, and exactly the desired
-// state. Labels and owner references others add are left alone: they do not change what the
-// object does. A cached object of a kind the cache holds as a digest (Kind.CachedAsDigest) is
-// compared by its StateDigestAnnotation, without converting it: converting every cached child
-// of every verified APIRule was a sixth of what a restarted operator allocated.
-func matches(obj client.Object, state map[string]any, current client.Object) (bool, error) {
-	if !hasOwnedMeta(obj, current) {
+// matches says whether the current object carries everything desired: every desired label
+// and owner reference, and exactly the desired state. Labels and owner references others add
+// are left alone: they do not change what the object does. A cached object of a kind the
+// cache holds as a digest (Kind.CachedAsDigest) is compared by its StateDigestAnnotation,
+// without converting it or decoding the desired object: over a restart, converting every
+// cached child and decoding every desired one were a third of what the operator allocated.
+func (d *desiredObject) matches(current client.Object) (bool, error) {
+	if !hasOwnedMeta(d.obj, current) {
 		return false, nil
 	}
-	kind, _ := KindOf(current.GetObjectKind().GroupVersionKind())
-	if digest, cached := current.GetAnnotations()[StateDigestAnnotation]; cached && kind.CachedAsDigest {
-		want, err := StateDigest(state)
+	if digest, cached := current.GetAnnotations()[StateDigestAnnotation]; cached && d.kind.CachedAsDigest {
+		want, err := StateDigestOfJSON(d.json)
 		return err == nil && want == digest, err
+	}
+	desired, err := d.unstructured()
+	if err != nil {
+		return false, err
 	}
 	actual, err := manifest.ToUnstructured(current)
 	if err != nil {
 		return false, err
 	}
-	return len(stateReplacement(state, actual.Object)) == 0, nil
+	return len(stateReplacement(desired.Object, actual.Object)) == 0, nil
 }
 
 // hasOwnedMeta says whether an object carries the desired labels and owner references (others

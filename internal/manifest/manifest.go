@@ -24,6 +24,15 @@ type Object interface {
 // Istio specs are protobuf messages with their own JSON encoding, so the conversion goes
 // through JSON. Status and creationTimestamp are dropped: the operator does not own them.
 func ToUnstructured(obj Object) (*unstructured.Unstructured, error) {
+	raw, err := Encode(obj)
+	if err != nil {
+		return nil, err
+	}
+	return Decode(obj, raw)
+}
+
+// Encode is the JSON encoding of a typed object that ToUnstructured decodes.
+func Encode(obj Object) ([]byte, error) {
 	gvk := obj.GetObjectKind().GroupVersionKind()
 	if gvk.Empty() {
 		return nil, fmt.Errorf("object %s/%s has no apiVersion and kind", obj.GetNamespace(), obj.GetName())
@@ -32,9 +41,14 @@ func ToUnstructured(obj Object) (*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
 	}
+	return raw, nil
+}
+
+// Decode is the unstructured form of obj from its encoding (Encode).
+func Decode(obj Object, raw []byte) (*unstructured.Unstructured, error) {
 	content := map[string]any{}
 	if err := json.Unmarshal(raw, &content); err != nil {
-		return nil, fmt.Errorf("decoding %s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
+		return nil, fmt.Errorf("decoding %s %s/%s: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetNamespace(), obj.GetName(), err)
 	}
 	delete(content, "status")
 	if m, ok := content["metadata"].(map[string]any); ok {

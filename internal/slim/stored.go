@@ -337,13 +337,13 @@ func virtualServiceFromStored(u *unstructured.Unstructured) (client.Object, erro
 		return vs, nil
 	}
 	ownState(&vs.ObjectMeta, m.OwnerReferences, digest)
-	http, _, err := unstructured.NestedSlice(u.Object, "spec", "http")
+	http, err := sliceAt(u.Object, "spec", "http")
 	if err != nil {
 		return nil, err
 	}
 	var hosts []string
 	for _, route := range http {
-		destinations, _, err := unstructured.NestedSlice(asMap(route), "route")
+		destinations, err := sliceAt(asMap(route), "route")
 		if err != nil {
 			return nil, err
 		}
@@ -398,6 +398,21 @@ func requestAuthenticationFromStored(u *unstructured.Unstructured) (client.Objec
 var storedSpecDecoding = protojson.UnmarshalOptions{DiscardUnknown: true}
 
 var errNotOwn = errors.New("not one of the operator's objects")
+
+// sliceAt is the list at the path, or nil, as it is: the object is the list's or the event's
+// own and is only read (unstructured.NestedSlice copies it, which was most of what reading a
+// stored VirtualService allocated).
+func sliceAt(obj map[string]any, fields ...string) ([]any, error) {
+	v, found, err := unstructured.NestedFieldNoCopy(obj, fields...)
+	if err != nil || !found || v == nil {
+		return nil, err
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s is a %T, not a list", strings.Join(fields, "."), v)
+	}
+	return list, nil
+}
 
 func asMap(v any) map[string]any {
 	m, _ := v.(map[string]any)

@@ -1,0 +1,133 @@
+package apply_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/apirule-operator/apirule-operator/internal/apply"
+	"github.com/apirule-operator/apirule-operator/internal/manifest"
+	"github.com/apirule-operator/apirule-operator/internal/render"
+)
+
+// viaMap is the StateDigest of raw decoded into a map, as the applier computed it before.
+func viaMap(raw []byte) (string, error) {
+	m := map[string]any{}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return "", err
+	}
+	return apply.StateDigest(m)
+}
+
+// Every object the golden tests translate, encoded as the applier encodes it (its typed JSON:
+// Istio's own encoding of the spec), has the same digest read as JSON as decoded into a map.
+func TestTheDigestOfJSONIsTheDigestOfItsMapForEveryGoldenObject(t *testing.T) {
+	inputs, err := filepath.Glob(filepath.Join("..", "translate", "testdata", "*.in.yaml"))
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no golden inputs (%v)", err)
+	}
+	objects := 0
+	for _, input := range inputs {
+		f, err := os.Open(input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle, err := render.Load(f)
+		_ = f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", input, err)
+		}
+		opts := render.DefaultOptions()
+		if bundle.Options != nil {
+			opts = *bundle.Options
+		}
+		results, err := render.Render(bundle, opts)
+		if err != nil {
+			t.Fatalf("%s: %v", input, err)
+		}
+		for _, obj := range render.Objects(results) {
+			raw, err := json.Marshal(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := manifest.ToUnstructured(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := apply.StateDigest(u.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := apply.StateDigestOfJSON(raw); err != nil || got != want {
+				t.Errorf("%s: %s %s/%s: digest %s (%v), want %s", filepath.Base(input), obj.GetObjectKind().GroupVersionKind().Kind, obj.GetNamespace(), obj.GetName(), got, err, want)
+			}
+			objects++
+		}
+	}
+	if objects < 100 {
+		t.Errorf("only %d objects compared", objects)
+	}
+}
+
+// JSON that encoding/json would write differently, or that only a map would resolve: escapes,
+// characters it escapes for HTML, non-ASCII and invalid UTF-8, numbers of every form,
+// duplicate keys, whitespace, nesting, and the fields that are not state.
+var digestCases = []string{
+	`{}`,
+	`{"spec":{}}`,
+	`{"apiVersion":"v1","kind":"X","metadata":{"name":"a"},"status":{"b":1}}`,
+	`{"spec":{"b":1,"a":2,"c":{"z":[],"y":{}}},"type":"Opaque","data":{"k":"dmFsdWU="}}`,
+	`{"spec":{"hosts":["a.example.com","*.example.com"],"http":[{"match":[{"uri":{"regex":"^/a(/.*)?$"}}]}]}}`,
+	`{"spec":{"s":"<script>&</script>","t":"\u003c\u003e\u0026","u":"a\"b\\c\/d","v":"\b\f\n\r\t\u0001"}}`,
+	`{"spec":{"s":"ü€𝄞","t":"\u00fc\u20ac\ud834\udd1e","u":"\u2028\u2029","v":"\ud800","w":"` + "\xff\xfe" + `"}}`,
+	`{"spec":{"\u0061":1,"a":2,"b\u0000":3,"<":4}}`,
+	`{"spec":{"n":[0,-0,1,-1,8080,123456789012345,1234567890123456,12345678901234567890,1.0,1.5,-2.50,1e3,1E3,1e-7,1e21,1e20,0.000001,0.0000001,1.7976931348623157e308,5e-324]}}`,
+	`{"spec":{"a":1,"a":2},"spec":{"b":[true,false,null]}}`,
+	` { "spec" : { "a" : [ 1 , { "b" : null } ] , "c" : "d" } , "metadata" : { } } `,
+	`{"spec":[[[]],[{}],"",0]}`,
+}
+
+func TestTheDigestOfJSONIsTheDigestOfItsMap(t *testing.T) {
+	for _, raw := range digestCases {
+		want, err := viaMap([]byte(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		if got, err := apply.StateDigestOfJSON([]byte(raw)); err != nil || got != want {
+			t.Errorf("%s: digest %s (%v), want %s", raw, got, err, want)
+		}
+	}
+	// Another value has another digest.
+	a, _ := apply.StateDigestOfJSON([]byte(`{"spec":{"a":"1"}}`))
+	b, _ := apply.StateDigestOfJSON([]byte(`{"spec":{"a":1}}`))
+	if a == b {
+		t.Error("a string and a number have one digest")
+	}
+	for _, bad := range []string{``, `[]`, `{`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{"a":1} x`, `{"a":tru}`, `{"a":"b}`, `{"a":01}`, `{"a":1e400}`, `{"a":"` + "\x01" + `"}`} {
+		if _, err := apply.StateDigestOfJSON([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// FuzzStateDigestOfJSON: for every JSON object decodable into a map the two digests agree,
+// and what a map cannot decode is refused.
+func FuzzStateDigestOfJSON(f *testing.F) {
+	for _, raw := range digestCases {
+		f.Add([]byte(raw))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		want, errMap := viaMap(raw)
+		got, err := apply.StateDigestOfJSON(raw)
+		if errMap != nil {
+			if err == nil {
+				t.Errorf("%q: a map cannot decode it (%v), the JSON digest is %s", raw, errMap, got)
+			}
+			return
+		}
+		if err != nil || got != want {
+			t.Errorf("%q: digest %s (%v), want %s", raw, got, err, want)
+		}
+	})
+}
