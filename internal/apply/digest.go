@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // StateDigestOfJSON is the StateDigest of the object whose JSON encoding raw is, without
@@ -22,28 +21,37 @@ import (
 // changed (one write too many, which the tests that count writes show), never a changed state
 // look equal: the encoding keeps every value.
 func StateDigestOfJSON(raw []byte) (string, error) {
-	c := canonicalizer{in: raw}
+	c := canonicalizer{in: raw, out: make([]byte, 0, len(raw))}
 	c.skipSpace()
 	if c.pos >= len(c.in) || c.in[c.pos] != '{' {
 		return "", errors.New("the object's JSON is not an object")
 	}
-	state, err := c.object(true)
-	if err != nil {
+	if err := c.object(true); err != nil {
 		return "", fmt.Errorf("reading the object's JSON at byte %d: %w", c.pos, err)
 	}
 	if c.skipSpace(); c.pos != len(c.in) {
 		return "", fmt.Errorf("reading the object's JSON: data after it at byte %d", c.pos)
 	}
-	sum := sha256.Sum256(state)
+	sum := sha256.Sum256(c.out)
 	return hex.EncodeToString(sum[:]), nil
 }
 
 // canonicalizer re-encodes JSON as encoding/json encodes what json.Unmarshal decodes of it
-// into an any.
+// into an any. It appends to one output buffer: an object's members are written as they come
+// and then put in order through a scratch buffer, so re-encoding allocates little beyond the
+// two buffers.
 type canonicalizer struct {
-	in  []byte
-	pos int
+	in      []byte
+	pos     int
+	out     []byte
+	scratch []byte
+	// members holds the members of the objects being read, innermost last.
+	members []member
+	depth   int
 }
+
+// maxDepth is the nesting encoding/json refuses beyond.
+const maxDepth = 10000
 
 var errSyntax = errors.New("invalid JSON")
 
@@ -58,12 +66,11 @@ func (c *canonicalizer) skipSpace() {
 	}
 }
 
-// value returns the canonical encoding of the value at pos. A scalar already in canonical
-// form is returned as a slice of the input.
-func (c *canonicalizer) value() ([]byte, error) {
+// value appends the canonical encoding of the value at pos.
+func (c *canonicalizer) value() error {
 	c.skipSpace()
 	if c.pos >= len(c.in) {
-		return nil, errSyntax
+		return errSyntax
 	}
 	switch b := c.in[c.pos]; {
 	case b == '{':
@@ -71,8 +78,8 @@ func (c *canonicalizer) value() ([]byte, error) {
 	case b == '[':
 		return c.array()
 	case b == '"':
-		_, encoded, err := c.string()
-		return encoded, err
+		_, err := c.string()
+		return err
 	case b == 't':
 		return c.literal("true")
 	case b == 'f':
@@ -84,128 +91,147 @@ func (c *canonicalizer) value() ([]byte, error) {
 	}
 }
 
-func (c *canonicalizer) literal(word string) ([]byte, error) {
+func (c *canonicalizer) literal(word string) error {
 	if !bytes.HasPrefix(c.in[c.pos:], []byte(word)) {
-		return nil, errSyntax
+		return errSyntax
 	}
 	c.pos += len(word)
-	return c.in[c.pos-len(word) : c.pos], nil
+	c.out = append(c.out, word...)
+	return nil
 }
 
+// member is one member of an object: its key, and where its encoding ("key":value) is in the
+// output.
 type member struct {
-	key     string
-	encoded []byte // the key's encoding
-	value   []byte
+	key        []byte
+	start, end int
+}
+
+func (c *canonicalizer) enter() error {
+	if c.depth++; c.depth > maxDepth {
+		return errors.New("nested too deeply")
+	}
+	return nil
 }
 
 // object reads the object at pos; onlyState keeps only the fields StateDigest covers (not
 // apiVersion, kind, metadata or status).
-func (c *canonicalizer) object(onlyState bool) ([]byte, error) {
+func (c *canonicalizer) object(onlyState bool) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer func() { c.depth-- }()
 	c.pos++ // {
-	var members []member
+	start := len(c.out)
+	base := len(c.members)
+	defer func() { c.members = c.members[:base] }()
 	c.skipSpace()
 	if c.pos < len(c.in) && c.in[c.pos] == '}' {
 		c.pos++
-		return []byte("{}"), nil
+		c.out = append(c.out, "{}"...)
+		return nil
 	}
 	for {
 		c.skipSpace()
 		if c.pos >= len(c.in) || c.in[c.pos] != '"' {
-			return nil, errSyntax
+			return errSyntax
 		}
-		key, encodedKey, err := c.string()
+		memberStart := len(c.out)
+		key, err := c.string()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if c.skipSpace(); c.pos >= len(c.in) || c.in[c.pos] != ':' {
-			return nil, errSyntax
+			return errSyntax
 		}
 		c.pos++
-		value, err := c.value()
-		if err != nil {
-			return nil, err
+		c.out = append(c.out, ':')
+		if err := c.value(); err != nil {
+			return err
 		}
-		if !onlyState || isStateField(key) {
-			members = append(members, member{key: key, encoded: encodedKey, value: value})
+		if onlyState && !isStateField(key) {
+			c.out = c.out[:memberStart]
+		} else {
+			c.members = append(c.members, member{key: key, start: memberStart, end: len(c.out)})
 		}
 		c.skipSpace()
 		if c.pos >= len(c.in) {
-			return nil, errSyntax
+			return errSyntax
 		}
 		c.pos++
 		if c.in[c.pos-1] == '}' {
 			break
 		}
 		if c.in[c.pos-1] != ',' {
-			return nil, errSyntax
+			return errSyntax
 		}
 	}
 	// Sorted by key; of equal keys the last, as decoding into a map keeps it.
-	slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
-	size := 2
-	for _, m := range members {
-		size += len(m.encoded) + len(m.value) + 2
-	}
-	out := make([]byte, 0, size)
-	out = append(out, '{')
+	members := c.members[base:]
+	slices.SortStableFunc(members, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+	c.scratch = append(c.scratch[:0], c.out[start:]...)
+	c.out = append(c.out[:start], '{')
 	first := true
 	for i, m := range members {
-		if i+1 < len(members) && members[i+1].key == m.key {
+		if i+1 < len(members) && bytes.Equal(members[i+1].key, m.key) {
 			continue
 		}
 		if !first {
-			out = append(out, ',')
+			c.out = append(c.out, ',')
 		}
 		first = false
-		out = append(out, m.encoded...)
-		out = append(out, ':')
-		out = append(out, m.value...)
+		c.out = append(c.out, c.scratch[m.start-start:m.end-start]...)
 	}
-	return append(out, '}'), nil
+	c.out = append(c.out, '}')
+	return nil
 }
 
-func isStateField(key string) bool {
-	switch key {
+func isStateField(key []byte) bool {
+	switch string(key) {
 	case "apiVersion", "kind", "metadata", "status":
 		return false
 	}
 	return true
 }
 
-func (c *canonicalizer) array() ([]byte, error) {
+func (c *canonicalizer) array() error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer func() { c.depth-- }()
 	c.pos++ // [
-	out := []byte{'['}
+	c.out = append(c.out, '[')
 	c.skipSpace()
 	if c.pos < len(c.in) && c.in[c.pos] == ']' {
 		c.pos++
-		return append(out, ']'), nil
+		c.out = append(c.out, ']')
+		return nil
 	}
 	for {
-		value, err := c.value()
-		if err != nil {
-			return nil, err
+		if err := c.value(); err != nil {
+			return err
 		}
-		out = append(out, value...)
 		c.skipSpace()
 		if c.pos >= len(c.in) {
-			return nil, errSyntax
+			return errSyntax
 		}
 		c.pos++
 		switch c.in[c.pos-1] {
 		case ']':
-			return append(out, ']'), nil
+			c.out = append(c.out, ']')
+			return nil
 		case ',':
-			out = append(out, ',')
+			c.out = append(c.out, ',')
 		default:
-			return nil, errSyntax
+			return errSyntax
 		}
 	}
 }
 
-// string reads the string at pos: its value and its canonical encoding. A string of printable
-// ASCII that encoding/json does not escape (no quote, backslash, <, > or &) is its own
-// encoding; any other is decoded and encoded by encoding/json itself.
-func (c *canonicalizer) string() (string, []byte, error) {
+// string appends the canonical encoding of the string at pos and returns its value. A string
+// of printable ASCII that encoding/json does not escape (no quote, backslash, <, > or &) is
+// its own encoding; any other is decoded and encoded by encoding/json itself.
+func (c *canonicalizer) string() ([]byte, error) {
 	start := c.pos
 	plain := true
 	c.pos++
@@ -215,14 +241,16 @@ func (c *canonicalizer) string() (string, []byte, error) {
 			c.pos++
 			literal := c.in[start:c.pos]
 			if plain {
-				return string(literal[1 : len(literal)-1]), literal, nil
+				c.out = append(c.out, literal...)
+				return literal[1 : len(literal)-1], nil
 			}
 			var s string
 			if err := json.Unmarshal(literal, &s); err != nil {
-				return "", nil, err
+				return nil, err
 			}
 			encoded, err := json.Marshal(s)
-			return s, encoded, err
+			c.out = append(c.out, encoded...)
+			return []byte(s), err
 		case b == '\\':
 			plain = false
 			c.pos++ // the escaped byte, which may be a quote
@@ -230,12 +258,13 @@ func (c *canonicalizer) string() (string, []byte, error) {
 			plain = false
 		}
 	}
-	return "", nil, errSyntax
+	return nil, errSyntax
 }
 
-// number reads the number at pos. An integer of at most 15 digits is what a float64 holds
-// exactly and encoding/json writes as it is; any other is decoded and encoded by encoding/json.
-func (c *canonicalizer) number() ([]byte, error) {
+// number appends the canonical encoding of the number at pos. An integer of at most 15 digits
+// is what a float64 holds exactly and encoding/json writes as it is; any other is decoded and
+// encoded by encoding/json.
+func (c *canonicalizer) number() error {
 	start := c.pos
 	for c.pos < len(c.in) {
 		b := c.in[c.pos]
@@ -251,11 +280,14 @@ func (c *canonicalizer) number() ([]byte, error) {
 		integer = integer && b >= '0' && b <= '9'
 	}
 	if integer {
-		return literal, nil
+		c.out = append(c.out, literal...)
+		return nil
 	}
 	var f float64
 	if err := json.Unmarshal(literal, &f); err != nil {
-		return nil, err
+		return err
 	}
-	return json.Marshal(f)
+	encoded, err := json.Marshal(f)
+	c.out = append(c.out, encoded...)
+	return err
 }

@@ -71,8 +71,11 @@ func (s *startupCollector) lower() {
 }
 
 // Start runs once the caches have synced (the manager starts runnables that need no leader
-// after its caches) and puts the target back when every APIRule of the synced cache has been
-// verified, when limit has passed, or when the manager stops.
+// after its caches) and puts the target back when as many APIRules have been verified as the
+// synced cache held, when limit has passed, or when the manager stops. The count is a
+// measure, not a list: an APIRule created meanwhile counts too (the target comes back a
+// little early), one deleted or being finalized does not (it waits for the limit); either
+// costs some CPU or memory for a while, nothing else.
 func (s *startupCollector) Start(ctx context.Context) error {
 	if s.restore == nil {
 		s.lower()

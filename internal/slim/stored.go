@@ -374,7 +374,12 @@ func authorizationPolicyFromStored(u *unstructured.Unstructured) (client.Object,
 	}
 	spec := &securityv1.AuthorizationPolicy{}
 	if err := storedSpecDecoding.Unmarshal(raw, spec); err != nil {
-		return nil, err
+		// What protojson refuses and Istio's own decoder reads (a null spec, a field under both
+		// of its names): read it as the typed objects are.
+		spec.Reset()
+		if err := spec.UnmarshalJSON(raw); err != nil {
+			return nil, err
+		}
 	}
 	digests, err := ruleDigests(spec.Rules)
 	if err != nil {

@@ -2,6 +2,8 @@ package slim
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -307,5 +309,39 @@ func TestPodsAreListedAndWatchedAsMarkedMetadata(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// A stored spec protojson refuses but Istio's own decoder reads (here a null in a list of
+// strings) is read as the typed objects read it: the same rule digests, no fallback.
+func TestAStoredPolicyProtojsonRefusesIsReadAsIstioReadsIt(t *testing.T) {
+	u := stored(t, storedPolicy())
+	rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+	operation := rules[0].(map[string]any)["to"].([]any)[0].(map[string]any)["operation"].(map[string]any)
+	operation["notPaths"] = []any{"/x", nil}
+	if err := unstructured.SetNestedSlice(u.Object, rules, "spec", "rules"); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(u.Object["spec"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := storedSpecDecoding.Unmarshal(raw, &securityv1.AuthorizationPolicy{}); err == nil {
+		t.Fatal("protojson reads a null in a list of strings; the case shows nothing")
+	}
+	istio := &securityv1.AuthorizationPolicy{}
+	if err := istio.UnmarshalJSON(raw); err != nil {
+		t.Fatal(err)
+	}
+	want, err := ruleDigests(istio.Rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := authorizationPolicyFromStored(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digests := got.GetAnnotations()[RuleDigestsAnnotation]; digests != strings.Join(want, ",") {
+		t.Errorf("rule digests %s, want %s", digests, strings.Join(want, ","))
 	}
 }
