@@ -72,19 +72,19 @@ func (c *canonicalizer) value() error {
 	if c.pos >= len(c.in) {
 		return errSyntax
 	}
-	switch b := c.in[c.pos]; {
-	case b == '{':
+	switch c.in[c.pos] {
+	case '{':
 		return c.object(false)
-	case b == '[':
+	case '[':
 		return c.array()
-	case b == '"':
+	case '"':
 		_, err := c.string()
 		return err
-	case b == 't':
+	case 't':
 		return c.literal("true")
-	case b == 'f':
+	case 'f':
 		return c.literal("false")
-	case b == 'n':
+	case 'n':
 		return c.literal("null")
 	default:
 		return c.number()
