@@ -147,7 +147,7 @@ var _ = Describe("The operator's cache", func() {
 		fromCache(key, rule)
 		host := index.HostKey(rule.Spec.Hosts[0])
 		found := &apiv2.APIRuleList{}
-		cached := lookup.CachedClient{Client: running.mgr.GetClient(), Informers: running.mgr.GetCache()}
+		cached := lookup.NewCachedClient(running.mgr.GetClient(), running.mgr.GetCache())
 		Expect(index.APIRuleHost.List(ctx, cached, found, host)).To(Succeed())
 		Expect(found.Items).To(ConsistOf(HaveField("Name", key.Name)), "looked up across namespaces")
 		Expect(found.Items[0].GroupVersionKind()).To(Equal(apiv2.GroupVersion.WithKind("APIRule")), "a copy with its kind, as the cache gives one")

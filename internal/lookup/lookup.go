@@ -16,7 +16,6 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,6 +156,14 @@ type Informers interface {
 type CachedClient struct {
 	client.Client
 	Informers Informers
+	// synced remembers the informers lists were read from once synced (NewCachedClient); nil:
+	// every lookup finds its informer.
+	synced *sync.Map // informerKey -> syncedInformer
+}
+
+// NewCachedClient is a CachedClient that remembers the synced informer of each kind it lists.
+func NewCachedClient(c client.Client, informers Informers) CachedClient {
+	return CachedClient{Client: c, Informers: informers, synced: &sync.Map{}}
 }
 
 // The forms of controller-runtime's cache reader (pkg/cache/internal, not importable): a
@@ -244,23 +251,16 @@ func (i Index) listFromInformer(ctx context.Context, c CachedClient, list client
 	return true, meta.SetList(list, kept)
 }
 
-// informerKey names the informer of one form of list (typed or metadata) in one cache.
+// informerKey names the informer of one form of list (typed or metadata).
 type informerKey struct {
-	informers Informers
-	listKind  schema.GroupVersionKind
-	metadata  bool
+	listKind schema.GroupVersionKind
+	metadata bool
 }
 
 type syncedInformer struct {
 	informer toolscache.SharedIndexInformer
 	kind     schema.GroupVersionKind
 }
-
-// syncedInformers are the informers lists have been read from, once synced: a cache keeps an
-// informer for its life, so its kind, prototype and informer need not be found again on every
-// lookup (they were a sixth of the lookups' CPU). A stopped informer (its cache stopped, or
-// the informer removed) is found again.
-var syncedInformers sync.Map // informerKey -> syncedInformer
 
 // syncedIndexer is the indexer of the informer of the list's kind, and that kind; false while
 // the informer has not synced or keeps no indexer of its own.
@@ -270,16 +270,16 @@ func (c CachedClient) syncedIndexer(ctx context.Context, list client.ObjectList)
 		return nil, schema.GroupVersionKind{}, false, err
 	}
 	_, metadata := list.(*metav1.PartialObjectMetadataList)
-	key := informerKey{informers: c.Informers, listKind: listKind, metadata: metadata}
-	// Only a cache that is a pointer is remembered: another value could hold one that cannot
-	// be a map key.
-	memo := c.Informers != nil && reflect.TypeOf(c.Informers).Kind() == reflect.Pointer
-	if memo {
-		if known, ok := syncedInformers.Load(key); ok {
+	key := informerKey{listKind: listKind, metadata: metadata}
+	// A cache keeps an informer for its life, so its kind, prototype and informer need not be
+	// found again on every lookup (they were a sixth of the lookups' CPU); a stopped informer
+	// (its cache stopped, or the informer removed) is found again.
+	if c.synced != nil {
+		if known, ok := c.synced.Load(key); ok {
 			if known := known.(syncedInformer); !known.informer.IsStopped() {
 				return known.informer.GetIndexer(), known.kind, true, nil
 			}
-			syncedInformers.Delete(key)
+			c.synced.Delete(key)
 		}
 	}
 	kind := listKind.GroupVersion().WithKind(strings.TrimSuffix(listKind.Kind, "List"))
@@ -304,8 +304,8 @@ func (c CachedClient) syncedIndexer(ctx context.Context, list client.ObjectList)
 	if !ok || !shared.HasSynced() {
 		return nil, kind, false, nil
 	}
-	if memo {
-		syncedInformers.Store(key, syncedInformer{informer: shared, kind: kind})
+	if c.synced != nil {
+		c.synced.Store(key, syncedInformer{informer: shared, kind: kind})
 	}
 	return shared.GetIndexer(), kind, true, nil
 }

@@ -77,7 +77,7 @@ func TestAHashedLookupKeepsOnlyTheObjectsThatHoldTheValue(t *testing.T) {
 		}
 	}
 	// Its reads of the bucket go to the informer: the client itself holds nothing.
-	cached := CachedClient{Client: fake.NewClientBuilder().Build(), Informers: &informers{synced{informer}}}
+	cached := NewCachedClient(fake.NewClientBuilder().Build(), informers{synced{informer}})
 	withIndex := builder.Build()
 	for name, reader := range map[string]client.Reader{"fake client": withIndex, "cached client": cached} {
 		for host, want := range map[string][]string{a: {"a-0", "a-1"}, b: {"b-0"}, "none.example.com": nil} {
@@ -120,7 +120,7 @@ func TestAHashedLookupKeepsOnlyTheObjectsThatHoldTheValue(t *testing.T) {
 
 	// A synced informer is remembered for its cache: the informer itself, so what the cache
 	// receives later is found; another cache's lookups read their own informer.
-	if _, remembered := syncedInformers.Load(informerKey{informers: cached.Informers, listKind: corev1.SchemeGroupVersion.WithKind("ConfigMapList")}); !remembered {
+	if _, remembered := cached.synced.Load(informerKey{listKind: corev1.SchemeGroupVersion.WithKind("ConfigMapList")}); !remembered {
 		t.Error("the synced informer is not remembered")
 	}
 	if err := informer.GetIndexer().Add(configMap("b-1", b)); err != nil {
@@ -131,7 +131,7 @@ func TestAHashedLookupKeepsOnlyTheObjectsThatHoldTheValue(t *testing.T) {
 		t.Errorf("listed %v (%v) after b-1 arrived, want b-0 and b-1", list.Items, err)
 	}
 	empty := toolscache.NewSharedIndexInformer(&toolscache.ListWatch{}, &corev1.ConfigMap{}, 0, indexers)
-	other := CachedClient{Client: fake.NewClientBuilder().Build(), Informers: &informers{synced{empty}}}
+	other := NewCachedClient(fake.NewClientBuilder().Build(), informers{synced{empty}})
 	list = &corev1.ConfigMapList{}
 	if err := byHost.List(context.Background(), other, list, b); err != nil || len(list.Items) != 0 {
 		t.Errorf("another cache listed %v (%v), want nothing", list.Items, err)

@@ -209,7 +209,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	// Reads go to the cache; index lookups read their buckets from its informers.
-	cached := lookup.CachedClient{Client: mgr.GetClient(), Informers: mgr.GetCache()}
+	cached := lookup.NewCachedClient(mgr.GetClient(), mgr.GetCache())
 	reconciler := &controllers.APIRuleReconciler{
 		Client:                  cached,
 		Recorder:                mgr.GetEventRecorder("apirule-operator"),
