@@ -38,8 +38,8 @@ func StateDigestOfJSON(raw []byte) (string, error) {
 
 // canonicalizer re-encodes JSON as encoding/json encodes what json.Unmarshal decodes of it
 // into an any. It appends to one output buffer: an object's members are written as they come
-// and then put in order through a scratch buffer, so re-encoding allocates little beyond the
-// two buffers.
+// and, unless they came in order, put in order through a scratch buffer, so re-encoding
+// allocates little beyond the two buffers.
 type canonicalizer struct {
 	in      []byte
 	pos     int
@@ -123,18 +123,24 @@ func (c *canonicalizer) object(onlyState bool) error {
 	defer func() { c.depth-- }()
 	c.pos++ // {
 	start := len(c.out)
+	c.out = append(c.out, '{')
 	base := len(c.members)
 	defer func() { c.members = c.members[:base] }()
 	c.skipSpace()
 	if c.pos < len(c.in) && c.in[c.pos] == '}' {
 		c.pos++
-		c.out = append(c.out, "{}"...)
+		c.out = append(c.out, '}')
 		return nil
 	}
+	inOrder := true // the members so far are kept in strictly increasing key order
 	for {
 		c.skipSpace()
 		if c.pos >= len(c.in) || c.in[c.pos] != '"' {
 			return errSyntax
+		}
+		separator := len(c.out)
+		if len(c.members) > base {
+			c.out = append(c.out, ',')
 		}
 		memberStart := len(c.out)
 		key, err := c.string()
@@ -150,8 +156,11 @@ func (c *canonicalizer) object(onlyState bool) error {
 			return err
 		}
 		if onlyState && !isStateField(key) {
-			c.out = c.out[:memberStart]
+			c.out = c.out[:separator]
 		} else {
+			if len(c.members) > base && bytes.Compare(c.members[len(c.members)-1].key, key) >= 0 {
+				inOrder = false
+			}
 			c.members = append(c.members, member{key: key, start: memberStart, end: len(c.out)})
 		}
 		c.skipSpace()
@@ -165,6 +174,11 @@ func (c *canonicalizer) object(onlyState bool) error {
 		if c.in[c.pos-1] != ',' {
 			return errSyntax
 		}
+	}
+	if inOrder {
+		// Written as encoding/json would: nothing to reorder or drop.
+		c.out = append(c.out, '}')
+		return nil
 	}
 	// Sorted by key; of equal keys the last, as decoding into a map keeps it.
 	members := c.members[base:]

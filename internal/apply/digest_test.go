@@ -121,6 +121,7 @@ var digestCases = []string{
 	`{"spec":{"a":1,"a":2},"spec":{"b":[true,false,null]}}`,
 	` { "spec" : { "a" : [ 1 , { "b" : null } ] , "c" : "d" } , "metadata" : { } } `,
 	`{"spec":[[[]],[{}],"",0]}`,
+	`{"a":1,"kind":"x","b":{"c":1,"d":{"f":1,"e":2}},"metadata":{},"c":[{"z":1,"y":{"b":1,"a":2}}],"apiVersion":"v1","d":{"a":{"b":1,"b":2},"a":3}}`,
 }
 
 func TestTheDigestOfJSONIsTheDigestOfItsMap(t *testing.T) {

@@ -155,6 +155,8 @@ type Informers interface {
 // it does not keep are not copied.
 type CachedClient struct {
 	client.Client
+	// Informers is the cache's; not to be replaced in a client NewCachedClient made, whose
+	// remembered informers are that cache's.
 	Informers Informers
 	// synced remembers the informers lists were read from once synced (NewCachedClient); nil:
 	// every lookup finds its informer.
@@ -279,7 +281,7 @@ func (c CachedClient) syncedIndexer(ctx context.Context, list client.ObjectList)
 			if known := known.(syncedInformer); !known.informer.IsStopped() {
 				return known.informer.GetIndexer(), known.kind, true, nil
 			}
-			c.synced.Delete(key)
+			c.synced.CompareAndDelete(key, known)
 		}
 	}
 	kind := listKind.GroupVersion().WithKind(strings.TrimSuffix(listKind.Kind, "List"))

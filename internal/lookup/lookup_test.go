@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -172,5 +173,79 @@ func TestHashedPairsHoldWhatTheyStore(t *testing.T) {
 		if got, want := byLabel.hold(odd, pair), slices.Contains(byLabel.Values(odd), pair); got != want {
 			t.Errorf("holds %q of %v: %v, want %v", pair, odd.Labels, got, want)
 		}
+	}
+}
+
+// countingInformers hands out the informer it holds now and counts how often it was asked.
+type countingInformers struct {
+	informer toolscache.SharedIndexInformer
+	asked    atomic.Int64
+}
+
+func (i *countingInformers) GetInformer(context.Context, client.Object, ...cache.InformerGetOption) (cache.Informer, error) {
+	i.asked.Add(1)
+	return i.informer, nil
+}
+
+// stoppable is a synced informer, filled by hand, that says it has stopped once told.
+type stoppable struct {
+	toolscache.SharedIndexInformer
+	stopped *atomic.Bool
+}
+
+func (stoppable) HasSynced() bool   { return true }
+func (s stoppable) IsStopped() bool { return s.stopped.Load() }
+
+// The informer of a kind is asked for once while it runs; once it has stopped (its cache
+// stopped, or the informer was removed), the next lookup asks for the kind's informer again
+// and reads the new one.
+func TestAStoppedInformerIsNotRemembered(t *testing.T) {
+	a, _ := sameBucket(t)
+	indexers := toolscache.Indexers{
+		IndexerName(byHost.Field()): func(obj any) ([]string, error) {
+			var keys []string
+			for _, v := range byHost.Stored(byHost.Values(obj.(client.Object))) {
+				keys = append(keys, IndexerKey("", v))
+			}
+			return keys, nil
+		},
+	}
+	holding := func(obj *corev1.ConfigMap) stoppable {
+		informer := toolscache.NewSharedIndexInformer(&toolscache.ListWatch{}, &corev1.ConfigMap{}, 0, indexers)
+		if err := informer.GetIndexer().Add(obj); err != nil {
+			t.Fatal(err)
+		}
+		return stoppable{SharedIndexInformer: informer, stopped: &atomic.Bool{}}
+	}
+	first := holding(configMap("a-0", a))
+	informers := &countingInformers{informer: first}
+	cached := NewCachedClient(fake.NewClientBuilder().Build(), informers)
+	names := func() []string {
+		list := &corev1.ConfigMapList{}
+		if err := byHost.List(context.Background(), cached, list, a); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, item := range list.Items {
+			got = append(got, item.Name)
+		}
+		return got
+	}
+	for range 3 {
+		if got := names(); !slices.Equal(got, []string{"a-0"}) {
+			t.Fatalf("found %v, want a-0", got)
+		}
+	}
+	if n := informers.asked.Load(); n != 1 {
+		t.Errorf("the informer was asked for %d times, want once", n)
+	}
+
+	first.stopped.Store(true)
+	informers.informer = holding(configMap("a-1", a))
+	if got := names(); !slices.Equal(got, []string{"a-1"}) {
+		t.Errorf("found %v after the informer stopped, want a-1 from the new one", got)
+	}
+	if n := informers.asked.Load(); n != 2 {
+		t.Errorf("the informer was asked for %d times, want twice", n)
 	}
 }
