@@ -133,8 +133,8 @@ func openFiles(files fileList, stdin io.Reader) ([]io.Reader, func(), error) {
 // flags are parsed again over the input's options, so that flags win.
 func effectiveOptions(name string, bundle *render.Bundle, args []string) (render.Options, error) {
 	inv := newInvocation()
-	if bundle != nil && bundle.Options != nil {
-		inv.opts = *bundle.Options
+	if bundle != nil {
+		inv.opts = bundle.OptionsOrDefault()
 	}
 	cmd, _ := lookupCommand(name)
 	err := cmd.flags(inv).Parse(args)

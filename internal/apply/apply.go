@@ -330,6 +330,7 @@ func (d *desiredObject) matches(current client.Object) (bool, error) {
 		return false, nil
 	}
 	if digest, cached := current.GetAnnotations()[StateDigestAnnotation]; cached && d.kind.CachedAsDigest {
+		// ObjectStateDigest, from the encoding already made.
 		want, err := StateDigestOfJSON(d.json)
 		return err == nil && want == digest, err
 	}

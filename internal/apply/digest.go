@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/apirule-operator/apirule-operator/internal/manifest"
 )
 
 // StateDigestOfJSON is the StateDigest of the object whose JSON encoding raw is, without
@@ -34,6 +36,16 @@ func StateDigestOfJSON(raw []byte) (string, error) {
 	}
 	sum := sha256.Sum256(c.out)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// ObjectStateDigest is the StateDigest of a typed object, read from its encoding
+// (manifest.Encode) as the applier reads a desired object's.
+func ObjectStateDigest(obj manifest.Object) (string, error) {
+	raw, err := manifest.Encode(obj)
+	if err != nil {
+		return "", err
+	}
+	return StateDigestOfJSON(raw)
 }
 
 // canonicalizer re-encodes JSON as encoding/json encodes what json.Unmarshal decodes of it

@@ -3,7 +3,6 @@ package apply_test
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -83,22 +82,9 @@ func goldenObjects(t testing.TB) []translate.Object {
 	}
 	var objects []translate.Object
 	for _, input := range inputs {
-		f, err := os.Open(input)
+		results, err := render.RenderFile(input)
 		if err != nil {
 			t.Fatal(err)
-		}
-		bundle, err := render.Load(f)
-		_ = f.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", input, err)
-		}
-		opts := render.DefaultOptions()
-		if bundle.Options != nil {
-			opts = *bundle.Options
-		}
-		results, err := render.Render(bundle, opts)
-		if err != nil {
-			t.Fatalf("%s: %v", input, err)
 		}
 		objects = append(objects, render.Objects(results)...)
 	}

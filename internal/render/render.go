@@ -11,6 +11,7 @@ package render
 import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	clienttesting "k8s.io/client-go/testing"
+	"os"
 
 	"bufio"
 	"bytes"
@@ -235,6 +236,32 @@ type Result struct {
 
 // inputEpoch is the creation time given to the first APIRule of an input that sets none.
 var inputEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// OptionsOrDefault are the bundle's RenderOptions document, or DefaultOptions when it has none.
+func (b *Bundle) OptionsOrDefault() Options {
+	if b.Options != nil {
+		return *b.Options
+	}
+	return DefaultOptions()
+}
+
+// RenderFile loads one input file and renders it with its own options (OptionsOrDefault).
+func RenderFile(path string) ([]Result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	bundle, err := Load(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	results, err := Render(bundle, bundle.OptionsOrDefault())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return results, nil
+}
 
 // Render takes every APIRule of the bundle through admission and the operator, in input order
 // (as if applied one after the other), and returns the results sorted by namespace and name.

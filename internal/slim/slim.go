@@ -28,7 +28,6 @@ import (
 
 	apiv2 "github.com/apirule-operator/apirule-operator/api/v2"
 	"github.com/apirule-operator/apirule-operator/internal/apply"
-	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/meshconfig"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 )
@@ -171,11 +170,7 @@ func keepOwnState(obj client.Object, slim *metav1.ObjectMeta, gvk schema.GroupVe
 	obj.GetObjectKind().SetGroupVersionKind(gvk)
 	// The object is dropped after this: its managedFields need not be encoded.
 	obj.SetManagedFields(nil)
-	state, err := manifest.ToUnstructured(obj)
-	if err != nil {
-		return err
-	}
-	digest, err := apply.StateDigest(state.Object)
+	digest, err := apply.ObjectStateDigest(obj)
 	if err != nil {
 		return err
 	}

@@ -53,22 +53,9 @@ func TestGolden(t *testing.T) {
 
 func renderGolden(t *testing.T, input string) []byte {
 	t.Helper()
-	f, err := os.Open(input)
+	results, err := render.RenderFile(input)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	bundle, err := render.Load(f)
-	if err != nil {
-		t.Fatalf("%s: %v", input, err)
-	}
-	opts := render.DefaultOptions()
-	if bundle.Options != nil {
-		opts = *bundle.Options
-	}
-	results, err := render.Render(bundle, opts)
-	if err != nil {
-		t.Fatalf("%s: %v", input, err)
 	}
 	objects, err := render.YAML(results)
 	if err != nil {
