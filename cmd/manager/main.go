@@ -34,6 +34,8 @@ func main() {
 		"Go profiling endpoints (/debug/pprof/) on this address, plain HTTP to anyone who reaches it; 0 disables them")
 	flag.IntVar(&opts.StartupGCPercent, "startup-gc-percent", 50,
 		"Go's GOGC until every APIRule has been verified after the start, when the operator allocates fastest; a GOGC in the environment, 0 or 100 leave the collector as it is")
+	flag.BoolVar(&opts.ResponseCompression, "api-response-compression", opts.ResponseCompression,
+		"ask the API server for compressed responses and watch streams: less traffic, more CPU on both sides")
 	printVersion := flag.Bool("version", false, "print the version and exit")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)

@@ -67,6 +67,10 @@ type Options struct {
 	// the environment leave the collector as it is. It sets a process-wide setting, so
 	// DefaultOptions leaves it off for in-process operators; the manager binary sets it.
 	StartupGCPercent int
+	// ResponseCompression asks the API server for gzip-compressed responses and watch streams.
+	// Off by default: next to the API server, compression costs both sides CPU (the API server
+	// compresses every watch event it sends the operator) to save bandwidth that is not short.
+	ResponseCompression bool
 	// Webhook configures the admission webhook. DefaultOptions leaves it off: in-process
 	// operators (the demo, the test suites) have no Service the API server could call. The
 	// manager binary turns it on by default (--enable-webhook).
@@ -122,6 +126,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err := opts.Settings.ValidateManager(); err != nil {
 		return nil, err
 	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.DisableCompression = !opts.ResponseCompression
 	scheme, err := NewScheme()
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,7 +21,6 @@ import (
 	"github.com/apirule-operator/apirule-operator/internal/operator"
 	"github.com/apirule-operator/apirule-operator/internal/ownership"
 	"github.com/apirule-operator/apirule-operator/internal/pipeline"
-	"github.com/apirule-operator/apirule-operator/internal/testenv"
 )
 
 // ceilingResult is the best round of a write ceiling.
@@ -65,22 +65,34 @@ func measureCeiling(ctx context.Context, cfg Config, report *Report, logf func(s
 }
 
 func ceilingRound(ctx context.Context, n, workers int, work ceilingWork, report *Report, logf func(string, ...any)) error {
-	env, err := testenv.Start()
+	// The same control plane as the operator's runs, its audit log included, and the
+	// operator's writes made as the operator's user: the ceiling differs from a run only by
+	// what the operator does.
+	env, err := startAudited(nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = env.Stop() }()
-	processes, err := findControlPlane(env)
-	if err != nil {
-		return err
-	}
 	scheme, err := operator.NewScheme()
 	if err != nil {
 		return err
 	}
-	ceilingCfg := rest.CopyConfig(env.Config)
-	ceilingCfg.QPS, ceilingCfg.Burst = 500, 1000
-	c, err := client.New(ceilingCfg, client.Options{Scheme: scheme})
+	// The load driver's client creates the APIRules; the manager's user writes what the
+	// operator writes (the children and the status), through the manager's RBAC.
+	driverCfg := rest.CopyConfig(env.Config)
+	managerCfg, err := env.ManagerConfig(ctx, "")
+	if err != nil {
+		return err
+	}
+	driver, err := ceilingClient(driverCfg, scheme)
+	if err != nil {
+		return err
+	}
+	c, err := ceilingClient(managerCfg, scheme)
+	if err != nil {
+		return err
+	}
+	_, auditedBefore, err := env.audit.Snapshot()
 	if err != nil {
 		return err
 	}
@@ -88,7 +100,7 @@ func ceilingRound(ctx context.Context, n, workers int, work ceilingWork, report 
 	if work == childWrites {
 		ns = ceilingNamespace
 	}
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	if err := driver.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}
 	// Everything is rendered before the clock starts: the round measures the API server.
@@ -111,7 +123,7 @@ func ceilingRound(ctx context.Context, n, workers int, work ceilingWork, report 
 		}
 		return err
 	}
-	apiServerBefore, etcdBefore, err := processes.cpu()
+	apiServerBefore, etcdBefore, err := env.cpu()
 	if err != nil {
 		return err
 	}
@@ -127,7 +139,7 @@ func ceilingRound(ctx context.Context, n, workers int, work ceilingWork, report 
 		}
 		rule := benchAPIRule(i)
 		rule.Finalizers = []string{ownership.Finalizer}
-		if err := written(c.Create(ctx, rule)); err != nil {
+		if err := written(driver.Create(ctx, rule)); err != nil {
 			return err
 		}
 		for _, obj := range children[i] {
@@ -143,9 +155,17 @@ func ceilingRound(ctx context.Context, n, workers int, work ceilingWork, report 
 		return err
 	}
 	took := time.Since(start)
-	apiServerAfter, etcdAfter, err := processes.cpu()
+	apiServerAfter, etcdAfter, err := env.cpu()
 	if err != nil {
 		return err
+	}
+	// The audit log recorded the writes of the operator's user, as it does in a run.
+	_, auditedAfter, err := env.audit.Snapshot()
+	if err != nil {
+		return err
+	}
+	if audited, want := auditedAfter-auditedBefore, int(writes.Load())-ownWrites(work, n); audited != want {
+		return fmt.Errorf("the audit log recorded %d writes of the manager's user, want %d", audited, want)
 	}
 	round := ceilingResult{Throughput: float64(n) / took.Seconds(), Workers: workers, Duration: took, Writes: int(writes.Load()),
 		APIServerCPU: apiServerAfter - apiServerBefore, EtcdCPU: etcdAfter - etcdBefore}
@@ -158,6 +178,23 @@ func ceilingRound(ctx context.Context, n, workers int, work ceilingWork, report 
 		*best = round
 	}
 	return nil
+}
+
+// ceilingClient is a client of the ceiling's rounds: no client-side rate limit to speak of,
+// and uncompressed as the run's load driver and the operator are.
+func ceilingClient(cfg *rest.Config, scheme *runtime.Scheme) (client.Client, error) {
+	cfg.QPS, cfg.Burst = 500, 1000
+	cfg.DisableCompression = true
+	return client.New(cfg, client.Options{Scheme: scheme})
+}
+
+// ownWrites are the writes of a round that the load driver makes in a run, not the operator:
+// the APIRules' creates.
+func ownWrites(work ceilingWork, n int) int {
+	if work == outcomeWrites {
+		return n
+	}
+	return 0
 }
 
 // ceilingChildren are the objects the operator generates for APIRule i. For the children-only
