@@ -52,6 +52,8 @@ type APIRuleReconciler struct {
 	MeshConfig types.NamespacedName
 	// MaxConcurrentReconciles is how many APIRules are reconciled at once.
 	MaxConcurrentReconciles int
+	// Creator creates the children the cache does not know; nil: Client does.
+	Creator apply.Creator
 
 	hostsOnce sync.Once
 	hosts     *hostRegistry
@@ -255,7 +257,7 @@ func (r *APIRuleReconciler) program(ctx context.Context, rule *apiv2.APIRule, ob
 	if err := r.ensureFinalizer(ctx, rule); err != nil {
 		return conditions.ReasonApplyFailed, err
 	}
-	applier := apply.Applier{Client: r.Client}
+	applier := apply.Applier{Client: r.Client, Creator: r.Creator}
 	if err := r.takeDownRouteIfPoliciesNarrow(ctx, rule, objects); err != nil {
 		return conditions.ReasonPruneFailed, err
 	}
@@ -333,7 +335,7 @@ func (r *APIRuleReconciler) withdraw(ctx context.Context, rule *apiv2.APIRule, h
 
 // withdrawAll removes every child of the APIRule, routes first.
 func (r *APIRuleReconciler) withdrawAll(ctx context.Context, rule *apiv2.APIRule) error {
-	applier := apply.Applier{Client: r.Client}
+	applier := apply.Applier{Client: r.Client, Creator: r.Creator}
 	pruned, err := applier.Prune(ctx, ownerOf(rule), nil)
 	recordPruned(ctx, pruned.Pruned)
 	return err
@@ -345,7 +347,7 @@ func (r *APIRuleReconciler) finalize(ctx context.Context, rule *apiv2.APIRule) e
 	if !controllerutil.ContainsFinalizer(rule, ownership.Finalizer) {
 		return nil
 	}
-	applier := apply.Applier{Client: r.Client}
+	applier := apply.Applier{Client: r.Client, Creator: r.Creator}
 	pruned, err := applier.Prune(ctx, ownerOf(rule), nil)
 	recordPruned(ctx, pruned.Pruned)
 	if err != nil {

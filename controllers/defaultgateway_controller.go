@@ -24,6 +24,8 @@ import (
 // the Gateway stays: it may serve traffic, and removing it is the administrator's decision.
 type DefaultGatewayReconciler struct {
 	Client client.Client
+	// Creator creates the Gateway when the cache does not know it; nil: Client does.
+	Creator apply.Creator
 	// Gateway is the namespace/name of the default Gateway.
 	Gateway        types.NamespacedName
 	Domain         string
@@ -34,7 +36,7 @@ type DefaultGatewayReconciler struct {
 // Reconcile applies the desired default Gateway when the cached one differs.
 func (r *DefaultGatewayReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	desired := translate.DefaultGateway(r.Gateway, r.Domain, r.CredentialName, r.Selector)
-	applied, err := (&apply.Applier{Client: r.Client}).Apply(ctx, []client.Object{desired})
+	applied, err := (&apply.Applier{Client: r.Client, Creator: r.Creator}).Apply(ctx, []client.Object{desired})
 	metrics.CountApplied(applied.Applied)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("keeping the default Gateway %s: %w", r.Gateway, err)

@@ -30,6 +30,8 @@ import (
 // Applier applies and prunes the children of APIRules. Its client reads from the cache.
 type Applier struct {
 	Client client.Client
+	// Creator creates the objects the cache does not know; nil: Client does.
+	Creator Creator
 }
 
 // Result counts what a call changed.
@@ -81,11 +83,7 @@ func (a *Applier) Apply(ctx context.Context, objects []client.Object) (Result, e
 		case !apierrors.IsNotFound(err):
 			return result, fmt.Errorf("reading %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
 		default:
-			desired, err := d.unstructured()
-			if err != nil {
-				return result, err
-			}
-			switch created, err := a.create(ctx, desired); {
+			switch created, err := a.create(ctx, d); {
 			case err != nil:
 				return result, fmt.Errorf("creating %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
 			case created:
@@ -142,28 +140,29 @@ func (d *desiredObject) unstructured() (*unstructured.Unstructured, error) {
 
 // create writes an object the cache does not know with a POST, which costs the API server
 // less than a server-side apply, whose body it parses as YAML and merges by the schema
-// (docs/performance.md has the figures). The object the API server stored is checked as
-// write checks an applied one. false without an error: write must make the object desired,
+// (docs/performance.md has the figures). The body is the encoding the digests are read from,
+// and the object the API server stored is checked from the JSON of the reply
+// (storedAsSent), as write checks an applied one. false without an error: write must make the object desired,
 // because it existed after all (the cache was behind, or someone else created it) or because
 // what was stored differs from what was sent (an admission webhook changed it). The fields a
 // create sets belong to the operator's update, not to an apply: write removes what a later
 // apply leaves behind in the state; a label or owner reference the operator stopped setting
 // would stay, which cannot happen today: a child's labels and owner reference follow from its
 // owner alone.
-func (a *Applier) create(ctx context.Context, desired *unstructured.Unstructured) (bool, error) {
-	created := desired.DeepCopy()
-	switch err := a.Client.Create(ctx, created, client.FieldOwner(ownership.FieldManager)); {
+func (a *Applier) create(ctx context.Context, d *desiredObject) (bool, error) {
+	creator := a.Creator
+	if creator == nil {
+		creator = clientCreator{a.Client}
+	}
+	reply, err := creator.Create(ctx, d.kind.GVK, d.obj.GetNamespace(), d.json)
+	switch {
 	case apierrors.IsAlreadyExists(err):
 		return false, nil
 	case err != nil:
 		return false, err
 	}
-	stored, err := normalized(created.Object)
-	if err != nil {
-		return false, err
-	}
-	// Not matches: a digest annotation on a reply is not the cache's, and is never believed.
-	return len(stateReplacement(desired.Object, stored)) == 0 && hasOwnedMeta(desired, created), nil
+	// A digest annotation on a reply is not the cache's: the reply's own state is digested.
+	return d.storedAsSent(reply)
 }
 
 // write makes the stored object exactly desired: the desired labels and owner references

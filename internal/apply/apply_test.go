@@ -224,5 +224,19 @@ func TestHasOwnedMetaNeedsEveryDesiredLabelAndOwnerReference(t *testing.T) {
 		if got := hasOwnedMeta(unstructuredOf(desired.DeepCopy()), unstructuredOf(actual)); got != tc.want {
 			t.Errorf("%s, unstructured: got %v, want %v", tc.name, got, tc.want)
 		}
+		// And as a create's reply is read: its JSON, the state the same.
+		withKind := desired.DeepCopy()
+		withKind.SetGroupVersionKind(securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy"))
+		sent, err := encode(withKind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply, err := json.Marshal(actual)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := sent.storedAsSent(reply); err != nil || got != tc.want {
+			t.Errorf("%s, a create's reply: got %v (%v), want %v", tc.name, got, err, tc.want)
+		}
 	}
 }

@@ -28,6 +28,7 @@ import (
 	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	"github.com/apirule-operator/apirule-operator/controllers"
+	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/config"
 	"github.com/apirule-operator/apirule-operator/internal/kubescheme"
 	"github.com/apirule-operator/apirule-operator/internal/lookup"
@@ -216,8 +217,14 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	// Reads go to the cache; index lookups read their buckets from its informers.
 	cached := lookup.NewCachedClient(mgr.GetClient(), mgr.GetCache())
+	// Children are created from the encoding their digests are read from (apply.Creator).
+	creator, err := apply.NewRESTCreator(mgr.GetConfig(), mgr.GetHTTPClient(), mgr.GetRESTMapper(), scheme)
+	if err != nil {
+		return nil, err
+	}
 	reconciler := &controllers.APIRuleReconciler{
 		Client:                  cached,
+		Creator:                 creator,
 		Recorder:                mgr.GetEventRecorder("apirule-operator"),
 		Options:                 modelOpts,
 		MeshConfig:              opts.Settings.MeshConfigKey(),
@@ -230,6 +237,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		namespace, name, _ := strings.Cut(opts.Settings.DefaultGateway, "/")
 		defaultGateway := &controllers.DefaultGatewayReconciler{
 			Client:         mgr.GetClient(),
+			Creator:        creator,
 			Gateway:        types.NamespacedName{Namespace: namespace, Name: name},
 			Domain:         opts.Settings.DefaultGatewayDomain,
 			CredentialName: opts.Settings.DefaultGatewayCredential,
