@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +33,26 @@ type Creator interface {
 type RESTCreator struct {
 	client rest.Interface
 	mapper meta.RESTMapper
+	// collections holds each kind's collection (schema.GroupVersionKind to collection): the
+	// REST mapper resolved every create's kind again, at a tenth of the create's cost. A kind's
+	// resource and scope are those of its CRD, which cannot change them.
+	collections sync.Map
+}
+
+// collection is where the objects of a kind are created: /apis/<group>/<version> (/api/v1 for
+// the core group), then namespaces/<namespace> for a namespaced kind, then the resource.
+type collection struct {
+	prefix     []string
+	namespaced bool
+	resource   string
+}
+
+func (c collection) path(namespace string) []string {
+	path := slices.Clone(c.prefix)
+	if c.namespaced {
+		path = append(path, "namespaces", namespace)
+	}
+	return append(path, c.resource)
 }
 
 // NewRESTCreator builds a RESTCreator on the manager's config, HTTP client and REST mapper;
@@ -51,21 +73,31 @@ func NewRESTCreator(cfg *rest.Config, httpClient *http.Client, mapper meta.RESTM
 // Create posts body to the collection of kind in namespace. An error reply is an API status
 // error, as a client's Create returns (apierrors.IsAlreadyExists and the others read it).
 func (c *RESTCreator) Create(ctx context.Context, kind schema.GroupVersionKind, namespace string, body []byte) ([]byte, error) {
-	mapping, err := c.mapper.RESTMapping(kind.GroupKind(), kind.Version)
+	coll, err := c.collectionOf(kind)
 	if err != nil {
 		return nil, err
 	}
-	path := []string{"/apis", kind.Group, kind.Version}
-	if kind.Group == "" {
-		path = []string{"/api", kind.Version}
-	}
-	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-		path = append(path, "namespaces", namespace)
-	}
-	return c.client.Post().AbsPath(append(path, mapping.Resource.Resource)...).
+	return c.client.Post().AbsPath(coll.path(namespace)...).
 		Param("fieldManager", ownership.FieldManager).
 		SetHeader("Content-Type", runtime.ContentTypeJSON).
 		Body(body).Do(ctx).Raw()
+}
+
+func (c *RESTCreator) collectionOf(kind schema.GroupVersionKind) (collection, error) {
+	if known, ok := c.collections.Load(kind); ok {
+		return known.(collection), nil
+	}
+	mapping, err := c.mapper.RESTMapping(kind.GroupKind(), kind.Version)
+	if err != nil {
+		return collection{}, err
+	}
+	coll := collection{prefix: []string{"/apis", kind.Group, kind.Version}, resource: mapping.Resource.Resource,
+		namespaced: mapping.Scope.Name() == meta.RESTScopeNameNamespace}
+	if kind.Group == "" {
+		coll.prefix = []string{"/api", kind.Version}
+	}
+	c.collections.Store(kind, coll)
+	return coll, nil
 }
 
 // storedAsSent says whether the object the API server stored (its JSON, reply) is the desired
