@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	sigsjson "sigs.k8s.io/json"
+
 	"github.com/apirule-operator/apirule-operator/internal/apply"
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
 	"github.com/apirule-operator/apirule-operator/internal/render"
@@ -17,6 +19,16 @@ import (
 func viaMap(raw []byte) (string, error) {
 	m := map[string]any{}
 	if err := json.Unmarshal(raw, &m); err != nil {
+		return "", err
+	}
+	return apply.StateDigest(m)
+}
+
+// viaStoredMap is the StateDigest of raw decoded as the API server's JSON decodes into
+// unstructured (integers as int64), as the cache computed a stored object's digest before.
+func viaStoredMap(raw []byte) (string, error) {
+	m := map[string]any{}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &m); err != nil {
 		return "", err
 	}
 	return apply.StateDigest(m)
@@ -119,6 +131,30 @@ func TestTheDigestOfJSONIsTheDigestOfItsMap(t *testing.T) {
 		if got, err := apply.StateDigestOfJSON([]byte(raw)); err != nil || got != want {
 			t.Errorf("%s: digest %s (%v), want %s", raw, got, err, want)
 		}
+		wantStored, err := viaStoredMap([]byte(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		if got, err := apply.StoredStateDigestOfJSON([]byte(raw)); err != nil || got != wantStored {
+			t.Errorf("%s: stored digest %s (%v), want %s", raw, got, err, wantStored)
+		}
+	}
+	// Integers a float64 cannot tell apart: one digest as a desired object is read, two as a
+	// stored one is, so an edit of such a number is never hidden from the cache.
+	x, y := []byte(`{"spec":{"n":9007199254740993}}`), []byte(`{"spec":{"n":9007199254740992}}`)
+	dx, _ := apply.StateDigestOfJSON(x)
+	dy, _ := apply.StateDigestOfJSON(y)
+	sx, _ := apply.StoredStateDigestOfJSON(x)
+	sy, _ := apply.StoredStateDigestOfJSON(y)
+	if dx != dy || sx == sy {
+		t.Errorf("2^53+1 and 2^53: desired digests equal %v (want true), stored digests equal %v (want false)", dx == dy, sx == sy)
+	}
+	// Small integers, the only ones the operator writes, read alike both ways.
+	small := []byte(`{"spec":{"port":8080,"weight":0,"offset":-3}}`)
+	ds, _ := apply.StateDigestOfJSON(small)
+	ss, _ := apply.StoredStateDigestOfJSON(small)
+	if ds != ss {
+		t.Error("a small integer reads differently as desired and as stored")
 	}
 	// Another value has another digest.
 	a, _ := apply.StateDigestOfJSON([]byte(`{"spec":{"a":"1"}}`))
@@ -129,6 +165,9 @@ func TestTheDigestOfJSONIsTheDigestOfItsMap(t *testing.T) {
 	for _, bad := range []string{``, `[]`, `{`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{"a":1} x`, `{"a":tru}`, `{"a":"b}`, `{"a":01}`, `{"a":1e400}`, `{"a":"` + "\x01" + `"}`, `{"a":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`} {
 		if _, err := apply.StateDigestOfJSON([]byte(bad)); err == nil {
 			t.Errorf("%q: no error", bad)
+		}
+		if _, err := apply.StoredStateDigestOfJSON([]byte(bad)); err == nil {
+			t.Errorf("%q, stored: no error", bad)
 		}
 	}
 }
@@ -154,6 +193,11 @@ func FuzzStateDigestOfJSON(f *testing.F) {
 		}
 		if err != nil || got != want {
 			t.Errorf("%q: digest %s (%v), want %s", raw, got, err, want)
+		}
+		wantStored, errStoredMap := viaStoredMap(raw)
+		gotStored, errStored := apply.StoredStateDigestOfJSON(raw)
+		if errStoredMap != nil || errStored != nil || gotStored != wantStored {
+			t.Errorf("%q: stored digest %s (%v), want %s (%v)", raw, gotStored, errStored, wantStored, errStoredMap)
 		}
 	})
 }
