@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/dynamic"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -145,7 +144,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err := opts.Webhook.Validate(); err != nil {
 		return nil, err
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
+	storedHTTP, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +180,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	storedState, err := slim.NewInformer(dyn, pods, byObject)
+	storedState, err := slim.NewInformer(cfg, storedHTTP, pods, byObject)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -14,15 +15,14 @@ import (
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/dynamic"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,7 +46,7 @@ type storedKind struct {
 	newList  func() client.ObjectList
 	// fromStored builds the slim object from a stored one; an error leaves the object to the
 	// typed decoding and slimTyped.
-	fromStored func(u *unstructured.Unstructured) (client.Object, error)
+	fromStored func(s storedState) (client.Object, error)
 	// typed is an empty typed object of the kind.
 	typed func() client.Object
 	// slimTyped is the kind's transform of a typed object.
@@ -91,7 +91,15 @@ var storedKinds = map[schema.GroupVersionKind]storedKind{
 // default would drop the digests) is refused. So no transform needs to tell the objects it
 // made from those it did not: client-go hands an informer's transform the same object twice
 // when a watch list replaces the cache's content.
-func NewInformer(dyn dynamic.Interface, pods typedcorev1.PodsGetter, byObject map[client.Object]cache.ByObject) (func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer, error) {
+func NewInformer(cfg *rest.Config, httpClient *http.Client, pods typedcorev1.PodsGetter, byObject map[client.Object]cache.ByObject) (func(toolscache.ListerWatcher, runtime.Object, time.Duration, toolscache.Indexers) toolscache.SharedIndexInformer, error) {
+	clients := map[schema.GroupVersionKind]rest.Interface{}
+	for gvk, kind := range storedKinds {
+		c, err := storedClient(cfg, httpClient, kind)
+		if err != nil {
+			return nil, err
+		}
+		clients[gvk] = c
+	}
 	selectors := map[schema.GroupVersionKind]labels.Selector{}
 	for obj, opts := range byObject {
 		gvk, replaced := replacedKind(obj)
@@ -126,7 +134,7 @@ func NewInformer(dyn dynamic.Interface, pods typedcorev1.PodsGetter, byObject ma
 			if gvk == podKind {
 				lw = podListWatch(pods.Pods(metav1.NamespaceAll), selectors[gvk])
 			} else {
-				lw = storedListWatch(dyn.Resource(storedKinds[gvk].resource), storedKinds[gvk], selectors[gvk])
+				lw = storedListWatch(clients[gvk], storedKinds[gvk], selectors[gvk])
 			}
 		}
 		return toolscache.NewSharedIndexInformer(lw, obj, resync, indexers)
@@ -238,42 +246,15 @@ func typedKind(obj runtime.Object) (schema.GroupVersionKind, bool) {
 	return schema.GroupVersionKind{}, false
 }
 
-func storedListWatch(resource dynamic.NamespaceableResourceInterface, kind storedKind, selector labels.Selector) *toolscache.ListWatch {
-	list := func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-		stored, err := resource.List(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
-		list := kind.newList()
-		list.SetResourceVersion(stored.GetResourceVersion())
-		list.SetContinue(stored.GetContinue())
-		list.SetRemainingItemCount(stored.GetRemainingItemCount())
-		items := make([]runtime.Object, 0, len(stored.Items))
-		for i := range stored.Items {
-			obj, err := kind.object(&stored.Items[i])
-			if err != nil {
-				return nil, err
-			}
-			items = append(items, obj)
-		}
-		return list, meta.SetList(list, items)
-	}
-	convert := func(obj runtime.Object) (runtime.Object, error) {
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
-			return nil, fmt.Errorf("watched a %T where a stored object was due", obj)
-		}
-		return kind.object(u)
-	}
-	return replacedListWatch(selector, list, resource.Watch, kind.typed, convert)
-}
-
 // object builds the slim object from a stored one, or, when that fails, slims the typed
 // object as the typed decoding would have it.
 func (k storedKind) object(u *unstructured.Unstructured) (client.Object, error) {
-	obj, err := k.fromStored(u)
+	state, err := storedStateOf(u)
 	if err == nil {
-		return obj, nil
+		var obj client.Object
+		if obj, err = k.fromStored(state); err == nil {
+			return obj, nil
+		}
 	}
 	if !errors.Is(err, errNotOwn) {
 		log.Log.WithName("cache").Error(err, "reading a stored object the typed way: its digest covers only the fields Istio's types know",
@@ -290,54 +271,61 @@ func (k storedKind) object(u *unstructured.Unstructured) (client.Object, error) 
 	return slimmed.(client.Object), nil
 }
 
-// storedMeta is the object metadata of a stored object, and the digest of its state when the
-// operator manages it.
-func storedMeta(u *unstructured.Unstructured) (m metav1.ObjectMeta, digest string, managed bool, err error) {
+// storedState is what the slim object of a stored one is built from: its metadata
+// (managedFields aside), whether the operator manages it and then the digest of its state,
+// and the object as a map, of which the kinds read only the spec.
+type storedState struct {
+	meta    metav1.ObjectMeta
+	managed bool
+	digest  string
+	object  map[string]any
+}
+
+// storedStateOf is the storedState of a stored object decoded into a map.
+func storedStateOf(u *unstructured.Unstructured) (storedState, error) {
+	s := storedState{object: u.Object}
 	raw, _ := u.Object["metadata"].(map[string]any)
 	// Dropped anyway; the object is the list's or the event's own.
 	delete(raw, "managedFields")
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &m); err != nil {
-		return m, "", false, err
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &s.meta); err != nil {
+		return storedState{}, err
 	}
-	if _, managed = ownership.OwnerFromLabels(m.Labels); !managed {
-		return m, "", false, nil
+	if _, s.managed = ownership.OwnerFromLabels(s.meta.Labels); !s.managed {
+		return s, nil
 	}
-	digest, err = apply.StateDigest(u.Object)
-	return m, digest, true, err
+	digest, err := apply.StateDigest(u.Object)
+	if err != nil {
+		return storedState{}, err
+	}
+	s.digest = digest
+	return s, nil
 }
 
 // ownStoredMeta is the slim metadata of one of the operator's own stored objects, with its
 // owner references and state digest; errNotOwn for another's.
-func ownStoredMeta(u *unstructured.Unstructured) (metav1.ObjectMeta, error) {
-	m, digest, managed, err := storedMeta(u)
-	switch {
-	case err != nil:
-		return metav1.ObjectMeta{}, err
-	case !managed:
+func ownStoredMeta(s storedState) (metav1.ObjectMeta, error) {
+	if !s.managed {
 		return metav1.ObjectMeta{}, errNotOwn
 	}
-	slim := slimMeta(m)
-	ownState(&slim, m.OwnerReferences, digest)
+	slim := slimMeta(s.meta)
+	ownState(&slim, s.meta.OwnerReferences, s.digest)
 	return slim, nil
 }
 
-func virtualServiceFromStored(u *unstructured.Unstructured) (client.Object, error) {
-	m, digest, managed, err := storedMeta(u)
-	if err != nil {
+func virtualServiceFromStored(s storedState) (client.Object, error) {
+	vs := &networkingclientv1.VirtualService{ObjectMeta: slimMeta(s.meta)}
+	var err error
+	if vs.Spec.Hosts, _, err = unstructured.NestedStringSlice(s.object, "spec", "hosts"); err != nil {
 		return nil, err
 	}
-	vs := &networkingclientv1.VirtualService{ObjectMeta: slimMeta(m)}
-	if vs.Spec.Hosts, _, err = unstructured.NestedStringSlice(u.Object, "spec", "hosts"); err != nil {
+	if vs.Spec.Gateways, _, err = unstructured.NestedStringSlice(s.object, "spec", "gateways"); err != nil {
 		return nil, err
 	}
-	if vs.Spec.Gateways, _, err = unstructured.NestedStringSlice(u.Object, "spec", "gateways"); err != nil {
-		return nil, err
-	}
-	if !managed {
+	if !s.managed {
 		return vs, nil
 	}
-	ownState(&vs.ObjectMeta, m.OwnerReferences, digest)
-	http, err := sliceAt(u.Object, "spec", "http")
+	ownState(&vs.ObjectMeta, s.meta.OwnerReferences, s.digest)
+	http, err := sliceAt(s.object, "spec", "http")
 	if err != nil {
 		return nil, err
 	}
@@ -359,16 +347,16 @@ func virtualServiceFromStored(u *unstructured.Unstructured) (client.Object, erro
 	return vs, nil
 }
 
-func authorizationPolicyFromStored(u *unstructured.Unstructured) (client.Object, error) {
+func authorizationPolicyFromStored(s storedState) (client.Object, error) {
 	// Only the operator's own are cached; anything else goes the typed way.
-	m, err := ownStoredMeta(u)
+	m, err := ownStoredMeta(s)
 	if err != nil {
 		return nil, err
 	}
 	ap := &securityclientv1.AuthorizationPolicy{ObjectMeta: m}
 	// The rules' digests are those of the rules as Istio's types read them, as the desired
 	// policy's are computed (RuleDigests).
-	raw, err := json.Marshal(u.Object["spec"])
+	raw, err := json.Marshal(s.object["spec"])
 	if err != nil {
 		return nil, err
 	}
@@ -389,8 +377,8 @@ func authorizationPolicyFromStored(u *unstructured.Unstructured) (client.Object,
 	return ap, nil
 }
 
-func requestAuthenticationFromStored(u *unstructured.Unstructured) (client.Object, error) {
-	m, err := ownStoredMeta(u)
+func requestAuthenticationFromStored(s storedState) (client.Object, error) {
+	m, err := ownStoredMeta(s)
 	if err != nil {
 		return nil, err
 	}

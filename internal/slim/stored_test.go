@@ -3,6 +3,9 @@ package slim
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -18,11 +21,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/apimachinery/pkg/watch"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,6 +42,68 @@ func stored(t *testing.T, obj client.Object) *unstructured.Unstructured {
 	}
 	return u
 }
+
+// stateOf is the storedState of a stored object decoded into a map.
+func stateOf(t *testing.T, u *unstructured.Unstructured) storedState {
+	t.Helper()
+	s, err := storedStateOf(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// readJSON is a stored object as the cache's watch reads it from the API server's JSON.
+func readJSON(t testing.TB, u *unstructured.Unstructured) *storedObject {
+	t.Helper()
+	raw, err := u.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := readStored(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, ok := read.(*storedObject)
+	if !ok {
+		t.Fatalf("read a %T", read)
+	}
+	return o
+}
+
+// serveList serves a list of the kind of the objects, as the API server sends it, and the
+// client of the stored kind that reads it.
+func serveList(t *testing.T, objects ...*unstructured.Unstructured) (rest.Interface, storedKind) {
+	t.Helper()
+	kind := storedKinds[objects[0].GroupVersionKind()]
+	items := make([]any, 0, len(objects))
+	for _, u := range objects {
+		items = append(items, u.Object)
+	}
+	body, err := json.Marshal(map[string]any{"apiVersion": kind.resource.GroupVersion().String(), "kind": objects[0].GetKind() + "List",
+		"metadata": map[string]any{"resourceVersion": "10"}, "items": items})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/apis/" + kind.resource.GroupVersion().String() + "/" + kind.resource.Resource
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != path || r.URL.Query().Get("watch") != "" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(server.Close)
+	c, err := storedClient(&rest.Config{Host: server.URL}, server.Client(), kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, kind
+}
+
+// noServer is a config of no API server: NewInformer only builds its clients.
+var noServer = &rest.Config{Host: "https://127.0.0.1:1"}
 
 func storedPolicy() *securityclientv1.AuthorizationPolicy {
 	labels := ownership.Labels(types.NamespacedName{Namespace: "team", Name: "orders"})
@@ -66,30 +130,42 @@ func TestStoredObjectsSlimAsTypedOnes(t *testing.T) {
 	authentication.Spec.JwtRules = []*securityv1.JWTRule{{Issuer: "https://idp.example.com", JwksUri: "https://idp.example.com/jwks"}}
 	authentication.SetGroupVersionKind(securityclientv1.SchemeGroupVersion.WithKind("RequestAuthentication"))
 	for name, c := range map[string]struct {
-		obj        client.Object
-		typed      func(any) (any, error)
-		fromStored func(*unstructured.Unstructured) (client.Object, error)
+		obj   client.Object
+		typed func(any) (any, error)
 	}{
-		"the operator's VirtualService": {managed, VirtualService, virtualServiceFromStored},
-		"another VirtualService":        {foreign, VirtualService, virtualServiceFromStored},
-		"an AuthorizationPolicy":        {storedPolicy(), AuthorizationPolicy, authorizationPolicyFromStored},
-		"a RequestAuthentication":       {authentication, RequestAuthentication, requestAuthenticationFromStored},
+		"the operator's VirtualService": {managed, VirtualService},
+		"another VirtualService":        {foreign, VirtualService},
+		"an AuthorizationPolicy":        {storedPolicy(), AuthorizationPolicy},
+		"a RequestAuthentication":       {authentication, RequestAuthentication},
 	} {
 		t.Run(name, func(t *testing.T) {
 			want, err := c.typed(c.obj.DeepCopyObject())
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := c.fromStored(stored(t, c.obj))
+			u := stored(t, c.obj)
+			kind := storedKinds[u.GroupVersionKind()]
+			state, err := storedStateOf(u.DeepCopy())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fromMap, err := kind.fromStored(state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// And read from its JSON, as the cache's lists and watches read it.
+			fromJSON, err := kind.objectFromJSON(readJSON(t, u))
 			if err != nil {
 				t.Fatal(err)
 			}
 			wantObj := want.(client.Object)
 			// The typed transform keeps the apiVersion and kind it was given; the cache sets
 			// them on what it returns either way.
-			wantObj.GetObjectKind().SetGroupVersionKind(got.GetObjectKind().GroupVersionKind())
-			if diff := cmp.Diff(wantObj, got, protocmp.Transform()); diff != "" {
-				t.Errorf("built from the stored object (+) differs from the typed transform's (-):\n%s", diff)
+			wantObj.GetObjectKind().SetGroupVersionKind(fromMap.GetObjectKind().GroupVersionKind())
+			for form, got := range map[string]client.Object{"its map": fromMap, "its JSON": fromJSON} {
+				if diff := cmp.Diff(wantObj, got, protocmp.Transform()); diff != "" {
+					t.Errorf("built from %s (+) differs from the typed transform's (-):\n%s", form, diff)
+				}
 			}
 		})
 	}
@@ -99,7 +175,7 @@ func TestStoredObjectsSlimAsTypedOnes(t *testing.T) {
 // digest of the stored state; the typed transform cannot see it.
 func TestAFieldTheTypesDoNotKnowChangesTheStoredDigest(t *testing.T) {
 	policy := storedPolicy()
-	plain, err := authorizationPolicyFromStored(stored(t, policy))
+	plain, err := authorizationPolicyFromStored(stateOf(t, stored(t, policy)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +183,7 @@ func TestAFieldTheTypesDoNotKnowChangesTheStoredDigest(t *testing.T) {
 	if err := unstructured.SetNestedField(widened.Object, "OFF", "spec", "futureMode"); err != nil {
 		t.Fatal(err)
 	}
-	got, err := authorizationPolicyFromStored(widened)
+	got, err := authorizationPolicyFromStored(stateOf(t, widened))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,11 +204,8 @@ func TestStoredListHoldsSlimTypedObjects(t *testing.T) {
 	policy := storedPolicy()
 	u := stored(t, policy)
 	u.SetResourceVersion("9")
-	scheme := runtime.NewScheme()
-	kinds := map[schema.GroupVersionResource]string{storedKinds[policy.GroupVersionKind()].resource: "AuthorizationPolicyList"}
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, kinds, u)
-	kind := storedKinds[policy.GroupVersionKind()]
-	lw := storedListWatch(dyn.Resource(kind.resource), kind, nil)
+	c, kind := serveList(t, u)
+	lw := storedListWatch(c, kind, nil)
 	out, err := lw.ListWithContext(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -156,10 +229,9 @@ func TestStoredListHoldsSlimTypedObjects(t *testing.T) {
 // Restrictions the replaced lists and watches would not apply are refused, not ignored, and
 // so is a transform of their own.
 func TestNewInformerRefusesRestrictionsItWouldIgnore(t *testing.T) {
-	dyn := dynamicfake.NewSimpleDynamicClient(runtime.NewScheme())
 	pods := kubefake.NewClientset().CoreV1()
 	for _, obj := range []client.Object{&securityclientv1.AuthorizationPolicy{}, PodMetadata()} {
-		if _, err := NewInformer(dyn, pods, map[client.Object]cache.ByObject{obj: {Label: labels.Everything()}}); err != nil {
+		if _, err := NewInformer(noServer, http.DefaultClient, pods, map[client.Object]cache.ByObject{obj: {Label: labels.Everything()}}); err != nil {
 			t.Errorf("a label selector of %T refused: %v", obj, err)
 		}
 		for name, opts := range map[string]cache.ByObject{
@@ -167,7 +239,7 @@ func TestNewInformerRefusesRestrictionsItWouldIgnore(t *testing.T) {
 			"namespaces":       {Namespaces: map[string]cache.Config{"team": {}}},
 			"a transform":      {Transform: AuthorizationPolicy},
 		} {
-			if _, err := NewInformer(dyn, pods, map[client.Object]cache.ByObject{obj: opts}); err == nil {
+			if _, err := NewInformer(noServer, http.DefaultClient, pods, map[client.Object]cache.ByObject{obj: opts}); err == nil {
 				t.Errorf("%s of %T accepted", name, obj)
 			}
 		}
@@ -180,7 +252,7 @@ func TestNewInformerRefusesAReplacedKindInAnotherForm(t *testing.T) {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"))
 	for _, obj := range []client.Object{u, &corev1.Pod{}} {
-		if _, err := NewInformer(dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()), kubefake.NewClientset().CoreV1(),
+		if _, err := NewInformer(noServer, http.DefaultClient, kubefake.NewClientset().CoreV1(),
 			map[client.Object]cache.ByObject{obj: {}}); err == nil {
 			t.Errorf("a %T of a replaced kind accepted", obj)
 		}
@@ -196,7 +268,7 @@ func TestNewInformerPassesWhatItsListsAndWatchesSlimmed(t *testing.T) {
 		&securityclientv1.AuthorizationPolicy{}: {Label: labels.Everything()},
 		&corev1.Service{}:                       {Transform: Service},
 	}
-	if _, err := NewInformer(dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()), kubefake.NewClientset().CoreV1(), byObject); err != nil {
+	if _, err := NewInformer(noServer, http.DefaultClient, kubefake.NewClientset().CoreV1(), byObject); err != nil {
 		t.Fatal(err)
 	}
 	slimmed := map[string]bool{}
@@ -241,10 +313,8 @@ func TestAStoredObjectReadTheTypedWayIsSlimmedToo(t *testing.T) {
 	policy := storedPolicy()
 	policy.Labels = map[string]string{"app": "other"}
 	policy.Annotations = map[string]string{apply.StateDigestAnnotation: "forged"}
-	kind := storedKinds[policy.GroupVersionKind()]
-	kinds := map[schema.GroupVersionResource]string{kind.resource: "AuthorizationPolicyList"}
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), kinds, stored(t, policy))
-	out, err := storedListWatch(dyn.Resource(kind.resource), kind, nil).ListWithContext(context.Background(), metav1.ListOptions{})
+	c, kind := serveList(t, stored(t, policy))
+	out, err := storedListWatch(c, kind, nil).ListWithContext(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,11 +407,83 @@ func TestAStoredPolicyProtojsonRefusesIsReadAsIstioReadsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := authorizationPolicyFromStored(u)
+	got, err := authorizationPolicyFromStored(stateOf(t, u))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if digests := got.GetAnnotations()[RuleDigestsAnnotation]; digests != strings.Join(want, ",") {
 		t.Errorf("rule digests %s, want %s", digests, strings.Join(want, ","))
+	}
+}
+
+// A watch of a stored kind read from the API server's stream: an object arrives slim, as its
+// list item would (the same digests), a bookmark keeps its resourceVersion and the annotation
+// that ends the initial events, and an expired resourceVersion arrives as the Status the
+// reflector lists again on. The request is a watch of the kind's collection with the options.
+func TestAStoredWatchReadsTheAPIServersStream(t *testing.T) {
+	policy := storedPolicy()
+	u := stored(t, policy)
+	u.SetResourceVersion("11")
+	kind := storedKinds[policy.GroupVersionKind()]
+	object, err := u.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := []string{
+		`{"type":"ADDED","object":` + string(object) + `}`,
+		`{"type":"BOOKMARK","object":{"kind":"AuthorizationPolicy","apiVersion":"security.istio.io/v1","metadata":{"resourceVersion":"12","annotations":{"k8s.io/initial-events-end":"true"}}}}`,
+		`{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (12)","reason":"Expired","code":410}}`,
+	}
+	var query url.Values
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/apis/security.istio.io/v1/authorizationpolicies" {
+			http.NotFound(w, r)
+			return
+		}
+		query = r.URL.Query()
+		w.Header().Set("Content-Type", "application/json")
+		for _, e := range events {
+			_, _ = w.Write([]byte(e + "\n"))
+		}
+	}))
+	t.Cleanup(server.Close)
+	c, err := storedClient(&rest.Config{Host: server.URL}, server.Client(), kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	selector := labels.SelectorFromSet(labels.Set{"app.kubernetes.io/managed-by": "apirule-operator"})
+	timeout := int64(30)
+	w, err := storedListWatch(c, kind, selector).WatchWithContext(context.Background(),
+		metav1.ListOptions{ResourceVersion: "10", AllowWatchBookmarks: true, TimeoutSeconds: &timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var got []watch.Event
+	for e := range w.ResultChan() {
+		got = append(got, e)
+	}
+	if query.Get("watch") != "true" || query.Get("resourceVersion") != "10" || query.Get("allowWatchBookmarks") != "true" ||
+		query.Get("labelSelector") != selector.String() || query.Get("timeoutSeconds") != "30" {
+		t.Errorf("watched with %v", query)
+	}
+	if len(got) != 3 {
+		t.Fatalf("got %d events, want 3: %+v", len(got), got)
+	}
+	want, err := kind.object(stored(t, policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.SetResourceVersion("11")
+	if diff := cmp.Diff(want, got[0].Object, protocmp.Transform()); got[0].Type != watch.Added || diff != "" {
+		t.Errorf("the added policy (%s) differs from its list item (-want +got):\n%s", got[0].Type, diff)
+	}
+	bookmark, ok := got[1].Object.(*securityclientv1.AuthorizationPolicy)
+	if got[1].Type != watch.Bookmark || !ok || bookmark.ResourceVersion != "12" || bookmark.Annotations[metav1.InitialEventsAnnotationKey] != "true" {
+		t.Errorf("the bookmark arrived as %s %#v", got[1].Type, got[1].Object)
+	}
+	status, ok := got[2].Object.(*metav1.Status)
+	if got[2].Type != watch.Error || !ok || status.Code != http.StatusGone || status.Reason != metav1.StatusReasonExpired {
+		t.Errorf("the expired resourceVersion arrived as %s %#v", got[2].Type, got[2].Object)
 	}
 }
