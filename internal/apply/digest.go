@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/apirule-operator/apirule-operator/internal/manifest"
 )
@@ -24,7 +25,7 @@ import (
 // changed (one write too many, which the tests that count writes show), never a changed state
 // look equal: the encoding keeps every value.
 func StateDigestOfJSON(raw []byte) (string, error) {
-	return stateDigestOfJSON(canonicalizer{in: raw, out: make([]byte, 0, len(raw))})
+	return stateDigestOfJSON(raw, false)
 }
 
 // StoredStateDigestOfJSON is the StateDigest of a stored object, whose JSON encoding raw is, as
@@ -33,10 +34,28 @@ func StateDigestOfJSON(raw []byte) (string, error) {
 // the cache's digests of the generated kinds are these. Read the StateDigestOfJSON way, two
 // integers beyond a float64's precision could look equal; read this way they never do.
 func StoredStateDigestOfJSON(raw []byte) (string, error) {
-	return stateDigestOfJSON(canonicalizer{in: raw, out: make([]byte, 0, len(raw)), preserveInts: true})
+	return stateDigestOfJSON(raw, true)
 }
 
-func stateDigestOfJSON(c canonicalizer) (string, error) {
+// canonicalizers keeps the buffers of finished digests for the next: every child's digest is
+// computed at every reconcile and every stored one as the cache receives it.
+var canonicalizers = sync.Pool{New: func() any { return &canonicalizer{} }}
+
+// maxPooledBuffer is the largest buffer kept for reuse; a larger one (a rare, huge object) is
+// left to the collector.
+const maxPooledBuffer = 1 << 20
+
+func stateDigestOfJSON(raw []byte, preserveInts bool) (string, error) {
+	c := canonicalizers.Get().(*canonicalizer)
+	defer func() {
+		if cap(c.out) <= maxPooledBuffer && cap(c.scratch) <= maxPooledBuffer {
+			// The members' keys point into the input: none is kept.
+			clear(c.members[:cap(c.members)])
+			*c = canonicalizer{out: c.out[:0], scratch: c.scratch[:0], members: c.members[:0]}
+			canonicalizers.Put(c)
+		}
+	}()
+	c.in, c.preserveInts = raw, preserveInts
 	c.skipSpace()
 	if c.pos >= len(c.in) || c.in[c.pos] != '{' {
 		return "", errors.New("the object's JSON is not an object")

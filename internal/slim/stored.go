@@ -47,6 +47,9 @@ type storedKind struct {
 	// fromStored builds the slim object from a stored one; an error leaves the object to the
 	// typed decoding and slimTyped.
 	fromStored func(s storedState) (client.Object, error)
+	// specOf reads of a stored spec's JSON what fromStored reads of the spec, as the map of
+	// the whole object holds it; nil: fromStored reads no spec.
+	specOf func(json.RawMessage) (any, error)
 	// typed is an empty typed object of the kind.
 	typed func() client.Object
 	// slimTyped is the kind's transform of a typed object.
@@ -58,6 +61,7 @@ var storedKinds = map[schema.GroupVersionKind]storedKind{
 		resource:   networkingclientv1.SchemeGroupVersion.WithResource("virtualservices"),
 		newList:    func() client.ObjectList { return &networkingclientv1.VirtualServiceList{} },
 		fromStored: virtualServiceFromStored,
+		specOf:     routeSpec,
 		typed:      func() client.Object { return &networkingclientv1.VirtualService{} },
 		slimTyped:  VirtualService,
 	},
@@ -65,6 +69,7 @@ var storedKinds = map[schema.GroupVersionKind]storedKind{
 		resource:   securityclientv1.SchemeGroupVersion.WithResource("authorizationpolicies"),
 		newList:    func() client.ObjectList { return &securityclientv1.AuthorizationPolicyList{} },
 		fromStored: authorizationPolicyFromStored,
+		specOf:     wholeSpec,
 		typed:      func() client.Object { return &securityclientv1.AuthorizationPolicy{} },
 		slimTyped:  AuthorizationPolicy,
 	},

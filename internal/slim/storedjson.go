@@ -95,7 +95,7 @@ func readStored(raw []byte) (runtime.Object, error) {
 // JSON decodes into, as object does.
 func (k storedKind) objectFromJSON(o *storedObject) (client.Object, error) {
 	if o.exact {
-		if state, err := storedStateOfJSON(o); err == nil {
+		if state, err := k.storedStateOfJSON(o); err == nil {
 			if obj, err := k.fromStored(state); err == nil {
 				return obj, nil
 			}
@@ -108,14 +108,14 @@ func (k storedKind) objectFromJSON(o *storedObject) (client.Object, error) {
 	return k.object(u)
 }
 
-// storedStateOfJSON is the storedState of an object read from its JSON: its metadata, its
-// spec decoded as the map of the whole object holds it, and, for the operator's own, the
-// digest of its state.
-func storedStateOfJSON(o *storedObject) (storedState, error) {
+// storedStateOfJSON is the storedState of an object read from its JSON: its metadata, of its
+// spec what the kind reads (specOf) as the map of the whole object holds it, and, for the
+// operator's own, the digest of its state.
+func (k storedKind) storedStateOfJSON(o *storedObject) (storedState, error) {
 	s := storedState{meta: o.ObjectMeta, object: map[string]any{}}
-	if o.spec != nil {
-		var spec any
-		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(o.spec, &spec); err != nil {
+	if o.spec != nil && k.specOf != nil {
+		spec, err := k.specOf(o.spec)
+		if err != nil {
 			return storedState{}, err
 		}
 		s.object["spec"] = spec
@@ -128,6 +128,67 @@ func storedStateOfJSON(o *storedObject) (storedState, error) {
 		s.digest = digest
 	}
 	return s, nil
+}
+
+// wholeSpec is a spec decoded as the map of its object holds it.
+func wholeSpec(raw json.RawMessage) (any, error) {
+	var spec any
+	return spec, sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &spec)
+}
+
+// routeSpec is of a VirtualService's spec what virtualServiceFromStored reads, as the map of
+// the object holds it: its hosts and gateways, and of each HTTP route its destinations. The
+// rest of the routes (matches, rewrites, headers: most of a route) is read past. A spec or a
+// route that is no object, read whole, is what the map path decides on: an error here hands
+// the object to it.
+func routeSpec(raw json.RawMessage) (any, error) {
+	if string(raw) == "null" {
+		return nil, nil
+	}
+	var spec struct {
+		Hosts    json.RawMessage `json:"hosts"`
+		Gateways json.RawMessage `json:"gateways"`
+		HTTP     json.RawMessage `json:"http"`
+	}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &spec); err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	for field, value := range map[string]json.RawMessage{"hosts": spec.Hosts, "gateways": spec.Gateways} {
+		if value != nil {
+			v, err := wholeSpec(value)
+			if err != nil {
+				return nil, err
+			}
+			out[field] = v
+		}
+	}
+	switch {
+	case spec.HTTP == nil:
+	case string(spec.HTTP) == "null":
+		out["http"] = nil
+	default:
+		var routes []struct {
+			Route json.RawMessage `json:"route"`
+		}
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(spec.HTTP, &routes); err != nil {
+			return nil, err
+		}
+		http := make([]any, len(routes))
+		for i, r := range routes {
+			route := map[string]any{}
+			if r.Route != nil {
+				destinations, err := wholeSpec(r.Route)
+				if err != nil {
+					return nil, err
+				}
+				route["route"] = destinations
+			}
+			http[i] = route
+		}
+		out["http"] = http
+	}
+	return out, nil
 }
 
 // storedCodec reads the API server's JSON of one stored kind: a list into the kind's typed

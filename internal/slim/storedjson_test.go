@@ -111,6 +111,22 @@ var storedEdits = map[string]func(m map[string]any) []byte{
 		}
 		return nil
 	},
+	"routes that are no object, destinations of every shape": func(m map[string]any) []byte {
+		if spec, ok := m["spec"].(map[string]any); ok {
+			spec["http"] = []any{"x", 5, []any{}, true, map[string]any{"route": nil}, map[string]any{"route": []any{"d", map[string]any{},
+				map[string]any{"destination": map[string]any{}}, map[string]any{"destination": map[string]any{"host": nil}},
+				map[string]any{"destination": map[string]any{"host": "b.svc", "port": map[string]any{"number": 8080}}}}}}
+		}
+		return nil
+	},
+	"the routes no list":    func(m map[string]any) []byte { setSpec(m, "http", map[string]any{"route": []any{}}); return nil },
+	"hosts null":            func(m map[string]any) []byte { setSpec(m, "hosts", nil); return nil },
+	"gateways no list":      func(m map[string]any) []byte { setSpec(m, "gateways", "istio-system/gw"); return nil },
+	"a spec that is a list": func(m map[string]any) []byte { m["spec"] = []any{map[string]any{"hosts": []any{"a"}}}; return nil },
+	"a route key in another case": func(m map[string]any) []byte {
+		setSpec(m, "http", []any{map[string]any{"Route": []any{map[string]any{"destination": map[string]any{"host": "evil.svc"}}}}})
+		return nil
+	},
 	"managedFields of another type": func(m map[string]any) []byte {
 		m["metadata"].(map[string]any)["managedFields"] = 5
 		return nil
@@ -132,6 +148,16 @@ var storedEdits = map[string]func(m map[string]any) []byte{
 		raw, _ := json.Marshal(m)
 		return []byte(strings.Replace(string(raw), `"labels":{`, `"labels":{"app.kubernetes.io/managed-by":"someone-else",`, 1))
 	},
+}
+
+// setSpec sets a field of the spec, a spec made for it when there is none.
+func setSpec(m map[string]any, field string, value any) {
+	spec, ok := m["spec"].(map[string]any)
+	if !ok {
+		spec = map[string]any{}
+		m["spec"] = spec
+	}
+	spec[field] = value
 }
 
 // The cache builds from a stored object's JSON exactly what it built from the map a dynamic
