@@ -145,6 +145,30 @@ var _ = Describe("Generated objects are exactly what the translator computed", f
 		expectNoWriteOnResync(namespace, "audited")
 	})
 
+	It("removes from generated objects what makes Istio enforce them differently: a policy's dry-run, another revision", func() {
+		key := createReady(namespace, "shadowed", noAuth("/*", "GET"))
+		vs, ap := children(key)
+		Expect(vs).To(HaveLen(1))
+		Expect(ap).To(HaveLen(1))
+		// In dry-run the policy only logs its decisions; labelled for another revision, the
+		// istiod of this one ignores the policy and the route alike.
+		handEdit(ap[0], `{"metadata":{"annotations":{"istio.io/dry-run":"true"},"labels":{"istio.io/rev":"canary"}}}`)
+		Expect(ap[0].Annotations).To(HaveKeyWithValue("istio.io/dry-run", "true"), "the edit must have landed")
+		handEdit(vs[0], `{"metadata":{"labels":{"istio.io/rev":"canary"}}}`)
+		Expect(vs[0].Labels).To(HaveKeyWithValue("istio.io/rev", "canary"), "the edit must have landed")
+
+		Eventually(func(g Gomega) {
+			policy := &securityclientv1.AuthorizationPolicy{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ap[0]), policy)).To(Succeed())
+			g.Expect(policy.Annotations).NotTo(HaveKey("istio.io/dry-run"))
+			g.Expect(policy.Labels).NotTo(HaveKey("istio.io/rev"))
+			route := &networkingclientv1.VirtualService{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(vs[0]), route)).To(Succeed())
+			g.Expect(route.Labels).NotTo(HaveKey("istio.io/rev"))
+		}, timeout, interval).Should(Succeed())
+		expectNoWriteOnResync(namespace, "shadowed")
+	})
+
 	It("removes a field its Istio types do not know, which a newer CRD accepts, from a generated AuthorizationPolicy", func() {
 		// A cluster's Istio CRDs may be newer than the operator's istio.io/api: here the CRD
 		// learns a field the operator's types do not have, and whose meaning it cannot know.

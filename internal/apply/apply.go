@@ -166,8 +166,9 @@ func (a *Applier) create(ctx context.Context, d *desiredObject) (bool, error) {
 }
 
 // write makes the stored object exactly desired: the desired labels and owner references
-// (others may add more), and the desired state (spec, or a Secret's type and data) with
-// nothing added.
+// (others may add more), none of the labels and annotations by which Istio enforces it
+// differently (ownership.EnforcementLabels and EnforcementAnnotations), and the desired state
+// (spec, or a Secret's type and data) with nothing added.
 //
 // Server-side apply with force takes back every field the operator sets, but by design it
 // never removes a field another field manager set (an action: AUDIT, an exportTo, a selector
@@ -197,7 +198,7 @@ func (a *Applier) write(ctx context.Context, desired *unstructured.Unstructured)
 		if err != nil {
 			return err
 		}
-		ops := stateReplacement(desired.Object, stored)
+		ops := append(stateReplacement(desired.Object, stored), enforcementRemoval(desired, applied)...)
 		if len(ops) == 0 {
 			return nil
 		}
@@ -345,13 +346,19 @@ func (d *desiredObject) matches(current client.Object) (bool, error) {
 }
 
 // hasOwnedMeta says whether an object carries the desired labels and owner references (others
-// may add more).
+// may add more), and the labels and annotations by which Istio enforces it differently
+// (ownership.EnforcementLabels and EnforcementAnnotations) exactly as desired: none of them,
+// as the operator sets none.
 func hasOwnedMeta(desired, actual metav1.Object) bool {
 	have := actual.GetLabels()
 	for k, v := range desired.GetLabels() {
 		if value, ok := have[k]; !ok || value != v {
 			return false
 		}
+	}
+	if !sameEntries(desired.GetLabels(), have, ownership.EnforcementLabels) ||
+		!sameEntries(desired.GetAnnotations(), actual.GetAnnotations(), ownership.EnforcementAnnotations) {
+		return false
 	}
 	refs := actual.GetOwnerReferences()
 	for _, ref := range desired.GetOwnerReferences() {
@@ -362,6 +369,42 @@ func hasOwnedMeta(desired, actual metav1.Object) bool {
 		}
 	}
 	return true
+}
+
+// sameEntries says whether two maps hold the same entries under the keys: both the same value,
+// or neither the key.
+func sameEntries(a, b map[string]string, keys []string) bool {
+	for _, k := range keys {
+		va, inA := a[k]
+		vb, inB := b[k]
+		if inA != inB || va != vb {
+			return false
+		}
+	}
+	return true
+}
+
+// enforcementRemoval returns the JSON patch operations that remove from current the labels and
+// annotations by which Istio enforces it differently and that desired does not set.
+func enforcementRemoval(desired, current metav1.Object) []PatchOp {
+	var ops []PatchOp
+	for _, field := range []struct {
+		path          string
+		desired, have map[string]string
+		keys          []string
+	}{
+		{"/metadata/labels/", desired.GetLabels(), current.GetLabels(), ownership.EnforcementLabels},
+		{"/metadata/annotations/", desired.GetAnnotations(), current.GetAnnotations(), ownership.EnforcementAnnotations},
+	} {
+		for _, k := range field.keys {
+			if _, set := field.have[k]; set {
+				if _, wanted := field.desired[k]; !wanted {
+					ops = append(ops, PatchOp{Op: "remove", Path: field.path + jsonPointerEscaper.Replace(k)})
+				}
+			}
+		}
+	}
+	return ops
 }
 
 // Prune deletes the children of owner that are not in keep, kind by kind in the prune order

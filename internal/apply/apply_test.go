@@ -197,27 +197,37 @@ func TestHasOwnedMetaNeedsEveryDesiredLabelAndOwnerReference(t *testing.T) {
 	}
 	no := false
 	cases := []struct {
-		name   string
-		labels map[string]string
-		refs   []metav1.OwnerReference
-		want   bool
+		name        string
+		labels      map[string]string
+		refs        []metav1.OwnerReference
+		want        bool
+		annotations map[string]string
 	}{
-		{"exactly desired", map[string]string{"owner": "a", "part": "policy"}, []metav1.OwnerReference{owner}, true},
+		{"exactly desired", map[string]string{"owner": "a", "part": "policy"}, []metav1.OwnerReference{owner}, true, nil},
 		{"with labels and owners others added", map[string]string{"owner": "a", "part": "policy", "team": "x"},
-			[]metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "c", UID: "u2"}, owner}, true},
-		{"a label missing", map[string]string{"owner": "a"}, []metav1.OwnerReference{owner}, false},
-		{"a label changed", map[string]string{"owner": "a", "part": "route"}, []metav1.OwnerReference{owner}, false},
-		{"a label emptied", map[string]string{"owner": "a", "part": ""}, []metav1.OwnerReference{owner}, false},
-		{"no owner reference", map[string]string{"owner": "a", "part": "policy"}, nil, false},
+			[]metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "c", UID: "u2"}, owner}, true, nil},
+		{"a label missing", map[string]string{"owner": "a"}, []metav1.OwnerReference{owner}, false, nil},
+		{"a label changed", map[string]string{"owner": "a", "part": "route"}, []metav1.OwnerReference{owner}, false, nil},
+		{"a label emptied", map[string]string{"owner": "a", "part": ""}, []metav1.OwnerReference{owner}, false, nil},
+		{"no owner reference", map[string]string{"owner": "a", "part": "policy"}, nil, false, nil},
 		{"the owner of another UID", map[string]string{"owner": "a", "part": "policy"},
-			[]metav1.OwnerReference{{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: "a", UID: "u9", Controller: &yes}}, false},
+			[]metav1.OwnerReference{{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: "a", UID: "u9", Controller: &yes}}, false, nil},
 		{"the owner no longer its controller", map[string]string{"owner": "a", "part": "policy"},
-			[]metav1.OwnerReference{{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: "a", UID: "u1", Controller: &no}}, false},
+			[]metav1.OwnerReference{{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: "a", UID: "u1", Controller: &no}}, false, nil},
 		{"the owner with controller unset", map[string]string{"owner": "a", "part": "policy"},
-			[]metav1.OwnerReference{{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: "a", UID: "u1"}}, false},
+			[]metav1.OwnerReference{{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: "a", UID: "u1"}}, false, nil},
+		// Istio would enforce the object differently: another revision's istiod alone reads it,
+		// or its decisions are only logged.
+		{"moved to another revision", map[string]string{"owner": "a", "part": "policy", "istio.io/rev": "canary"}, []metav1.OwnerReference{owner}, false, nil},
+		{"in dry-run", map[string]string{"owner": "a", "part": "policy"}, []metav1.OwnerReference{owner}, false,
+			map[string]string{"istio.io/dry-run": "true"}},
+		{"in dry-run switched off", map[string]string{"owner": "a", "part": "policy"}, []metav1.OwnerReference{owner}, false,
+			map[string]string{"istio.io/dry-run": "false"}},
+		{"with an annotation others added", map[string]string{"owner": "a", "part": "policy"}, []metav1.OwnerReference{owner}, true,
+			map[string]string{"team": "payments"}},
 	}
 	for _, tc := range cases {
-		actual := &securityclientv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Labels: tc.labels, OwnerReferences: tc.refs}}
+		actual := &securityclientv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Labels: tc.labels, OwnerReferences: tc.refs, Annotations: tc.annotations}}
 		if got := hasOwnedMeta(desired, actual); got != tc.want {
 			t.Errorf("%s, typed: got %v, want %v", tc.name, got, tc.want)
 		}

@@ -108,6 +108,7 @@ func (d *desiredObject) storedAsSent(reply []byte) (bool, error) {
 	var stored struct {
 		Metadata struct {
 			Labels          map[string]string       `json:"labels"`
+			Annotations     map[string]string       `json:"annotations"`
 			OwnerReferences []metav1.OwnerReference `json:"ownerReferences"`
 		} `json:"metadata"`
 	}
@@ -115,7 +116,8 @@ func (d *desiredObject) storedAsSent(reply []byte) (bool, error) {
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(reply, &stored); err != nil {
 		return false, fmt.Errorf("reading the created object: %w", err)
 	}
-	if !hasOwnedMeta(d.obj, &metav1.ObjectMeta{Labels: stored.Metadata.Labels, OwnerReferences: stored.Metadata.OwnerReferences}) {
+	if !hasOwnedMeta(d.obj, &metav1.ObjectMeta{Labels: stored.Metadata.Labels, Annotations: stored.Metadata.Annotations,
+		OwnerReferences: stored.Metadata.OwnerReferences}) {
 		return false, nil
 	}
 	want, err := StateDigestOfJSON(d.json)

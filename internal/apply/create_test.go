@@ -40,6 +40,20 @@ var replyEdits = []struct {
 		obj["metadata"].(map[string]any)["annotations"] = map[string]any{apply.StateDigestAnnotation: "forged"}
 		return true
 	}, true},
+	{"set to dry-run by admission", func(obj map[string]any) bool {
+		obj["metadata"].(map[string]any)["annotations"] = map[string]any{"istio.io/dry-run": "true"}
+		return true
+	}, false},
+	{"moved to another revision by admission", func(obj map[string]any) bool {
+		m := obj["metadata"].(map[string]any)
+		labels, _ := m["labels"].(map[string]any)
+		if labels == nil {
+			labels = map[string]any{}
+		}
+		labels["istio.io/rev"] = "canary"
+		m["labels"] = labels
+		return true
+	}, false},
 	{"a desired label changed", func(obj map[string]any) bool {
 		labels, _ := obj["metadata"].(map[string]any)["labels"].(map[string]any)
 		if len(labels) == 0 {

@@ -35,6 +35,18 @@ const (
 	hashLength    = 10
 )
 
+// EnforcementLabels and EnforcementAnnotations are the labels and annotations by which Istio
+// enforces a configuration object differently, or not at all: istio.io/rev hides it from
+// every istiod of another revision, istio.io/dry-run makes an AuthorizationPolicy one whose
+// decisions are only logged. The operator sets none of them, and a generated object that
+// carries one is not the desired object: whoever set it (a person, a mutating webhook) would
+// have switched a policy off. They are kept in the operator's cache and removed from the
+// object like any other drift.
+var (
+	EnforcementLabels      = []string{"istio.io/rev"}
+	EnforcementAnnotations = []string{"istio.io/dry-run"}
+)
+
 // Labels returns the labels every child of the APIRule carries.
 func Labels(owner types.NamespacedName) map[string]string {
 	return map[string]string{

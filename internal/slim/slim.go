@@ -165,7 +165,7 @@ func whole[T client.Object](obj T, err error) (any, error) {
 }
 
 // keepOwnState keeps on the slim metadata of one of the operator's objects its owner
-// references and, as the only annotation, the digest of the state the API server sent.
+// references and the digest of the state the API server sent.
 func keepOwnState(obj client.Object, slim *metav1.ObjectMeta, gvk schema.GroupVersionKind) error {
 	obj.GetObjectKind().SetGroupVersionKind(gvk)
 	// The object is dropped after this: its managedFields need not be encoded.
@@ -179,13 +179,16 @@ func keepOwnState(obj client.Object, slim *metav1.ObjectMeta, gvk schema.GroupVe
 }
 
 // ownState keeps on the slim metadata of one of the operator's objects its owner references
-// and, as the only annotation, the digest of its state.
+// and the digest of its state, beside the annotations slimMeta kept.
 func ownState(slim *metav1.ObjectMeta, owners []metav1.OwnerReference, digest string) {
 	for i := range owners {
 		sharedStrings.internOwner(&owners[i])
 	}
 	slim.OwnerReferences = owners
-	slim.Annotations = map[string]string{apply.StateDigestAnnotation: digest}
+	if slim.Annotations == nil {
+		slim.Annotations = map[string]string{}
+	}
+	slim.Annotations[apply.StateDigestAnnotation] = digest
 }
 
 // RuleDigests are the digests of the policy's rules, in order: those the cache keeps for it
@@ -334,7 +337,8 @@ func Secret(obj any) (any, error) {
 // notCached stands for a Secret value that is not kept in the cache.
 var notCached = []byte("(not a certificate: not cached by apirule-operator)")
 
-// slimMeta keeps the metadata a cached object needs: identity, labels and lifecycle, with the
+// slimMeta keeps the metadata a cached object needs: identity, labels, lifecycle and the
+// annotations by which Istio enforces the object differently, with the
 // strings other objects share kept once (intern.go).
 func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 	slim := metav1.ObjectMeta{
@@ -343,6 +347,15 @@ func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 	}
 	if m.Labels != nil {
 		slim.Labels = sharedStrings.internLabels(m.Labels)
+	}
+	// Istio enforces an object that carries one of these differently: the applier must see it.
+	for _, key := range ownership.EnforcementAnnotations {
+		if value, set := m.Annotations[key]; set {
+			if slim.Annotations == nil {
+				slim.Annotations = map[string]string{}
+			}
+			slim.Annotations[key] = value
+		}
 	}
 	return slim
 }

@@ -487,3 +487,43 @@ func TestAStoredWatchReadsTheAPIServersStream(t *testing.T) {
 		t.Errorf("the expired resourceVersion arrived as %s %#v", got[2].Type, got[2].Object)
 	}
 }
+
+// A generated object Istio would enforce differently (an AuthorizationPolicy in dry-run, a
+// route moved to another revision) keeps what says so in the cache, read the typed way, from
+// the map and from the JSON alike: the applier must see it to remove it.
+func TestTheCacheKeepsWhatMakesIstioEnforceAnObjectDifferently(t *testing.T) {
+	policy := storedPolicy()
+	policy.Annotations = map[string]string{"istio.io/dry-run": "true", "team": "payments"}
+	policy.Labels["istio.io/rev"] = "canary"
+	route := route(ownership.Labels(types.NamespacedName{Namespace: "team", Name: "orders"}))
+	route.SetGroupVersionKind(networkingclientv1.SchemeGroupVersion.WithKind("VirtualService"))
+	route.Annotations = map[string]string{"istio.io/dry-run": "true"}
+	route.Labels["istio.io/rev"] = "canary"
+	for _, tc := range []struct {
+		obj   client.Object
+		typed func(any) (any, error)
+	}{{policy, AuthorizationPolicy}, {route, VirtualService}} {
+		u := stored(t, tc.obj)
+		kind := storedKinds[u.GroupVersionKind()]
+		typed, err := tc.typed(tc.obj.DeepCopyObject())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromMap, err := kind.object(u.DeepCopy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromJSON, err := kind.objectFromJSON(readJSON(t, u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for form, got := range map[string]client.Object{"typed": typed.(client.Object), "map": fromMap, "JSON": fromJSON} {
+			if got.GetAnnotations()["istio.io/dry-run"] != "true" || got.GetLabels()["istio.io/rev"] != "canary" {
+				t.Errorf("%s, read from its %s: annotations %v, labels %v", u.GetKind(), form, got.GetAnnotations(), got.GetLabels())
+			}
+			if _, kept := got.GetAnnotations()["team"]; kept {
+				t.Errorf("%s, read from its %s: an annotation Istio does not enforce by was kept", u.GetKind(), form)
+			}
+		}
+	}
+}
