@@ -304,8 +304,9 @@ func normalizedValue(v any) (any, error) {
 const StateDigestAnnotation = "apirule.io/cached-state-digest"
 
 // StateDigest is a digest of the state of an object in its unstructured form (the fields
-// stateFields lists). Two objects decoded from JSON have the same digest exactly when
-// stateReplacement finds nothing to change between them.
+// stateFields lists). Between two objects decoded from JSON with the same digest
+// stateReplacement finds nothing to change; the converse fails only for a number spelled
+// another way (-0 and 0), which costs a write too many, never one too few.
 func StateDigest(obj map[string]any) (string, error) {
 	state := map[string]any{}
 	for _, field := range stateFields(obj, nil) {

@@ -62,6 +62,8 @@ func NewRESTCreator(cfg *rest.Config, httpClient *http.Client, mapper meta.RESTM
 	// Each request names its whole path; a group version is only what the client requires.
 	cfg.GroupVersion = &schema.GroupVersion{}
 	cfg.ContentType = runtime.ContentTypeJSON
+	// The reply is read as JSON (storedAsSent), whatever the caller's config prefers.
+	cfg.AcceptContentTypes = runtime.ContentTypeJSON
 	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
 	c, err := rest.RESTClientForConfigAndClient(cfg, httpClient)
 	if err != nil {
@@ -77,10 +79,18 @@ func (c *RESTCreator) Create(ctx context.Context, kind schema.GroupVersionKind, 
 	if err != nil {
 		return nil, err
 	}
-	return c.client.Post().AbsPath(coll.path(namespace)...).
+	if coll.namespaced && namespace == "" {
+		return nil, fmt.Errorf("a %s is namespaced: it needs a namespace", kind.Kind)
+	}
+	result := c.client.Post().AbsPath(coll.path(namespace)...).
 		Param("fieldManager", ownership.FieldManager).
 		SetHeader("Content-Type", runtime.ContentTypeJSON).
-		Body(body).Do(ctx).Raw()
+		Body(body).Do(ctx)
+	// Error, not Raw, reads the API server's Status: its reason, message and causes.
+	if err := result.Error(); err != nil {
+		return nil, err
+	}
+	return result.Raw()
 }
 
 func (c *RESTCreator) collectionOf(kind schema.GroupVersionKind) (collection, error) {
@@ -102,8 +112,9 @@ func (c *RESTCreator) collectionOf(kind schema.GroupVersionKind) (collection, er
 
 // storedAsSent says whether the object the API server stored (its JSON, reply) is the desired
 // one: exactly the desired state, and the desired labels and owner references. As for a
-// cached child, the states are compared by their digests (StateDigestOfJSON), which are equal
-// exactly when stateReplacement finds nothing to change.
+// cached child, the states are compared by their digests (StateDigestOfJSON): equal digests
+// mean stateReplacement finds nothing to change (a number spelled another way, -0 for 0, makes
+// them differ: a write too many, never one too few).
 func (d *desiredObject) storedAsSent(reply []byte) (bool, error) {
 	var stored struct {
 		Metadata struct {

@@ -3,6 +3,8 @@ package apply_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -81,9 +83,24 @@ func TestTheRESTCreatorPostsToTheKindsCollection(t *testing.T) {
 		if len(stored.ManagedFields) != 1 || stored.ManagedFields[0].Manager != ownership.FieldManager {
 			t.Errorf("%s: managed by %v, want %s alone", kind.Kind, stored.ManagedFields, ownership.FieldManager)
 		}
-		if _, err := creator.Create(ctx, kind, obj.GetNamespace(), body); !apierrors.IsAlreadyExists(err) {
-			t.Errorf("%s: a second create: %v, want AlreadyExists", kind.Kind, err)
+		_, err = creator.Create(ctx, kind, obj.GetNamespace(), body)
+		var status apierrors.APIStatus
+		if !apierrors.IsAlreadyExists(err) || !errors.As(err, &status) || status.Status().Details == nil || status.Status().Details.Name != obj.GetName() {
+			t.Errorf("%s: a second create: %v, want the API server's AlreadyExists naming the object", kind.Kind, err)
 		}
+	}
+	// A refused create says why, as the API server put it: the field and what is wrong.
+	invalid := secret.DeepCopy()
+	invalid.Name = "Not_A_Name"
+	body, err := json.Marshal(invalid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := creator.Create(ctx, invalid.GroupVersionKind(), "team", body); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "metadata.name") {
+		t.Errorf("an invalid name: %v, want the API server's Invalid naming metadata.name", err)
+	}
+	if _, err := creator.Create(ctx, invalid.GroupVersionKind(), "", body); err == nil || !strings.Contains(err.Error(), "namespace") {
+		t.Errorf("a namespaced kind without a namespace: %v, want an error that says so", err)
 	}
 	got := &securityclientv1.AuthorizationPolicy{}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(policy), got); err != nil || got.Spec.Action != policy.Spec.Action || got.Labels["team"] != "a" {

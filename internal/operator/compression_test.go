@@ -23,8 +23,10 @@ import (
 )
 
 // The operator asks the API server for uncompressed responses unless told otherwise: every
-// list and watch of its cache, the dynamic ones of the generated kinds and the Pods' included.
-// A proxy in front of a real API server records what each request accepts.
+// list and watch of its cache, those of the generated kinds and the Pods' included, over TLS
+// and over plain HTTP (where client-go hands the request to Go's default transport, which
+// asks for gzip on its own). Every request names the operator in its user agent. A proxy in
+// front of a real API server records what each request sends.
 func TestTheOperatorAsksForCompressionOnlyWhenTold(t *testing.T) {
 	env, err := testenv.Start()
 	if err != nil {
@@ -47,24 +49,32 @@ func TestTheOperatorAsksForCompressionOnlyWhenTold(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, compression := range []bool{false, true} {
+	for _, c := range []struct{ compression, tls bool }{{false, true}, {true, true}, {false, false}, {true, false}} {
+		compression := c.compression
 		var mu sync.Mutex
 		accepted := map[string]string{} // request path -> its Accept-Encoding
+		var agents []string
 		proxy := httputil.NewSingleHostReverseProxy(upstream)
 		proxy.Transport = transport
 		// Watch events pass through as they come.
 		proxy.FlushInterval = -1
-		// Over TLS, as in a cluster: for a plain-HTTP host without TLS settings client-go uses
-		// Go's default transport, which asks for gzip whatever the config says.
 		server := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			accepted[r.URL.Path] += r.Header.Get("Accept-Encoding") + ";"
+			agents = append(agents, r.Header.Get("User-Agent"))
 			mu.Unlock()
 			proxy.ServeHTTP(w, r)
 		}))
 		// Connections still opening when the operator stops are no finding.
 		server.Config.ErrorLog = log.New(io.Discard, "", 0)
-		server.StartTLS()
+		cfg := &rest.Config{}
+		if c.tls {
+			server.StartTLS()
+			cfg.CAData = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: server.Certificate().Raw})
+		} else {
+			server.Start()
+		}
+		cfg.Host = server.URL
 
 		opts := operator.DefaultOptions()
 		opts.LeaderElection = false
@@ -72,8 +82,7 @@ func TestTheOperatorAsksForCompressionOnlyWhenTold(t *testing.T) {
 		opts.HealthProbeAddress = "0"
 		opts.RestartableInProcess = true
 		opts.ResponseCompression = compression
-		ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: server.Certificate().Raw})
-		mgr, err := operator.NewManager(&rest.Config{Host: server.URL, TLSClientConfig: rest.TLSClientConfig{CAData: ca}}, opts)
+		mgr, err := operator.NewManager(cfg, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,14 +112,20 @@ func TestTheOperatorAsksForCompressionOnlyWhenTold(t *testing.T) {
 		mu.Unlock()
 		for _, kind := range []string{"/apis/networking.istio.io/v1/virtualservices", "/api/v1/pods", "/apis/gateway.apirule.io/v2/apirules"} {
 			if _, requested := accepted[kind]; !requested {
-				t.Errorf("compression %v: the operator did not read %s through the proxy", compression, kind)
+				t.Errorf("%+v: the operator did not read %s through the proxy", c, kind)
 			}
 		}
 		switch {
 		case !compression && len(gzip) > 0:
-			t.Errorf("compression off: these requests asked for gzip: %v", gzip)
+			t.Errorf("%+v: these requests asked for gzip: %v", c, gzip)
 		case compression && len(plain) > 0:
-			t.Errorf("compression on: these requests did not ask for gzip: %v", plain)
+			t.Errorf("%+v: these requests did not ask for gzip: %v", c, plain)
+		}
+		for _, agent := range agents {
+			if !strings.HasPrefix(agent, "operator.test/") {
+				t.Errorf("%+v: a request's user agent is %q, not the operator's", c, agent)
+				break
+			}
 		}
 	}
 }

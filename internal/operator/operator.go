@@ -5,6 +5,7 @@ package operator
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -127,7 +129,18 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	cfg = rest.CopyConfig(cfg)
-	cfg.DisableCompression = !opts.ResponseCompression
+	// Every client below shares this config, the lists and watches of the generated kinds
+	// among them, whose HTTP client is built before any client would set it.
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	if !opts.ResponseCompression {
+		cfg.DisableCompression = true
+		// DisableCompression does not reach the transport client-go shares for a config without
+		// TLS settings of its own (a plain-HTTP host, HTTPS with a token and the system's
+		// roots): that is Go's default transport, which asks for gzip.
+		cfg.Wrap(uncompressed)
+	}
 	scheme, err := NewScheme()
 	if err != nil {
 		return nil, err
@@ -273,3 +286,19 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	return mgr, nil
 }
+
+// uncompressed asks the API server for responses as they are, whatever the transport below
+// would ask for.
+func uncompressed(next http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		if req.Header.Get("Accept-Encoding") == "" {
+			req = utilnet.CloneRequest(req)
+			req.Header.Set("Accept-Encoding", "identity")
+		}
+		return next.RoundTrip(req)
+	})
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

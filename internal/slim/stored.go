@@ -36,16 +36,17 @@ import (
 // RequestAuthentications as the API server stored them, not as Istio's Go types decode them:
 // those decoders drop fields they do not know, so a field that the cluster's (newer) Istio
 // CRDs accept, added to a generated object, would leave the digest of its state unchanged and
-// never be seen as drift. NewInformer lists and watches these kinds unstructured and
-// builds from each map the slim typed object the transforms of this package build from a
-// typed one, with the digest of the state as stored; the reads of the cache stay typed.
+// never be seen as drift. NewInformer lists and watches these kinds as JSON (storedjson.go)
+// and builds from each object the slim typed object the transforms of this package build from
+// a typed one, with the digest of the state as stored; the reads of the cache stay typed.
 
 // storedKind is one kind the cache receives as stored.
 type storedKind struct {
 	resource schema.GroupVersionResource
 	newList  func() client.ObjectList
-	// fromStored builds the slim object from a stored one; an error leaves the object to the
-	// typed decoding and slimTyped.
+	// fromStored builds the slim object from a stored one. An error leaves an object read from
+	// its JSON to its map, and an object read from its map to the typed decoding and
+	// slimTyped.
 	fromStored func(s storedState) (client.Object, error)
 	// specOf reads of a stored spec's JSON what fromStored reads of the spec, as the map of
 	// the whole object holds it; nil: fromStored reads no spec.
@@ -83,7 +84,8 @@ var storedKinds = map[schema.GroupVersionKind]storedKind{
 }
 
 // NewInformer is the cache's NewInformer. For the kinds above it replaces the list and watch
-// with unstructured ones through dyn; for Pods, which the cache holds as metadata
+// with ones that read the API server's JSON (storedListWatch, through clients on cfg and
+// httpClient); for Pods, which the cache holds as metadata
 // (PodMetadata), with typed ones through pods whose every Pod is slimmed (Pod) into metadata
 // that marks its sidecar and its end: the metadata the API server would send instead has
 // neither. The lists and watches are restricted by the label selector of the kind's entry in

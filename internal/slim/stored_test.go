@@ -17,6 +17,7 @@ import (
 	networkingclientv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityclientv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
@@ -81,7 +82,7 @@ func serveList(t *testing.T, objects ...*unstructured.Unstructured) (rest.Interf
 		items = append(items, u.Object)
 	}
 	body, err := json.Marshal(map[string]any{"apiVersion": kind.resource.GroupVersion().String(), "kind": objects[0].GetKind() + "List",
-		"metadata": map[string]any{"resourceVersion": "10"}, "items": items})
+		"metadata": map[string]any{"resourceVersion": "10", "continue": "next-page", "remainingItemCount": 7}, "items": items})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,6 +214,9 @@ func TestStoredListHoldsSlimTypedObjects(t *testing.T) {
 	list, ok := out.(*securityclientv1.AuthorizationPolicyList)
 	if !ok || len(list.Items) != 1 {
 		t.Fatalf("listed %T %+v, want one AuthorizationPolicy", out, out)
+	}
+	if list.ResourceVersion != "10" || list.Continue != "next-page" || list.RemainingItemCount == nil || *list.RemainingItemCount != 7 {
+		t.Errorf("the list's metadata was not kept: %+v", list.ListMeta)
 	}
 	want, err := AuthorizationPolicy(policy.DeepCopy())
 	if err != nil {
@@ -525,5 +529,35 @@ func TestTheCacheKeepsWhatMakesIstioEnforceAnObjectDifferently(t *testing.T) {
 				t.Errorf("%s, read from its %s: an annotation Istio does not enforce by was kept", u.GetKind(), form)
 			}
 		}
+	}
+}
+
+// An error reply to a list or a watch arrives as the API server's Status error: the reflector
+// tells a resourceVersion too old (410 Gone, list again) from a missing permission.
+func TestAStoredListOrWatchErrorIsTheAPIServersStatus(t *testing.T) {
+	kind := storedKinds[securityclientv1.SchemeGroupVersion.WithKind("AuthorizationPolicy")]
+	replies := map[string]string{
+		"":     `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"authorizationpolicies is forbidden","reason":"Forbidden","code":403}`,
+		"true": `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version","reason":"Expired","code":410}`,
+	}
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reply := replies[r.URL.Query().Get("watch")]
+		var status metav1.Status
+		_ = json.Unmarshal([]byte(reply), &status)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(int(status.Code))
+		_, _ = w.Write([]byte(reply))
+	}))
+	t.Cleanup(server.Close)
+	c, err := storedClient(&rest.Config{Host: server.URL}, server.Client(), kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw := storedListWatch(c, kind, nil)
+	if _, err := lw.ListWithContext(context.Background(), metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the list: %v, want the API server's Forbidden", err)
+	}
+	if _, err := lw.WatchWithContext(context.Background(), metav1.ListOptions{ResourceVersion: "1"}); !apierrors.IsResourceExpired(err) {
+		t.Errorf("the watch: %v, want the API server's Expired", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -49,7 +50,7 @@ type storedObject struct {
 
 func (o *storedObject) DeepCopyObject() runtime.Object {
 	out := &storedObject{TypeMeta: o.TypeMeta, raw: append([]byte(nil), o.raw...), spec: append(json.RawMessage(nil), o.spec...), exact: o.exact}
-	o.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	o.DeepCopyInto(&out.ObjectMeta)
 	return out
 }
 
@@ -199,10 +200,9 @@ type storedCodec struct{ kind storedKind }
 func (c storedCodec) Decode(data []byte, _ *schema.GroupVersionKind, into runtime.Object) (runtime.Object, *schema.GroupVersionKind, error) {
 	switch into := into.(type) {
 	case nil:
+		// A watched object, or the Status of an error reply (rest.Result.Error).
 		obj, err := readStored(data)
 		return obj, nil, err
-	case *metav1.Status:
-		return into, nil, sigsjson.UnmarshalCaseSensitivePreserveInts(data, into)
 	case client.ObjectList:
 		return into, nil, c.kind.readList(data, into)
 	default:
@@ -227,11 +227,12 @@ func (k storedKind) readList(data []byte, into client.ObjectList) error {
 		return err
 	}
 	if list.Kind == "Status" {
+		// A Status with a success code: what it says went wrong is the list's error.
 		status := &metav1.Status{}
 		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(data, status); err != nil {
 			return err
 		}
-		return fmt.Errorf("listing %s: %s", k.resource.Resource, status.Message)
+		return apierrors.FromObject(status)
 	}
 	items := make([]runtime.Object, 0, len(list.Items))
 	for _, raw := range list.Items {
@@ -300,9 +301,7 @@ func storedClient(cfg *rest.Config, httpClient *http.Client, kind storedKind) (r
 	cfg.ContentType = runtime.ContentTypeJSON
 	cfg.AcceptContentTypes = runtime.ContentTypeJSON
 	cfg.NegotiatedSerializer = storedSerializer{storedCodec{kind}}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
+	// The user agent and the credentials are httpClient's.
 	return rest.RESTClientForConfigAndClient(cfg, httpClient)
 }
 

@@ -66,8 +66,9 @@ func measureCeiling(ctx context.Context, cfg Config, report *Report, logf func(s
 
 func ceilingRound(ctx context.Context, n, workers int, work ceilingWork, report *Report, logf func(string, ...any)) error {
 	// The same control plane as the operator's runs, its audit log included, and the
-	// operator's writes made as the operator's user: the ceiling differs from a run only by
-	// what the operator does.
+	// operator's writes made as the operator's user. What a run has beyond this is the
+	// operator's part: its process, its admission (the validating webhook, the finalizer
+	// policy) and the readiness watch that sees its statuses.
 	env, err := startAudited(nil)
 	if err != nil {
 		return err
