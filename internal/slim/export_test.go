@@ -10,6 +10,11 @@ import (
 // StoredFromJSON builds the cache's slim object of a stored object from its JSON, as the
 // cache's lists and watches read it.
 func StoredFromJSON(raw []byte) (client.Object, error) {
+	// The kind as the map reads it: an object this reading left to the map has none yet.
+	kind, _, err := decodedStored(raw)
+	if err != nil {
+		return nil, err
+	}
 	read, err := readStored(raw)
 	if err != nil {
 		return nil, err
@@ -18,28 +23,28 @@ func StoredFromJSON(raw []byte) (client.Object, error) {
 	if !ok {
 		return nil, fmt.Errorf("read a %T", read)
 	}
-	// The kind as the map reads it: an object this reading left to the map has none yet.
-	u := &unstructured.Unstructured{}
-	if err := u.UnmarshalJSON(raw); err != nil {
-		return nil, err
-	}
-	kind, ok := storedKinds[u.GroupVersionKind()]
-	if !ok {
-		return nil, fmt.Errorf("not a stored kind: %s", u.GroupVersionKind())
-	}
 	return kind.objectFromJSON(o)
 }
 
 // StoredFromMap builds it from the map the JSON decodes into, as the dynamic client decoded
 // it before.
 func StoredFromMap(raw []byte) (client.Object, error) {
+	kind, u, err := decodedStored(raw)
+	if err != nil {
+		return nil, err
+	}
+	return kind.object(u)
+}
+
+// decodedStored is a stored object decoded into a map, and its kind.
+func decodedStored(raw []byte) (storedKind, *unstructured.Unstructured, error) {
 	u := &unstructured.Unstructured{}
 	if err := u.UnmarshalJSON(raw); err != nil {
-		return nil, err
+		return storedKind{}, nil, err
 	}
 	kind, ok := storedKinds[u.GroupVersionKind()]
 	if !ok {
-		return nil, fmt.Errorf("not a stored kind: %s", u.GroupVersionKind())
+		return storedKind{}, nil, fmt.Errorf("not a stored kind: %s", u.GroupVersionKind())
 	}
-	return kind.object(u)
+	return kind, u, nil
 }
